@@ -1,0 +1,123 @@
+"""einjit's public functions: ``einsum`` and the ``compile`` decorator."""
+
+from __future__ import annotations
+
+import dis
+import functools
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+from . import engine
+from .engine import DEFAULT_OPTIMIZE, CompiledPlan
+from .parser import parse_subscripts
+
+__all__ = ["einsum", "compile", "CompiledEinsum"]
+
+
+def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None,
+           order: str = "K", casting: str = "safe", optimize: Any = DEFAULT_OPTIMIZE) -> Any:
+    """Evaluate an Einstein summation with compiled kernels: a drop-in for ``numpy.einsum``.
+
+    Same grammar (explicit and implicit output, ``...`` broadcasting, repeated labels,
+    the interleaved sublist form), same result shape, dtype and values, same exceptions.
+    Each distinct equation, shape, dtype and layout compiles once; later calls reuse
+    the kernel (and later processes load it from the disk cache).
+
+    Parameters are numpy's.  ``optimize`` picks how expressions with three or more
+    operands are split into pairwise kernels: ``"auto"`` (einjit's default),
+    ``True``/``"greedy"``, ``"optimal"``, an explicit ``["einsum_path", (0, 1), ...]``,
+    or ``False`` for one fused loop nest over all operands.  ``order="K"`` and ``"A"``
+    give a Fortran-ordered result when every operand is Fortran-ordered, C otherwise.
+
+    >>> import numpy as np, einjit
+    >>> a = np.arange(6.0).reshape(2, 3); b = np.arange(12.0).reshape(3, 4)
+    >>> einjit.einsum("ij,jk->ik", a, b)
+    array([[20., 23., 26., 29.],
+           [56., 68., 80., 92.]])
+    >>> einjit.einsum("ii", np.eye(3))
+    np.float64(3.0)
+    >>> einjit.einsum(a, [0, 1], b, [1, 2], [0, 2]).shape
+    (2, 4)
+    """
+    return engine.einsum(*operands, out=out, dtype=dtype, order=order, casting=casting,
+                         optimize=optimize)
+
+
+def _is_bodyless(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` only has a docstring, ``pass`` or ``...`` (it returns None)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("RESUME", "NOP", "RETURN_CONST", "RETURN_VALUE", "LOAD_CONST",
+                          "POP_TOP", "CACHE"):
+            if ins.opname in ("RETURN_CONST", "LOAD_CONST") and ins.argval not in (None, Ellipsis) \
+                    and not isinstance(ins.argval, str):
+                return False
+            continue
+        return False
+    return True
+
+
+class CompiledEinsum:
+    """An einsum equation with its own compiled kernels (made by :func:`compile`).
+
+    Calling it is ``einjit.einsum(equation, *operands, ...)``; kernels compile once per
+    shape, dtype and layout signature and stay with the object.
+    """
+
+    def __init__(self, equation: str, fn: Callable[..., Any] | None = None,
+                 optimize: Any = DEFAULT_OPTIMIZE) -> None:
+        self.equation = equation
+        self._parsed = parse_subscripts(equation)
+        self.optimize = optimize
+        self._plans: dict[Hashable, CompiledPlan] = {}
+        self.__wrapped__ = fn
+        if fn is not None:
+            functools.update_wrapper(self, fn)
+            if not _is_bodyless(fn):
+                raise TypeError(
+                    f"einjit.compile({equation!r}): the body of {fn.__qualname__} must be "
+                    "empty (a docstring, 'pass' or '...'); element-wise bodies are not "
+                    "supported in this version")
+            n = len(self._parsed.inputs)
+            argc = fn.__code__.co_argcount
+            if not fn.__code__.co_flags & 0x04 and argc != n:  # no *args
+                raise TypeError(f"einjit.compile({equation!r}): {fn.__qualname__} takes "
+                                f"{argc} arguments but the equation has {n} operands")
+
+    def __call__(self, *operands: Any, out: np.ndarray | None = None, dtype: Any = None,
+                 order: str = "K", casting: str = "safe") -> Any:
+        call = engine.prepare_operands(self._parsed, operands, out, dtype, order, casting,
+                                       self.optimize)
+        return engine.run(engine.lookup(call, self._plans), call)
+
+    @property
+    def signatures(self) -> int:
+        """How many shape/dtype/layout signatures this object has compiled."""
+        return len(self._plans)
+
+    def __repr__(self) -> str:
+        return f"<einjit.compile {self.equation!r}: {self.signatures} signature(s)>"
+
+
+def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE
+            ) -> Callable[[Callable[..., Any]], CompiledEinsum]:
+    """Decorate a body-less function to make it a compiled einsum.
+
+    >>> import numpy as np, einjit
+    >>> @einjit.compile("bij,bjk->bik")
+    ... def bmm(a, b):
+    ...     '''Batched matrix product.'''
+    >>> bmm(np.ones((2, 3, 4)), np.ones((2, 4, 5))).shape
+    (2, 3, 5)
+    >>> bmm.__doc__
+    'Batched matrix product.'
+    """
+    parse_subscripts(equation)  # errors in the equation surface at decoration time
+
+    def decorate(fn: Callable[..., Any]) -> CompiledEinsum:
+        return CompiledEinsum(equation, fn, optimize)
+
+    return decorate

@@ -1,0 +1,112 @@
+"""numpy's dtype rules for einsum, and the dtypes einjit computes in.
+
+* :func:`result_dtype` applies numpy's promotion, ``dtype=`` and ``casting=`` rules.
+* :class:`Arithmetic` says how a result dtype is computed: the dtype of intermediates, the
+  dtype reductions accumulate in, and whether Numba can compile it at all.
+
+Accumulation follows numpy's results exactly: integers accumulate in 64 bits and are
+truncated on the store (wrap-around is the same modulo 2**bits as numpy's); booleans sum
+products as integers and store ``acc != 0`` (logical or of logical and); float16 computes
+in float32, as numpy's einsum does, and rounds once at the end.
+
+>>> arithmetic(np.dtype("int8")).accumulate
+'int64'
+>>> arithmetic(np.dtype("float16")).compute
+'float32'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["CASTINGS", "Arithmetic", "arithmetic", "result_dtype", "check_out", "numba_dtype"]
+
+CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
+
+#: dtypes the Numba code generator takes as they are.
+_NUMBA_NATIVE = frozenset(
+    np.dtype(t).name for t in (
+        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+        np.uint64, np.float32, np.float64, np.complex64, np.complex128))
+
+
+def numba_dtype(dt: np.dtype) -> bool:
+    """True when Numba can compile arrays of ``dt`` (float16 is converted first)."""
+    return dt.name in _NUMBA_NATIVE or dt == np.float16
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """How one result dtype is computed.
+
+    ``result``: the dtype numpy returns; ``compute``: intermediates' dtype;
+    ``accumulate``: the dtype of every product and sum; ``backend``: ``"numba"`` or
+    ``"numpy"`` (object arrays, long double and what else Numba cannot compile).
+    """
+
+    result: str
+    compute: str
+    accumulate: str
+    backend: str
+
+
+def arithmetic(result: np.dtype) -> Arithmetic:
+    """The :class:`Arithmetic` for a result dtype."""
+    name = result.name if result.kind != "O" else "object"
+    if not numba_dtype(result):
+        return Arithmetic(name, name, name, "numpy")
+    if result.kind == "b":
+        return Arithmetic(name, name, "int64", "numba")
+    if result.kind == "i":
+        return Arithmetic(name, name, "int64", "numba")
+    if result.kind == "u":
+        return Arithmetic(name, name, "uint64", "numba")
+    if result == np.float16:
+        return Arithmetic(name, "float32", "float32", "numba")
+    return Arithmetic(name, name, name, "numba")
+
+
+def _check_casting(casting: Any) -> str:
+    if casting not in CASTINGS:
+        raise ValueError(
+            f"einsum: casting must be one of {', '.join(map(repr, CASTINGS))} "
+            f"(got {casting!r})")
+    return casting
+
+
+def result_dtype(arrays: Sequence[np.ndarray], dtype: Any, casting: Any) -> np.dtype:
+    """numpy's result dtype for einsum, after checking that every operand may be cast to it.
+
+    >>> result_dtype([np.ones(2, np.float32), np.ones(2, np.int16)], None, "safe")
+    dtype('float32')
+    """
+    casting = _check_casting(casting)
+    if dtype is None:
+        result = np.result_type(*arrays)
+    else:
+        result = np.dtype(dtype)  # TypeError "data type 'x' not understood", as numpy
+    for k, a in enumerate(arrays):
+        if not np.can_cast(a.dtype, result, casting=casting):
+            raise TypeError(
+                f"einsum: operand {k} dtype {a.dtype} cannot be cast to {result} "
+                f"according to the rule {casting!r}")
+    return result
+
+
+def check_out(out: Any, shape: tuple[int, ...], result: np.dtype, casting: str) -> np.ndarray:
+    """Validate ``out=`` as numpy does: an ndarray of the exact shape, writeable, castable."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"einsum: keyword parameter 'out' must be an array, got "
+                        f"{type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"einsum: 'out' has shape {out.shape} but the result has shape "
+                         f"{tuple(shape)}")
+    if not out.flags.writeable:
+        raise ValueError("einsum: 'out' is read-only")
+    if not np.can_cast(result, out.dtype, casting=casting):
+        raise TypeError(f"einsum: the result dtype {result} cannot be cast to the 'out' "
+                        f"dtype {out.dtype} according to the rule {casting!r}")
+    return out

@@ -1,0 +1,265 @@
+"""From a call to a result: validate, look up or build a compiled plan, run it.
+
+:func:`prepare` does everything that depends only on the call (parse, bind shapes,
+dtype rules, canonical views) and returns a :class:`Call`.  :func:`build` turns a call's
+signature into a :class:`CompiledPlan` (plan, schedules, loop nests, sources, compiled
+kernels); :func:`run` executes one.  :func:`einsum` chains them with the in-memory cache.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Sequence
+
+import numpy as np
+
+from . import cache
+from .codegen import numba_cpu, numpy_ufunc
+from .dtypes import Arithmetic, arithmetic, check_out, numba_dtype, result_dtype
+from .ir import LoopNest, Plan
+from .parser import Equation, EinsumSpec, bind, split_arguments
+from .planner import make_plan
+from .schedule import lower, schedule
+from .views import canonical_view, stride_rank
+
+__all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
+           "DEFAULT_OPTIMIZE"]
+
+DEFAULT_OPTIMIZE = "auto"
+_ORDERS = ("C", "F", "A", "K")
+
+
+@dataclass
+class Call:
+    """One validated einsum call, ready to plan and run."""
+
+    spec: EinsumSpec
+    views: list[np.ndarray]          # canonical operands (distinct labels), precast
+    labels: list[tuple[str, ...]]    # each view's labels
+    arith: Arithmetic
+    result: np.dtype
+    out: np.ndarray | None
+    order: str                       # 'C' or 'F': the layout of a newly allocated result
+    optimize: Any
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        size = self.spec.size
+        return tuple(size[lb] for lb in self.spec.output)
+
+    def direct_out(self) -> bool:
+        """Whether the last kernel may write straight into ``out=``."""
+        out = self.out
+        return (out is not None and out.dtype == np.dtype(self.arith.compute)
+                and not any(np.may_share_memory(out, v) for v in self.views))
+
+    def key(self) -> Hashable:
+        """Everything the compiled plan depends on: the in-memory cache key."""
+        target = self.out if self.direct_out() else None
+        layouts = tuple((v.dtype.str, _layout(v), v.flags.writeable, stride_rank(v))
+                        for v in self.views)
+        out_layout = (None if target is None else
+                      (_layout(target), stride_rank(target), target.dtype.str))
+        opt = self.optimize if isinstance(self.optimize, (str, bool)) else repr(self.optimize)
+        return (self.spec, tuple(self.labels), layouts, self.arith, out_layout, self.order, opt)
+
+
+def _layout(a: np.ndarray) -> str:
+    if a.flags.c_contiguous:
+        return "C"
+    return "F" if a.flags.f_contiguous else "A"
+
+
+def prepare(args: Sequence[Any], out: Any = None, dtype: Any = None, order: Any = "K",
+            casting: Any = "safe", optimize: Any = DEFAULT_OPTIMIZE) -> Call:
+    """Validate an einsum call as numpy would and put its operands in canonical form."""
+    equation, operands = split_arguments(args)
+    return prepare_operands(equation, operands, out, dtype, order, casting, optimize)
+
+
+def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtype: Any,
+                     order: Any, casting: Any, optimize: Any) -> Call:
+    """:func:`prepare` for an already parsed equation."""
+    if order not in _ORDERS:
+        raise ValueError(f"einsum: order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+    arrays = [np.asarray(op) for op in operands]
+    spec = bind(equation, [a.shape for a in arrays])
+    result = result_dtype(arrays, dtype, casting)
+    arith = arithmetic(result)
+    size = spec.size
+    if out is not None:
+        check_out(out, tuple(size[lb] for lb in spec.output), result, casting)
+    views, labels = [], []
+    for array, term in zip(arrays, spec.inputs):
+        if arith.backend == "numba" and (not numba_dtype(array.dtype) or array.dtype == np.float16
+                                         or (array.dtype.kind == "c" and result.kind != "c")):
+            array = array.astype(arith.compute)  # numpy's own conversion (warns as numpy does)
+        view, unique = canonical_view(array, term, size)
+        views.append(view)
+        labels.append(unique)
+    if order in ("A", "K"):
+        shaped = [a for a in arrays if a.ndim > 1]
+        fortran = bool(shaped) and all(a.flags.f_contiguous and not a.flags.c_contiguous
+                                       for a in shaped)
+        order = "F" if fortran else "C"
+    return Call(spec, views, labels, arith, result, out, order, optimize)
+
+
+@dataclass
+class CompiledPlan:
+    """A plan with every step scheduled, rendered and compiled."""
+
+    plan: Plan
+    nests: tuple[LoopNest, ...]
+    sources: tuple[str, ...]
+    kernels: tuple[Callable[..., None], ...]
+    backend: str
+
+
+def _elements(strides: Sequence[int], itemsize: int) -> tuple[int, ...]:
+    return tuple(s // itemsize for s in strides)
+
+
+def _c_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
+    """Plan and schedule a call: the pure part of :func:`build` (also used by explain)."""
+    size = call.spec.size
+    plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
+                     call.arith, call.optimize)
+    strides: dict[int, tuple[int, ...]] = {
+        k: _elements(v.strides, v.itemsize) for k, v in enumerate(call.views)}
+    nests = []
+    for i, step in enumerate(plan.steps):
+        kernel = step.kernel
+        shape = tuple(size[lb] for lb in kernel.output.indices)
+        if i == len(plan.steps) - 1:
+            if call.direct_out():
+                out_strides = _elements(call.out.strides, call.out.itemsize)
+            else:
+                out_strides = _c_strides(shape) if call.order == "C" else _c_strides(shape[::-1])[::-1]
+        else:
+            out_strides = _c_strides(shape)
+        strides[step.result] = out_strides
+        sched = schedule(kernel, [strides[a] for a in step.args], out_strides)
+        nests.append(lower(kernel, sched))
+    return plan, tuple(nests)
+
+
+def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
+    """Arrays each step writes: intermediates (C order) and the final result."""
+    size = call.spec.size
+    targets = []
+    for i, step in enumerate(plan.steps):
+        out = step.kernel.output
+        shape = tuple(size[lb] for lb in out.indices)
+        if i < len(plan.steps) - 1:
+            targets.append(np.empty(shape, dtype=out.dtype))
+        elif call.direct_out():
+            targets.append(call.out)
+        else:
+            targets.append(np.empty(shape, dtype=out.dtype, order=call.order))
+    return targets
+
+
+def _signatures(call: Call, plan: Plan) -> list[tuple[Any, ...]]:
+    """Numba argument types of every step (allocating nothing: np.empty is lazy)."""
+    import numba
+
+    typ: dict[int, Any] = {k: numba.typeof(v) for k, v in enumerate(call.views)}
+    sigs = []
+    for step, target in zip(plan.steps, _targets(call, plan)):
+        typ[step.result] = numba.typeof(target)
+        sigs.append(tuple(typ[a] for a in step.args) + (typ[step.result],))
+    return sigs
+
+
+def build(call: Call) -> CompiledPlan:
+    """Plan, schedule, render and compile everything a call needs."""
+    start = time.perf_counter()
+    plan, nests = plan_call(call)
+    kernels: list[Callable[..., None]] = []
+    sources: list[str] = []
+    if call.arith.backend == "numba":
+        sigs = _signatures(call, plan)
+        for step, nest, sig in zip(plan.steps, nests, sigs):
+            source = numba_cpu.render_module(nest, f"{plan.equation} step {step.kernel.name}")
+            fn = cache.load_module_function(source, step.kernel.name)
+            before = sum(fn.stats.cache_hits.values())
+            fn.compile(sig)
+            if sum(fn.stats.cache_hits.values()) > before:
+                cache.STATS.disk_loads += 1
+            else:
+                cache.STATS.compilations += 1
+            kernels.append(fn)
+            sources.append(source)
+    else:
+        for step in plan.steps:
+            fn, source = numpy_ufunc.build(step.kernel)
+            kernels.append(fn)
+            sources.append(source)
+    cache.STATS.compile_seconds += time.perf_counter() - start
+    return CompiledPlan(plan, nests, tuple(sources), tuple(kernels), call.arith.backend)
+
+
+def run(compiled: CompiledPlan, call: Call) -> Any:
+    """Execute a compiled plan on a call's operands; returns what numpy.einsum returns."""
+    values: dict[int, np.ndarray] = dict(enumerate(call.views))
+    targets = _targets(call, compiled.plan)
+    for step, fn, target in zip(compiled.plan.steps, compiled.kernels, targets):
+        fn(*(values[a] for a in step.args), target)
+        values[step.result] = target
+    result = targets[-1]
+    if call.out is not None:
+        if result is not call.out:
+            np.copyto(call.out, result, casting="unsafe")
+        return call.out
+    if result.dtype != call.result:
+        result = result.astype(call.result, order=call.order)
+    return result[()] if result.ndim == 0 else result
+
+
+_PLANS: dict[Hashable, CompiledPlan] = {}
+_build_lock = threading.Lock()
+
+
+def lookup(call: Call, plans: dict[Hashable, CompiledPlan] | None = None) -> CompiledPlan:
+    """The compiled plan for a call, from ``plans`` (default: the process-wide cache)."""
+    table = _PLANS if plans is None else plans
+    key = call.key()
+    compiled = table.get(key)
+    if compiled is not None:
+        cache.STATS.hits += 1
+        return compiled
+    with _build_lock:
+        compiled = table.get(key)
+        if compiled is None:
+            cache.STATS.misses += 1
+            compiled = _PLANS.get(key) or build(call)
+            table[key] = compiled
+            _PLANS.setdefault(key, compiled)
+        else:
+            cache.STATS.hits += 1
+    return compiled
+
+
+def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: Any = "K",
+           casting: Any = "safe", optimize: Any = DEFAULT_OPTIMIZE) -> Any:
+    """See :func:`einjit.einsum`."""
+    call = prepare(operands, out, dtype, order, casting, optimize)
+    return run(lookup(call), call)
+
+
+def clear_cache() -> None:
+    """Forget every compiled plan in memory and reset the counters (disk files stay)."""
+    with _build_lock:
+        _PLANS.clear()
+        cache.STATS.reset()

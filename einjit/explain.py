@@ -1,0 +1,79 @@
+"""``einjit.explain``: what einjit will do for an einsum, as a printable object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .codegen import numba_cpu, numpy_ufunc
+from .engine import DEFAULT_OPTIMIZE, Call, plan_call, prepare_operands
+from .ir import LoopNest, Plan
+from .parser import parse_subscripts
+
+__all__ = ["Explanation", "explain"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The plan, each kernel's loop nest and schedule, and the generated source.
+
+    ``str()`` gives the full report; the fields give the parts.
+    """
+
+    equation: str
+    spec: str
+    dtype: str
+    backend: str
+    plan: Plan
+    nests: tuple[LoopNest, ...]
+    sources: tuple[str, ...]
+
+    def __str__(self) -> str:
+        lines = [f"einsum {self.equation!r}", f"  canonical: {self.spec}",
+                 f"  result dtype: {self.dtype}; backend: {self.backend}", "",
+                 str(self.plan)]
+        for step, nest, source in zip(self.plan.steps, self.nests, self.sources):
+            lines += ["", str(step.kernel), "", "loop nest:", str(nest), "",
+                      "generated source:", source.rstrip()]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython
+        p.text(str(self))
+
+
+def _as_operand(x: Any, dtype: Any) -> Any:
+    """Arrays stay as they are; a shape (tuple of ints) becomes an uninitialised array."""
+    if isinstance(x, tuple) and all(isinstance(n, (int, np.integer)) for n in x):
+        return np.empty(x, dtype=np.float64 if dtype is None else dtype)
+    return x
+
+
+def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
+            optimize: Any = DEFAULT_OPTIMIZE) -> Explanation:
+    """Explain how einjit evaluates ``subscripts`` on these operands (or shapes).
+
+    Nothing is compiled or run.  Operands may be arrays or shape tuples; ``dtype``
+    gives shape-only operands their dtype (float64 by default).
+
+    >>> import einjit
+    >>> e = einjit.explain("ij,jk->ik", (2, 3), (3, 4))
+    >>> print(e.plan)
+    plan for ij,jk->ik: 1 step(s)
+      v2 = k0(v0, v1)    # out[i,k] ; flops 48
+    >>> "for i in range(2)" in str(e)
+    True
+    """
+    operands: Sequence[Any] = [_as_operand(x, dtype) for x in operands_or_shapes]
+    call: Call = prepare_operands(parse_subscripts(subscripts), operands, None,
+                                  None, "K", "unsafe" if dtype is not None else "safe",
+                                  optimize)
+    plan, nests = plan_call(call)
+    if call.arith.backend == "numba":
+        sources = tuple(numba_cpu.render_module(n, f"{plan.equation} step {n.kernel.name}")
+                        for n in nests)
+    else:
+        sources = tuple(numpy_ufunc.render(s.kernel) for s in plan.steps)
+    return Explanation(subscripts, call.spec.text, str(call.result), call.arith.backend,
+                       plan, nests, sources)

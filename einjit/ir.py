@@ -1,0 +1,312 @@
+"""einjit's intermediate representation: kernels, schedules and loop nests.
+
+All nodes are frozen dataclasses with a readable text form (``str(node)``).
+
+* A :class:`Kernel` is one einsum step over *canonical* operands: every operand is
+  indexed by distinct labels (diagonals and broadcasting were turned into strided views
+  before the kernel runs).  Its ``body`` is a scalar expression of one element per operand
+  (a product by default) and ``reduce`` the operator that folds it over the reduction
+  indices (a sum by default).  Other element-wise bodies and reductions need no new node
+  types: a :class:`Call` with another ``op`` and a :class:`Reduction` with another name.
+* A :class:`Schedule` is the small value the scheduler decides: loop order and the
+  parallel loop.
+* A :class:`LoopNest` is a kernel lowered under a schedule: loops, an accumulator
+  initialisation, an accumulation and a store.  Code generators render it as it stands.
+* A :class:`Plan` is the ordered list of steps that evaluates a whole einsum.
+
+>>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j")), Operand("a1", "float64", ("j",))),
+...            Operand("out", "float64", ("i",)), (Index("i", 3), Index("j", 4)),
+...            product(2, (("i", "j"), ("j",))), SUM, "float64")
+>>> print(k)
+kernel k0: out[i] = sum_j a0[i,j] * a1[j]   (i=3, j=4; accumulate float64)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+__all__ = [
+    "Index", "Operand", "Load", "Cast", "Call", "Var", "Expr", "Reduction", "SUM", "Kernel",
+    "Schedule", "Loop", "Init", "Accumulate", "Store", "Stmt", "LoopNest", "Step", "Plan",
+    "product", "loads",
+]
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index variable and its extent."""
+
+    name: str
+    extent: int
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.extent}"
+
+
+@dataclass(frozen=True)
+class Operand:
+    """An array a kernel reads or writes: its name, dtype name and index labels per axis."""
+
+    name: str
+    dtype: str
+    indices: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.name}[{','.join(self.indices)}]"
+
+
+# ------------------------------------------------------------------ scalar expressions
+
+@dataclass(frozen=True)
+class Load:
+    """One element of input ``operand`` (a position in the kernel's inputs)."""
+
+    operand: int
+    indices: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"a{self.operand}[{','.join(self.indices)}]"
+
+
+@dataclass(frozen=True)
+class Cast:
+    """``value`` converted to ``dtype`` (numpy's conversion rules; to bool means != 0)."""
+
+    value: "Expr"
+    dtype: str
+
+    def __str__(self) -> str:
+        return f"{self.dtype}({self.value})"
+
+
+@dataclass(frozen=True)
+class Call:
+    """An element-wise operator applied to sub-expressions (``mul``, ``add``...)."""
+
+    op: str
+    args: tuple["Expr", ...]
+
+    _INFIX = {"mul": "*", "add": "+", "sub": "-", "truediv": "/"}
+
+    def __str__(self) -> str:
+        sym = self._INFIX.get(self.op)
+        if sym is not None:
+            return f" {sym} ".join(str(a) for a in self.args)
+        return f"{self.op}({', '.join(str(a) for a in self.args)})"
+
+
+@dataclass(frozen=True)
+class Var:
+    """A scalar local of the loop nest (a partial accumulator)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+Expr = Union[Load, Cast, Call, Var]
+
+
+def product(n_operands: int, indices: tuple[tuple[str, ...], ...]) -> Expr:
+    """The default body: the product of one element from each operand."""
+    terms = tuple(Load(k, indices[k]) for k in range(n_operands))
+    return terms[0] if len(terms) == 1 else Call("mul", terms)
+
+
+def loads(expr: Expr) -> list[Load]:
+    """Every :class:`Load` in ``expr``, left to right."""
+    if isinstance(expr, Load):
+        return [expr]
+    if isinstance(expr, Var):
+        return []
+    if isinstance(expr, Cast):
+        return loads(expr.value)
+    return [ld for a in expr.args for ld in loads(a)]
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """How body values are folded over the reduction indices.
+
+    ``op`` names the binary operator (``add`` for a sum) and ``identity`` is its neutral
+    element, the value of a reduction over zero elements.
+    """
+
+    name: str
+    op: str
+    identity: int | float | bool
+
+    def __str__(self) -> str:
+        return self.name
+
+
+SUM = Reduction("sum", "add", 0)
+
+
+# ------------------------------------------------------------------ kernels
+
+@dataclass(frozen=True)
+class Kernel:
+    """One loop nest's worth of work: ``output[out] = reduce_{red} body``.
+
+    ``indices`` lists every index with its extent; those not in ``output.indices`` are
+    reduction indices.  ``accumulate`` is the dtype the reduction is carried out in; the
+    store converts it to ``output.dtype``.
+    """
+
+    name: str
+    inputs: tuple[Operand, ...]
+    output: Operand
+    indices: tuple[Index, ...]
+    body: Expr
+    reduce: Reduction
+    accumulate: str
+
+    @property
+    def extent(self) -> dict[str, int]:
+        return {ix.name: ix.extent for ix in self.indices}
+
+    @property
+    def output_indices(self) -> tuple[str, ...]:
+        return self.output.indices
+
+    @property
+    def reduction_indices(self) -> tuple[str, ...]:
+        out = set(self.output.indices)
+        return tuple(ix.name for ix in self.indices if ix.name not in out)
+
+    @property
+    def work(self) -> int:
+        """Number of body evaluations (the product of all extents)."""
+        n = 1
+        for ix in self.indices:
+            n *= ix.extent
+        return n
+
+    def __str__(self) -> str:
+        red = self.reduction_indices
+        body = str(self.body)
+        rhs = f"{self.reduce}_{''.join(red)} {body}" if red else body
+        ext = ", ".join(str(ix) for ix in self.indices)
+        return (f"kernel {self.name}: {self.output} = {rhs}   "
+                f"({ext}; accumulate {self.accumulate})")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What the scheduler decided for one kernel.
+
+    ``order`` lists loop indices outermost first (output indices, then reduction
+    indices); ``parallel`` names the loop run with ``prange`` (or ``None``).
+    """
+
+    order: tuple[str, ...]
+    parallel: str | None = None
+
+    def __str__(self) -> str:
+        par = f", parallel {self.parallel}" if self.parallel else ", serial"
+        return f"order {''.join(self.order) or '(scalar)'}{par}"
+
+
+# ------------------------------------------------------------------ loop nests
+
+@dataclass(frozen=True)
+class Init:
+    """``acc = identity`` before a reduction."""
+
+    acc: str
+    dtype: str
+    value: int | float | bool
+
+    def lines(self) -> list[str]:
+        return [f"{self.acc} = {self.dtype}({self.value!r})"]
+
+
+@dataclass(frozen=True)
+class Accumulate:
+    """``acc = op(acc, value)`` inside the reduction loops."""
+
+    acc: str
+    op: str
+    value: Expr
+    dtype: str
+
+    def lines(self) -> list[str]:
+        return [f"{self.acc} = {self.op}({self.acc}, {self.value})"]
+
+
+@dataclass(frozen=True)
+class Store:
+    """``output[indices] = dtype(value)``: each output element written once."""
+
+    output: Operand
+    value: Expr
+
+    def lines(self) -> list[str]:
+        return [f"{self.output} = {self.output.dtype}({self.value})"]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """``for index in range(extent): body``; ``parallel`` marks a ``prange`` loop."""
+
+    index: str
+    extent: int
+    body: tuple["Stmt", ...]
+    parallel: bool = False
+
+    def lines(self) -> list[str]:
+        head = f"for {self.index} in {'prange' if self.parallel else 'range'}({self.extent}):"
+        return [head] + ["    " + ln for s in self.body for ln in s.lines()]
+
+
+Stmt = Union[Loop, Init, Accumulate, Store]
+
+
+@dataclass(frozen=True)
+class LoopNest:
+    """A kernel lowered under a schedule: the statements a code generator renders."""
+
+    kernel: Kernel
+    schedule: Schedule
+    body: tuple[Stmt, ...]
+
+    def __str__(self) -> str:
+        k = self.kernel
+        args = ", ".join(str(op) for op in k.inputs)
+        head = f"{k.name}({args}) -> {k.output}   [{self.schedule}]"
+        return "\n".join([head] + ["    " + ln for s in self.body for ln in s.lines()])
+
+
+# ------------------------------------------------------------------ plans
+
+@dataclass(frozen=True)
+class Step:
+    """One kernel of a plan: reads values ``args`` (operand ids), writes value ``result``.
+
+    Ids ``0..n-1`` are the einsum's operands, ``n, n+1, ...`` the steps' results.
+    """
+
+    kernel: Kernel
+    args: tuple[int, ...]
+    result: int
+    flops: int = 0
+
+    def __str__(self) -> str:
+        return f"v{self.result} = {self.kernel.name}({', '.join(f'v{a}' for a in self.args)})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps that evaluate one einsum, in execution order."""
+
+    equation: str
+    steps: tuple[Step, ...]
+    path: tuple[tuple[int, ...], ...] = field(default=())
+
+    def __str__(self) -> str:
+        lines = [f"plan for {self.equation}: {len(self.steps)} step(s)"]
+        lines += ["  " + str(s) + f"    # {s.kernel.output} ; flops {s.flops}" for s in self.steps]
+        return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""Split an einsum into kernels along a contraction path.
+
+Input: each operand's canonical labels (distinct, see :mod:`einjit.views`), the output
+labels, every label's extent, the operands' dtypes and the :class:`~einjit.dtypes.Arithmetic`.
+Output: a :class:`~einjit.ir.Plan` of :class:`~einjit.ir.Step` s, each a
+:class:`~einjit.ir.Kernel` whose body is the product of its operands and whose reduction is
+a sum.
+
+Paths come from opt_einsum's path finders (pure search; opt_einsum never computes a
+result here), chosen by name in :data:`PATH_FINDERS`.
+
+>>> import numpy as np
+>>> from einjit.dtypes import arithmetic
+>>> plan = make_plan((("i", "j"), ("j", "k"), ("k", "l")), ("i", "l"),
+...                  {"i": 4, "j": 5, "k": 6, "l": 7}, ("float64",) * 3,
+...                  arithmetic(np.dtype("float64")), "greedy")
+>>> print(plan)  # doctest: +NORMALIZE_WHITESPACE
+plan for ij,jk,kl->il: 2 step(s)
+  v3 = k0(v0, v1)    # out[i,k] ; flops 240
+  v4 = k1(v3, v2)    # out[i,l] ; flops 336
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from .dtypes import Arithmetic
+from .ir import SUM, Call, Cast, Expr, Index, Kernel, Load, Operand, Plan, Step
+
+__all__ = ["PATH_FINDERS", "make_plan", "resolve_path", "PathError"]
+
+Labels = tuple[str, ...]
+
+
+class PathError(ValueError, IndexError):
+    """An explicit ``optimize=`` path that does not fit the operands.
+
+    numpy raises ``IndexError`` for an out-of-range contraction and ``ValueError`` for a
+    malformed path; this error is both.
+    """
+
+
+def _opt_einsum_finder(name: str) -> Callable[..., list[tuple[int, ...]]]:
+    def find(inputs: list[set[str]], output: set[str], size: dict[str, int]):
+        from opt_einsum import paths  # imported on first n-ary plan only
+        return paths.get_path_fn(name)(inputs, output, size, None)
+    find.__name__ = f"{name}_path"
+    return find
+
+
+#: Path finders by name: ``(inputs, output, sizes) -> [(i, j), ...]`` (opt_einsum's convention:
+#: positions in the shrinking operand list; the result is appended at the end).
+PATH_FINDERS: dict[str, Callable[..., list[tuple[int, ...]]]] = {
+    name: _opt_einsum_finder(name) for name in ("auto", "greedy", "optimal", "branch-2", "dp")
+}
+
+
+def resolve_path(optimize: Any, inputs: Sequence[Labels], output: Labels,
+                 extent: dict[str, int]) -> tuple[tuple[int, ...], ...] | None:
+    """The contraction path for ``optimize``; ``None`` means one fused kernel.
+
+    ``optimize`` is numpy's: ``False`` (one kernel), ``True`` or ``"greedy"``,
+    ``"optimal"``, another finder's name, or an explicit ``["einsum_path", (0, 1), ...]``.
+    einjit's default ``"auto"`` picks the finder by the number of operands.
+    """
+    n = len(inputs)
+    if optimize is False:
+        return None
+    if isinstance(optimize, (list, tuple)):
+        return _check_path(optimize, n)
+    if optimize is True:
+        optimize = "greedy"
+    if not isinstance(optimize, str) or optimize not in PATH_FINDERS:
+        raise TypeError(f"einsum: did not understand the path (optimize={optimize!r}); "
+                        f"use a bool, one of {sorted(PATH_FINDERS)}, or an explicit "
+                        "['einsum_path', (i, j), ...] list")
+    if n <= 2:
+        return None
+    found = PATH_FINDERS[optimize]([set(t) for t in inputs], set(output), extent)
+    return tuple(tuple(int(i) for i in c) for c in found)
+
+
+def _check_path(path: Sequence[Any], n: int) -> tuple[tuple[int, ...], ...]:
+    if not path or path[0] != "einsum_path":
+        raise PathError(f"einsum: an explicit path must start with 'einsum_path', got "
+                        f"{list(path)[:1]!r}")
+    checked = []
+    remaining = n
+    for c in path[1:]:
+        try:
+            contraction = tuple(int(i) for i in c)
+        except (TypeError, ValueError):
+            raise PathError(f"einsum: path entry {c!r} is not a tuple of operand positions") from None
+        if not contraction or len(set(contraction)) != len(contraction) or any(
+                not 0 <= i < remaining for i in contraction):
+            raise PathError(f"einsum: path entry {c!r} does not fit the {remaining} "
+                            "operands left at that point of the path")
+        remaining -= len(contraction) - 1
+        checked.append(contraction)
+    return tuple(checked)
+
+
+def _load(k: int, indices: Labels, dtype: str, arith: Arithmetic) -> Expr:
+    expr: Expr = Load(k, indices)
+    if arith.result == "bool" and dtype != "bool":
+        expr = Cast(expr, "bool")
+        dtype = "bool"
+    if dtype != arith.accumulate:
+        expr = Cast(expr, arith.accumulate)
+    return expr
+
+
+def _kernel(name: str, args: Sequence[Labels], dtypes: Sequence[str], out: Labels,
+            out_dtype: str, extent: dict[str, int], arith: Arithmetic) -> Kernel:
+    seen: dict[str, None] = dict.fromkeys(out)
+    for labels in args:
+        seen.update(dict.fromkeys(labels))
+    terms = tuple(_load(k, tuple(labels), dt, arith) for k, (labels, dt) in enumerate(zip(args, dtypes)))
+    body: Expr = terms[0] if len(terms) == 1 else Call("mul", terms)
+    inputs = tuple(Operand(f"a{k}", dt, tuple(lb)) for k, (lb, dt) in enumerate(zip(args, dtypes)))
+    return Kernel(name, inputs, Operand("out", out_dtype, tuple(out)),
+                  tuple(Index(lb, extent[lb]) for lb in seen), body, SUM, arith.accumulate)
+
+
+def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
+              dtypes: Sequence[str], arith: Arithmetic, optimize: Any = "auto") -> Plan:
+    """Plan an einsum over canonical operands (see module docstring for an example)."""
+    inputs = [tuple(t) for t in inputs]
+    output = tuple(output)
+    n = len(inputs)
+    equation = ",".join("".join(t) for t in inputs) + "->" + "".join(output)
+    path = resolve_path(optimize, inputs, output, extent)
+    if path is None:
+        kernel = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith)
+        return Plan(equation, (Step(kernel, tuple(range(n)), n, _flops(kernel)),))
+
+    ids = list(range(n))
+    labels = list(inputs)
+    types = list(dtypes)
+    steps: list[Step] = []
+    contractions = list(path)
+    while len(ids) > 1 or not steps:
+        if contractions:
+            c = contractions.pop(0)
+        else:  # an explicit path that stops early: contract what remains at once
+            c = tuple(range(len(ids)))
+        picked = sorted(c, reverse=True)
+        args = [ids.pop(p) for p in picked][::-1]
+        arg_labels = [labels.pop(p) for p in picked][::-1]
+        arg_types = [types.pop(p) for p in picked][::-1]
+        if ids:
+            keep = set(output).union(*labels)
+            out = tuple(dict.fromkeys(lb for t in arg_labels for lb in t if lb in keep))
+        else:
+            out = output
+        kernel = _kernel(f"k{len(steps)}", arg_labels, arg_types, out, arith.compute,
+                         extent, arith)
+        result = n + len(steps)
+        steps.append(Step(kernel, tuple(args), result, _flops(kernel)))
+        ids.append(result)
+        labels.append(out)
+        types.append(arith.compute)
+    return Plan(equation, tuple(steps), path)
+
+
+def _flops(kernel: Kernel) -> int:
+    """Multiplications and additions the kernel performs, as opt_einsum counts them."""
+    n = len(kernel.inputs)
+    ops = (n - 1) + (1 if kernel.reduction_indices else 0)
+    return kernel.work * max(ops, 1)
+

@@ -1,0 +1,134 @@
+"""Scheduling: choose each kernel's loop order and parallel loop, then lower it to a loop nest.
+
+Two passes, both pure functions:
+
+* :func:`schedule` decides a :class:`~einjit.ir.Schedule` from the kernel and the strides
+  of its arrays: output loops outside, reduction loops inside (so every output element is
+  accumulated in a local and written once); within each group, loops ordered by falling
+  stride so the innermost loop walks the smallest strides; ``prange`` on an outer output
+  loop when the kernel has enough work to pay for threads (or, for a full reduction, on
+  the outer reduction loop with partial sums).
+* :func:`lower` turns a kernel and its schedule into a :class:`~einjit.ir.LoopNest`.
+
+>>> from einjit.ir import Index, Kernel, Operand, SUM, product
+>>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j")), Operand("a1", "float64", ("j", "k"))),
+...            Operand("out", "float64", ("i", "k")), (Index("i", 2), Index("j", 3), Index("k", 4)),
+...            product(2, (("i", "j"), ("j", "k"))), SUM, "float64")
+>>> s = schedule(k, ((3, 1), (4, 1)), (4, 1))
+>>> print(s)
+order ikj, serial
+>>> print(lower(k, s))
+k0(a0[i,j], a1[j,k]) -> out[i,k]   [order ikj, serial]
+    for i in range(2):
+        for k in range(4):
+            acc = float64(0)
+            for j in range(3):
+                acc = add(acc, a0[i,j] * a1[j,k])
+            out[i,k] = float64(acc)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from .ir import (Accumulate, Cast, Expr, Init, Kernel, Load, Loop, LoopNest, Schedule, Stmt,
+                 Store, Var)
+
+__all__ = ["PARALLEL_MIN_WORK", "schedule", "lower", "thread_count"]
+
+#: Body evaluations below which a kernel stays serial: ``parallel=True`` costs about a
+#: second of compile time and a thread start per call (see shared/MEASURED.md).
+PARALLEL_MIN_WORK = 1 << 20
+
+
+def thread_count() -> int:
+    """Threads Numba would use (NUMBA_NUM_THREADS, else the CPUs available)."""
+    env = os.environ.get("NUMBA_NUM_THREADS")
+    if env and env.isdigit():
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
+             output_strides: Sequence[int], threads: int | None = None) -> Schedule:
+    """Pick loop order and parallel loop from the arrays' strides (in elements)."""
+    cost = {ix.name: 0 for ix in kernel.indices}
+    for op, strides in zip(kernel.inputs + (kernel.output,),
+                           tuple(input_strides) + (tuple(output_strides),)):
+        for name, s in zip(op.indices, strides):
+            cost[name] += abs(s)
+    position = {ix.name: p for p, ix in enumerate(kernel.indices)}
+
+    def by_stride(names: Sequence[str]) -> list[str]:
+        # Largest stride outermost; on ties keep the equation's order (C-like).
+        return sorted(names, key=lambda n: (-cost[n], position[n]))
+
+    outer = by_stride(kernel.output_indices)
+    inner = by_stride(kernel.reduction_indices)
+    extent = kernel.extent
+    threads = thread_count() if threads is None else threads
+    parallel = None
+    if threads > 1 and kernel.work >= PARALLEL_MIN_WORK:
+        group = outer if outer else inner
+        wide = [n for n in group if extent[n] >= 2]
+        if wide:
+            parallel = wide[0]
+            group.remove(parallel)
+            group.insert(0, parallel)
+    return Schedule(tuple(outer + inner), parallel)
+
+
+def _nest(order: Sequence[str], extent: dict[str, int], body: tuple[Stmt, ...],
+          parallel: str | None) -> tuple[Stmt, ...]:
+    for name in reversed(order):
+        body = (Loop(name, extent[name], body, name == parallel),)
+    return body
+
+
+def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
+    """Lower ``kernel`` under ``sched`` into loops, an accumulator and one store per element."""
+    extent = kernel.extent
+    n_out = len(kernel.output_indices)
+    outer, inner = sched.order[:n_out], sched.order[n_out:]
+    acc, red = "acc", kernel.reduce
+    store_value: Expr
+    if not inner:
+        store_value = kernel.body
+        body: tuple[Stmt, ...] = ()
+    else:
+        store_value = Var(acc)
+        init = Init(acc, kernel.accumulate, red.identity)
+        if sched.parallel is not None and sched.parallel == inner[0]:
+            # A full reduction split over threads: each iteration of the parallel loop
+            # folds its slice into a partial, then the partials into ``acc``.
+            rest = inner[1:]
+            if rest:
+                part = (Init("part", kernel.accumulate, red.identity),) + _nest(
+                    rest, extent, (Accumulate("part", red.op, kernel.body, kernel.accumulate),),
+                    None) + (Accumulate(acc, red.op, Var("part"), kernel.accumulate),)
+            else:
+                part = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
+            body = (init, Loop(inner[0], extent[inner[0]], part, True))
+        else:
+            body = (init,) + _nest(inner, extent,
+                                   (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
+                                   None)
+    value_dtype = kernel.accumulate if inner else _dtype_of(kernel.body, kernel)
+    if value_dtype != kernel.output.dtype:
+        store_value = Cast(store_value, kernel.output.dtype)
+    body = body + (Store(kernel.output, store_value),)
+    outer_parallel = sched.parallel if sched.parallel in outer else None
+    return LoopNest(kernel, sched, _nest(outer, extent, body, outer_parallel))
+
+
+def _dtype_of(expr: Expr, kernel: Kernel) -> str:
+    """The dtype a body expression evaluates to (loads in their operand's dtype)."""
+    if isinstance(expr, Cast):
+        return expr.dtype
+    if isinstance(expr, Load):
+        return kernel.inputs[expr.operand].dtype
+    return kernel.accumulate

@@ -1,0 +1,49 @@
+"""Canonical operand views: one axis per distinct label, no data copied.
+
+Repeated labels in one operand (a diagonal, ``ii``) become one axis whose stride is the
+sum of the repeated axes' strides; a size-1 axis that broadcasts against a larger extent
+gets stride 0.  After this, every kernel operand is indexed by distinct labels at their
+full extents, and the kernels need neither diagonal nor broadcasting logic.
+
+>>> import numpy as np
+>>> v, labels = canonical_view(np.arange(9.0).reshape(3, 3), ("i", "i"), {"i": 3})
+>>> labels, v.tolist()
+(('i',), [0.0, 4.0, 8.0])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+__all__ = ["canonical_view", "stride_rank"]
+
+
+def canonical_view(array: np.ndarray, labels: tuple[str, ...],
+                   extent: dict[str, int]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A read-only strided view of ``array`` with one axis per distinct label.
+
+    The sizes were validated by :func:`einjit.parser.bind`, so every axis either has the
+    label's extent or size 1 (broadcast), and repeated labels have equal sizes.
+    """
+    unique: list[str] = []
+    strides: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for label, n, s in zip(labels, array.shape, array.strides):
+        if label in strides:
+            strides[label] += s
+        else:
+            unique.append(label)
+            strides[label] = s
+            sizes[label] = n
+    if len(unique) == array.ndim and all(sizes[lb] == extent[lb] for lb in unique):
+        return array, tuple(unique)
+    shape = tuple(extent[lb] for lb in unique)
+    new_strides = tuple(0 if sizes[lb] != extent[lb] else strides[lb] for lb in unique)
+    return as_strided(array, shape, new_strides, writeable=False), tuple(unique)
+
+
+def stride_rank(array: np.ndarray) -> tuple[int, ...]:
+    """Axes ordered from the largest absolute stride to the smallest (the layout class)."""
+    strides = array.strides
+    return tuple(sorted(range(array.ndim), key=lambda ax: (-abs(strides[ax]), ax)))

@@ -1,0 +1,24 @@
+"""Shared test set-up: one kernel cache directory for the whole test run.
+
+Numba compilation dominates the test time, so every test process (including the
+subprocesses some tests start) shares one on-disk kernel cache.  A second run of the
+suite on the same checkout loads every kernel from it.
+"""
+import os
+import pathlib
+
+_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".einjit-test-cache"
+os.environ.setdefault("EINJIT_CACHE_DIR", str(_CACHE))
+
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "einjit",
+        max_examples=int(os.environ.get("EINJIT_HYPOTHESIS_EXAMPLES", "60")),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    settings.load_profile("einjit")
+except ImportError:  # hypothesis is a test extra; the plain tests still run
+    pass
