@@ -70,6 +70,9 @@ def arithmetic(result: np.dtype) -> Arithmetic:
 
 
 def _check_casting(casting: Any) -> str:
+    if not isinstance(casting, str):
+        raise TypeError(f"einsum: casting must be a str, one of {', '.join(map(repr, CASTINGS))} "
+                        f"(got {casting!r})")
     if casting not in CASTINGS:
         raise ValueError(
             f"einsum: casting must be one of {', '.join(map(repr, CASTINGS))} "
@@ -85,9 +88,23 @@ def result_dtype(arrays: Sequence[np.ndarray], dtype: Any, casting: Any) -> np.d
     """
     casting = _check_casting(casting)
     if dtype is None:
-        result = np.result_type(*arrays)
+        try:
+            result = np.result_type(*arrays)
+        except TypeError as exc:
+            odd = [f"operand {k} ({a.dtype})" for k, a in enumerate(arrays)
+                   if a.dtype.kind not in "biufcO"]
+            raise TypeError(f"einsum: cannot find a common dtype for {', '.join(odd) or 'the operands'}"
+                            f": {exc}") from None
     else:
-        result = np.dtype(dtype)  # TypeError "data type 'x' not understood", as numpy
+        try:
+            result = np.dtype(dtype)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"einsum: dtype={dtype!r} is not a data type: {exc}") from None
+    if result.kind not in "biufcO":
+        odd = [f"operand {k} ({a.dtype})" for k, a in enumerate(arrays)
+               if a.dtype.kind not in "biufcO"] or [f"dtype={result}"]
+        raise TypeError(f"einsum: {', '.join(odd)}: einsum computes on numbers (bool, "
+                        f"integer, float, complex) and object arrays, not {result}")
     for k, a in enumerate(arrays):
         if not np.can_cast(a.dtype, result, casting=casting):
             raise TypeError(

@@ -82,6 +82,8 @@ def prepare(args: Sequence[Any], out: Any = None, dtype: Any = None, order: Any 
 def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtype: Any,
                      order: Any, casting: Any, optimize: Any) -> Call:
     """:func:`prepare` for an already parsed equation."""
+    if not isinstance(order, str):
+        raise TypeError(f"einsum: order must be a str, one of 'C', 'F', 'A', or 'K' (got {order!r})")
     if order not in _ORDERS:
         raise ValueError(f"einsum: order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
     arrays = [np.asarray(op) for op in operands]

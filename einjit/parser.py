@@ -109,6 +109,9 @@ def _parse_term(text: str, equation: str, where: str) -> Term:
     i = 0
     while i < len(text):
         ch = text[i]
+        if ch == " ":
+            i += 1
+            continue
         if ch == ".":
             if text[i:i + 3] != "..." or ellipsis is not None:
                 raise ValueError(
@@ -118,9 +121,12 @@ def _parse_term(text: str, equation: str, where: str) -> Term:
             i += 3
             continue
         if ch not in _LETTERS:
-            raise ValueError(
-                f"einsum {equation!r}: invalid subscript {ch!r} in {where}; "
-                "subscripts must be letters (a-z, A-Z)")
+            reason = (f"einsum {equation!r}: invalid subscript {ch!r} in {where}; "
+                      "subscripts must be letters (a-z, A-Z)")
+            if not ch.isascii():  # numpy fails to encode it: keep its exception type
+                pos = equation.find(ch)
+                raise UnicodeEncodeError("ascii", equation, pos, pos + 1, reason)
+            raise ValueError(reason)
         labels.append(ch)
         i += 1
     return Term(tuple(labels), ellipsis)
@@ -128,21 +134,19 @@ def _parse_term(text: str, equation: str, where: str) -> Term:
 
 def _parse_string(subscripts: str) -> Equation:
     equation = subscripts
-    text = subscripts.replace(" ", "")
-    if "->" in text:
-        lhs, _, rhs = text.partition("->")
-        if "->" in rhs or "-" in rhs or ">" in rhs:
-            raise ValueError(
-                f"einsum {equation!r}: the subscripts string contains more than one '->'")
-    else:
-        lhs, rhs = text, None
-    if "-" in lhs or ">" in lhs:
-        raise ValueError(
-            f"einsum {equation!r}: the subscripts string has a '-' or '>' that is not part "
-            "of a proper '->' output specification")
+    lhs, arrow, rhs = subscripts.partition("->")
+    for part, where in ((lhs, "the inputs"), (rhs, "the output")):
+        if "->" in part:
+            raise ValueError(f"einsum {equation!r}: the subscripts string contains more "
+                             "than one '->'")
+        for ch in "->":
+            if ch in part:
+                raise ValueError(
+                    f"einsum {equation!r}: {ch!r} in {where} is not part of a proper "
+                    "'->' output specification")
     inputs = tuple(_parse_term(t, equation, f"operand {k}")
                    for k, t in enumerate(lhs.split(",")))
-    output = None if rhs is None else _parse_term(rhs, equation, "the output")
+    output = _parse_term(rhs, equation, "the output") if arrow else None
     return Equation(inputs, output)
 
 
@@ -162,7 +166,11 @@ def _sublist_term(sublist: Any, where: str) -> Term:
             ellipsis = len(labels)
             continue
         try:
+            if isinstance(item, bool):
+                raise TypeError
             s = operator.index(item)
+            if not -2**63 <= s < 2**63:  # numpy cannot even convert it
+                raise TypeError
         except TypeError:
             raise TypeError(
                 f"einsum: each subscript must be either an integer or an ellipsis; "
@@ -292,7 +300,7 @@ def bind(equation: Equation, shapes: Sequence[tuple[int, ...]]) -> EinsumSpec:
             for label in labels:
                 counts[label] = counts.get(label, 0) + 1
         named = sorted(lb for lb, c in counts.items() if c == 1 and not is_broadcast_label(lb))
-        output = tuple(lb for lb in all_bcast if lb in extent) + tuple(named)
+        output = all_bcast + tuple(named)
     else:
         out = equation.output
         seen: set[str] = set()

@@ -16,8 +16,8 @@ result here), chosen by name in :data:`PATH_FINDERS`.
 ...                  arithmetic(np.dtype("float64")), "greedy")
 >>> print(plan)  # doctest: +NORMALIZE_WHITESPACE
 plan for ij,jk,kl->il: 2 step(s)
-  v3 = k0(v0, v1)    # out[i,k] ; flops 240
-  v4 = k1(v3, v2)    # out[i,l] ; flops 336
+  v3 = k0(v1, v2)    # out[j,l] ; flops 420
+  v4 = k1(v0, v3)    # out[i,l] ; flops 280
 """
 
 from __future__ import annotations
@@ -33,11 +33,22 @@ Labels = tuple[str, ...]
 
 
 class PathError(ValueError, IndexError):
-    """An explicit ``optimize=`` path that does not fit the operands.
+    """An explicit ``optimize=`` path entry that does not fit the operands.
 
-    numpy raises ``IndexError`` for an out-of-range contraction and ``ValueError`` for a
-    malformed path; this error is both.
+    numpy raises ``IndexError`` for an out-of-range contraction; this error is also a
+    ``ValueError``, as einjit's other input errors are.
     """
+
+
+class IncompletePathError(ValueError, RuntimeError):
+    """An explicit path that leaves more than one operand (numpy: ``RuntimeError``)."""
+
+
+class UnknownPathError(TypeError, KeyError):
+    """An ``optimize=`` value that names no path finder (numpy: ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0])
 
 
 def _opt_einsum_finder(name: str) -> Callable[..., list[tuple[int, ...]]]:
@@ -61,42 +72,49 @@ def resolve_path(optimize: Any, inputs: Sequence[Labels], output: Labels,
 
     ``optimize`` is numpy's: ``False`` (one kernel), ``True`` or ``"greedy"``,
     ``"optimal"``, another finder's name, or an explicit ``["einsum_path", (0, 1), ...]``.
-    einjit's default ``"auto"`` picks the finder by the number of operands.
+    einjit's default ``"auto"`` picks the finder by the number of operands.  As in numpy,
+    a finder's name is only looked at when there are three or more operands.
     """
     n = len(inputs)
     if optimize is False:
         return None
     if isinstance(optimize, (list, tuple)):
-        return _check_path(optimize, n)
+        if not optimize or optimize[0] != "einsum_path":
+            raise TypeError(f"einsum: did not understand the path optimize={optimize!r}; an "
+                            "explicit path starts with 'einsum_path'")
+        return _check_path(optimize[1:], n)
     if optimize is True:
         optimize = "greedy"
-    if not isinstance(optimize, str) or optimize not in PATH_FINDERS:
-        raise TypeError(f"einsum: did not understand the path (optimize={optimize!r}); "
-                        f"use a bool, one of {sorted(PATH_FINDERS)}, or an explicit "
-                        "['einsum_path', (i, j), ...] list")
+    if not isinstance(optimize, str):
+        raise TypeError(f"einsum: did not understand optimize={optimize!r}; use a bool, "
+                        f"one of {sorted(PATH_FINDERS)}, or ['einsum_path', (i, j), ...]")
     if n <= 2:
         return None
+    if optimize not in PATH_FINDERS:
+        raise UnknownPathError(f"einsum: optimize={optimize!r} names no path finder; use "
+                               f"one of {sorted(PATH_FINDERS)}")
     found = PATH_FINDERS[optimize]([set(t) for t in inputs], set(output), extent)
     return tuple(tuple(int(i) for i in c) for c in found)
 
 
 def _check_path(path: Sequence[Any], n: int) -> tuple[tuple[int, ...], ...]:
-    if not path or path[0] != "einsum_path":
-        raise PathError(f"einsum: an explicit path must start with 'einsum_path', got "
-                        f"{list(path)[:1]!r}")
     checked = []
     remaining = n
-    for c in path[1:]:
+    for c in path:
         try:
             contraction = tuple(int(i) for i in c)
         except (TypeError, ValueError):
-            raise PathError(f"einsum: path entry {c!r} is not a tuple of operand positions") from None
+            raise PathError(f"einsum: optimize path entry {c!r} is not a tuple of operand "
+                            "positions") from None
         if not contraction or len(set(contraction)) != len(contraction) or any(
                 not 0 <= i < remaining for i in contraction):
-            raise PathError(f"einsum: path entry {c!r} does not fit the {remaining} "
-                            "operands left at that point of the path")
+            raise PathError(f"einsum: optimize path entry {c!r} does not fit the "
+                            f"{remaining} operands left at that point of the path")
         remaining -= len(contraction) - 1
         checked.append(contraction)
+    if remaining != 1:
+        raise IncompletePathError(f"einsum: invalid optimize path {list(path)!r}: "
+                                  f"{remaining - 1} more operands have to be contracted")
     return tuple(checked)
 
 
@@ -138,12 +156,8 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
     labels = list(inputs)
     types = list(dtypes)
     steps: list[Step] = []
-    contractions = list(path)
-    while len(ids) > 1 or not steps:
-        if contractions:
-            c = contractions.pop(0)
-        else:  # an explicit path that stops early: contract what remains at once
-            c = tuple(range(len(ids)))
+    contractions = list(path) if path else [tuple(range(n))]
+    for c in contractions:
         picked = sorted(c, reverse=True)
         args = [ids.pop(p) for p in picked][::-1]
         arg_labels = [labels.pop(p) for p in picked][::-1]

@@ -10,7 +10,7 @@ can unroll and vectorise on them).  The module is written to a file and imported
 >>> k = Kernel("k0", (Operand("a0", "float32", ("i",)), Operand("a1", "float32", ("i",))),
 ...            Operand("out", "float32", ()), (Index("i", 8),),
 ...            product(2, (("i",), ("i",))), SUM, "float32")
->>> print(render_function(lower(k, Schedule(("i",)))))
+>>> print(render_function(lower(k, Schedule(("i",)))), end="")
 def k0(a0, a1, out):
     acc = np.float32(0)
     for i in range(8):

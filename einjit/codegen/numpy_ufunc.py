@@ -11,7 +11,7 @@ It never calls an einsum.  Exceptions raised by object arithmetic propagate unch
 >>> k = Kernel("k0", (Operand("a0", "object", ("i", "j")), Operand("a1", "object", ("j",))),
 ...            Operand("out", "object", ("i",)), (Index("i", 2), Index("j", 3)),
 ...            product(2, (("i", "j"), ("j",))), SUM, "object")
->>> print(render(k))
+>>> print(render(k), end="")
 def k0(a0, a1, out):
     # axes: i j (reduce j)
     x0 = a0[:, :]

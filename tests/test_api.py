@@ -1,0 +1,175 @@
+"""The decorator, the cache counters, the disk cache across processes, explain, backends."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+from decimal import Decimal
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import einjit
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_einsum_matches_numpy_bmm():
+    rng = np.random.default_rng(1)
+    a, b = rng.random((3, 5, 4)), rng.random((3, 4, 2))
+    np.testing.assert_allclose(einjit.einsum("bij,bjk->bik", a, b),
+                               np.einsum("bij,bjk->bik", a, b), rtol=1e-12)
+
+
+def test_decorator_compiles_once_per_signature():
+    @einjit.compile("bij,bjk->bik")
+    def bmm(a, b):
+        """Batched matrix product."""
+
+    assert bmm.__doc__ == "Batched matrix product."
+    assert bmm.__name__ == "bmm"
+    rng = np.random.default_rng(2)
+    a, b = rng.random((2, 3, 5)), rng.random((2, 5, 7))
+    before = einjit.cache_info()
+    r1 = bmm(a, b)
+    mid = einjit.cache_info()
+    r2 = bmm(a, b)
+    after = einjit.cache_info()
+    np.testing.assert_allclose(r1, np.einsum("bij,bjk->bik", a, b), rtol=1e-12)
+    np.testing.assert_array_equal(r1, r2)
+    assert mid["misses"] == before["misses"] + 1
+    built = (mid["compilations"] + mid["disk_loads"]) - (before["compilations"] + before["disk_loads"])
+    assert built == 1
+    assert after["hits"] == mid["hits"] + 1
+    assert after["compilations"] == mid["compilations"]
+    assert after["disk_loads"] == mid["disk_loads"]
+    assert bmm.signatures == 1
+    bmm(a.astype(np.float32), b.astype(np.float32))  # a new dtype is a new signature
+    bmm(np.asfortranarray(a), b)                      # so is a new layout
+    assert bmm.signatures == 3
+
+
+def test_decorator_keeps_kernels_after_clear_cache():
+    @einjit.compile("ij->ji")
+    def transpose(a): ...
+
+    x = np.arange(6.0).reshape(2, 3)
+    transpose(x)
+    einjit.clear_cache()
+    np.testing.assert_array_equal(transpose(x), x.T)
+    assert einjit.cache_info()["hits"] == 1
+
+
+def test_decorator_rejects_a_body_and_wrong_arity():
+    with pytest.raises(TypeError, match="body"):
+        @einjit.compile("ij,jk->ik")
+        def f(a, b):
+            return a + b
+    with pytest.raises(TypeError, match="2 operands"):
+        @einjit.compile("ij,jk->ik")
+        def g(a): ...
+    with pytest.raises(ValueError, match="'%'"):
+        einjit.compile("i%,j")
+
+
+def test_second_process_loads_kernels_from_disk(tmp_path):
+    cache = tmp_path / "cache"
+    script = textwrap.dedent("""
+        import json, numpy as np, einjit
+        a = np.arange(12.0).reshape(3, 4); b = np.arange(20.0).reshape(4, 5)
+        r = einjit.einsum("ij,jk->ik", a, b)
+        r3 = einjit.einsum("ij,jk,kl->il", a, b, b.T)
+        assert np.allclose(r, a @ b) and np.allclose(r3, a @ b @ b.T)
+        print(json.dumps(einjit.cache_info()))
+    """)
+    env = dict(os.environ, EINJIT_CACHE_DIR=str(cache))
+    import json
+
+    first = json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                      capture_output=True, text=True).stdout)
+    second = json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                       capture_output=True, text=True).stdout)
+    assert first["compilations"] == 3 and first["disk_loads"] == 0
+    assert second["compilations"] == 0 and second["disk_loads"] == 3
+    assert len(list((cache / "kernels").glob("k_*.py"))) == 3
+    if os.name == "posix":
+        assert (cache.stat().st_mode & 0o077) == 0  # owner-only
+
+
+def test_cache_info_fields():
+    info = einjit.cache_info()
+    for field in ("hits", "misses", "compilations", "compile_seconds", "disk_loads"):
+        assert field in info
+    assert info["directory"] == os.environ["EINJIT_CACHE_DIR"]
+
+
+def test_explain_shows_plan_loops_and_source():
+    e = einjit.explain("ij,jk,kl->il", (4, 5), (5, 6), (6, 3))
+    text = str(e)
+    assert len(e.plan.steps) == 2
+    assert "@njit(cache=True" in text and "for " in text and "acc +=" in text
+    assert "plan for ij,jk,kl->il: 2 step(s)" in text
+    a = np.ones((3, 3))
+    assert "order" in str(einjit.explain("ii->i", a))
+
+
+def test_explain_object_backend_is_ufuncs():
+    e = einjit.explain("ij,jk->ik", np.ones((2, 2), dtype=object), np.ones((2, 2), dtype=object))
+    assert e.backend == "numpy"
+    assert "np.add.reduce" in str(e) and "einsum" not in e.sources[0]
+
+
+def test_object_arrays_fractions_exact():
+    a = np.array([[Fraction(1, 3), Fraction(2, 5)], [Fraction(-1, 7), Fraction(3, 2)]], dtype=object)
+    b = np.array([[Fraction(1, 2)], [Fraction(5, 3)]], dtype=object)
+    r = einjit.einsum("ij,jk->ik", a, b)
+    assert r.dtype == object
+    assert r.tolist() == np.einsum("ij,jk->ik", a, b).tolist()
+    assert einjit.einsum("ii", a) == Fraction(1, 3) + Fraction(3, 2)
+
+
+def test_object_arrays_decimals_and_errors_propagate():
+    a = np.array([Decimal("1.1"), Decimal("2.2")], dtype=object)
+    assert einjit.einsum("i,i->", a, a) == Decimal("1.1") ** 2 + Decimal("2.2") ** 2
+    bad = np.array([None, 1], dtype=object)
+    with pytest.raises(TypeError):
+        np.einsum("i,i->i", bad, bad)
+    with pytest.raises(TypeError):
+        einjit.einsum("i,i->i", bad, bad)
+
+
+def test_long_double_runs_on_numpy_backend():
+    a = np.arange(6, dtype=np.longdouble).reshape(2, 3)
+    r = einjit.einsum("ij,ij->i", a, a)
+    assert r.dtype == np.longdouble
+    np.testing.assert_array_equal(r, np.einsum("ij,ij->i", a, a))
+
+
+def test_never_calls_another_einsum(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("einjit delegated to numpy.einsum")
+
+    monkeypatch.setattr(np, "einsum", forbidden)
+    a = np.arange(6.0).reshape(2, 3)
+    einjit.einsum("ij,jk,kl->il", a, a.T, a, optimize=True)
+    einjit.einsum("ij->", a.astype(object))
+
+
+def test_parallel_schedule_for_large_work():
+    e = einjit.explain("ij,jk->ik", (256, 128), (128, 64))
+    assert e.nests[0].schedule.parallel is not None
+    assert "prange" in e.sources[0]
+    a, b = np.random.default_rng(3).random((256, 128)), np.random.default_rng(4).random((128, 64))
+    np.testing.assert_allclose(einjit.einsum("ij,jk->ik", a, b), a @ b, rtol=1e-12)
+    x = np.random.default_rng(5).random(1 << 20)
+    e2 = einjit.explain("i,i->", x, x)
+    assert e2.nests[0].schedule.parallel == "i"
+    np.testing.assert_allclose(einjit.einsum("i,i->", x, x), np.dot(x, x), rtol=1e-10)
+
+
+def test_quickstart_example_runs():
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")],
+                         check=True, capture_output=True, text=True).stdout
+    assert "bij,bjk->bik" in out
