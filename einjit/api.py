@@ -91,6 +91,8 @@ class CompiledEinsum:
                  order: str = "K", casting: str = "safe") -> Any:
         call = engine.prepare_operands(self._parsed, operands, out, dtype, order, casting,
                                        self.optimize)
+        if call.view is not None:
+            return call.view[()] if call.view.ndim == 0 else call.view
         return engine.run(engine.lookup(call, self._plans), call)
 
     @property

@@ -22,7 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["CASTINGS", "Arithmetic", "arithmetic", "result_dtype", "check_out", "numba_dtype"]
+__all__ = ["CASTINGS", "Arithmetic", "arithmetic", "as_dtype", "check_casting", "result_dtype",
+           "check_out_array", "check_out_cast", "numba_dtype"]
 
 CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
 
@@ -69,7 +70,8 @@ def arithmetic(result: np.dtype) -> Arithmetic:
     return Arithmetic(name, name, name, "numba")
 
 
-def _check_casting(casting: Any) -> str:
+def check_casting(casting: Any) -> str:
+    """Validate ``casting=`` (TypeError for a non-str, ValueError for an unknown name)."""
     if not isinstance(casting, str):
         raise TypeError(f"einsum: casting must be a str, one of {', '.join(map(repr, CASTINGS))} "
                         f"(got {casting!r})")
@@ -80,13 +82,20 @@ def _check_casting(casting: Any) -> str:
     return casting
 
 
+def as_dtype(dtype: Any) -> np.dtype:
+    """``np.dtype(dtype)``, with an error that names the keyword."""
+    try:
+        return np.dtype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"einsum: dtype={dtype!r} is not a data type: {exc}") from None
+
+
 def result_dtype(arrays: Sequence[np.ndarray], dtype: Any, casting: Any) -> np.dtype:
     """numpy's result dtype for einsum, after checking that every operand may be cast to it.
 
     >>> result_dtype([np.ones(2, np.float32), np.ones(2, np.int16)], None, "safe")
     dtype('float32')
     """
-    casting = _check_casting(casting)
     if dtype is None:
         try:
             result = np.result_type(*arrays)
@@ -96,10 +105,7 @@ def result_dtype(arrays: Sequence[np.ndarray], dtype: Any, casting: Any) -> np.d
             raise TypeError(f"einsum: cannot find a common dtype for {', '.join(odd) or 'the operands'}"
                             f": {exc}") from None
     else:
-        try:
-            result = np.dtype(dtype)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"einsum: dtype={dtype!r} is not a data type: {exc}") from None
+        result = as_dtype(dtype)
     if result.kind not in "biufcO":
         odd = [f"operand {k} ({a.dtype})" for k, a in enumerate(arrays)
                if a.dtype.kind not in "biufcO"] or [f"dtype={result}"]
@@ -113,8 +119,8 @@ def result_dtype(arrays: Sequence[np.ndarray], dtype: Any, casting: Any) -> np.d
     return result
 
 
-def check_out(out: Any, shape: tuple[int, ...], result: np.dtype, casting: str) -> np.ndarray:
-    """Validate ``out=`` as numpy does: an ndarray of the exact shape, writeable, castable."""
+def check_out_array(out: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Validate ``out=`` as numpy does: an ndarray of the exact shape, writeable."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"einsum: keyword parameter 'out' must be an array, got "
                         f"{type(out).__name__}")
@@ -123,7 +129,11 @@ def check_out(out: Any, shape: tuple[int, ...], result: np.dtype, casting: str) 
                          f"{tuple(shape)}")
     if not out.flags.writeable:
         raise ValueError("einsum: 'out' is read-only")
+    return out
+
+
+def check_out_cast(out: np.ndarray, result: np.dtype, casting: str) -> None:
+    """The result dtype must be castable to ``out``'s under the casting rule."""
     if not np.can_cast(result, out.dtype, casting=casting):
         raise TypeError(f"einsum: the result dtype {result} cannot be cast to the 'out' "
                         f"dtype {out.dtype} according to the rule {casting!r}")
-    return out

@@ -17,12 +17,13 @@ import numpy as np
 
 from . import cache
 from .codegen import numba_cpu, numpy_ufunc
-from .dtypes import Arithmetic, arithmetic, check_out, numba_dtype, result_dtype
+from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
+                     check_out_cast, numba_dtype, result_dtype)
 from .ir import LoopNest, Plan
 from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import make_plan
 from .schedule import lower, schedule
-from .views import canonical_view, stride_rank
+from .views import canonical_view, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
            "DEFAULT_OPTIMIZE"]
@@ -43,6 +44,7 @@ class Call:
     out: np.ndarray | None
     order: str                       # 'C' or 'F': the layout of a newly allocated result
     optimize: Any
+    view: np.ndarray | None = None   # the answer itself, when numpy answers with a view
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -86,13 +88,23 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
         raise TypeError(f"einsum: order must be a str, one of 'C', 'F', 'A', or 'K' (got {order!r})")
     if order not in _ORDERS:
         raise ValueError(f"einsum: order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+    casting = check_casting(casting)
+    wanted = None if dtype is None else as_dtype(dtype)
     arrays = [np.asarray(op) for op in operands]
     spec = bind(equation, [a.shape for a in arrays])
-    result = result_dtype(arrays, dtype, casting)
-    arith = arithmetic(result)
     size = spec.size
+    if out is None and len(arrays) == 1 and set(spec.inputs[0]) == set(spec.output):
+        # numpy returns a view here, whatever dtype=, order= and casting= say.
+        view = permuted_view(arrays[0], spec.inputs[0], spec.output)
+        return Call(spec, [], [], arithmetic(view.dtype), view.dtype, None, "C", optimize, view)
     if out is not None:
-        check_out(out, tuple(size[lb] for lb in spec.output), result, casting)
+        check_out_array(out, tuple(size[lb] for lb in spec.output))
+    # Like numpy, the computation dtype is common to the operands and ``out``.
+    result = result_dtype(arrays + ([out] if out is not None and wanted is None else []),
+                          wanted, casting)
+    arith = arithmetic(result)
+    if out is not None:
+        check_out_cast(out, result, casting)
     views, labels = [], []
     for array, term in zip(arrays, spec.inputs):
         if arith.backend == "numba" and (not numba_dtype(array.dtype) or array.dtype == np.float16
@@ -257,6 +269,8 @@ def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: Any = "K",
            casting: Any = "safe", optimize: Any = DEFAULT_OPTIMIZE) -> Any:
     """See :func:`einjit.einsum`."""
     call = prepare(operands, out, dtype, order, casting, optimize)
+    if call.view is not None:
+        return call.view[()] if call.view.ndim == 0 else call.view
     return run(lookup(call), call)
 
 

@@ -29,11 +29,14 @@ class Explanation:
     plan: Plan
     nests: tuple[LoopNest, ...]
     sources: tuple[str, ...]
+    note: str = ""
 
     def __str__(self) -> str:
         lines = [f"einsum {self.equation!r}", f"  canonical: {self.spec}",
-                 f"  result dtype: {self.dtype}; backend: {self.backend}", "",
-                 str(self.plan)]
+                 f"  result dtype: {self.dtype}; backend: {self.backend}"]
+        if self.note:
+            lines.append(f"  {self.note}")
+        lines += ["", str(self.plan)]
         for step, nest, source in zip(self.plan.steps, self.nests, self.sources):
             lines += ["", str(step.kernel), "", "loop nest:", str(nest), "",
                       "generated source:", source.rstrip()]
@@ -69,6 +72,10 @@ def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
     call: Call = prepare_operands(parse_subscripts(subscripts), operands, None,
                                   None, "K", "unsafe" if dtype is not None else "safe",
                                   optimize)
+    if call.view is not None:
+        note = "a view of the operand, as numpy returns it: nothing to compute"
+        return Explanation(subscripts, call.spec.text, str(call.result), "view", Plan(
+            call.spec.text, ()), (), (), note)
     plan, nests = plan_call(call)
     if call.arith.backend == "numba":
         sources = tuple(numba_cpu.render_module(n, f"{plan.equation} step {n.kernel.name}")
@@ -76,4 +83,4 @@ def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
     else:
         sources = tuple(numpy_ufunc.render(s.kernel) for s in plan.steps)
     return Explanation(subscripts, call.spec.text, str(call.result), call.arith.backend,
-                       plan, nests, sources)
+                       plan, nests, sources, "")

@@ -199,15 +199,21 @@ class Schedule:
     """What the scheduler decided for one kernel.
 
     ``order`` lists loop indices outermost first (output indices, then reduction
-    indices); ``parallel`` names the loop run with ``prange`` (or ``None``).
+    indices); ``parallel`` names the loop run with ``prange`` (or ``None``); ``fuse``
+    says how many of the outermost output loops, and of the outermost reduction loops,
+    run as one fused loop (0 or 1: none), which keeps deep nests within what Python
+    and Numba compile.
     """
 
     order: tuple[str, ...]
     parallel: str | None = None
+    fuse: tuple[int, int] = (0, 0)
 
     def __str__(self) -> str:
         par = f", parallel {self.parallel}" if self.parallel else ", serial"
-        return f"order {''.join(self.order) or '(scalar)'}{par}"
+        fuse = (f", fuse {self.fuse[0]} output and {self.fuse[1]} reduction loops"
+                if any(self.fuse) else "")
+        return f"order {''.join(self.order) or '(scalar)'}{par}{fuse}"
 
 
 # ------------------------------------------------------------------ loop nests
@@ -250,16 +256,23 @@ class Store:
 
 @dataclass(frozen=True)
 class Loop:
-    """``for index in range(extent): body``; ``parallel`` marks a ``prange`` loop."""
+    """``for index in range(extent): body``; ``parallel`` marks a ``prange`` loop.
+
+    A fused loop (``unpack`` not empty) runs ``index`` over the product of the unpacked
+    indices' extents and derives each of them from it (row-major, the last fastest).
+    """
 
     index: str
     extent: int
     body: tuple["Stmt", ...]
     parallel: bool = False
+    unpack: tuple[Index, ...] = ()
 
     def lines(self) -> list[str]:
-        head = f"for {self.index} in {'prange' if self.parallel else 'range'}({self.extent}):"
-        return [head] + ["    " + ln for s in self.body for ln in s.lines()]
+        head = f"for {self.index} in {'prange' if self.parallel else 'range'}({self.extent})"
+        if self.unpack:
+            head += f" -> ({', '.join(str(ix) for ix in self.unpack)})"
+        return [head + ":"] + ["    " + ln for s in self.body for ln in s.lines()]
 
 
 Stmt = Union[Loop, Init, Accumulate, Store]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from .ir import (Accumulate, Cast, Expr, Init, Kernel, Load, Loop, LoopNest, Schedule, Stmt,
+from .ir import (Accumulate, Cast, Expr, Index, Init, Kernel, Load, Loop, LoopNest, Schedule, Stmt,
                  Store, Var)
 
 __all__ = ["PARALLEL_MIN_WORK", "schedule", "lower", "thread_count"]
@@ -40,6 +40,10 @@ __all__ = ["PARALLEL_MIN_WORK", "schedule", "lower", "thread_count"]
 #: Body evaluations below which a kernel stays serial: ``parallel=True`` costs about a
 #: second of compile time and a thread start per call (see shared/MEASURED.md).
 PARALLEL_MIN_WORK = 1 << 20
+
+#: Deepest loop nest rendered as nested loops; deeper groups are fused (Python allows
+#: at most 20 nested blocks in one function).
+MAX_LOOP_DEPTH = 12
 
 
 def thread_count() -> int:
@@ -79,13 +83,26 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             parallel = wide[0]
             group.remove(parallel)
             group.insert(0, parallel)
-    return Schedule(tuple(outer + inner), parallel)
+    half = MAX_LOOP_DEPTH // 2
+    fuse = (len(outer) - half + 1 if len(outer) + len(inner) > MAX_LOOP_DEPTH
+            and len(outer) > half else 0,
+            len(inner) - half + 1 if len(inner) > half and len(outer) + len(inner) > MAX_LOOP_DEPTH
+            else 0)
+    return Schedule(tuple(outer + inner), parallel, fuse)
 
 
 def _nest(order: Sequence[str], extent: dict[str, int], body: tuple[Stmt, ...],
-          parallel: str | None) -> tuple[Stmt, ...]:
-    for name in reversed(order):
-        body = (Loop(name, extent[name], body, name == parallel),)
+          parallel: str | None, fuse: int = 0, name: str = "f") -> tuple[Stmt, ...]:
+    """Loops over ``order`` around ``body``; the first ``fuse`` of them as one fused loop."""
+    fuse = fuse if fuse > 1 else 0
+    for ix in reversed(order[fuse:]):
+        body = (Loop(ix, extent[ix], body, ix == parallel),)
+    if fuse:
+        group = tuple(Index(ix, extent[ix]) for ix in order[:fuse])
+        total = 1
+        for g in group:
+            total *= g.extent
+        body = (Loop(name, total, body, parallel in order[:fuse], group),)
     return body
 
 
@@ -94,6 +111,7 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     extent = kernel.extent
     n_out = len(kernel.output_indices)
     outer, inner = sched.order[:n_out], sched.order[n_out:]
+    fuse_out, fuse_red = sched.fuse
     acc, red = "acc", kernel.reduce
     store_value: Expr
     if not inner:
@@ -109,20 +127,20 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             if rest:
                 part = (Init("part", kernel.accumulate, red.identity),) + _nest(
                     rest, extent, (Accumulate("part", red.op, kernel.body, kernel.accumulate),),
-                    None) + (Accumulate(acc, red.op, Var("part"), kernel.accumulate),)
+                    None, fuse_red - 1, "fr") + (Accumulate(acc, red.op, Var("part"), kernel.accumulate),)
             else:
                 part = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
             body = (init, Loop(inner[0], extent[inner[0]], part, True))
         else:
             body = (init,) + _nest(inner, extent,
                                    (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
-                                   None)
+                                   None, fuse_red, "fr")
     value_dtype = kernel.accumulate if inner else _dtype_of(kernel.body, kernel)
     if value_dtype != kernel.output.dtype:
         store_value = Cast(store_value, kernel.output.dtype)
     body = body + (Store(kernel.output, store_value),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
-    return LoopNest(kernel, sched, _nest(outer, extent, body, outer_parallel))
+    return LoopNest(kernel, sched, _nest(outer, extent, body, outer_parallel, fuse_out, "fo"))
 
 
 def _dtype_of(expr: Expr, kernel: Kernel) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["canonical_view", "stride_rank"]
+__all__ = ["canonical_view", "permuted_view", "stride_rank"]
 
 
 def canonical_view(array: np.ndarray, labels: tuple[str, ...],
@@ -47,3 +47,21 @@ def stride_rank(array: np.ndarray) -> tuple[int, ...]:
     """Axes ordered from the largest absolute stride to the smallest (the layout class)."""
     strides = array.strides
     return tuple(sorted(range(array.ndim), key=lambda ax: (-abs(strides[ax]), ax)))
+
+
+def permuted_view(array: np.ndarray, labels: tuple[str, ...], output: tuple[str, ...]) -> np.ndarray:
+    """The view numpy.einsum returns for one operand without reduction (``ij->ji``, ``ii->i``).
+
+    Writeable when ``array`` is, as numpy's.
+
+    >>> a = np.arange(4.0).reshape(2, 2)
+    >>> permuted_view(a, ("i", "i"), ("i",)).tolist()
+    [0.0, 3.0]
+    """
+    unique: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for label, n, s in zip(labels, array.shape, array.strides):
+        unique[label] = unique.get(label, 0) + s
+        sizes[label] = n
+    return as_strided(array, tuple(sizes[lb] for lb in output),
+                      tuple(unique[lb] for lb in output), writeable=array.flags.writeable)

@@ -52,13 +52,13 @@ def test_decorator_compiles_once_per_signature():
 
 
 def test_decorator_keeps_kernels_after_clear_cache():
-    @einjit.compile("ij->ji")
-    def transpose(a): ...
+    @einjit.compile("ij->j")
+    def colsum(a): ...
 
     x = np.arange(6.0).reshape(2, 3)
-    transpose(x)
+    colsum(x)
     einjit.clear_cache()
-    np.testing.assert_array_equal(transpose(x), x.T)
+    np.testing.assert_array_equal(colsum(x), x.sum(axis=0))
     assert einjit.cache_info()["hits"] == 1
 
 
@@ -112,7 +112,9 @@ def test_explain_shows_plan_loops_and_source():
     assert "@njit(cache=True" in text and "for " in text and "acc +=" in text
     assert "plan for ij,jk,kl->il: 2 step(s)" in text
     a = np.ones((3, 3))
-    assert "order" in str(einjit.explain("ii->i", a))
+    assert "order" in str(einjit.explain("ii,i->i", a, a[0]))
+    view = einjit.explain("ii->i", a)
+    assert view.backend == "view" and not view.plan.steps
 
 
 def test_explain_object_backend_is_ufuncs():
@@ -173,3 +175,29 @@ def test_quickstart_example_runs():
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")],
                          check=True, capture_output=True, text=True).stdout
     assert "bij,bjk->bik" in out
+
+
+def test_single_operand_without_sum_is_a_view_like_numpy():
+    a = np.arange(12, dtype=np.int16).reshape(3, 4)
+    for eq in ("ij->ji", "ij", "ji", "...->..."):
+        r, ref = einjit.einsum(eq, a, dtype=np.int32), np.einsum(eq, a, dtype=np.int32)
+        assert r.dtype == ref.dtype == np.int16
+        assert np.shares_memory(r, a)
+        np.testing.assert_array_equal(r, ref)
+    d = einjit.einsum("ii->i", np.arange(9.0).reshape(3, 3))
+    assert d.flags.writeable and d.tolist() == [0.0, 4.0, 8.0]
+
+
+def test_deep_nests_are_fused():
+    a = np.random.default_rng(6).random([2, 1, 3] + [1] * 20 + [2, 2, 3])
+    eq = "abcdefghijklmnopqrstuvwxyz->zyxwvut"
+    np.testing.assert_allclose(einjit.einsum(eq, a), np.einsum(eq, a), rtol=1e-12)
+    assert any(einjit.explain(eq, a).nests[0].schedule.fuse)
+
+
+def test_out_dtype_joins_the_computation_dtype_like_numpy():
+    a, b = np.ones((2, 3), bool), np.ones((3, 4), bool)
+    out = np.zeros((2, 4), np.int32)
+    assert einjit.einsum("ij,jk->ik", a, b, out=out) is out
+    np.testing.assert_array_equal(out, np.einsum("ij,jk->ik", a, b, out=np.zeros_like(out)))
+    assert out[0, 0] == 3

@@ -59,6 +59,13 @@ def _stmt(s: Stmt, indent: str) -> list[str]:
     if isinstance(s, Loop):
         rng = "prange" if s.parallel else "range"
         lines = [f"{indent}for {s.index} in {rng}({s.extent}):"]
+        inner = indent + "    "
+        divisor = 1
+        for ix in reversed(s.unpack):  # row-major: the last unpacked index varies fastest
+            value = s.index if divisor == 1 else f"({s.index} // {divisor})"
+            lines.append(f"{inner}{ix.name} = {value} % {ix.extent}" if ix is not s.unpack[0]
+                         else f"{inner}{ix.name} = {value}")
+            divisor *= ix.extent
         for child in s.body:
             lines += _stmt(child, indent + "    ")
         return lines
