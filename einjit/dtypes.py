@@ -17,6 +17,7 @@ in float32, as numpy's einsum does, and rounds once at the end.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -29,14 +30,15 @@ CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
 
 #: dtypes the Numba code generator takes as they are.
 _NUMBA_NATIVE = frozenset(
-    np.dtype(t).name for t in (
+    np.dtype(t) for t in (
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
         np.uint64, np.float32, np.float64, np.complex64, np.complex128))
+_FLOAT16 = np.dtype(np.float16)
 
 
 def numba_dtype(dt: np.dtype) -> bool:
     """True when Numba can compile arrays of ``dt`` (float16 is converted first)."""
-    return dt.name in _NUMBA_NATIVE or dt == np.float16
+    return dt in _NUMBA_NATIVE or dt == _FLOAT16
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Arithmetic:
     backend: str
 
 
+@functools.lru_cache(maxsize=256)
 def arithmetic(result: np.dtype) -> Arithmetic:
     """The :class:`Arithmetic` for a result dtype."""
     name = result.name if result.kind != "O" else "object"
@@ -65,7 +68,7 @@ def arithmetic(result: np.dtype) -> Arithmetic:
         return Arithmetic(name, name, "int64", "numba")
     if result.kind == "u":
         return Arithmetic(name, name, "uint64", "numba")
-    if result == np.float16:
+    if result == _FLOAT16:
         return Arithmetic(name, "float32", "float32", "numba")
     return Arithmetic(name, name, name, "numba")
 

@@ -107,7 +107,7 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
         check_out_cast(out, result, casting)
     views, labels = [], []
     for array, term in zip(arrays, spec.inputs):
-        if arith.backend == "numba" and (not numba_dtype(array.dtype) or array.dtype == np.float16
+        if arith.backend == "numba" and (not numba_dtype(array.dtype) or array.dtype.char == "e"
                                          or (array.dtype.kind == "c" and result.kind != "c")):
             array = array.astype(arith.compute)  # numpy's own conversion (warns as numpy does)
         view, unique = canonical_view(array, term, size)

@@ -23,6 +23,7 @@ message names the equation and the offending label, operand or dimension.
 
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -132,6 +133,7 @@ def _parse_term(text: str, equation: str, where: str) -> Term:
     return Term(tuple(labels), ellipsis)
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_string(subscripts: str) -> Equation:
     equation = subscripts
     lhs, arrow, rhs = subscripts.partition("->")
@@ -254,13 +256,19 @@ def _expand(term: Term, ndim: int, n_broadcast: int, equation: str, k: int) -> t
 
 
 def bind(equation: Equation, shapes: Sequence[tuple[int, ...]]) -> EinsumSpec:
-    """Bind an equation to operand shapes: expand ellipses, resolve implicit output, check sizes.
+    """Bind an equation to operand shapes (memoised; see :func:`_bind`).
 
     >>> bind(parse_subscripts("...i,i"), [(2, 3), (3,)]).text
     'αi,i->α'
     >>> bind(parse_subscripts("ba"), [(2, 3)]).output
     ('a', 'b')
     """
+    return _bind(equation, tuple(tuple(s) for s in shapes))
+
+
+@functools.lru_cache(maxsize=4096)
+def _bind(equation: Equation, shapes: tuple[tuple[int, ...], ...]) -> EinsumSpec:
+    """Bind an equation to operand shapes: expand ellipses, resolve implicit output, check sizes."""
     text = equation.text
     if len(shapes) != len(equation.inputs):
         raise ValueError(
