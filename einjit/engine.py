@@ -45,23 +45,13 @@ class Call:
     order: str                       # 'C' or 'F': the layout of a newly allocated result
     optimize: Any
     view: np.ndarray | None = None   # the answer itself, when numpy answers with a view
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        size = self.spec.size
-        return tuple(size[lb] for lb in self.spec.output)
-
-    def direct_out(self) -> bool:
-        """Whether the last kernel may write straight into ``out=``."""
-        out = self.out
-        return (out is not None and out.dtype == np.dtype(self.arith.compute)
-                and not any(np.may_share_memory(out, v) for v in self.views))
+    direct_out: bool = False         # the last kernel writes straight into ``out``
 
     def key(self) -> Hashable:
         """Everything the compiled plan depends on: the in-memory cache key."""
-        target = self.out if self.direct_out() else None
-        layouts = tuple((v.dtype.str, _layout(v), v.flags.writeable, stride_rank(v))
-                        for v in self.views)
+        target = self.out if self.direct_out else None
+        layouts = tuple((v.dtype.str, _layout(v), v.flags.writeable, v.flags.aligned,
+                         stride_rank(v)) for v in self.views)
         out_layout = (None if target is None else
                       (_layout(target), stride_rank(target), target.dtype.str))
         opt = self.optimize if isinstance(self.optimize, (str, bool)) else repr(self.optimize)
@@ -118,7 +108,9 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
         fortran = bool(shaped) and all(a.flags.f_contiguous and not a.flags.c_contiguous
                                        for a in shaped)
         order = "F" if fortran else "C"
-    return Call(spec, views, labels, arith, result, out, order, optimize)
+    direct = (out is not None and out.dtype == np.dtype(arith.compute)
+              and not any(np.may_share_memory(out, v) for v in views))
+    return Call(spec, views, labels, arith, result, out, order, optimize, None, direct)
 
 
 @dataclass
@@ -156,7 +148,7 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
         kernel = step.kernel
         shape = tuple(size[lb] for lb in kernel.output.indices)
         if i == len(plan.steps) - 1:
-            if call.direct_out():
+            if call.direct_out:
                 out_strides = _elements(call.out.strides, call.out.itemsize)
             else:
                 out_strides = _c_strides(shape) if call.order == "C" else _c_strides(shape[::-1])[::-1]
@@ -177,7 +169,7 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
         shape = tuple(size[lb] for lb in out.indices)
         if i < len(plan.steps) - 1:
             targets.append(np.empty(shape, dtype=out.dtype))
-        elif call.direct_out():
+        elif call.direct_out:
             targets.append(call.out)
         else:
             targets.append(np.empty(shape, dtype=out.dtype, order=call.order))
