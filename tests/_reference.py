@@ -9,7 +9,8 @@ Reference rule
   (numpy computes these with wrap-around in the result dtype; so must einjit);
 * object results (e.g. ``fractions.Fraction``): exactly equal to ``numpy.einsum``;
 * float / complex results: compared with ``numpy.einsum(..., optimize=False)`` run on
-  the operands cast to the result dtype (as numpy itself does) and then widened to
+  the operands cast to the computation dtype (``dtype=`` if given, else the common type
+  of the operands and, with ``out=``, of ``out`` -- as numpy does) and then widened to
   float64 / complex128 (long double stays long double), with
   ``|got - ref| <= atol + rtol * |ref|`` and ``atol = rtol * einsum(|operands|)``;
   rtol is 1e-12 for float64 / complex128 / long double, 1e-5 for float32 / complex64
@@ -25,17 +26,9 @@ from fractions import Fraction
 
 import numpy as np
 
-import os  # SHIM-BEGIN (temporary, removed before hand-off)
+import einjit
 
-if os.environ.get("EINJIT_TEST_SHIM") == "numpy":
-    einsum = np.einsum
-elif os.environ.get("EINJIT_TEST_SHIM") == "numpy-noopt":
-    def einsum(*a, optimize=False, **k):
-        return np.einsum(*a, **k)
-else:  # SHIM-END
-    import einjit
-
-    einsum = einjit.einsum
+einsum = einjit.einsum
 
 # --------------------------------------------------------------------------- dtypes
 
@@ -319,7 +312,12 @@ def assert_values_match(got, expected, args, kwargs, what):
     calc = np.dtype(kwargs["dtype"]) if kwargs.get("dtype") is not None else None
     if calc is None:
         # the computation dtype numpy uses: the common type of the operands
-        calc = np.result_type(*[np.asarray(args[k]) for k in operand_positions(args)])
+        # (with out=, numpy includes the out dtype: bool operands into an int out are
+        # summed as integers, float32 operands into a float64 out are computed in float64)
+        arrays = [np.asarray(args[k]) for k in operand_positions(args)]
+        if kwargs.get("out") is not None:
+            arrays.append(np.empty((), dtype=kwargs["out"].dtype))
+        calc = np.result_type(*arrays)
         if calc.kind not in "fc":
             calc = dt
     wide = _wide(calc if calc.kind in "fc" else dt)
