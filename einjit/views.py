@@ -63,5 +63,16 @@ def permuted_view(array: np.ndarray, labels: tuple[str, ...], output: tuple[str,
     for label, n, s in zip(labels, array.shape, array.strides):
         unique[label] = unique.get(label, 0) + s
         sizes[label] = n
-    return as_strided(array, tuple(sizes[lb] for lb in output),
-                      tuple(unique[lb] for lb in output), writeable=array.flags.writeable)
+    shape = tuple(sizes[lb] for lb in output)
+    strides = tuple(unique[lb] for lb in output)
+    # Like numpy's own views, the result's base is the array that owns the memory.
+    owner = array
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if owner.dtype.hasobject or owner.base is not None:
+        return as_strided(array, shape, strides, writeable=array.flags.writeable)
+    offset = array.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+    view = np.ndarray(shape, array.dtype, buffer=owner, offset=offset, strides=strides)
+    if not array.flags.writeable and view.flags.writeable:
+        view.flags.writeable = False
+    return view
