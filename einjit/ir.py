@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Union
 
 __all__ = [
-    "Index", "Operand", "Load", "Cast", "Call", "Var", "Expr", "Reduction", "SUM", "Kernel",
-    "Schedule", "Loop", "Init", "Accumulate", "Store", "Stmt", "LoopNest", "Step", "Plan",
+    "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Expr", "Reduction", "SUM", "Kernel",
+    "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Store", "Stmt", "LoopNest", "Step", "Plan",
     "product", "loads",
 ]
 
@@ -87,7 +87,7 @@ class Call:
     op: str
     args: tuple["Expr", ...]
 
-    _INFIX = {"mul": "*", "add": "+", "sub": "-", "truediv": "/"}
+    _INFIX = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//"}
 
     def __str__(self) -> str:
         sym = self._INFIX.get(self.op)
@@ -98,15 +98,26 @@ class Call:
 
 @dataclass(frozen=True)
 class Var:
-    """A scalar local of the loop nest (a partial accumulator)."""
+    """A local of the loop nest: a scalar, or element ``at`` of a local array."""
 
     name: str
+    at: Union["Expr", None] = None
 
     def __str__(self) -> str:
-        return self.name
+        return self.name if self.at is None else f"{self.name}[{self.at}]"
 
 
-Expr = Union[Load, Cast, Call, Var]
+@dataclass(frozen=True)
+class Const:
+    """An integer or floating-point literal."""
+
+    value: int | float | bool
+
+    def __str__(self) -> str:
+        return repr(self.value)
+
+
+Expr = Union[Load, Cast, Call, Var, Const]
 
 
 def product(n_operands: int, indices: tuple[tuple[str, ...], ...]) -> Expr:
@@ -119,7 +130,7 @@ def loads(expr: Expr) -> list[Load]:
     """Every :class:`Load` in ``expr``, left to right."""
     if isinstance(expr, Load):
         return [expr]
-    if isinstance(expr, Var):
+    if isinstance(expr, (Var, Const)):
         return []
     if isinstance(expr, Cast):
         return loads(expr.value)
@@ -202,27 +213,33 @@ class Schedule:
     indices); ``parallel`` names the loop run with ``prange`` (or ``None``); ``fuse``
     says how many of the outermost output loops, and of the outermost reduction loops,
     run as one fused loop (0 or 1: none), which keeps deep nests within what Python
-    and Numba compile.
+    and Numba compile.  ``block = (index, size)`` blocks an output index whose stride is
+    smaller than every reduction index's: its loop runs innermost, inside the
+    reductions, over a local array of ``size`` accumulators (each output element is
+    still written once).
     """
 
     order: tuple[str, ...]
     parallel: str | None = None
     fuse: tuple[int, int] = (0, 0)
+    block: tuple[str, int] | None = None
 
     def __str__(self) -> str:
         par = f", parallel {self.parallel}" if self.parallel else ", serial"
         fuse = (f", fuse {self.fuse[0]} output and {self.fuse[1]} reduction loops"
                 if any(self.fuse) else "")
-        return f"order {''.join(self.order) or '(scalar)'}{par}{fuse}"
+        block = (f", block {self.block[0]} by {self.block[1]} into a local accumulator"
+                 if self.block else "")
+        return f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}"
 
 
 # ------------------------------------------------------------------ loop nests
 
 @dataclass(frozen=True)
 class Init:
-    """``acc = identity`` before a reduction."""
+    """``acc = identity`` before a reduction (``acc`` a scalar or a local array element)."""
 
-    acc: str
+    acc: Var
     dtype: str
     value: int | float | bool
 
@@ -234,13 +251,36 @@ class Init:
 class Accumulate:
     """``acc = op(acc, value)`` inside the reduction loops."""
 
-    acc: str
+    acc: Var
     op: str
     value: Expr
     dtype: str
 
     def lines(self) -> list[str]:
         return [f"{self.acc} = {self.op}({self.acc}, {self.value})"]
+
+
+@dataclass(frozen=True)
+class Alloc:
+    """``name = empty(size, dtype)``: a local array of accumulators."""
+
+    name: str
+    dtype: str
+    size: int
+
+    def lines(self) -> list[str]:
+        return [f"{self.name} = empty({self.size}, {self.dtype})"]
+
+
+@dataclass(frozen=True)
+class Let:
+    """``name = value``: a derived index or count."""
+
+    name: str
+    value: Expr
+
+    def lines(self) -> list[str]:
+        return [f"{self.name} = {self.value}"]
 
 
 @dataclass(frozen=True)
@@ -263,7 +303,7 @@ class Loop:
     """
 
     index: str
-    extent: int
+    extent: int | Var
     body: tuple["Stmt", ...]
     parallel: bool = False
     unpack: tuple[Index, ...] = ()
@@ -275,7 +315,7 @@ class Loop:
         return [head + ":"] + ["    " + ln for s in self.body for ln in s.lines()]
 
 
-Stmt = Union[Loop, Init, Accumulate, Store]
+Stmt = Union[Loop, Init, Accumulate, Store, Alloc, Let]
 
 
 @dataclass(frozen=True)

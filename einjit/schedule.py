@@ -5,16 +5,18 @@ Two passes, both pure functions:
 * :func:`schedule` decides a :class:`~einjit.ir.Schedule` from the kernel and the strides
   of its arrays: output loops outside, reduction loops inside (so every output element is
   accumulated in a local and written once); within each group, loops ordered by falling
-  stride so the innermost loop walks the smallest strides; ``prange`` on an outer output
-  loop when the kernel has enough work to pay for threads (or, for a full reduction, on
-  the outer reduction loop with partial sums).
+  stride so the innermost loop walks the smallest strides; when an output index has
+  smaller strides than every reduction index (``ij,jk->ik`` in C order), that index is
+  blocked: a local array of accumulators lets it run innermost, inside the reductions;
+  ``prange`` on an outer output loop when the kernel has enough work to pay for threads
+  (or, for a full reduction, on the outer reduction loop with partial sums).
 * :func:`lower` turns a kernel and its schedule into a :class:`~einjit.ir.LoopNest`.
 
 >>> from einjit.ir import Index, Kernel, Operand, SUM, product
 >>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j")), Operand("a1", "float64", ("j", "k"))),
 ...            Operand("out", "float64", ("i", "k")), (Index("i", 2), Index("j", 3), Index("k", 4)),
 ...            product(2, (("i", "j"), ("j", "k"))), SUM, "float64")
->>> s = schedule(k, ((3, 1), (4, 1)), (4, 1))
+>>> s = schedule(k, ((3, 1), (1, 3)), (4, 1))   # b stored column-major: j is contiguous
 >>> print(s)
 order ikj, serial
 >>> print(lower(k, s))
@@ -25,6 +27,8 @@ k0(a0[i,j], a1[j,k]) -> out[i,k]   [order ikj, serial]
             for j in range(3):
                 acc = add(acc, a0[i,j] * a1[j,k])
             out[i,k] = float64(acc)
+>>> print(schedule(k, ((3, 1), (4, 1)), (4, 1)))  # row-major b: k innermost, blocked
+order ikj, serial, block k by 4 into a local accumulator
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from .ir import (Accumulate, Cast, Expr, Index, Init, Kernel, Load, Loop, LoopNest, Schedule, Stmt,
-                 Store, Var)
+from .ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Index, Init, Kernel, Let, Load, Loop,
+                 LoopNest, Schedule, Stmt, Store, Var)
 
 __all__ = ["PARALLEL_MIN_WORK", "schedule", "lower", "thread_count"]
 
@@ -44,6 +48,9 @@ PARALLEL_MIN_WORK = 1 << 20
 #: Deepest loop nest rendered as nested loops; deeper groups are fused (Python allows
 #: at most 20 nested blocks in one function).
 MAX_LOOP_DEPTH = 12
+
+#: Accumulators in a blocked output loop (see :class:`~einjit.ir.Schedule`).
+BLOCK = 512
 
 
 def thread_count() -> int:
@@ -84,11 +91,15 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             group.remove(parallel)
             group.insert(0, parallel)
     half = MAX_LOOP_DEPTH // 2
-    fuse = (len(outer) - half + 1 if len(outer) + len(inner) > MAX_LOOP_DEPTH
-            and len(outer) > half else 0,
-            len(inner) - half + 1 if len(inner) > half and len(outer) + len(inner) > MAX_LOOP_DEPTH
-            else 0)
-    return Schedule(tuple(outer + inner), parallel, fuse)
+    deep = len(outer) + len(inner) > MAX_LOOP_DEPTH
+    fuse = (len(outer) - half + 1 if deep and len(outer) > half else 0,
+            len(inner) - half + 1 if deep and len(inner) > half else 0)
+    block = None
+    if inner and outer and not deep:
+        v = outer[-1]  # the output index with the smallest strides
+        if cost[v] < cost[inner[-1]] and extent[v] >= 4:
+            block = (v, min(BLOCK, extent[v]))
+    return Schedule(tuple(outer + inner), parallel, fuse, block)
 
 
 def _nest(order: Sequence[str], extent: dict[str, int], body: tuple[Stmt, ...],
@@ -108,39 +119,85 @@ def _nest(order: Sequence[str], extent: dict[str, int], body: tuple[Stmt, ...],
 
 def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     """Lower ``kernel`` under ``sched`` into loops, an accumulator and one store per element."""
-    extent = kernel.extent
     n_out = len(kernel.output_indices)
     outer, inner = sched.order[:n_out], sched.order[n_out:]
+    if sched.block is not None:
+        body = _blocked(kernel, sched, list(outer), list(inner))
+        return LoopNest(kernel, sched, body)
+    extent = kernel.extent
     fuse_out, fuse_red = sched.fuse
-    acc, red = "acc", kernel.reduce
+    acc, red = Var("acc"), kernel.reduce
     store_value: Expr
     if not inner:
         store_value = kernel.body
         body: tuple[Stmt, ...] = ()
     else:
-        store_value = Var(acc)
+        store_value = acc
         init = Init(acc, kernel.accumulate, red.identity)
         if sched.parallel is not None and sched.parallel == inner[0]:
             # A full reduction split over threads: each iteration of the parallel loop
             # folds its slice into a partial, then the partials into ``acc``.
             rest = inner[1:]
             if rest:
-                part = (Init("part", kernel.accumulate, red.identity),) + _nest(
-                    rest, extent, (Accumulate("part", red.op, kernel.body, kernel.accumulate),),
-                    None, fuse_red - 1, "fr") + (Accumulate(acc, red.op, Var("part"), kernel.accumulate),)
+                part = Var("part")
+                steps = (Init(part, kernel.accumulate, red.identity),) + _nest(
+                    rest, extent, (Accumulate(part, red.op, kernel.body, kernel.accumulate),),
+                    None, fuse_red - 1, "fr") + (Accumulate(acc, red.op, part, kernel.accumulate),)
             else:
-                part = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
-            body = (init, Loop(inner[0], extent[inner[0]], part, True))
+                steps = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
+            body = (init, Loop(inner[0], extent[inner[0]], steps, True))
         else:
             body = (init,) + _nest(inner, extent,
                                    (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
                                    None, fuse_red, "fr")
-    value_dtype = kernel.accumulate if inner else _dtype_of(kernel.body, kernel)
-    if value_dtype != kernel.output.dtype:
-        store_value = Cast(store_value, kernel.output.dtype)
-    body = body + (Store(kernel.output, store_value),)
+    body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
     return LoopNest(kernel, sched, _nest(outer, extent, body, outer_parallel, fuse_out, "fo"))
+
+
+def _store_cast(kernel: Kernel, value: Expr, reduced: bool) -> Expr:
+    dtype = kernel.accumulate if reduced else _dtype_of(kernel.body, kernel)
+    return value if dtype == kernel.output.dtype else Cast(value, kernel.output.dtype)
+
+
+def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
+             ) -> tuple[Stmt, ...]:
+    """Lowering for a blocked output index ``v``: for each block of ``size`` values of v,
+    a local array of accumulators is reset, the reduction loops run with v innermost, and
+    the block is stored::
+
+        for vb in range(ceil(V / size)):
+            v0 = vb * size; vn = min(size, V - v0)
+            for t in range(vn): acc[t] = 0
+            for r ...:                      # reduction loops
+                for t in range(vn): v = v0 + t; acc[t] += body
+            for t in range(vn): v = v0 + t; out[..., v] = acc[t]
+    """
+    extent = kernel.extent
+    v, size = sched.block  # type: ignore[misc]
+    outer.remove(v)
+    n = extent[v]
+    t, acc, red = Var("t"), Var("acc", Var("t")), kernel.reduce
+    count: int | Var = size
+    head: tuple[Stmt, ...] = (Let("v0", Call("mul", (Var("vb"), Const(size)))),)
+    if n % size:
+        count = Var("vn")
+        head += (Let("vn", Call("min", (Const(size), Call("sub", (Const(n), Var("v0")))))),)
+    at_v = Let(v, Call("add", (Var("v0"), t)))
+    reset = Loop("t", count, (Init(acc, kernel.accumulate, red.identity),))
+    step = Loop("t", count, (at_v, Accumulate(acc, red.op, kernel.body, kernel.accumulate)))
+    store = Loop("t", count, (at_v, Store(kernel.output, _store_cast(kernel, acc, True))))
+    block_body = head + (reset,) + _nest(inner, extent, (step,), None) + (store,)
+    alloc = Alloc("acc", kernel.accumulate, size)
+    blocks = -(-n // size)
+    if sched.parallel == v:
+        loop = Loop("vb", blocks, (alloc,) + block_body, True)
+        return _nest(outer, extent, (loop,), None)
+    loop = Loop("vb", blocks, block_body)
+    if sched.parallel is not None and outer and sched.parallel == outer[0]:
+        inside = _nest(outer[1:], extent, (loop,), None)
+        return (Loop(outer[0], extent[outer[0]], (alloc,) + inside, True),)
+    return (alloc,) + _nest(outer, extent, (loop,), None)
 
 
 def _dtype_of(expr: Expr, kernel: Kernel) -> str:

@@ -20,7 +20,8 @@ def k0(a0, a1, out):
 
 from __future__ import annotations
 
-from ..ir import Accumulate, Call, Cast, Expr, Init, Load, Loop, LoopNest, Stmt, Store, Var
+from ..ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Init, Let, Load, Loop, LoopNest,
+                  Stmt, Store, Var)
 
 __all__ = ["render_function", "render_module"]
 
@@ -35,17 +36,24 @@ def _expr(e: Expr) -> str:
     if isinstance(e, Load):
         return f"a{e.operand}[{_index(e.indices)}]"
     if isinstance(e, Var):
-        return e.name
+        return e.name if e.at is None else f"{e.name}[{_expr(e.at)}]"
+    if isinstance(e, Const):
+        return _literal(e.value)
     if isinstance(e, Cast):
         if e.dtype == "bool":
             return f"({_expr(e.value)} != 0)"
         return f"np.{e.dtype}({_expr(e.value)})"
     if isinstance(e, Call):
+        if e.op in ("min", "max"):
+            return f"{e.op}({', '.join(_expr(a) for a in e.args)})"
         sym = _BINARY.get(e.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for operator {e.op!r}")
-        inner = f" {sym} ".join(_expr(a) for a in e.args)
-        return inner if len(e.args) > 1 else _expr(e.args[0])
+        if len(e.args) == 1:
+            return _expr(e.args[0])
+        return f" {sym} ".join(
+            f"({_expr(a)})" if isinstance(a, Call) and a.op in _BINARY else _expr(a)
+            for a in e.args)
     raise TypeError(f"not an expression: {e!r}")
 
 
@@ -58,7 +66,8 @@ def _literal(value: object) -> str:
 def _stmt(s: Stmt, indent: str) -> list[str]:
     if isinstance(s, Loop):
         rng = "prange" if s.parallel else "range"
-        lines = [f"{indent}for {s.index} in {rng}({s.extent}):"]
+        extent = s.extent if isinstance(s.extent, int) else _expr(s.extent)
+        lines = [f"{indent}for {s.index} in {rng}({extent}):"]
         inner = indent + "    "
         divisor = 1
         for ix in reversed(s.unpack):  # row-major: the last unpacked index varies fastest
@@ -70,12 +79,16 @@ def _stmt(s: Stmt, indent: str) -> list[str]:
             lines += _stmt(child, indent + "    ")
         return lines
     if isinstance(s, Init):
-        return [f"{indent}{s.acc} = np.{s.dtype}({_literal(s.value)})"]
+        return [f"{indent}{_expr(s.acc)} = np.{s.dtype}({_literal(s.value)})"]
     if isinstance(s, Accumulate):
         sym = _BINARY.get(s.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for reduction {s.op!r}")
-        return [f"{indent}{s.acc} {sym}= {_expr(s.value)}"]
+        return [f"{indent}{_expr(s.acc)} {sym}= {_expr(s.value)}"]
+    if isinstance(s, Alloc):
+        return [f"{indent}{s.name} = np.empty({s.size}, dtype=np.{s.dtype})"]
+    if isinstance(s, Let):
+        return [f"{indent}{s.name} = {_expr(s.value)}"]
     if isinstance(s, Store):
         return [f"{indent}{s.output.name}[{_index(s.output.indices)}] = {_expr(s.value)}"]
     raise TypeError(f"not a statement: {s!r}")

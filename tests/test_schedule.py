@@ -1,0 +1,76 @@
+"""Schedules that small test shapes never reach: blocked outputs with a remainder,
+parallel blocked loops, parallel reductions with inner loops, fused deep nests.
+Each is checked against numpy in float64 (exact for integers) and its schedule pinned."""
+
+import numpy as np
+import pytest
+
+import einjit
+
+RNG = np.random.default_rng(11)
+
+
+def _check(eq, *ops, rtol=1e-12):
+    got = einjit.einsum(eq, *ops)
+    ref = np.einsum(eq, *[np.asarray(o, dtype=np.result_type(*ops)) for o in ops])
+    assert got.dtype == ref.dtype and np.shape(got) == np.shape(ref)
+    if np.issubdtype(ref.dtype, np.integer):
+        np.testing.assert_array_equal(got, ref)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+    return einjit.explain(eq, *ops).nests
+
+
+def test_blocked_output_with_remainder_serial():
+    a, b = RNG.random((3, 7)), RNG.random((7, 515))
+    (nest,) = _check("ij,jk->ik", a, b)
+    assert nest.schedule.block == ("k", 512) and nest.schedule.parallel is None
+    assert "vn = min(512, 515 - v0)" in einjit.explain("ij,jk->ik", a, b).sources[0]
+
+
+def test_blocked_output_parallel_outer_loop():
+    a, b = RNG.random((300, 64)), RNG.random((64, 700))
+    (nest,) = _check("ij,jk->ik", a, b)
+    assert nest.schedule.block == ("k", 512) and nest.schedule.parallel == "i"
+
+
+def test_blocked_loop_itself_parallel():
+    a, x = RNG.random((1500, 1400)), RNG.random(1500)
+    (nest,) = _check("ji,j->i", a, x)
+    assert nest.schedule.block == ("i", 512) and nest.schedule.parallel == "i"
+    assert "for vb in prange(3)" in einjit.explain("ji,j->i", a, x).sources[0]
+
+
+def test_blocked_integers_exact():
+    a = RNG.integers(-50, 50, (40, 33)).astype(np.int32)
+    b = RNG.integers(-50, 50, (33, 600)).astype(np.int32)
+    (nest,) = _check("ij,jk->ik", a, b)
+    assert nest.schedule.block is not None
+
+
+def test_parallel_full_reduction_with_inner_loops():
+    a = RNG.random((1100, 1000)) + 1j * RNG.random((1100, 1000))
+    (nest,) = _check("ij,ij->", a, a, rtol=1e-10)
+    assert nest.schedule.parallel == "i"
+    src = einjit.explain("ij,ij->", a, a).sources[0]
+    assert "part += " in src and "acc += part" in src
+
+
+def test_parallel_outer_output_loop():
+    a = RNG.random((2000, 600))
+    (nest,) = _check("ij,ij->i", a, a)
+    assert nest.schedule.parallel == "i" and nest.schedule.block is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.bool_])
+def test_blocked_with_other_dtypes(dtype):
+    a = (RNG.random((5, 9)) * 4).astype(dtype)
+    b = (RNG.random((9, 520)) * 4).astype(dtype)
+    got = einjit.einsum("ij,jk->ik", a, b)
+    ref = np.einsum("ij,jk->ik", a, b)
+    assert got.dtype == ref.dtype
+    if dtype is np.float32:
+        np.testing.assert_allclose(got, np.einsum("ij,jk->ik", a.astype(float), b.astype(float)),
+                                   rtol=1e-5)
+    else:
+        np.testing.assert_array_equal(got, ref)
