@@ -16,12 +16,13 @@ from typing import Any, Callable, Hashable, Sequence
 import numpy as np
 
 from . import cache
-from .codegen import numba_cpu, numpy_ufunc
+from .codegen import blas, numba_cpu, numpy_ufunc
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
                      check_out_cast, numba_dtype, result_dtype)
 from .ir import LoopNest, Plan
 from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import make_plan
+from . import schedule as schedule_module
 from .schedule import lower, schedule
 from .views import canonical_view, permuted_view, stride_rank
 
@@ -42,7 +43,7 @@ class Call:
     arith: Arithmetic
     result: np.dtype
     out: np.ndarray | None
-    order: str                       # 'C' or 'F': the layout of a newly allocated result
+    order: tuple[int, ...]           # a new result's axes, slowest-varying first
     optimize: Any
     view: np.ndarray | None = None   # the answer itself, when numpy answers with a view
     direct_out: bool = False         # the last kernel writes straight into ``out``
@@ -55,7 +56,8 @@ class Call:
         out_layout = (None if target is None else
                       (_layout(target), stride_rank(target), target.dtype.str))
         opt = self.optimize if isinstance(self.optimize, (str, bool)) else repr(self.optimize)
-        return (self.spec, tuple(self.labels), layouts, self.arith, out_layout, self.order, opt)
+        return (self.spec, tuple(self.labels), layouts, self.arith, out_layout, self.order, opt,
+                schedule_module.POLICY)
 
 
 def _layout(a: np.ndarray) -> str:
@@ -76,8 +78,9 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
     """:func:`prepare` for an already parsed equation."""
     if not isinstance(order, str):
         raise TypeError(f"einsum: order must be a str, one of 'C', 'F', 'A', or 'K' (got {order!r})")
-    if order not in _ORDERS:
+    if order.upper() not in _ORDERS:
         raise ValueError(f"einsum: order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+    order = order.upper()
     casting = check_casting(casting)
     wanted = None if dtype is None else as_dtype(dtype)
     arrays = [np.asarray(op) for op in operands]
@@ -86,7 +89,7 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
     if out is None and len(arrays) == 1 and set(spec.inputs[0]) == set(spec.output):
         # numpy returns a view here, whatever dtype=, order= and casting= say.
         view = permuted_view(arrays[0], spec.inputs[0], spec.output)
-        return Call(spec, [], [], arithmetic(view.dtype), view.dtype, None, "C", optimize, view)
+        return Call(spec, [], [], arithmetic(view.dtype), view.dtype, None, (), optimize, view)
     if out is not None:
         check_out_array(out, tuple(size[lb] for lb in spec.output))
     # Like numpy, the computation dtype is common to the operands and ``out``.
@@ -103,14 +106,65 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
         view, unique = canonical_view(array, term, size)
         views.append(view)
         labels.append(unique)
-    if order in ("A", "K"):
+    axes = output_axes(order, spec.output, views, labels, arrays)
+    direct = (out is not None and out.dtype == np.dtype(arith.compute)
+              and not any(np.may_share_memory(out, v) for v in views))
+    return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct)
+
+
+def output_axes(order: str, output: tuple[str, ...], views: Sequence[np.ndarray],
+                labels: Sequence[tuple[str, ...]], arrays: Sequence[np.ndarray]
+                ) -> tuple[int, ...]:
+    """The memory order of a new result's axes, slowest first, for numpy's ``order=``.
+
+    'C' and 'F' as named; 'A' is 'F' when every operand is Fortran-contiguous, else 'C';
+    'K' follows the operands' strides: of two output axes, the first operand holding both
+    (with non-zero strides) decides which varies slower, as numpy's iterator does.
+    """
+    n = len(output)
+    if order == "A":
         shaped = [a for a in arrays if a.ndim > 1]
         fortran = bool(shaped) and all(a.flags.f_contiguous and not a.flags.c_contiguous
                                        for a in shaped)
         order = "F" if fortran else "C"
-    direct = (out is not None and out.dtype == np.dtype(arith.compute)
-              and not any(np.may_share_memory(out, v) for v in views))
-    return Call(spec, views, labels, arith, result, out, order, optimize, None, direct)
+    if order == "C" or n < 2:
+        return tuple(range(n))
+    if order == "F":
+        return tuple(range(n - 1, -1, -1))
+
+    # numpy's iterator orders its axes (output labels, then summed labels) by an
+    # insertion sort on the operands' strides: an operand holding both axes with
+    # non-zero strides may veto a move; axes no operand compares keep looking further.
+    names = list(output) + [lb for t in labels for lb in t if lb not in output]
+    names = list(dict.fromkeys(names))
+    strides = [{lb: abs(st) for lb, st in zip(t, v.strides)} for v, t in zip(views, labels)]
+    perm = names[::-1]  # fastest first
+    for i0 in range(1, len(perm)):
+        a0, ipos = perm[i0], i0
+        for i1 in range(i0 - 1, -1, -1):
+            a1, ambiguous, swap = perm[i1], True, True
+            for st in strides:
+                s1, s0 = st.get(a1, 0), st.get(a0, 0)
+                if s1 and s0:
+                    if s1 <= s0:
+                        swap = False
+                    ambiguous = False
+            if not ambiguous:
+                if not swap:
+                    break
+                ipos = i1
+        if ipos != i0:
+            perm.insert(ipos, perm.pop(i0))
+    slowest_first = [lb for lb in reversed(perm) if lb in output]
+    return tuple(output.index(lb) for lb in slowest_first)
+
+
+def allocate(shape: Sequence[int], dtype: Any, axes: Sequence[int]) -> np.ndarray:
+    """An uninitialised array whose axes lie in memory in the order ``axes`` (slowest first)."""
+    if tuple(axes) == tuple(range(len(shape))):
+        return np.empty(shape, dtype=dtype)
+    base = np.empty([shape[a] for a in axes], dtype=dtype)
+    return base.transpose(np.argsort(axes))
 
 
 @dataclass
@@ -151,7 +205,8 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
             if call.direct_out:
                 out_strides = _elements(call.out.strides, call.out.itemsize)
             else:
-                out_strides = _c_strides(shape) if call.order == "C" else _c_strides(shape[::-1])[::-1]
+                target = allocate(shape, kernel.output.dtype, call.order)
+                out_strides = _elements(target.strides, target.itemsize)
         else:
             out_strides = _c_strides(shape)
         strides[step.result] = out_strides
@@ -172,7 +227,7 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
         elif call.direct_out:
             targets.append(call.out)
         else:
-            targets.append(np.empty(shape, dtype=out.dtype, order=call.order))
+            targets.append(allocate(shape, out.dtype, call.order))
     return targets
 
 
@@ -197,6 +252,11 @@ def build(call: Call) -> CompiledPlan:
     if call.arith.backend == "numba":
         sigs = _signatures(call, plan)
         for step, nest, sig in zip(plan.steps, nests, sigs):
+            if nest.schedule.gemm:
+                fn, source = blas.build(nest)
+                kernels.append(fn)
+                sources.append(source)
+                continue
             source = numba_cpu.render_module(nest, f"{plan.equation} step {step.kernel.name}")
             fn = cache.load_module_function(source, step.kernel.name)
             before = sum(fn.stats.cache_hits.values())
@@ -229,7 +289,7 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
             np.copyto(call.out, result, casting="unsafe")
         return call.out
     if result.dtype != call.result:
-        result = result.astype(call.result, order=call.order)
+        result = result.astype(call.result, order="K")
     return result[()] if result.ndim == 0 else result
 
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .codegen import numba_cpu, numpy_ufunc
+from .codegen import blas, numba_cpu, numpy_ufunc
 from .engine import DEFAULT_OPTIMIZE, Call, plan_call, prepare_operands
 from .ir import LoopNest, Plan
 from .parser import parse_subscripts
@@ -78,7 +78,8 @@ def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
             call.spec.text, ()), (), (), note)
     plan, nests = plan_call(call)
     if call.arith.backend == "numba":
-        sources = tuple(numba_cpu.render_module(n, f"{plan.equation} step {n.kernel.name}")
+        sources = tuple(blas.render(n) if n.schedule.gemm else
+                        numba_cpu.render_module(n, f"{plan.equation} step {n.kernel.name}")
                         for n in nests)
     else:
         sources = tuple(numpy_ufunc.render(s.kernel) for s in plan.steps)

@@ -28,7 +28,7 @@ from typing import Union
 
 __all__ = [
     "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Expr", "Reduction", "SUM", "Kernel",
-    "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Store", "Stmt", "LoopNest", "Step", "Plan",
+    "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Stmt", "LoopNest", "Step", "Plan",
     "product", "loads",
 ]
 
@@ -216,21 +216,28 @@ class Schedule:
     and Numba compile.  ``block = (index, size)`` blocks an output index whose stride is
     smaller than every reduction index's: its loop runs innermost, inside the
     reductions, over a local array of ``size`` accumulators (each output element is
-    still written once).
+    still written once).  ``gemm`` runs the whole kernel as one batched matrix product
+    instead of loops.  ``chunk`` sums the innermost reduction loop in chunks of that
+    many terms, each into a partial sum (less rounding error on long float sums).
     """
 
     order: tuple[str, ...]
     parallel: str | None = None
     fuse: tuple[int, int] = (0, 0)
     block: tuple[str, int] | None = None
+    gemm: bool = False
+    chunk: int | None = None
 
     def __str__(self) -> str:
+        if self.gemm:
+            return "one batched GEMM (BLAS)"
         par = f", parallel {self.parallel}" if self.parallel else ", serial"
         fuse = (f", fuse {self.fuse[0]} output and {self.fuse[1]} reduction loops"
                 if any(self.fuse) else "")
         block = (f", block {self.block[0]} by {self.block[1]} into a local accumulator"
                  if self.block else "")
-        return f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}"
+        chunk = f", sum the innermost loop in chunks of {self.chunk}" if self.chunk else ""
+        return f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}"
 
 
 # ------------------------------------------------------------------ loop nests
@@ -315,7 +322,30 @@ class Loop:
         return [head + ":"] + ["    " + ln for s in self.body for ln in s.lines()]
 
 
-Stmt = Union[Loop, Init, Accumulate, Store, Alloc, Let]
+@dataclass(frozen=True)
+class Gemm:
+    """``out = a @ b`` as one batched matrix product (a BLAS call).
+
+    Every index is a batch index (in ``a``, ``b`` and ``out``), an ``m`` index (``a`` and
+    ``out``), an ``n`` index (``b`` and ``out``) or a ``k`` index (``a`` and ``b``, summed).
+    """
+
+    a: Operand
+    b: Operand
+    out: Operand
+    batch: tuple[str, ...]
+    m: tuple[str, ...]
+    n: tuple[str, ...]
+    k: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        def g(x: tuple[str, ...]) -> str:
+            return ",".join(x) or "-"
+        return [f"{self.out} = gemm({self.a}, {self.b})   "
+                f"# batch {g(self.batch)}; m {g(self.m)}; n {g(self.n)}; k {g(self.k)}"]
+
+
+Stmt = Union[Loop, Init, Accumulate, Store, Alloc, Let, Gemm]
 
 
 @dataclass(frozen=True)
@@ -358,8 +388,11 @@ class Plan:
     equation: str
     steps: tuple[Step, ...]
     path: tuple[tuple[int, ...], ...] = field(default=())
+    note: str = ""
 
     def __str__(self) -> str:
         lines = [f"plan for {self.equation}: {len(self.steps)} step(s)"]
+        if self.note:
+            lines.append(f"  ({self.note})")
         lines += ["  " + str(s) + f"    # {s.kernel.output} ; flops {s.flops}" for s in self.steps]
         return "\n".join(lines)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from .dtypes import Arithmetic
+from .schedule import gemm_worthy
 from .ir import SUM, Call, Cast, Expr, Index, Kernel, Load, Operand, Plan, Step
 
 __all__ = ["PATH_FINDERS", "make_plan", "resolve_path", "PathError"]
@@ -148,10 +149,28 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
     n = len(inputs)
     equation = ",".join("".join(t) for t in inputs) + "->" + "".join(output)
     path = resolve_path(optimize, inputs, output, extent)
+    fused = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith)
+    single = Plan(equation, (Step(fused, tuple(range(n)), n, _flops(fused)),))
     if path is None:
-        kernel = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith)
-        return Plan(equation, (Step(kernel, tuple(range(n)), n, _flops(kernel)),))
+        return single
+    split = _split(equation, inputs, output, extent, dtypes, arith, path)
+    if optimize == "auto" and n > 2:
+        # Fuse the whole expression into one loop nest unless that raises the flop count
+        # by more than 2x or gives up a matrix-matrix product BLAS would run.
+        split_flops = sum(s.flops for s in split.steps)
+        blas = any(gemm_worthy(s.kernel) for s in split.steps)
+        verdict = "fused" if not blas and single.steps[0].flops <= 2 * split_flops else "split"
+        note = (f"{verdict}: one fused loop nest costs {single.steps[0].flops} flops, the "
+                f"path {split_flops} flops" + (" with BLAS matrix products" if blas else ""))
+        chosen = single if verdict == "fused" else split
+        return Plan(equation, chosen.steps, chosen.path, note)
+    return split
 
+
+def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str, int],
+           dtypes: Sequence[str], arith: Arithmetic, path: tuple[tuple[int, ...], ...]) -> Plan:
+    """The plan that contracts along ``path``, one kernel per contraction."""
+    n = len(inputs)
     ids = list(range(n))
     labels = list(inputs)
     types = list(dtypes)

@@ -34,23 +34,95 @@ order ikj, serial, block k by 4 into a local accumulator
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Sequence
 
-from .ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Index, Init, Kernel, Let, Load, Loop,
+from .ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Gemm, Index, Init, Kernel, Let, Load,
+                 Loop,
                  LoopNest, Schedule, Stmt, Store, Var)
 
-__all__ = ["PARALLEL_MIN_WORK", "schedule", "lower", "thread_count"]
+__all__ = ["Policy", "POLICY", "schedule", "lower", "gemm_roles", "gemm_worthy",
+           "thread_count"]
 
-#: Body evaluations below which a kernel stays serial: ``parallel=True`` costs about a
-#: second of compile time and a thread start per call (see shared/MEASURED.md).
-PARALLEL_MIN_WORK = 1 << 20
+@dataclass(frozen=True)
+class Policy:
+    """The scheduler's thresholds (part of every compiled plan's cache key).
 
-#: Deepest loop nest rendered as nested loops; deeper groups are fused (Python allows
-#: at most 20 nested blocks in one function).
-MAX_LOOP_DEPTH = 12
+    ``parallel_min_work``: body evaluations below which a kernel stays serial
+    (``parallel=True`` costs about a second of compile time and a thread start per call,
+    see shared/MEASURED.md).  ``gemm_min_work``: multiply-adds from which a GEMM-shaped
+    kernel runs as a BLAS call rather than loops.  ``block``: accumulators in a blocked
+    output loop.  ``chunk``: terms per partial sum in long float reductions.
+    ``max_loop_depth``: deepest nest rendered as nested loops; deeper
+    groups are fused (Python allows at most 20 nested blocks in one function).  Tests
+    swap the policy to drive every strategy with small shapes.
+    """
 
-#: Accumulators in a blocked output loop (see :class:`~einjit.ir.Schedule`).
-BLOCK = 512
+    parallel_min_work: int = 1 << 20
+    gemm_min_work: int = 1 << 14
+    block: int = 512
+    max_loop_depth: int = 12
+    chunk: int = 1024
+
+
+POLICY = Policy()
+_BLAS_DTYPES = frozenset(("float32", "float64", "complex64", "complex128"))
+
+
+def gemm_roles(kernel: Kernel) -> tuple[tuple[str, ...], ...] | None:
+    """``(batch, m, n, k)`` index groups when ``kernel`` is a matrix product, else None.
+
+    A kernel is GEMM-shaped when it has two operands, its body is their plain product,
+    and every index is in both operands and the output (batch), in the first operand
+    and the output (m), in the second and the output (n), or in both operands only (k).
+    """
+    if len(kernel.inputs) != 2 or not isinstance(kernel.body, Call) or kernel.body.op != "mul":
+        return None
+    if not all(isinstance(a, Load) for a in kernel.body.args):
+        return None
+    a, b = (set(op.indices) for op in kernel.inputs)
+    out = set(kernel.output.indices)
+    roles: tuple[list[str], ...] = ([], [], [], [])
+    for ix in kernel.indices:
+        where = (ix.name in a, ix.name in b, ix.name in out)
+        role = {(True, True, True): 0, (True, False, True): 1, (False, True, True): 2,
+                (True, True, False): 3}.get(where)
+        if role is None:
+            return None
+        roles[role].append(ix.name)
+    return tuple(tuple(r) for r in roles)
+
+
+def gemm_worthy(kernel: Kernel) -> bool:
+    """A true matrix-matrix product (m, n and k extents of 8 or more) that BLAS runs
+    far faster than a loop nest could: the planner keeps such steps apart."""
+    if not _use_gemm(kernel):
+        return False
+    roles = gemm_roles(kernel)
+    assert roles is not None
+    extent = kernel.extent
+    sizes = []
+    for group in roles[1:]:
+        n = 1
+        for name in group:
+            n *= extent[name]
+        sizes.append(n)
+    return min(sizes) >= 8
+
+
+def _use_gemm(kernel: Kernel) -> bool:
+    if kernel.accumulate not in _BLAS_DTYPES or kernel.work < POLICY.gemm_min_work:
+        return False
+    if any(op.dtype != kernel.accumulate for op in kernel.inputs + (kernel.output,)):
+        return False
+    roles = gemm_roles(kernel)
+    if roles is None:
+        return False
+    extent = kernel.extent
+    k = 1
+    for name in roles[3]:
+        k *= extent[name]
+    return k >= 8
 
 
 def thread_count() -> int:
@@ -67,6 +139,8 @@ def thread_count() -> int:
 def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
              output_strides: Sequence[int], threads: int | None = None) -> Schedule:
     """Pick loop order and parallel loop from the arrays' strides (in elements)."""
+    if _use_gemm(kernel):
+        return Schedule(tuple(ix.name for ix in kernel.indices), gemm=True)
     cost = {ix.name: 0 for ix in kernel.indices}
     for op, strides in zip(kernel.inputs + (kernel.output,),
                            tuple(input_strides) + (tuple(output_strides),)):
@@ -83,23 +157,27 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     extent = kernel.extent
     threads = thread_count() if threads is None else threads
     parallel = None
-    if threads > 1 and kernel.work >= PARALLEL_MIN_WORK:
+    if threads > 1 and kernel.work >= POLICY.parallel_min_work:
         group = outer if outer else inner
         wide = [n for n in group if extent[n] >= 2]
         if wide:
             parallel = wide[0]
             group.remove(parallel)
             group.insert(0, parallel)
-    half = MAX_LOOP_DEPTH // 2
-    deep = len(outer) + len(inner) > MAX_LOOP_DEPTH
+    half = POLICY.max_loop_depth // 2
+    deep = len(outer) + len(inner) > POLICY.max_loop_depth
     fuse = (len(outer) - half + 1 if deep and len(outer) > half else 0,
             len(inner) - half + 1 if deep and len(inner) > half else 0)
     block = None
     if inner and outer and not deep:
         v = outer[-1]  # the output index with the smallest strides
         if cost[v] < cost[inner[-1]] and extent[v] >= 4:
-            block = (v, min(BLOCK, extent[v]))
-    return Schedule(tuple(outer + inner), parallel, fuse, block)
+            block = (v, min(POLICY.block, extent[v]))
+    chunk = None
+    if (inner and block is None and not fuse[1] and parallel not in inner
+            and kernel.accumulate[0] in "fc" and extent[inner[-1]] > POLICY.chunk):
+        chunk = POLICY.chunk
+    return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk)
 
 
 def _nest(order: Sequence[str], extent: dict[str, int], body: tuple[Stmt, ...],
@@ -119,6 +197,11 @@ def _nest(order: Sequence[str], extent: dict[str, int], body: tuple[Stmt, ...],
 
 def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     """Lower ``kernel`` under ``sched`` into loops, an accumulator and one store per element."""
+    if sched.gemm:
+        roles = gemm_roles(kernel)
+        assert roles is not None  # the scheduler checked
+        a, b = kernel.inputs
+        return LoopNest(kernel, sched, (Gemm(a, b, kernel.output, *roles),))
     n_out = len(kernel.output_indices)
     outer, inner = sched.order[:n_out], sched.order[n_out:]
     if sched.block is not None:
@@ -146,6 +229,9 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             else:
                 steps = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
             body = (init, Loop(inner[0], extent[inner[0]], steps, True))
+        elif sched.chunk:
+            body = (init,) + _nest(inner[:-1], extent, _chunked(kernel, inner[-1], sched.chunk),
+                                   None)
         else:
             body = (init,) + _nest(inner, extent,
                                    (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
@@ -153,6 +239,29 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
     return LoopNest(kernel, sched, _nest(outer, extent, body, outer_parallel, fuse_out, "fo"))
+
+
+def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
+    """The innermost reduction loop over ``r`` summed in chunks of ``size`` terms::
+
+        for rb in range(ceil(R / size)):
+            r0 = rb * size; rn = min(size, R - r0)
+            part = 0
+            for t in range(rn): r = r0 + t; part += body
+            acc += part
+    """
+    n = kernel.extent[r]
+    part, red = Var("part"), kernel.reduce
+    count: int | Var = size
+    head: tuple[Stmt, ...] = (Let("r0", Call("mul", (Var("rb"), Const(size)))),)
+    if n % size:
+        count = Var("rn")
+        head += (Let("rn", Call("min", (Const(size), Call("sub", (Const(n), Var("r0")))))),)
+    step = Loop("t", count, (Let(r, Call("add", (Var("r0"), Var("t")))),
+                             Accumulate(part, red.op, kernel.body, kernel.accumulate)))
+    body = head + (Init(part, kernel.accumulate, red.identity), step,
+                   Accumulate(Var("acc"), red.op, part, kernel.accumulate))
+    return (Loop("rb", -(-n // size), body),)
 
 
 def _store_cast(kernel: Kernel, value: Expr, reduced: bool) -> Expr:

@@ -160,15 +160,18 @@ def test_never_calls_another_einsum(monkeypatch):
 
 
 def test_parallel_schedule_for_large_work():
-    e = einjit.explain("ij,jk->ik", (256, 128), (128, 64))
+    e = einjit.explain("ij,jk->ik", (256, 128), (128, 64), dtype=np.int64)
     assert e.nests[0].schedule.parallel is not None
     assert "prange" in e.sources[0]
-    a, b = np.random.default_rng(3).random((256, 128)), np.random.default_rng(4).random((128, 64))
-    np.testing.assert_allclose(einjit.einsum("ij,jk->ik", a, b), a @ b, rtol=1e-12)
+    a = np.random.default_rng(3).integers(-9, 9, (256, 128))
+    b = np.random.default_rng(4).integers(-9, 9, (128, 64))
+    np.testing.assert_array_equal(einjit.einsum("ij,jk->ik", a, b), a @ b)
+    assert einjit.explain("ij,jk->ik", (256, 128), (128, 64)).nests[0].schedule.gemm
     x = np.random.default_rng(5).random(1 << 20)
-    e2 = einjit.explain("i,i->", x, x)
+    e2 = einjit.explain("i,i,i->", x, x, x, optimize=False)
     assert e2.nests[0].schedule.parallel == "i"
-    np.testing.assert_allclose(einjit.einsum("i,i->", x, x), np.dot(x, x), rtol=1e-10)
+    np.testing.assert_allclose(einjit.einsum("i,i,i->", x, x, x, optimize=False),
+                               np.sum(x * x * x), rtol=1e-10)
 
 
 def test_quickstart_example_runs():
@@ -201,3 +204,21 @@ def test_out_dtype_joins_the_computation_dtype_like_numpy():
     assert einjit.einsum("ij,jk->ik", a, b, out=out) is out
     np.testing.assert_array_equal(out, np.einsum("ij,jk->ik", a, b, out=np.zeros_like(out)))
     assert out[0, 0] == 3
+
+
+def test_order_k_follows_numpys_iterator():
+    a = np.ones((2, 3, 5), order="F")
+    b = np.ones((4, 3), order="F")
+    for order in "AaFfCcKk":
+        got = einjit.einsum("...ft,mf->...mt", a, b, order=order)
+        ref = np.einsum("...ft,mf->...mt", a, b, order=order)
+        assert got.strides == ref.strides, order
+    with pytest.raises(ValueError, match="order"):
+        einjit.einsum("ij", a[0], order="Q")
+
+
+def test_long_float_sums_are_chunked():
+    value = 1.0 + np.finfo(np.float64).eps * 8196
+    x = np.broadcast_to(np.array(value), 1_000_000)
+    assert abs(einjit.einsum("i->", x) / x.size - value) < 1.5e-15
+    assert einjit.explain("i->", x).nests[0].schedule.chunk

@@ -34,6 +34,8 @@ def _index(indices: tuple[str, ...]) -> str:
 
 def _expr(e: Expr) -> str:
     if isinstance(e, Load):
+        if not e.indices:  # read once at the top (Numba's parfors reject a 0-d getitem)
+            return f"s{e.operand}"
         return f"a{e.operand}[{_index(e.indices)}]"
     if isinstance(e, Var):
         return e.name if e.at is None else f"{e.name}[{_expr(e.at)}]"
@@ -99,6 +101,7 @@ def render_function(nest: LoopNest) -> str:
     k = nest.kernel
     args = ", ".join([op.name for op in k.inputs] + [k.output.name])
     lines = [f"def {k.name}({args}):"]
+    lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
     for s in nest.body:
         lines += _stmt(s, "    ")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,50 @@
+"""The equation table again, under scheduler policies that force each strategy on small
+shapes: BLAS GEMM for every GEMM-shaped step, blocked accumulators of 2, float sums in
+chunks of 2 terms, and ``prange``
+everywhere (parallel kernels compile slowly, so that policy runs a slice of the table)."""
+
+import numpy as np
+import pytest
+
+from einjit import schedule
+from test_equations import DTYPE_EQUATIONS, EQUATIONS, LAYOUTS, _params, _rng
+from _reference import check_einsum, make_operands, with_layout
+
+POLICIES = {
+    "gemm": schedule.Policy(gemm_min_work=0),
+    "block2": schedule.Policy(block=2),
+    "chunk2": schedule.Policy(chunk=2),
+    "parallel": schedule.Policy(parallel_min_work=0),
+}
+
+
+# Parallel kernels compile in about a second each: that policy runs every fourth equation.
+CASES = [pytest.param(eq, shapes, policy, id=f"{policy}-{p.id}")
+         for n, (p, (eq, shapes)) in enumerate(zip(_params(EQUATIONS), EQUATIONS))
+         for policy in sorted(POLICIES) if policy != "parallel" or n % 4 == 0]
+
+
+@pytest.mark.parametrize(("eq", "shapes", "policy"), CASES)
+def test_equation_under_policy(eq, shapes, policy, monkeypatch):
+    monkeypatch.setattr(schedule, "POLICY", POLICIES[policy])
+    ops = make_operands(shapes, np.float64, _rng(eq, shapes, policy))
+    check_einsum(eq, *ops)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.int32, np.bool_])
+@pytest.mark.parametrize(("eq", "shapes"), _params(DTYPE_EQUATIONS))
+def test_gemm_and_blocks_in_other_dtypes(eq, shapes, dtype, monkeypatch):
+    for name in ("gemm", "block2", "chunk2"):
+        monkeypatch.setattr(schedule, "POLICY", POLICIES[name])
+        check_einsum(eq, *make_operands(shapes, dtype, _rng(eq, shapes, name)))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gemm_on_every_layout(layout, monkeypatch):
+    monkeypatch.setattr(schedule, "POLICY", POLICIES["gemm"])
+    rng = _rng("gemm-layout", layout)
+    for eq, shapes in [("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+                       ("abcd,dbef->aecf", [(2, 3, 2, 3), (3, 3, 2, 2)]),
+                       ("ij,kj->ki", [(4, 5), (3, 5)])]:
+        ops = [with_layout(o, layout, rng) for o in make_operands(shapes, np.float64, rng)]
+        check_einsum(eq, *ops)
