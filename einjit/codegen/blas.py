@@ -17,8 +17,13 @@ def k0(a0, a1, out):
     # out[b,i,k] = gemm(a0[b,i,j], a1[b,j,k])   # batch b; m i; n k; k j
     x = a0.reshape((2, 3, 4))
     y = a1.reshape((2, 4, 5))
-    z = np.matmul(x, y)
-    np.copyto(out, z.reshape((2, 3, 5)), casting='unsafe')
+    try:
+        o = np.reshape(out.transpose((0, 1, 2)), (2, 3, 5), copy=False)
+    except ValueError:  # out is not a (batch, m, n) view: copy the product in
+        z = np.matmul(x, y)
+        np.copyto(out, z.reshape((2, 3, 5)), casting='unsafe')
+        return
+    np.matmul(x, y, out=o)
 """
 
 from __future__ import annotations
@@ -37,33 +42,49 @@ def _arrange(op: Operand, groups: tuple[tuple[str, ...], ...], extent: dict[str,
     order = [name for g in groups for name in g]
     perm = tuple(op.indices.index(name) for name in order)
     text = op.name if perm == tuple(range(len(perm))) else f"{op.name}.transpose({perm!r})"
+    return f"{text}.reshape({_grouped_shape(groups, extent)!r})"
+
+
+def render(nest: LoopNest) -> str:
+    """Python source of ``name(a0, a1, out)`` computing the GEMM into ``out``.
+
+    When ``out`` seen as (batch, m, n) is a view, ``matmul`` writes straight into it;
+    otherwise the product is copied into ``out``.
+    """
+    (g,) = nest.body
+    assert isinstance(g, Gemm)
+    extent = nest.kernel.extent
+    order = g.batch + g.m + g.n
+    shape = tuple(extent[name] for name in order)
+    perm = tuple(order.index(name) for name in g.out.indices)
+    inverse = tuple(g.out.indices.index(name) for name in order)
+    result = f"z.reshape({shape!r})"
+    if perm != tuple(range(len(perm))):
+        result += f".transpose({perm!r})"
+    return "\n".join([
+        f"def {nest.kernel.name}({g.a.name}, {g.b.name}, {g.out.name}):",
+        f"    # {g.lines()[0]}",
+        f"    x = {_arrange(g.a, (g.batch, g.m, g.k), extent)}",
+        f"    y = {_arrange(g.b, (g.batch, g.k, g.n), extent)}",
+        "    try:",
+        f"        o = np.reshape({g.out.name}.transpose({inverse!r}), "
+        f"{_grouped_shape((g.batch, g.m, g.n), extent)!r}, copy=False)",
+        "    except ValueError:  # out is not a (batch, m, n) view: copy the product in",
+        "        z = np.matmul(x, y)",
+        f"        np.copyto({g.out.name}, {result}, casting='unsafe')",
+        "        return",
+        "    np.matmul(x, y, out=o)",
+    ]) + "\n"
+
+
+def _grouped_shape(groups: tuple[tuple[str, ...], ...], extent: dict[str, int]) -> tuple[int, ...]:
     sizes = []
     for g in groups:
         n = 1
         for name in g:
             n *= extent[name]
         sizes.append(n)
-    return f"{text}.reshape({tuple(sizes)!r})"
-
-
-def render(nest: LoopNest) -> str:
-    """Python source of ``name(a0, a1, out)`` computing the GEMM into ``out``."""
-    (g,) = nest.body
-    assert isinstance(g, Gemm)
-    extent = nest.kernel.extent
-    lines = [f"def {nest.kernel.name}({g.a.name}, {g.b.name}, {g.out.name}):",
-             f"    # {g.lines()[0]}",
-             f"    x = {_arrange(g.a, (g.batch, g.m, g.k), extent)}",
-             f"    y = {_arrange(g.b, (g.batch, g.k, g.n), extent)}",
-             "    z = np.matmul(x, y)"]
-    order = g.batch + g.m + g.n
-    shape = tuple(extent[name] for name in order)
-    perm = tuple(order.index(name) for name in g.out.indices)
-    value = f"z.reshape({shape!r})"
-    if perm != tuple(range(len(perm))):
-        value += f".transpose({perm!r})"
-    lines.append(f"    np.copyto({g.out.name}, {value}, casting='unsafe')")
-    return "\n".join(lines) + "\n"
+    return tuple(sizes)
 
 
 def build(nest: LoopNest) -> tuple[Callable[..., None], str]:
