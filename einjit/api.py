@@ -8,40 +8,12 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from . import engine
-from .engine import DEFAULT_OPTIMIZE, CompiledPlan
+from . import cache, engine
+from .dispatch import FastTable, signature
+from .engine import DEFAULT_OPTIMIZE, CompiledPlan, einsum
 from .parser import parse_subscripts
 
 __all__ = ["einsum", "compile", "CompiledEinsum"]
-
-
-def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None,
-           order: str = "K", casting: str = "safe", optimize: Any = DEFAULT_OPTIMIZE) -> Any:
-    """Evaluate an Einstein summation with compiled kernels: a drop-in for ``numpy.einsum``.
-
-    Same grammar (explicit and implicit output, ``...`` broadcasting, repeated labels,
-    the interleaved sublist form), same result shape, dtype and values, same exceptions.
-    Each distinct equation, shape, dtype and layout compiles once; later calls reuse
-    the kernel (and later processes load it from the disk cache).
-
-    Parameters are numpy's.  ``optimize`` picks how expressions with three or more
-    operands are split into pairwise kernels: ``"auto"`` (einjit's default),
-    ``True``/``"greedy"``, ``"optimal"``, an explicit ``["einsum_path", (0, 1), ...]``,
-    or ``False`` for one fused loop nest over all operands.  ``order="K"`` and ``"A"``
-    give a Fortran-ordered result when every operand is Fortran-ordered, C otherwise.
-
-    >>> import numpy as np, einjit
-    >>> a = np.arange(6.0).reshape(2, 3); b = np.arange(12.0).reshape(3, 4)
-    >>> einjit.einsum("ij,jk->ik", a, b)
-    array([[20., 23., 26., 29.],
-           [56., 68., 80., 92.]])
-    >>> einjit.einsum("ii", np.eye(3))
-    np.float64(3.0)
-    >>> einjit.einsum(a, [0, 1], b, [1, 2], [0, 2]).shape
-    (2, 4)
-    """
-    return engine.einsum(*operands, out=out, dtype=dtype, order=order, casting=casting,
-                         optimize=optimize)
 
 
 def _is_bodyless(fn: Callable[..., Any]) -> bool:
@@ -73,6 +45,7 @@ class CompiledEinsum:
         self._parsed = parse_subscripts(equation)
         self.optimize = optimize
         self._plans: dict[Hashable, CompiledPlan] = {}
+        self._fast = FastTable()
         self.__wrapped__ = fn
         if fn is not None:
             functools.update_wrapper(self, fn)
@@ -89,11 +62,21 @@ class CompiledEinsum:
 
     def __call__(self, *operands: Any, out: np.ndarray | None = None, dtype: Any = None,
                  order: str = "K", casting: str = "safe") -> Any:
+        key = None
+        if out is None:
+            sig = signature(operands)
+            if sig is not None:
+                key = (dtype, order, casting, sig)
+                try:
+                    runner = self._fast.get(key)
+                except TypeError:  # an unhashable dtype=
+                    key = runner = None
+                if runner is not None:
+                    cache.STATS.hits += 1
+                    return runner(operands)
         call = engine.prepare_operands(self._parsed, operands, out, dtype, order, casting,
                                        self.optimize)
-        if call.view is not None:
-            return call.view[()] if call.view.ndim == 0 else call.view
-        return engine.run(engine.lookup(call, self._plans), call)
+        return engine.finish(call, self._plans, key, self._fast, operands)
 
     @property
     def signatures(self) -> int:

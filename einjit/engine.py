@@ -17,6 +17,7 @@ import numpy as np
 
 from . import cache
 from .codegen import blas, numba_cpu, numpy_ufunc
+from .dispatch import FastTable, Runner, signature
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
                      check_out_cast, numba_dtype, result_dtype)
 from .ir import LoopNest, Plan
@@ -24,7 +25,7 @@ from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import make_plan
 from . import schedule as schedule_module
 from .schedule import lower, schedule
-from .views import canonical_view, permuted_view, stride_rank
+from .views import allocate, canonical_view, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
            "DEFAULT_OPTIMIZE"]
@@ -159,14 +160,6 @@ def output_axes(order: str, output: tuple[str, ...], views: Sequence[np.ndarray]
     return tuple(output.index(lb) for lb in slowest_first)
 
 
-def allocate(shape: Sequence[int], dtype: Any, axes: Sequence[int]) -> np.ndarray:
-    """An uninitialised array whose axes lie in memory in the order ``axes`` (slowest first)."""
-    if tuple(axes) == tuple(range(len(shape))):
-        return np.empty(shape, dtype=dtype)
-    base = np.empty([shape[a] for a in axes], dtype=dtype)
-    return base.transpose(np.argsort(axes))
-
-
 @dataclass
 class CompiledPlan:
     """A plan with every step scheduled, rendered and compiled."""
@@ -294,6 +287,7 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
 
 
 _PLANS: dict[Hashable, CompiledPlan] = {}
+FAST = FastTable()
 _build_lock = threading.Lock()
 
 
@@ -317,17 +311,63 @@ def lookup(call: Call, plans: dict[Hashable, CompiledPlan] | None = None) -> Com
     return compiled
 
 
-def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: Any = "K",
-           casting: Any = "safe", optimize: Any = DEFAULT_OPTIMIZE) -> Any:
-    """See :func:`einjit.einsum`."""
+def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, order: str = "K",
+           casting: str = "safe", optimize: Any = DEFAULT_OPTIMIZE) -> Any:
+    """Evaluate an Einstein summation with compiled kernels: a drop-in for ``numpy.einsum``.
+
+    Same grammar (explicit and implicit output, ``...`` broadcasting, repeated labels,
+    the interleaved sublist form), same result shape, dtype and values, same exceptions.
+    Each distinct equation, shape, dtype and layout compiles once; later calls reuse
+    the kernel (and later processes load it from the disk cache).
+
+    Parameters are numpy's.  ``optimize`` picks how expressions with three or more
+    operands are split into pairwise kernels: ``"auto"`` (einjit's default),
+    ``True``/``"greedy"``, ``"optimal"``, an explicit ``["einsum_path", (0, 1), ...]``,
+    or ``False`` for one fused loop nest over all operands.  ``order="K"`` and ``"A"``
+    give a Fortran-ordered result when every operand is Fortran-ordered, C otherwise.
+
+    >>> import numpy as np, einjit
+    >>> a = np.arange(6.0).reshape(2, 3); b = np.arange(12.0).reshape(3, 4)
+    >>> einjit.einsum("ij,jk->ik", a, b)
+    array([[20., 23., 26., 29.],
+           [56., 68., 80., 92.]])
+    >>> einjit.einsum("ii", np.eye(3))
+    np.float64(3.0)
+    >>> einjit.einsum(a, [0, 1], b, [1, 2], [0, 2]).shape
+    (2, 4)
+    """
+    key = None
+    if out is None and operands and type(operands[0]) is str:
+        sig = signature(operands[1:])
+        if sig is not None:
+            key = (operands[0], dtype, order, casting, optimize, sig)
+            try:
+                runner = FAST.get(key)
+            except TypeError:  # an unhashable dtype= or optimize= path: no fast path
+                key = runner = None
+            if runner is not None:
+                cache.STATS.hits += 1
+                return runner(operands[1:])
     call = prepare(operands, out, dtype, order, casting, optimize)
+    return finish(call, None, key, FAST, operands[1:])
+
+
+def finish(call: Call, plans: dict[Hashable, CompiledPlan] | None, key: Hashable | None,
+           fast: FastTable, arrays: Sequence[Any]) -> Any:
+    """Run a prepared call and, when ``key`` is given, keep a runner for its signature."""
     if call.view is not None:
+        if key is not None:
+            fast.put(key, Runner(call, None, arrays))
         return call.view[()] if call.view.ndim == 0 else call.view
-    return run(lookup(call), call)
+    compiled = lookup(call, plans)
+    if key is not None and Runner.eligible(call, arrays):
+        fast.put(key, Runner(call, compiled, arrays))
+    return run(compiled, call)
 
 
 def clear_cache() -> None:
     """Forget every compiled plan in memory and reset the counters (disk files stay)."""
     with _build_lock:
         _PLANS.clear()
+        FAST.clear()
         cache.STATS.reset()

@@ -13,10 +13,12 @@ full extents, and the kernels need neither diagonal nor broadcasting logic.
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["canonical_view", "permuted_view", "stride_rank"]
+__all__ = ["canonical_view", "permuted_view", "stride_rank", "allocate"]
 
 
 def canonical_view(array: np.ndarray, labels: tuple[str, ...],
@@ -76,3 +78,11 @@ def permuted_view(array: np.ndarray, labels: tuple[str, ...], output: tuple[str,
     if not array.flags.writeable and view.flags.writeable:
         view.flags.writeable = False
     return view
+
+
+def allocate(shape: Sequence[int], dtype: Any, axes: Sequence[int]) -> np.ndarray:
+    """An uninitialised array whose axes lie in memory in the order ``axes`` (slowest first)."""
+    if tuple(axes) == tuple(range(len(shape))):
+        return np.empty(shape, dtype=dtype)
+    base = np.empty([shape[a] for a in axes], dtype=dtype)
+    return base.transpose(np.argsort(axes))

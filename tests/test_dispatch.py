@@ -1,0 +1,74 @@
+"""The fast path for repeated call signatures replays the right kernels on new data."""
+
+import numpy as np
+import pytest
+
+import einjit
+
+CASES = [
+    ("ij,jk->ik", [(3, 4), (4, 5)]),
+    ("ii->", [(4, 4)]),                        # a diagonal view recipe
+    ("i,i->i", [(1,), (5,)]),                  # a broadcast (stride 0) recipe
+    ("ii->i", [(4, 4)]),                       # numpy's diagonal view
+    ("ij->ji", [(3, 4)]),                      # numpy's transpose view
+    ("i,i->", [(6,), (6,)]),                   # a 0-d result
+    ("ij,jk,kl->il", [(3, 4), (4, 5), (5, 2)]),  # several steps
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+    ("...i,...i", [(2, 3), (3,)]),
+]
+
+
+def _ops(shapes, dtype, seed, layout):
+    rng = np.random.default_rng(seed)
+    ops = [(rng.random(s) * 10).astype(dtype) for s in shapes]
+    if layout == "F":
+        ops = [np.asfortranarray(o) for o in ops]
+    elif layout == "negative":
+        ops = [o[::-1] if o.ndim else o for o in ops]
+    elif layout == "readonly":
+        for o in ops:
+            o.flags.writeable = False
+    return ops
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "negative", "readonly"])
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.float16])
+@pytest.mark.parametrize(("eq", "shapes"), CASES, ids=[c[0] for c in CASES])
+def test_repeated_signature_gives_fresh_results(eq, shapes, dtype, layout):
+    for seed in range(3):  # the first call builds; the next two replay
+        ops = _ops(shapes, dtype, seed, layout)
+        before = einjit.cache_info()
+        got = einjit.einsum(eq, *ops)
+        ref = np.einsum(eq, *ops)
+        assert type(got) is type(ref)
+        assert np.shape(got) == np.shape(ref) and np.asarray(got).dtype == np.asarray(ref).dtype
+        exact = np.einsum(eq, *[o.astype(np.float64) for o in ops])  # float16 rounds
+        np.testing.assert_allclose(np.asarray(got, dtype=float),
+                                   exact if dtype == np.float16 else np.asarray(ref, dtype=float),
+                                   rtol=1e-2 if dtype == np.float16 else 1e-12)
+        if seed:
+            after = einjit.cache_info()
+            assert after["misses"] == before["misses"]
+
+
+def test_fast_path_returns_new_arrays_and_views_like_numpy():
+    a = np.arange(12.0).reshape(3, 4)
+    r1 = einjit.einsum("ij,ij->i", a, a)
+    r2 = einjit.einsum("ij,ij->i", a, a)
+    assert r1 is not r2 and not np.shares_memory(r1, r2)
+    for _ in range(2):
+        t = einjit.einsum("ij->ji", a)
+        assert np.shares_memory(t, a) and t.base is a.base
+        d = einjit.einsum("ii->i", a[:3, :3])
+        assert np.shares_memory(d, a)
+
+
+def test_decorator_fast_path():
+    @einjit.compile("ij,j->i")
+    def matvec(a, x): ...
+
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        a, x = rng.random((5, 4)), rng.random(4)
+        np.testing.assert_allclose(matvec(a, x), a @ x, rtol=1e-12)
+    assert matvec.signatures == 1
