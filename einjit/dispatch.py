@@ -105,7 +105,7 @@ def _strided(a: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...],
              contiguous: bool) -> np.ndarray:
     """A strided view of ``a`` starting at its first element (``as_strided`` is ~10x slower;
     a contiguous array can lend its buffer directly)."""
-    if contiguous:
+    if contiguous and not a.dtype.hasobject:  # never alias object pointers via a buffer
         return np.ndarray(shape, a.dtype, a, 0, strides)
     return as_strided(a, shape, strides, writeable=False)
 

@@ -28,6 +28,9 @@ from .dtypes import Arithmetic
 from .schedule import gemm_worthy
 from .ir import SUM, Call, Cast, Expr, Index, Kernel, Load, Operand, Plan, Step
 
+#: Object-dtype expressions up to this many body evaluations run as one fused step.
+OBJECT_FUSE_LIMIT = 1 << 20
+
 __all__ = ["PATH_FINDERS", "make_plan", "resolve_path", "PathError"]
 
 Labels = tuple[str, ...]
@@ -153,6 +156,10 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
     single = Plan(equation, (Step(fused, tuple(range(n)), n, _flops(fused)),))
     if path is None:
         return single
+    if arith.backend == "numpy" and fused.work <= OBJECT_FUSE_LIMIT:
+        # Object arithmetic: numpy's one pass gives the same Python types (an empty sum is
+        # the int 0, not Fraction(0) from a later product), so stay fused unless huge.
+        return Plan(equation, single.steps, (), "fused: object arithmetic, as numpy")
     split = _split(equation, inputs, output, extent, dtypes, arith, path)
     if optimize == "auto" and n > 2:
         # Fuse the whole expression into one loop nest unless that raises the flop count
