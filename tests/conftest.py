@@ -11,12 +11,20 @@ _CACHE = pathlib.Path(__file__).resolve().parent.parent / ".einjit-test-cache"
 os.environ.setdefault("EINJIT_CACHE_DIR", str(_CACHE))
 
 try:
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, Phase, settings
 
+    # Every shrinking step compiles new kernels (0.2-1 s each), so a failure is reported
+    # unshrunk, with the blob that replays it (`@reproduce_failure`), instead of spending
+    # many minutes of CI shrinking it.  Set EINJIT_HYPOTHESIS_SHRINK=1 to shrink locally.
+    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
+    if os.environ.get("EINJIT_HYPOTHESIS_SHRINK"):
+        phases.append(Phase.shrink)
     settings.register_profile(
         "einjit",
         max_examples=int(os.environ.get("EINJIT_HYPOTHESIS_EXAMPLES", "60")),
         deadline=None,
+        phases=phases,
+        print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     settings.load_profile("einjit")
