@@ -44,6 +44,12 @@ from .ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Gemm, Index, Init, 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "gemm_roles", "gemm_worthy",
            "thread_count"]
 
+#: The block-offset loop variable.  Every name a lowering invents has two or more
+#: characters (``acc``, ``part``, ``vb``, ``v0``, ``rb``, ``fo``...), so it can never be an
+#: einsum label (one letter, or one Greek letter for a broadcast dimension).
+_T = "tb"
+
+
 @dataclass(frozen=True)
 class Policy:
     """The scheduler's thresholds (part of every compiled plan's cache key).
@@ -247,7 +253,7 @@ def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
         for rb in range(ceil(R / size)):
             r0 = rb * size; rn = min(size, R - r0)
             part = 0
-            for t in range(rn): r = r0 + t; part += body
+            for tb in range(rn): r = r0 + tb; part += body
             acc += part
     """
     n = kernel.extent[r]
@@ -257,7 +263,7 @@ def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
     if n % size:
         count = Var("rn")
         head += (Let("rn", Call("min", (Const(size), Call("sub", (Const(n), Var("r0")))))),)
-    step = Loop("t", count, (Let(r, Call("add", (Var("r0"), Var("t")))),
+    step = Loop(_T, count, (Let(r, Call("add", (Var("r0"), Var(_T)))),
                              Accumulate(part, red.op, kernel.body, kernel.accumulate)))
     body = head + (Init(part, kernel.accumulate, red.identity), step,
                    Accumulate(Var("acc"), red.op, part, kernel.accumulate))
@@ -277,25 +283,25 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
 
         for vb in range(ceil(V / size)):
             v0 = vb * size; vn = min(size, V - v0)
-            for t in range(vn): acc[t] = 0
+            for tb in range(vn): acc[tb] = 0
             for r ...:                      # reduction loops
-                for t in range(vn): v = v0 + t; acc[t] += body
-            for t in range(vn): v = v0 + t; out[..., v] = acc[t]
+                for tb in range(vn): v = v0 + tb; acc[tb] += body
+            for tb in range(vn): v = v0 + tb; out[..., v] = acc[tb]
     """
     extent = kernel.extent
     v, size = sched.block  # type: ignore[misc]
     outer.remove(v)
     n = extent[v]
-    t, acc, red = Var("t"), Var("acc", Var("t")), kernel.reduce
+    offset, acc, red = Var(_T), Var("acc", Var(_T)), kernel.reduce
     count: int | Var = size
     head: tuple[Stmt, ...] = (Let("v0", Call("mul", (Var("vb"), Const(size)))),)
     if n % size:
         count = Var("vn")
         head += (Let("vn", Call("min", (Const(size), Call("sub", (Const(n), Var("v0")))))),)
-    at_v = Let(v, Call("add", (Var("v0"), t)))
-    reset = Loop("t", count, (Init(acc, kernel.accumulate, red.identity),))
-    step = Loop("t", count, (at_v, Accumulate(acc, red.op, kernel.body, kernel.accumulate)))
-    store = Loop("t", count, (at_v, Store(kernel.output, _store_cast(kernel, acc, True))))
+    at_v = Let(v, Call("add", (Var("v0"), offset)))
+    reset = Loop(_T, count, (Init(acc, kernel.accumulate, red.identity),))
+    step = Loop(_T, count, (at_v, Accumulate(acc, red.op, kernel.body, kernel.accumulate)))
+    store = Loop(_T, count, (at_v, Store(kernel.output, _store_cast(kernel, acc, True))))
     block_body = head + (reset,) + _nest(inner, extent, (step,), None) + (store,)
     alloc = Alloc("acc", kernel.accumulate, size)
     blocks = -(-n // size)

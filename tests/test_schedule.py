@@ -78,3 +78,29 @@ def test_blocked_with_other_dtypes(dtype):
                                    rtol=1e-5)
     else:
         np.testing.assert_array_equal(got, ref)
+
+
+def test_rt_ff_into_fortran_out_regression():
+    # The blocked lowering once named its offset loop 't', clobbering the label 't':
+    # wrong values and writes out of bounds (found by hypothesis in CI).
+    a = np.array([[1], [2], [0], [3]], np.uint16)
+    b = np.array([[1, 5], [7, 1]], np.uint16)
+    out = np.full((4, 1), 3, np.uint16, order="F")
+    assert einjit.einsum("rt,ff", a, b, out=out) is out
+    np.testing.assert_array_equal(out, np.einsum("rt,ff", a, b))
+
+
+@pytest.mark.parametrize("label", list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+def test_every_label_survives_blocking_and_chunking(label, monkeypatch):
+    from einjit import schedule
+
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(block=2, chunk=2))
+    i, k = [c for c in "ikIK" if c != label][:2]
+    a, b = _ints(3, 5), _ints(5, 3)
+    for eq in (f"{i}{label},{label}{k}->{i}{k}", f"{label}{i},{i}{k}->{label}{k}",
+               f"{i}{label},{i}{label}->{i}"):
+        ops = (a, b) if eq.count(",") and not eq.endswith(f"->{i}") else (a, a)
+        got = einjit.einsum(eq, *ops)
+        np.testing.assert_array_equal(got, np.einsum(eq, *ops))
+    x = RNG.random((3, 5))
+    np.testing.assert_allclose(einjit.einsum(f"{i}{label}->{i}", x), x.sum(axis=1), rtol=1e-12)
