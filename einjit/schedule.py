@@ -247,6 +247,17 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     return LoopNest(kernel, sched, _nest(outer, extent, body, outer_parallel, fuse_out, "fo"))
 
 
+def _block_start(prefix: str, n: int, size: int) -> tuple[tuple[Stmt, ...], int | Var]:
+    """Inside ``for {prefix}b in range(ceil(n / size))``: the block's first index
+    ``{prefix}0`` and its length (``size``, or ``{prefix}n`` when n is not a multiple)."""
+    first = f"{prefix}0"
+    head: tuple[Stmt, ...] = (Let(first, Call("mul", (Var(f"{prefix}b"), Const(size)))),)
+    if n % size == 0:
+        return head, size
+    count = Var(f"{prefix}n")
+    return head + (Let(count.name, Call("min", (Const(size), Call("sub", (Const(n), Var(first)))))),), count
+
+
 def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
     """The innermost reduction loop over ``r`` summed in chunks of ``size`` terms::
 
@@ -258,11 +269,7 @@ def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
     """
     n = kernel.extent[r]
     part, red = Var("part"), kernel.reduce
-    count: int | Var = size
-    head: tuple[Stmt, ...] = (Let("r0", Call("mul", (Var("rb"), Const(size)))),)
-    if n % size:
-        count = Var("rn")
-        head += (Let("rn", Call("min", (Const(size), Call("sub", (Const(n), Var("r0")))))),)
+    head, count = _block_start("r", n, size)
     step = Loop(_T, count, (Let(r, Call("add", (Var("r0"), Var(_T)))),
                              Accumulate(part, red.op, kernel.body, kernel.accumulate)))
     body = head + (Init(part, kernel.accumulate, red.identity), step,
@@ -293,11 +300,7 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
     outer.remove(v)
     n = extent[v]
     offset, acc, red = Var(_T), Var("acc", Var(_T)), kernel.reduce
-    count: int | Var = size
-    head: tuple[Stmt, ...] = (Let("v0", Call("mul", (Var("vb"), Const(size)))),)
-    if n % size:
-        count = Var("vn")
-        head += (Let("vn", Call("min", (Const(size), Call("sub", (Const(n), Var("v0")))))),)
+    head, count = _block_start("v", n, size)
     at_v = Let(v, Call("add", (Var("v0"), offset)))
     reset = Loop(_T, count, (Init(acc, kernel.accumulate, red.identity),))
     step = Loop(_T, count, (at_v, Accumulate(acc, red.op, kernel.body, kernel.accumulate)))
