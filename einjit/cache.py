@@ -33,6 +33,7 @@ __all__ = ["cache_dir", "load_module_function", "CacheStats", "STATS", "cache_in
 _FORMAT = "1"  # bump when the generated module layout changes
 _dir_lock = threading.Lock()
 _resolved_dir: Path | None = None
+_fell_back = False  # once the wanted directory failed, keep the private one for the process
 
 
 def _default_dir() -> Path:
@@ -49,10 +50,10 @@ def cache_dir() -> Path:
     When it cannot be created or written, einjit warns once and falls back to a fresh
     private temporary directory: kernels still work, they are just not kept.
     """
-    global _resolved_dir
+    global _resolved_dir, _fell_back
     with _dir_lock:
         wanted = _default_dir()
-        if _resolved_dir is not None and (_resolved_dir == wanted or _resolved_dir.name.startswith("einjit-tmp")):
+        if _resolved_dir is not None and (_resolved_dir == wanted or _fell_back):
             return _resolved_dir
         try:
             wanted.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def cache_dir() -> Path:
             warnings.warn(f"einjit: cache directory {str(wanted)!r} is not usable ({exc}); "
                           f"kernels are kept in {str(fallback)!r} for this process only",
                           RuntimeWarning, stacklevel=3)
-            _resolved_dir = fallback
+            _resolved_dir, _fell_back = fallback, True
         return _resolved_dir
 
 

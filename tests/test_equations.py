@@ -11,9 +11,7 @@ Numba kernel.
 from __future__ import annotations
 
 import string
-import warnings
 import zlib
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -21,11 +19,9 @@ import pytest
 from _reference import (
     ALL_DTYPES,
     LAYOUTS,
-    OBJECT,
     check_einsum,
     check_raises_like_numpy,
     dtype_id,
-    einsum,
     make_operands,
     random_array,
     to_interleaved,
