@@ -14,8 +14,9 @@ Method (see benchmarks/README.md for the columns):
   cache is used unless ``--warm-cache``).  Every contender's result is validated against
   a float64 numpy reference before any timing; a mismatch is flagged in the table and
   excluded from the ratios (and makes the script exit with status 1).
-* Repeats are interleaved: each round runs every contender once, the starting contender
-  rotating from round to round, so drift hits everyone alike.  Medians are reported.
+* Repeats are interleaved: each round runs every contender once, in a fresh (seeded)
+  random order, so drift, and the threads a contender leaves spinning after its call
+  (torch's and Numba's OpenMP pools), hit everyone alike.  Medians are reported.
 * Calls faster than ~5 ms are timed as a loop of many calls per sample (per-call time).
   Each contender gets at most ``--budget`` seconds of samples per case (at least 3
   samples; 1 when one call alone is over the budget).  numpy ``optimize=False`` on
@@ -33,6 +34,7 @@ import math
 import os
 import pickle
 import platform
+import random
 import select
 import shutil
 import signal
@@ -431,12 +433,14 @@ def run_case(case: Case, dtype: str, args: argparse.Namespace, torch_mod: Any,
         # one call alone is over the budget it is the one sample, rather than paying twice.
         samples[name] = [t] if (n == 1 and inner == 1 and name == "einjit") else []
 
-    # -- interleaved rounds, the starting contender rotating
+    # -- interleaved rounds in a fresh random order each: a contender's threads may keep
+    # spinning after its call (torch's and Numba's OpenMP pools do), which slows whoever
+    # runs next; a rotation would always put the same contender after the same one.
     order = [c for c in CONTENDERS if c in plan]
     rounds = max((n for n, _ in plan.values()), default=0)
-    for r in range(rounds):
-        k = r % len(order)
-        for name in order[k:] + order[:k]:
+    shuffler = random.Random(zlib.crc32(f"{case.name}/{dtype}".encode()))
+    for _ in range(rounds):
+        for name in shuffler.sample(order, len(order)):
             n, inner = plan[name]
             if len(samples[name]) < n:
                 samples[name].append(_timer(fns[name], inner))
