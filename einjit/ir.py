@@ -28,7 +28,7 @@ from typing import Union
 
 __all__ = [
     "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Expr", "Reduction", "SUM", "Kernel",
-    "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Stmt", "LoopNest", "Step", "Plan",
+    "GemmLayout", "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Stmt", "LoopNest", "Step", "Plan",
     "product", "loads",
 ]
 
@@ -206,6 +206,36 @@ class Kernel:
 
 
 @dataclass(frozen=True)
+class GemmLayout:
+    """How a GEMM-shaped kernel maps onto one batched matrix product.
+
+    Each group lists its indices in the order they are merged into one matrix axis:
+    ``batch`` (a separate axis each; an operand without one broadcasts over it), ``m``
+    (rows: in ``a`` and the output), ``n`` (columns: in ``b`` and the output) and ``k``
+    (summed: in both inputs).  ``copy`` says which inputs are first copied into a
+    contiguous buffer, because their strides cannot be seen as a matrix BLAS reads;
+    ``direct`` says whether the output can be written as such a matrix (else the
+    product goes to a temporary and is copied out).
+    """
+
+    batch: tuple[str, ...]
+    m: tuple[str, ...]
+    n: tuple[str, ...]
+    k: tuple[str, ...]
+    copy: tuple[bool, bool] = (False, False)
+    direct: bool = True
+
+    def __str__(self) -> str:
+        def g(x: tuple[str, ...]) -> str:
+            return ",".join(x) or "-"
+        copies = [name for name, c in zip(("a", "b"), self.copy) if c]
+        tail = f"; copy {' and '.join(copies)} first" if copies else ""
+        if not self.direct:
+            tail += "; product into a temporary, then copied out"
+        return f"batch {g(self.batch)}; m {g(self.m)}; n {g(self.n)}; k {g(self.k)}{tail}"
+
+
+@dataclass(frozen=True)
 class Schedule:
     """What the scheduler decided for one kernel.
 
@@ -216,8 +246,8 @@ class Schedule:
     and Numba compile.  ``block = (index, size)`` blocks an output index whose stride is
     smaller than every reduction index's: its loop runs innermost, inside the
     reductions, over a local array of ``size`` accumulators (each output element is
-    still written once).  ``gemm`` runs the whole kernel as one batched matrix product
-    instead of loops.  ``chunk`` sums the innermost reduction loop in chunks of that
+    still written once).  ``gemm`` (a :class:`GemmLayout`) runs the whole kernel as one
+    batched matrix product instead of loops.  ``chunk`` sums the innermost reduction loop in chunks of that
     many terms, each into a partial sum (less rounding error on long float sums).
     """
 
@@ -225,12 +255,12 @@ class Schedule:
     parallel: str | None = None
     fuse: tuple[int, int] = (0, 0)
     block: tuple[str, int] | None = None
-    gemm: bool = False
+    gemm: GemmLayout | None = None
     chunk: int | None = None
 
     def __str__(self) -> str:
         if self.gemm:
-            return "one batched GEMM (BLAS)"
+            return f"one batched GEMM (BLAS): {self.gemm}"
         par = f", parallel {self.parallel}" if self.parallel else ", serial"
         fuse = (f", fuse {self.fuse[0]} output and {self.fuse[1]} reduction loops"
                 if any(self.fuse) else "")
@@ -326,23 +356,17 @@ class Loop:
 class Gemm:
     """``out = a @ b`` as one batched matrix product (a BLAS call).
 
-    Every index is a batch index (in ``a``, ``b`` and ``out``), an ``m`` index (``a`` and
-    ``out``), an ``n`` index (``b`` and ``out``) or a ``k`` index (``a`` and ``b``, summed).
+    ``layout`` says which indices are batch, rows, columns and summed (see
+    :class:`GemmLayout`).
     """
 
     a: Operand
     b: Operand
     out: Operand
-    batch: tuple[str, ...]
-    m: tuple[str, ...]
-    n: tuple[str, ...]
-    k: tuple[str, ...]
+    layout: GemmLayout
 
     def lines(self) -> list[str]:
-        def g(x: tuple[str, ...]) -> str:
-            return ",".join(x) or "-"
-        return [f"{self.out} = gemm({self.a}, {self.b})   "
-                f"# batch {g(self.batch)}; m {g(self.m)}; n {g(self.n)}; k {g(self.k)}"]
+        return [f"{self.out} = gemm({self.a}, {self.b})   # {self.layout}"]
 
 
 Stmt = Union[Loop, Init, Accumulate, Store, Alloc, Let, Gemm]

@@ -37,9 +37,10 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from .ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Gemm, Index, Init, Kernel, Let, Load,
-                 Loop,
-                 LoopNest, Schedule, Stmt, Store, Var)
+import itertools
+
+from .ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Gemm, GemmLayout, Index, Init, Kernel,
+                 Let, Load, Loop, LoopNest, Schedule, Stmt, Store, Var)
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "gemm_roles", "gemm_worthy",
            "thread_count"]
@@ -131,6 +132,108 @@ def _use_gemm(kernel: Kernel) -> bool:
     return k >= 8
 
 
+# The GEMM cost model, in seconds: a copy moves bytes at COPY_BPS (transposing copies are
+# slow), a BLAS call runs at the dtype's rate times an efficiency that falls off for thin
+# matrices, and each matrix of a batch costs a call.
+_COPY_BPS = 4e9
+_GEMM_FLOPS = {"float32": 1e11, "float64": 5e10, "complex64": 2.5e10, "complex128": 1.25e10}
+_GEMM_CALL_S = 5e-6
+_MAX_MOVES = 6
+
+
+def _merged(group: Sequence[str], strides: dict[str, int], extent: dict[str, int]
+            ) -> int | None:
+    """The stride of ``group`` seen as one axis (in this order), or None when its
+    strides do not nest (a reshape would copy).  An empty group gets stride 1."""
+    live = [g for g in group if extent[g] != 1]
+    if not live:
+        return 1
+    for outer, inner in zip(live, live[1:]):
+        if strides[outer] != strides[inner] * extent[inner]:
+            return None
+    return strides[live[-1]]
+
+
+def _blasable(groups: tuple[Sequence[str], Sequence[str]], strides: dict[str, int],
+              extent: dict[str, int]) -> bool:
+    """Whether an operand is a matrix BLAS reads as it is (rows x cols, either one with
+    unit stride and the other stepping over it), once each group is merged."""
+    sizes, steps = [], []
+    for group in groups:
+        st = _merged(group, strides, extent)
+        if st is None or st <= 0:
+            return False
+        n = 1
+        for g in group:
+            n *= extent[g]
+        sizes.append(n)
+        steps.append(st)
+    (r, c), (sr, sc) = sizes, steps
+    if r == 1 or c == 1:
+        return (sc == 1 or c == 1) or (sr == 1 or r == 1)
+    return (sc == 1 and sr >= c) or (sr == 1 and sc >= r)
+
+
+def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
+                 output_strides: Sequence[int]) -> GemmLayout:
+    """The cheapest way to run a GEMM-shaped kernel as one batched BLAS product.
+
+    Indices of one input and the output are rows (``m``) or columns (``n``), or batch
+    indices the other input broadcasts over; each group's order decides whether an
+    operand's strides merge into a matrix without a copy.  Every choice is costed
+    (copies, the product at a rate that falls for thin matrices, one call per matrix of
+    the batch) and the cheapest wins.
+    """
+    roles = gemm_roles(kernel)
+    assert roles is not None
+    batch0, m0, n0, k0 = roles
+    extent = kernel.extent
+    a, b = kernel.inputs
+    sa, sb, so = ({name: int(st) for name, st in zip(op.indices, strides)} for op, strides in
+                  zip((a, b, kernel.output), (*input_strides, output_strides)))
+    itemsize = 16 if kernel.accumulate == "complex128" else (
+        4 if kernel.accumulate == "float32" else 8)
+    rate = _GEMM_FLOPS[kernel.accumulate]
+
+    def orders(group: Sequence[str], *strides: dict[str, int]) -> set[tuple[str, ...]]:
+        return {tuple(sorted(group, key=lambda g: -abs(st[g]))) for st in strides} or {()}
+
+    def size(group: Sequence[str]) -> int:
+        n = 1
+        for g in group:
+            n *= extent[g]
+        return n
+
+    movable = [(name, 1) for name in m0] + [(name, 2) for name in n0]
+    if len(movable) > _MAX_MOVES:
+        movable = []
+    best: tuple[float, GemmLayout] | None = None
+    for moves in itertools.product((False, True), repeat=len(movable)):
+        moved = {name for (name, _), mv in zip(movable, moves) if mv}
+        m = [x for x in m0 if x not in moved]
+        n = [x for x in n0 if x not in moved]
+        batch = tuple(batch0) + tuple(x for x in m0 + n0 if x in moved)
+        batch = tuple(sorted(batch, key=lambda g: -abs(so[g])))
+        for mo, no, ko in itertools.product(orders(m, sa, so), orders(n, sb, so),
+                                            orders(k0, sa, sb)):
+            copy_a = not _blasable((mo, ko), sa, extent)
+            copy_b = not _blasable((ko, no), sb, extent)
+            direct = _blasable((mo, no), so, extent)
+            M, N, K, B = size(mo), size(no), size(ko), size(batch)
+            eff = 1.0
+            for d in (M, N, K):
+                eff *= d / (d + 24)
+            cost = (2.0 * M * N * K * B / (rate * eff) + B * _GEMM_CALL_S
+                    + itemsize * ((size(a.indices) if copy_a else 0)
+                                  + (size(b.indices) if copy_b else 0)
+                                  + (0 if direct else 2 * size(kernel.output.indices))) / _COPY_BPS)
+            layout = GemmLayout(batch, mo, no, ko, (copy_a, copy_b), direct)
+            if best is None or cost < best[0]:
+                best = (cost, layout)
+    assert best is not None
+    return best[1]
+
+
 def thread_count() -> int:
     """Threads Numba would use (NUMBA_NUM_THREADS, else the CPUs available)."""
     env = os.environ.get("NUMBA_NUM_THREADS")
@@ -146,7 +249,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
              output_strides: Sequence[int], threads: int | None = None) -> Schedule:
     """Pick loop order and parallel loop from the arrays' strides (in elements)."""
     if _use_gemm(kernel):
-        return Schedule(tuple(ix.name for ix in kernel.indices), gemm=True)
+        return Schedule(tuple(ix.name for ix in kernel.indices),
+                        gemm=_gemm_layout(kernel, input_strides, output_strides))
     cost = {ix.name: 0 for ix in kernel.indices}
     for op, strides in zip(kernel.inputs + (kernel.output,),
                            tuple(input_strides) + (tuple(output_strides),)):
@@ -204,10 +308,8 @@ def _nest(order: Sequence[str], extent: dict[str, int], body: tuple[Stmt, ...],
 def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     """Lower ``kernel`` under ``sched`` into loops, an accumulator and one store per element."""
     if sched.gemm:
-        roles = gemm_roles(kernel)
-        assert roles is not None  # the scheduler checked
         a, b = kernel.inputs
-        return LoopNest(kernel, sched, (Gemm(a, b, kernel.output, *roles),))
+        return LoopNest(kernel, sched, (Gemm(a, b, kernel.output, sched.gemm),))
     n_out = len(kernel.output_indices)
     outer, inner = sched.order[:n_out], sched.order[n_out:]
     if sched.block is not None:

@@ -48,6 +48,24 @@ def test_gemm_on_every_layout(layout, monkeypatch):
     rng = _rng("gemm-layout", layout)
     for eq, shapes in [("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
                        ("abcd,dbef->aecf", [(2, 3, 2, 3), (3, 3, 2, 2)]),
-                       ("ij,kj->ki", [(4, 5), (3, 5)])]:
+                       ("ij,kj->ki", [(4, 5), (3, 5)]),
+                       # rows/columns the scheduler may turn into broadcast batch indices
+                       ("ijk,jl->ilk", [(3, 4, 5), (4, 2)]),
+                       ("abj,cjd->cabd", [(2, 3, 4), (3, 4, 2)]),
+                       ("ibj,jk->kbi", [(3, 2, 9), (9, 2)])]:
         ops = [with_layout(o, layout, rng) for o in make_operands(shapes, np.float64, rng)]
         check_einsum(eq, *ops)
+
+
+@pytest.mark.parametrize("eq,shapes", [("ij,jk->ik", [(4, 5), (5, 3)]),
+                                       ("ijk,jl->ilk", [(3, 4, 5), (4, 2)]),
+                                       ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)])])
+@pytest.mark.parametrize("out_layout", ["C", "F", "strided", "transposed"])
+def test_gemm_into_out(eq, shapes, out_layout, monkeypatch):
+    """The product goes straight into ``out=`` when it is a stack of matrices BLAS can
+    write, through a temporary otherwise; both must give numpy's values."""
+    monkeypatch.setattr(schedule, "POLICY", POLICIES["gemm"])
+    rng = _rng("gemm-out", eq, out_layout)
+    ops = make_operands(shapes, np.float64, rng)
+    out = with_layout(np.empty(np.einsum(eq, *ops).shape), out_layout, rng)
+    check_einsum(eq, *ops, out=out)

@@ -5,25 +5,29 @@ and k; this renderer only prints the transpose-reshape-matmul-reshape-transpose 
 carries it out with ``numpy.matmul`` (BLAS for float and complex dtypes).  Transposes
 and reshapes are numpy views or copies; no einsum is called.
 
->>> from einjit.ir import Index, Kernel, Operand, SUM, product, Schedule
->>> from einjit.schedule import lower
->>> k = Kernel("k0", (Operand("a0", "float64", ("b", "i", "j")),
-...                   Operand("a1", "float64", ("b", "j", "k"))),
-...            Operand("out", "float64", ("b", "i", "k")),
-...            (Index("b", 2), Index("i", 3), Index("j", 4), Index("k", 5)),
-...            product(2, (("b", "i", "j"), ("b", "j", "k"))), SUM, "float64")
->>> print(render(lower(k, Schedule(("b", "i", "j", "k"), gemm=True))), end="")
+>>> from einjit.ir import Index, Kernel, Operand, SUM, product
+>>> from einjit.schedule import lower, schedule
+>>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j", "k")),
+...                   Operand("a1", "float64", ("j", "l"))),
+...            Operand("out", "float64", ("i", "l", "k")),
+...            (Index("i", 64), Index("l", 16), Index("k", 64), Index("j", 32)),
+...            product(2, (("i", "j", "k"), ("j", "l"))), SUM, "float64")
+>>> nest = lower(k, schedule(k, ((2048, 64, 1), (16, 1)), (1024, 64, 1)))
+>>> print(render(nest), end="")
 def k0(a0, a1, out):
-    # out[b,i,k] = gemm(a0[b,i,j], a1[b,j,k])   # batch b; m i; n k; k j
-    x = a0.reshape((2, 3, 4))
-    y = a1.reshape((2, 4, 5))
+    # out[i,l,k] = gemm(a0[i,j,k], a1[j,l])   # batch i; m k; n l; k j
+    x = a0.transpose((0, 2, 1)).reshape((64, 64, 32))
+    y = a1.reshape((1, 32, 16))
     try:
-        o = np.reshape(out.transpose((0, 1, 2)), (2, 3, 5), copy=False)
-    except ValueError:  # out is not a (batch, m, n) view: copy the product in
+        o = np.reshape(out.transpose((0, 2, 1)), (64, 64, 16), copy=False)
+    except ValueError:  # out is not a stack of matrices here: copy the product in
         z = np.matmul(x, y)
-        np.copyto(out, z.reshape((2, 3, 5)), casting='unsafe')
+        np.copyto(out, z.reshape((64, 64, 16)).transpose((0, 2, 1)), casting='unsafe')
         return
     np.matmul(x, y, out=o)
+
+Here ``i`` became a batch index (``a1`` broadcasts over it): every operand is then a
+stack of matrices BLAS reads in place, where rows ``(i, k)`` would have copied ``a0``.
 """
 
 from __future__ import annotations
@@ -37,41 +41,51 @@ from ..ir import Gemm, LoopNest, Operand
 __all__ = ["render", "build"]
 
 
-def _arrange(op: Operand, groups: tuple[tuple[str, ...], ...], extent: dict[str, int]) -> str:
-    """``op`` transposed into the order of ``groups`` and reshaped to one axis per group."""
-    order = [name for g in groups for name in g]
+def _arranged(op: Operand, groups: tuple[tuple[str, ...], ...], batch: tuple[str, ...],
+              extent: dict[str, int], copy: bool) -> str:
+    """``op`` as a stack of matrices: its batch axes (size 1 where it has none, so it
+    broadcasts), then one axis per group; copied into a contiguous buffer if ``copy``."""
+    order = [name for name in batch if name in op.indices] + [n for g in groups for n in g]
     perm = tuple(op.indices.index(name) for name in order)
     text = op.name if perm == tuple(range(len(perm))) else f"{op.name}.transpose({perm!r})"
-    return f"{text}.reshape({_grouped_shape(groups, extent)!r})"
+    if copy:
+        text = f"np.ascontiguousarray({text})"
+    shape = tuple(extent[name] if name in op.indices else 1 for name in batch)
+    return f"{text}.reshape({shape + _grouped_shape(groups, extent)!r})"
 
 
 def render(nest: LoopNest) -> str:
     """Python source of ``name(a0, a1, out)`` computing the GEMM into ``out``.
 
-    When ``out`` seen as (batch, m, n) is a view, ``matmul`` writes straight into it;
-    otherwise the product is copied into ``out``.
+    When the schedule says ``out`` seen as (batch, m, n) matrices is a view BLAS can
+    write, ``matmul`` writes straight into it; otherwise the product is copied into
+    ``out``.
     """
     (g,) = nest.body
     assert isinstance(g, Gemm)
-    extent = nest.kernel.extent
-    order = g.batch + g.m + g.n
+    lay, extent = g.layout, nest.kernel.extent
+    order = lay.batch + lay.m + lay.n
     shape = tuple(extent[name] for name in order)
     perm = tuple(order.index(name) for name in g.out.indices)
     inverse = tuple(g.out.indices.index(name) for name in order)
     result = f"z.reshape({shape!r})"
     if perm != tuple(range(len(perm))):
         result += f".transpose({perm!r})"
-    return "\n".join([
+    lines = [
         f"def {nest.kernel.name}({g.a.name}, {g.b.name}, {g.out.name}):",
         f"    # {g.lines()[0]}",
-        f"    x = {_arrange(g.a, (g.batch, g.m, g.k), extent)}",
-        f"    y = {_arrange(g.b, (g.batch, g.k, g.n), extent)}",
+        f"    x = {_arranged(g.a, (lay.m, lay.k), lay.batch, extent, lay.copy[0])}",
+        f"    y = {_arranged(g.b, (lay.k, lay.n), lay.batch, extent, lay.copy[1])}",
+    ]
+    fallback = ["z = np.matmul(x, y)", f"np.copyto({g.out.name}, {result}, casting='unsafe')"]
+    if not lay.direct:
+        return "\n".join(lines + ["    " + ln for ln in fallback]) + "\n"
+    matrices = tuple(extent[name] for name in lay.batch) + _grouped_shape((lay.m, lay.n), extent)
+    return "\n".join(lines + [
         "    try:",
-        f"        o = np.reshape({g.out.name}.transpose({inverse!r}), "
-        f"{_grouped_shape((g.batch, g.m, g.n), extent)!r}, copy=False)",
-        "    except ValueError:  # out is not a (batch, m, n) view: copy the product in",
-        "        z = np.matmul(x, y)",
-        f"        np.copyto({g.out.name}, {result}, casting='unsafe')",
+        f"        o = np.reshape({g.out.name}.transpose({inverse!r}), {matrices!r}, copy=False)",
+        "    except ValueError:  # out is not a stack of matrices here: copy the product in",
+        *("        " + ln for ln in fallback),
         "        return",
         "    np.matmul(x, y, out=o)",
     ]) + "\n"
