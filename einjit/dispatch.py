@@ -15,7 +15,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .views import allocate, permuted_view
+from .views import allocate, permuted_view, view_geometry
 
 __all__ = ["signature", "Runner", "FastTable"]
 
@@ -33,39 +33,28 @@ def signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
 
 
 class Runner:
-    """Replays one call signature: canonical views, allocations, kernels, result."""
+    """Replays one call signature: a small Python function generated for it.
 
-    __slots__ = ("recipes", "steps", "result", "view_of", "perm", "convert", "scalar", "simple")
+    Everything the signature fixes (canonical view shapes and strides, allocations,
+    kernels, the result's dtype and layout) is baked into straight-line code, so a
+    repeated call costs the kernels plus a few microseconds.  ``source`` shows it.
+    """
+
+    __slots__ = ("run", "source")
 
     def __init__(self, call: Any, compiled: Any, arrays: Sequence[np.ndarray]) -> None:
-        self.view_of: tuple[tuple[str, ...], tuple[str, ...]] | None = None
-        self.recipes: list[tuple[tuple[int, ...], tuple[int, ...], bool] | None] = []
-        self.steps: list[tuple[Any, tuple[int, ...], tuple[int, ...], str, Any]] = []
-        self.result = call.result
-        self.perm: tuple[int, ...] | None = None
-        self.convert = self.scalar = self.simple = False
+        names: dict[str, Any] = {"ndarray": np.ndarray, "empty": np.empty,
+                                 "allocate": allocate, "as_strided": as_strided,
+                                 "permuted_view": permuted_view}
+        args = ", ".join(f"a{k}" for k in range(len(arrays)))
+        lines = ["def run(arrays):", f"    {args}{',' if len(arrays) == 1 else ''} = arrays"]
         if call.view is not None:
-            labels, output = call.spec.inputs[0], call.spec.output
-            self.view_of = (labels, output)
-            if len(set(labels)) == len(labels):  # a plain transpose: numpy's own view
-                self.perm = tuple(labels.index(lb) for lb in output)
-            return
-        for a, v in zip(arrays, call.views):
-            contiguous = a.flags.c_contiguous or a.flags.f_contiguous
-            self.recipes.append(None if v is a else (v.shape, v.strides, contiguous))
-        size = call.spec.size
-        last = len(compiled.plan.steps) - 1
-        for i, (step, fn) in enumerate(zip(compiled.plan.steps, compiled.kernels)):
-            out = step.kernel.output
-            shape = tuple(size[lb] for lb in out.indices)
-            axes = call.order if i == last and call.order != tuple(range(len(shape))) else None
-            self.steps.append((fn, step.args, shape, out.dtype, axes))
-        final = self.steps[-1]
-        self.convert = np.dtype(final[3]) != call.result
-        self.scalar = len(final[2]) == 0
-        self.simple = (len(self.steps) == 1 and final[4] is None
-                       and all(r is None for r in self.recipes)
-                       and final[1] == tuple(range(len(arrays))))
+            lines += _view_lines(call, arrays, names)
+        else:
+            lines += _kernel_lines(call, compiled, arrays, names)
+        self.source = "\n".join(lines) + "\n"
+        exec(compile(self.source, "<einjit runner>", "exec"), names)
+        self.run = names["run"]
 
     @staticmethod
     def eligible(call: Any, arrays: Sequence[np.ndarray]) -> bool:
@@ -77,37 +66,62 @@ class Runner:
             for v, a in zip(call.views, arrays))
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> Any:
-        if self.simple:  # one kernel over the operands as they are
-            fn, _, shape, dtype, _ = self.steps[0]
-            result = np.empty(shape, dtype=dtype)
-            fn(*arrays, result)
-        elif self.view_of is not None:
-            if self.perm is not None:
-                return arrays[0].transpose(self.perm) if self.perm else arrays[0][()]
-            view = permuted_view(arrays[0], *self.view_of)
-            return view[()] if view.ndim == 0 else view
+        return self.run(arrays)
+
+
+def _view_lines(call: Any, arrays: Sequence[np.ndarray], names: dict[str, Any]) -> list[str]:
+    labels, output = call.spec.inputs[0], call.spec.output
+    if len(set(labels)) == len(labels):  # a plain transpose: numpy's own view
+        perm = tuple(labels.index(lb) for lb in output)
+        return [f"    return a0.transpose({perm!r})" if perm else "    return a0[()]"]
+    names["labels"], names["output"] = labels, output
+    fallback = ["    view = permuted_view(a0, labels, output)",
+                "    return view[()] if view.ndim == 0 else view"]
+    a = arrays[0]
+    if a.dtype.hasobject:
+        return fallback
+    # A diagonal of an array that owns its memory: same shape and strides every time.
+    shape, strides = view_geometry(a.shape, a.strides, labels, output)
+    lines = ["    if a0.base is None:",
+             f"        view = ndarray({shape!r}, a0.dtype, a0, 0, {strides!r})"]
+    if not a.flags.writeable:
+        lines.append("        view.flags.writeable = False")
+    lines.append(f"        return view{'[()]' if not shape else ''}")
+    return lines + fallback
+
+
+def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
+                  names: dict[str, Any]) -> list[str]:
+    lines = []
+    for k, (a, v) in enumerate(zip(arrays, call.views)):
+        if v is a:
+            lines.append(f"    v{k} = a{k}")
+        elif (a.flags.c_contiguous or a.flags.f_contiguous) and not a.dtype.hasobject:
+            # a contiguous array lends its buffer (as_strided is ~10x slower); writeable
+            # when ``a`` is, like the canonical view the kernel was compiled for
+            names[f"d{k}"] = a.dtype
+            lines.append(f"    v{k} = ndarray({v.shape!r}, d{k}, a{k}, 0, {v.strides!r})")
         else:
-            result = self._steps(arrays)
-        if self.convert:
-            result = result.astype(self.result, order="K")
-        return result[()] if self.scalar else result
-
-    def _steps(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        values = [a if r is None else _strided(a, *r) for a, r in zip(arrays, self.recipes)]
-        for fn, args, shape, dtype, axes in self.steps:
-            target = np.empty(shape, dtype=dtype) if axes is None else allocate(shape, dtype, axes)
-            fn(*[values[k] for k in args], target)
-            values.append(target)
-        return values[-1]
-
-
-def _strided(a: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...],
-             contiguous: bool) -> np.ndarray:
-    """A strided view of ``a`` starting at its first element (``as_strided`` is ~10x slower;
-    a contiguous array can lend its buffer directly)."""
-    if contiguous and not a.dtype.hasobject:  # never alias object pointers via a buffer
-        return np.ndarray(shape, a.dtype, a, 0, strides)
-    return as_strided(a, shape, strides, writeable=False)
+            lines.append(f"    v{k} = as_strided(a{k}, {v.shape!r}, {v.strides!r})")
+    size = call.spec.size
+    steps = compiled.plan.steps
+    for i, (step, fn) in enumerate(zip(steps, compiled.kernels)):
+        out = step.kernel.output
+        shape = tuple(size[lb] for lb in out.indices)
+        names[f"k{i}"], names[f"t{i}"] = fn, np.dtype(out.dtype)
+        axes = call.order if i == len(steps) - 1 else tuple(range(len(shape)))
+        if axes == tuple(range(len(shape))):
+            lines.append(f"    v{step.result} = empty({shape!r}, t{i})")
+        else:
+            lines.append(f"    v{step.result} = allocate({shape!r}, t{i}, {axes!r})")
+        lines.append(f"    k{i}({', '.join(f'v{a}' for a in step.args + (step.result,))})")
+    result = f"v{steps[-1].result}"
+    if np.dtype(steps[-1].kernel.output.dtype) != call.result:
+        names["result_dtype"] = call.result
+        result += ".astype(result_dtype, order='K')"
+    if not call.spec.output:
+        result += "[()]"
+    return lines + [f"    return {result}"]
 
 
 class FastTable:

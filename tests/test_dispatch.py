@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import einjit
+from einjit import engine
 
 CASES = [
     ("ij,jk->ik", [(3, 4), (4, 5)]),
@@ -72,3 +73,32 @@ def test_decorator_fast_path():
         a, x = rng.random((5, 4)), rng.random(4)
         np.testing.assert_allclose(matvec(a, x), a @ x, rtol=1e-12)
     assert matvec.signatures == 1
+
+
+@pytest.mark.parametrize("writeable", [True, False])
+@pytest.mark.parametrize(("eq", "shapes"), [("ii->", [(5, 5)]), ("i,i->i", [(1,), (7,)]),
+                                            ("iij,j->i", [(3, 3, 4), (4,)])])
+def test_replay_reuses_the_compiled_kernel(eq, shapes, writeable):
+    """The replayed canonical views have the Numba type the kernel was compiled for (a
+    read-only view of a writeable array would compile the kernel a second time)."""
+    ops = _ops(shapes, np.float64, 7, "C")
+    for o in ops:
+        o.flags.writeable = writeable
+    einjit.einsum(eq, *ops)
+    compiled = engine.lookup(engine.prepare((eq, *ops)))
+    before = [len(k.signatures) for k in compiled.kernels]
+    for _ in range(3):
+        np.testing.assert_allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
+    assert [len(k.signatures) for k in compiled.kernels] == before
+
+
+def test_diagonal_view_of_a_view_and_of_a_read_only_array():
+    base = np.arange(32.0).reshape(2, 4, 4)
+    ro = base[1].copy()
+    ro.flags.writeable = False
+    for _ in range(3):
+        d = einjit.einsum("ii->i", base[1])          # a view: the slow, general route
+        assert d.base is np.einsum("ii->i", base[1]).base
+        assert d.tolist() == np.diagonal(base[1]).tolist()
+        r = einjit.einsum("ii->i", ro)               # the owner itself: the generated one
+        assert r.base is ro and not r.flags.writeable and r.tolist() == np.diagonal(ro).tolist()
