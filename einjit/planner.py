@@ -178,11 +178,12 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
            dtypes: Sequence[str], arith: Arithmetic, path: tuple[tuple[int, ...], ...]) -> Plan:
     """The plan that contracts along ``path``, one kernel per contraction."""
     n = len(inputs)
+    contractions = list(path) if path else [tuple(range(n))]
+    partners = _partners(n, contractions)
     ids = list(range(n))
     labels = list(inputs)
     types = list(dtypes)
     steps: list[Step] = []
-    contractions = list(path) if path else [tuple(range(n))]
     for c in contractions:
         picked = sorted(c, reverse=True)
         args = [ids.pop(p) for p in picked][::-1]
@@ -191,6 +192,8 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
         if ids:
             keep = set(output).union(*labels)
             out = tuple(dict.fromkeys(lb for t in arg_labels for lb in t if lb in keep))
+            out = _laid_out_like(out, [labels[ids.index(p)] for p in partners[n + len(steps)]
+                                       if p in ids])
         else:
             out = output
         kernel = _kernel(f"k{len(steps)}", arg_labels, arg_types, out, arith.compute,
@@ -201,6 +204,30 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
         labels.append(out)
         types.append(arith.compute)
     return Plan(equation, tuple(steps), path)
+
+
+def _partners(n: int, contractions: Sequence[tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
+    """For each intermediate (numbered n, n+1, ... in path order): the other operands of
+    the contraction that consumes it."""
+    ids = list(range(n))
+    partners: dict[int, tuple[int, ...]] = {}
+    for step, c in enumerate(contractions):
+        args = [ids[p] for p in c]
+        for a in args:
+            if a >= n:
+                partners[a] = tuple(x for x in args if x != a)
+        ids = [x for x in ids if x not in args] + [n + step]
+    return partners
+
+
+def _laid_out_like(out: Labels, partners: Sequence[Labels]) -> Labels:
+    """An intermediate's index order: when one operand it will be combined with holds
+    all of its indices, the same relative order (both are then walked alike: no strided
+    or transposed access in the consuming step); else unchanged."""
+    for other in sorted(partners, key=len):
+        if set(out) <= set(other):
+            return tuple(lb for lb in other if lb in out)
+    return out
 
 
 def _flops(kernel: Kernel) -> int:
