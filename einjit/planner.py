@@ -221,13 +221,18 @@ def _partners(n: int, contractions: Sequence[tuple[int, ...]]) -> dict[int, tupl
 
 
 def _laid_out_like(out: Labels, partners: Sequence[Labels]) -> Labels:
-    """An intermediate's index order: when one operand it will be combined with holds
-    all of its indices, the same relative order (both are then walked alike: no strided
-    or transposed access in the consuming step); else unchanged."""
-    for other in sorted(partners, key=len):
-        if set(out) <= set(other):
-            return tuple(lb for lb in other if lb in out)
-    return out
+    """An intermediate's index order, from the operands it will next be combined with.
+
+    The indices it shares with its largest partner go innermost, in the partner's order,
+    so the consuming step reads both alike: ``ki`` then ``ik`` becomes ``ki`` and ``ki``
+    (no transposed access), and in a matrix product the summed indices of both operands
+    merge into one axis without a copy.  Without partners the order stays as it is.
+    """
+    if not partners:
+        return out
+    other = max(partners, key=lambda t: (len(set(t) & set(out)), len(t)))
+    shared = [lb for lb in other if lb in out]
+    return tuple(lb for lb in out if lb not in shared) + tuple(shared)
 
 
 def _flops(kernel: Kernel) -> int:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import itertools
 
@@ -126,10 +126,16 @@ def _use_gemm(kernel: Kernel) -> bool:
     if roles is None:
         return False
     extent = kernel.extent
-    k = 1
-    for name in roles[3]:
-        k *= extent[name]
-    return k >= 8
+    batch, m, n, k = (_product(extent[name] for name in group) for group in roles)
+    # A batch of dot products (ij,ij->i) is one BLAS call per row: loops stream it.
+    return k >= 8 and (m * n > 1 or batch == 1)
+
+
+def _product(values: Iterable[int]) -> int:
+    result = 1
+    for v in values:
+        result *= v
+    return result
 
 
 # The GEMM cost model, in seconds: a copy moves bytes at COPY_BPS (transposing copies are
