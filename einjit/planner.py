@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from .dtypes import Arithmetic
 from .schedule import gemm_worthy
 from .ir import SUM, Call, Cast, Expr, Index, Kernel, Load, Operand, Plan, Step
@@ -165,10 +167,12 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
         # Fuse the whole expression into one loop nest unless that raises the flop count
         # by more than 2x or gives up a matrix-matrix product BLAS would run.
         split_flops = sum(s.flops for s in split.steps)
+        split_bytes = sum(_bytes(s.kernel) for s in split.steps)
         blas = any(gemm_worthy(s.kernel) for s in split.steps)
         verdict = "fused" if not blas and single.steps[0].flops <= 2 * split_flops else "split"
-        note = (f"{verdict}: one fused loop nest costs {single.steps[0].flops} flops, the "
-                f"path {split_flops} flops" + (" with BLAS matrix products" if blas else ""))
+        note = (f"{verdict}: one fused loop nest costs {single.steps[0].flops} flops and moves "
+                f"{_bytes(fused)} bytes, the path {split_flops} flops and {split_bytes} bytes"
+                + (" with BLAS matrix products" if blas else ""))
         chosen = single if verdict == "fused" else split
         return Plan(equation, chosen.steps, chosen.path, note)
     return split
@@ -233,6 +237,18 @@ def _laid_out_like(out: Labels, partners: Sequence[Labels]) -> Labels:
     other = max(partners, key=lambda t: (len(set(t) & set(out)), len(t)))
     shared = [lb for lb in other if lb in out]
     return tuple(lb for lb in out if lb not in shared) + tuple(shared)
+
+
+def _bytes(kernel: Kernel) -> int:
+    """Bytes the kernel reads and writes at least once: every operand and its result."""
+    extent = kernel.extent
+    total = 0
+    for op in kernel.inputs + (kernel.output,):
+        n = np.dtype(op.dtype).itemsize
+        for name in op.indices:
+            n *= extent[name]
+        total += n
+    return total
 
 
 def _flops(kernel: Kernel) -> int:
