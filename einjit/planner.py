@@ -16,7 +16,7 @@ result here), chosen by name in :data:`PATH_FINDERS`.
 ...                  arithmetic(np.dtype("float64")), "greedy")
 >>> print(plan)  # doctest: +NORMALIZE_WHITESPACE
 plan for ij,jk,kl->il: 2 step(s)
-  v3 = k0(v1, v2)    # out[j,l] ; flops 420
+  v3 = k0(v1, v2)    # out[l,j] ; flops 420
   v4 = k1(v0, v3)    # out[i,l] ; flops 280
 """
 
