@@ -40,10 +40,11 @@ class CompiledEinsum:
     """
 
     def __init__(self, equation: str, fn: Callable[..., Any] | None = None,
-                 optimize: Any = DEFAULT_OPTIMIZE) -> None:
+                 optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False) -> None:
         self.equation = equation
         self._parsed = parse_subscripts(equation)
         self.optimize = optimize
+        self.dynamic = engine.dynamic_labels(equation, self._parsed, dynamic)
         self._plans: dict[Hashable, CompiledPlan] = {}
         self._fast = FastTable()
         self.__wrapped__ = fn
@@ -76,6 +77,10 @@ class CompiledEinsum:
                     return runner(operands)
         call = engine.prepare_operands(self._parsed, operands, out, dtype, order, casting,
                                        self.optimize)
+        if self.dynamic is True:
+            call.dynamic = frozenset(call.spec.size)
+        elif self.dynamic:
+            call.dynamic = self.dynamic & frozenset(call.spec.size)
         return engine.finish(call, self._plans, key, self._fast, operands)
 
     @property
@@ -87,9 +92,14 @@ class CompiledEinsum:
         return f"<einjit.compile {self.equation!r}: {self.signatures} signature(s)>"
 
 
-def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE
+def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False
             ) -> Callable[[Callable[..., Any]], CompiledEinsum]:
     """Decorate a body-less function to make it a compiled einsum.
+
+    Kernels are specialised to the exact sizes they see, and a label that keeps
+    arriving with new sizes soon gets kernels generic in it (see
+    :data:`einjit.engine.DYNAMIC_AFTER`).  ``dynamic=True`` makes every dimension
+    generic from the first call; ``dynamic="b"`` only the labels named.
 
     >>> import numpy as np, einjit
     >>> @einjit.compile("bij,bjk->bik")
@@ -99,10 +109,17 @@ def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE
     (2, 3, 5)
     >>> bmm.__doc__
     'Batched matrix product.'
+    >>> @einjit.compile("bij,bjk->bik", dynamic="b")
+    ... def bmm_any_batch(a, b): ...
+    >>> [bmm_any_batch(np.ones((n, 3, 4)), np.ones((n, 4, 5))).shape[0] for n in (1, 2, 3)]
+    [1, 2, 3]
+    >>> bmm_any_batch.signatures   # one kernel, generic in b
+    1
     """
-    parse_subscripts(equation)  # errors in the equation surface at decoration time
+    parsed = parse_subscripts(equation)  # errors in the equation surface at decoration time
+    engine.dynamic_labels(equation, parsed, dynamic)
 
     def decorate(fn: Callable[..., Any]) -> CompiledEinsum:
-        return CompiledEinsum(equation, fn, optimize)
+        return CompiledEinsum(equation, fn, optimize, dynamic)
 
     return decorate

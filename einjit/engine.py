@@ -48,17 +48,30 @@ class Call:
     optimize: Any
     view: np.ndarray | None = None   # the answer itself, when numpy answers with a view
     direct_out: bool = False         # the last kernel writes straight into ``out``
+    dynamic: frozenset[str] = frozenset()  # labels whose kernels read the extent at run time
 
-    def key(self) -> Hashable:
-        """Everything the compiled plan depends on: the in-memory cache key."""
+    def key(self, erase: frozenset[str] | None = None) -> Hashable:
+        """Everything the compiled plan depends on: the in-memory cache key.
+
+        The extents of dynamic labels (or of ``erase``) are left out: one compiled plan
+        serves every size there."""
+        erase = self.dynamic if erase is None else erase
+        spec: Hashable = self.spec
+        if erase:
+            spec = (self.spec.inputs, self.spec.output,
+                    tuple((lb, None if lb in erase else n) for lb, n in self.spec.extents), erase)
         target = self.out if self.direct_out else None
         layouts = tuple((v.dtype.str, _layout(v), v.flags.writeable, v.flags.aligned,
                          stride_rank(v)) for v in self.views)
         out_layout = (None if target is None else
                       (_layout(target), stride_rank(target), target.dtype.str))
         opt = self.optimize if isinstance(self.optimize, (str, bool)) else repr(self.optimize)
-        return (self.spec, tuple(self.labels), layouts, self.arith, out_layout, self.order, opt,
+        return (spec, tuple(self.labels), layouts, self.arith, out_layout, self.order, opt,
                 schedule_module.POLICY)
+
+    def family(self) -> Hashable:
+        """The key with every extent left out: calls differing only in sizes."""
+        return self.key(frozenset(self.spec.size))
 
 
 def _layout(a: np.ndarray) -> str:
@@ -187,7 +200,7 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
     """Plan and schedule a call: the pure part of :func:`build` (also used by explain)."""
     size = call.spec.size
     plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
-                     call.arith, call.optimize)
+                     call.arith, call.optimize, call.dynamic)
     strides: dict[int, tuple[int, ...]] = {
         k: _elements(v.strides, v.itemsize) for k, v in enumerate(call.views)}
     nests = []
@@ -251,13 +264,7 @@ def build(call: Call) -> CompiledPlan:
                 sources.append(source)
                 continue
             source = numba_cpu.render_module(nest, f"{plan.equation} step {step.kernel.name}")
-            fn = cache.load_module_function(source, step.kernel.name)
-            before = sum(fn.stats.cache_hits.values())
-            fn.compile(sig)
-            if sum(fn.stats.cache_hits.values()) > before:
-                cache.STATS.disk_loads += 1
-            else:
-                cache.STATS.compilations += 1
+            fn = cache.compile_kernel(source, step.kernel.name, sig)
             kernels.append(fn)
             sources.append(source)
     else:
@@ -291,8 +298,54 @@ FAST = FastTable()
 _build_lock = threading.Lock()
 
 
+#: A label that has arrived with this many distinct extents (same equation, dtypes and
+#: layouts) gets kernels generic in its extent from then on, like torch.compile's
+#: automatic dynamic shapes: the first sizes keep their specialised kernels.
+DYNAMIC_AFTER = 3
+_SEEN: dict[Hashable, dict[str, set[int]]] = {}
+_MAX_FAMILIES = 4096
+
+
+def _auto_dynamic(call: Call) -> frozenset[str]:
+    """Record the call's extents; the labels seen with DYNAMIC_AFTER sizes or more."""
+    family = call.family()
+    seen = _SEEN.get(family)
+    if seen is None:
+        if len(_SEEN) >= _MAX_FAMILIES:
+            _SEEN.clear()
+        seen = _SEEN[family] = {}
+    dynamic = set(call.dynamic)
+    for lb, n in call.spec.extents:
+        sizes = seen.setdefault(lb, set())
+        if len(sizes) < DYNAMIC_AFTER:
+            sizes.add(n)
+        if len(sizes) >= DYNAMIC_AFTER:
+            dynamic.add(lb)
+    return frozenset(dynamic)
+
+
+def dynamic_labels(equation: str, parsed: Equation, dynamic: bool | str) -> bool | frozenset[str]:
+    """Validate ``dynamic=`` (of ``einjit.compile`` and ``explain``): True (every
+    dimension), False, or a string of the equation's labels."""
+    if isinstance(dynamic, bool):
+        return dynamic
+    if not isinstance(dynamic, str):
+        raise TypeError(f"einjit.compile({equation!r}): dynamic must be a bool or a string "
+                        f"of labels, not {type(dynamic).__name__}")
+    labels = {lb for term in parsed.inputs for lb in term.labels}
+    unknown = sorted(set(dynamic) - labels - {" ", ","})
+    if unknown:
+        raise ValueError(f"einjit.compile({equation!r}): dynamic label(s) "
+                         f"{', '.join(map(repr, unknown))} not in the equation")
+    return frozenset(dynamic) - {" ", ","}
+
+
 def lookup(call: Call, plans: dict[Hashable, CompiledPlan] | None = None) -> CompiledPlan:
-    """The compiled plan for a call, from ``plans`` (default: the process-wide cache)."""
+    """The compiled plan for a call, from ``plans`` (default: the process-wide cache).
+
+    A miss records the call's sizes; once a label has varied often enough
+    (:data:`DYNAMIC_AFTER`), the call is served by a plan generic in it
+    (``call.dynamic`` is updated)."""
     table = _PLANS if plans is None else plans
     key = call.key()
     compiled = table.get(key)
@@ -301,6 +354,12 @@ def lookup(call: Call, plans: dict[Hashable, CompiledPlan] | None = None) -> Com
         return compiled
     with _build_lock:
         compiled = table.get(key)
+        if compiled is None:
+            dynamic = _auto_dynamic(call)
+            if dynamic != call.dynamic:
+                call.dynamic = dynamic
+                key = call.key()
+                compiled = table.get(key)
         if compiled is None:
             cache.STATS.misses += 1
             compiled = _PLANS.get(key) or build(call)
@@ -369,5 +428,6 @@ def clear_cache() -> None:
     """Forget every compiled plan in memory and reset the counters (disk files stay)."""
     with _build_lock:
         _PLANS.clear()
+        _SEEN.clear()
         FAST.clear()
         cache.STATS.reset()

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .engine import DEFAULT_OPTIMIZE, Call, plan_call, prepare_operands
+from .engine import DEFAULT_OPTIMIZE, Call, dynamic_labels, plan_call, prepare_operands
 from .ir import LoopNest, Plan
 from .parser import parse_subscripts
 
@@ -54,11 +54,14 @@ def _as_operand(x: Any, dtype: Any) -> Any:
 
 
 def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
-            optimize: Any = DEFAULT_OPTIMIZE) -> Explanation:
+            optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False) -> Explanation:
     """Explain how einjit evaluates ``subscripts`` on these operands (or shapes).
 
     Nothing is compiled or run.  Operands may be arrays or shape tuples; ``dtype``
-    gives shape-only operands their dtype (float64 by default).
+    gives shape-only operands their dtype (float64 by default).  ``dynamic`` (True, or
+    a string of labels) shows the kernels generic in those dimensions, as
+    ``einjit.compile(..., dynamic=...)`` builds them: they read ``n_<label>`` from the
+    arrays and the kernel line says ``<label>=dynamic``.
 
     >>> import einjit
     >>> e = einjit.explain("ij,jk->ik", (2, 3), (3, 4))
@@ -69,9 +72,13 @@ def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
     True
     """
     operands: Sequence[Any] = [_as_operand(x, dtype) for x in operands_or_shapes]
-    call: Call = prepare_operands(parse_subscripts(subscripts), operands, None,
+    parsed = parse_subscripts(subscripts)
+    call: Call = prepare_operands(parsed, operands, None,
                                   None, "K", "unsafe" if dtype is not None else "safe",
                                   optimize)
+    labels = dynamic_labels(subscripts, parsed, dynamic)
+    call.dynamic = (frozenset(call.spec.size) if labels is True else
+                    frozenset(labels or ()) & frozenset(call.spec.size))
     if call.view is not None:
         note = "a view of the operand, as numpy returns it: nothing to compute"
         return Explanation(subscripts, call.spec.text, str(call.result), "view", Plan(
@@ -83,5 +90,7 @@ def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
                         for n in nests)
     else:
         sources = tuple(numpy_ufunc.render(s.kernel) for s in plan.steps)
+    note = (f"dynamic dimensions: {', '.join(sorted(call.dynamic))} (sizes read at run time)"
+            if call.dynamic else "")
     return Explanation(subscripts, call.spec.text, str(call.result), call.arith.backend,
-                       plan, nests, sources, "")
+                       plan, nests, sources, note)

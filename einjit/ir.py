@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 __all__ = [
-    "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Expr", "Reduction", "SUM", "Kernel",
+    "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Dim", "Expr", "Reduction", "SUM", "Kernel",
     "GemmLayout", "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Stmt", "LoopNest", "Step", "Plan",
     "product", "loads",
 ]
@@ -39,9 +39,15 @@ class Index:
 
     name: str
     extent: int
+    dynamic: bool = False  # the kernel reads the size from its arrays (``extent``: one seen)
 
     def __str__(self) -> str:
-        return f"{self.name}={self.extent}"
+        return f"{self.name}=dynamic" if self.dynamic else f"{self.name}={self.extent}"
+
+    @property
+    def size(self) -> "int | Var":
+        """The extent as a kernel spells it: a literal, or the local ``n_<name>``."""
+        return Var(f"n_{self.name}") if self.dynamic else self.extent
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,8 @@ class Call:
     def __str__(self) -> str:
         sym = self._INFIX.get(self.op)
         if sym is not None:
-            return f" {sym} ".join(str(a) for a in self.args)
+            return f" {sym} ".join(f"({a})" if isinstance(a, Call) and a.op in self._INFIX
+                                   else str(a) for a in self.args)
         return f"{self.op}({', '.join(str(a) for a in self.args)})"
 
 
@@ -117,7 +124,18 @@ class Const:
         return repr(self.value)
 
 
-Expr = Union[Load, Cast, Call, Var, Const]
+@dataclass(frozen=True)
+class Dim:
+    """The length of axis ``axis`` of array ``array`` (a dynamic extent, read at run time)."""
+
+    array: str
+    axis: int
+
+    def __str__(self) -> str:
+        return f"{self.array}.shape[{self.axis}]"
+
+
+Expr = Union[Load, Cast, Call, Var, Const, Dim]
 
 
 def product(n_operands: int, indices: tuple[tuple[str, ...], ...]) -> Expr:
@@ -178,6 +196,16 @@ class Kernel:
     @property
     def extent(self) -> dict[str, int]:
         return {ix.name: ix.extent for ix in self.indices}
+
+    @property
+    def sizes(self) -> dict[str, "int | Var"]:
+        """Each index's extent as the kernel spells it (``n_<name>`` when dynamic)."""
+        return {ix.name: ix.size for ix in self.indices}
+
+    @property
+    def dynamic(self) -> tuple[str, ...]:
+        """The indices whose extent the kernel reads from its arrays at run time."""
+        return tuple(ix.name for ix in self.indices if ix.dynamic)
 
     @property
     def output_indices(self) -> tuple[str, ...]:
@@ -340,7 +368,7 @@ class Loop:
     """
 
     index: str
-    extent: int | Var
+    extent: int | Expr
     body: tuple["Stmt", ...]
     parallel: bool = False
     unpack: tuple[Index, ...] = ()

@@ -135,7 +135,8 @@ def _load(k: int, indices: Labels, dtype: str, arith: Arithmetic) -> Expr:
 
 
 def _kernel(name: str, args: Sequence[Labels], dtypes: Sequence[str], out: Labels,
-            out_dtype: str, extent: dict[str, int], arith: Arithmetic) -> Kernel:
+            out_dtype: str, extent: dict[str, int], arith: Arithmetic,
+            dynamic: frozenset[str] = frozenset()) -> Kernel:
     seen: dict[str, None] = dict.fromkeys(out)
     for labels in args:
         seen.update(dict.fromkeys(labels))
@@ -143,18 +144,23 @@ def _kernel(name: str, args: Sequence[Labels], dtypes: Sequence[str], out: Label
     body: Expr = terms[0] if len(terms) == 1 else Call("mul", terms)
     inputs = tuple(Operand(f"a{k}", dt, tuple(lb)) for k, (lb, dt) in enumerate(zip(args, dtypes)))
     return Kernel(name, inputs, Operand("out", out_dtype, tuple(out)),
-                  tuple(Index(lb, extent[lb]) for lb in seen), body, SUM, arith.accumulate)
+                  tuple(Index(lb, extent[lb], lb in dynamic) for lb in seen), body, SUM,
+                  arith.accumulate)
 
 
 def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
-              dtypes: Sequence[str], arith: Arithmetic, optimize: Any = "auto") -> Plan:
-    """Plan an einsum over canonical operands (see module docstring for an example)."""
+              dtypes: Sequence[str], arith: Arithmetic, optimize: Any = "auto",
+              dynamic: frozenset[str] = frozenset()) -> Plan:
+    """Plan an einsum over canonical operands (see module docstring for an example).
+
+    Labels in ``dynamic`` get kernels generic in their extent (``extent`` holds the
+    sizes seen now, which guide the path and the schedule)."""
     inputs = [tuple(t) for t in inputs]
     output = tuple(output)
     n = len(inputs)
     equation = ",".join("".join(t) for t in inputs) + "->" + "".join(output)
     path = resolve_path(optimize, inputs, output, extent)
-    fused = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith)
+    fused = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith, dynamic)
     single = Plan(equation, (Step(fused, tuple(range(n)), n, _flops(fused)),))
     if path is None:
         return single
@@ -162,7 +168,7 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
         # Object arithmetic: numpy's one pass gives the same Python types (an empty sum is
         # the int 0, not Fraction(0) from a later product), so stay fused unless huge.
         return Plan(equation, single.steps, (), "fused: object arithmetic, as numpy")
-    split = _split(equation, inputs, output, extent, dtypes, arith, path)
+    split = _split(equation, inputs, output, extent, dtypes, arith, path, dynamic)
     if optimize == "auto" and n > 2:
         # Fuse the whole expression into one loop nest unless that raises the flop count
         # by more than 2x or gives up a matrix-matrix product BLAS would run.
@@ -179,7 +185,8 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
 
 
 def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str, int],
-           dtypes: Sequence[str], arith: Arithmetic, path: tuple[tuple[int, ...], ...]) -> Plan:
+           dtypes: Sequence[str], arith: Arithmetic, path: tuple[tuple[int, ...], ...],
+           dynamic: frozenset[str] = frozenset()) -> Plan:
     """The plan that contracts along ``path``, one kernel per contraction."""
     n = len(inputs)
     contractions = list(path) if path else [tuple(range(n))]
@@ -201,7 +208,7 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
         else:
             out = output
         kernel = _kernel(f"k{len(steps)}", arg_labels, arg_types, out, arith.compute,
-                         extent, arith)
+                         extent, arith, dynamic)
         result = n + len(steps)
         steps.append(Step(kernel, tuple(args), result, _flops(kernel)))
         ids.append(result)

@@ -39,8 +39,8 @@ from typing import Iterable, Sequence
 
 import itertools
 
-from .ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Gemm, GemmLayout, Index, Init, Kernel,
-                 Let, Load, Loop, LoopNest, Schedule, Stmt, Store, Var)
+from .ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout, Index, Init,
+                 Kernel, Let, Load, Loop, LoopNest, Schedule, Stmt, Store, Var)
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "gemm_roles", "gemm_worthy",
            "thread_count"]
@@ -288,7 +288,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     if inner and outer and not deep:
         v = outer[-1]  # the output index with the smallest strides
         if cost[v] < cost[inner[-1]] and extent[v] >= 4:
-            block = (v, min(POLICY.block, extent[v]))
+            block = (v, POLICY.block if v in kernel.dynamic else min(POLICY.block, extent[v]))
     chunk = None
     if (inner and block is None and not fuse[1] and parallel not in inner
             and kernel.accumulate[0] in "fc" and extent[inner[-1]] > POLICY.chunk):
@@ -296,32 +296,54 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk)
 
 
-def _nest(order: Sequence[str], extent: dict[str, int], body: tuple[Stmt, ...],
+def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],
           parallel: str | None, fuse: int = 0, name: str = "f") -> tuple[Stmt, ...]:
     """Loops over ``order`` around ``body``; the first ``fuse`` of them as one fused loop."""
     fuse = fuse if fuse > 1 else 0
+    sizes = kernel.sizes
     for ix in reversed(order[fuse:]):
-        body = (Loop(ix, extent[ix], body, ix == parallel),)
+        body = (Loop(ix, sizes[ix], body, ix == parallel),)
     if fuse:
-        group = tuple(Index(ix, extent[ix]) for ix in order[:fuse])
-        total = 1
-        for g in group:
-            total *= g.extent
+        index = {ix.name: ix for ix in kernel.indices}
+        group = tuple(index[ix] for ix in order[:fuse])
+        total = _times([g.size for g in group])
         body = (Loop(name, total, body, parallel in order[:fuse], group),)
     return body
+
+
+def _times(values: Sequence[int | Expr]) -> int | Expr:
+    """The product of extents: a number when all are literals, else an expression."""
+    if all(isinstance(v, int) for v in values):
+        return _product(values)  # type: ignore[arg-type]
+    return Call("mul", tuple(Const(v) if isinstance(v, int) else v for v in values))
+
+
+def _ceil_div(n: int | Expr, size: int) -> int | Expr:
+    if isinstance(n, int):
+        return -(-n // size)
+    return Call("floordiv", (Call("add", (n, Const(size - 1))), Const(size)))
+
+
+def _dims(kernel: Kernel) -> tuple[Stmt, ...]:
+    """``n_<index> = <array>.shape[<axis>]`` for each dynamic index (read once, on entry)."""
+    lets = []
+    for name in kernel.dynamic:
+        op = next(op for op in kernel.inputs + (kernel.output,) if name in op.indices)
+        lets.append(Let(f"n_{name}", Dim(op.name, op.indices.index(name))))
+    return tuple(lets)
 
 
 def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     """Lower ``kernel`` under ``sched`` into loops, an accumulator and one store per element."""
     if sched.gemm:
         a, b = kernel.inputs
-        return LoopNest(kernel, sched, (Gemm(a, b, kernel.output, sched.gemm),))
+        return LoopNest(kernel, sched, _dims(kernel) + (Gemm(a, b, kernel.output, sched.gemm),))
     n_out = len(kernel.output_indices)
     outer, inner = sched.order[:n_out], sched.order[n_out:]
     if sched.block is not None:
         body = _blocked(kernel, sched, list(outer), list(inner))
-        return LoopNest(kernel, sched, body)
-    extent = kernel.extent
+        return LoopNest(kernel, sched, _dims(kernel) + body)
+    extent = kernel.sizes
     fuse_out, fuse_red = sched.fuse
     acc, red = Var("acc"), kernel.reduce
     store_value: Expr
@@ -338,32 +360,35 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             if rest:
                 part = Var("part")
                 steps = (Init(part, kernel.accumulate, red.identity),) + _nest(
-                    rest, extent, (Accumulate(part, red.op, kernel.body, kernel.accumulate),),
+                    rest, kernel, (Accumulate(part, red.op, kernel.body, kernel.accumulate),),
                     None, fuse_red - 1, "fr") + (Accumulate(acc, red.op, part, kernel.accumulate),)
             else:
                 steps = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
             body = (init, Loop(inner[0], extent[inner[0]], steps, True))
         elif sched.chunk:
-            body = (init,) + _nest(inner[:-1], extent, _chunked(kernel, inner[-1], sched.chunk),
+            body = (init,) + _nest(inner[:-1], kernel, _chunked(kernel, inner[-1], sched.chunk),
                                    None)
         else:
-            body = (init,) + _nest(inner, extent,
+            body = (init,) + _nest(inner, kernel,
                                    (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
                                    None, fuse_red, "fr")
     body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
-    return LoopNest(kernel, sched, _nest(outer, extent, body, outer_parallel, fuse_out, "fo"))
+    return LoopNest(kernel, sched,
+                    _dims(kernel) + _nest(outer, kernel, body, outer_parallel, fuse_out, "fo"))
 
 
-def _block_start(prefix: str, n: int, size: int) -> tuple[tuple[Stmt, ...], int | Var]:
+def _block_start(prefix: str, n: int | Expr, size: int) -> tuple[tuple[Stmt, ...], int | Var]:
     """Inside ``for {prefix}b in range(ceil(n / size))``: the block's first index
-    ``{prefix}0`` and its length (``size``, or ``{prefix}n`` when n is not a multiple)."""
+    ``{prefix}0`` and its length (``size``, or ``{prefix}n`` when n is not known to be a
+    multiple)."""
     first = f"{prefix}0"
     head: tuple[Stmt, ...] = (Let(first, Call("mul", (Var(f"{prefix}b"), Const(size)))),)
-    if n % size == 0:
+    if isinstance(n, int) and n % size == 0:
         return head, size
     count = Var(f"{prefix}n")
-    return head + (Let(count.name, Call("min", (Const(size), Call("sub", (Const(n), Var(first)))))),), count
+    total = Const(n) if isinstance(n, int) else n
+    return head + (Let(count.name, Call("min", (Const(size), Call("sub", (total, Var(first)))))),), count
 
 
 def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
@@ -375,14 +400,14 @@ def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
             for tb in range(rn): r = r0 + tb; part += body
             acc += part
     """
-    n = kernel.extent[r]
+    n = kernel.sizes[r]
     part, red = Var("part"), kernel.reduce
     head, count = _block_start("r", n, size)
     step = Loop(_T, count, (Let(r, Call("add", (Var("r0"), Var(_T)))),
                              Accumulate(part, red.op, kernel.body, kernel.accumulate)))
     body = head + (Init(part, kernel.accumulate, red.identity), step,
                    Accumulate(Var("acc"), red.op, part, kernel.accumulate))
-    return (Loop("rb", -(-n // size), body),)
+    return (Loop("rb", _ceil_div(n, size), body),)
 
 
 def _store_cast(kernel: Kernel, value: Expr, reduced: bool) -> Expr:
@@ -403,27 +428,26 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
                 for tb in range(vn): v = v0 + tb; acc[tb] += body
             for tb in range(vn): v = v0 + tb; out[..., v] = acc[tb]
     """
-    extent = kernel.extent
     v, size = sched.block  # type: ignore[misc]
     outer.remove(v)
-    n = extent[v]
+    n = kernel.sizes[v]
     offset, acc, red = Var(_T), Var("acc", Var(_T)), kernel.reduce
     head, count = _block_start("v", n, size)
     at_v = Let(v, Call("add", (Var("v0"), offset)))
     reset = Loop(_T, count, (Init(acc, kernel.accumulate, red.identity),))
     step = Loop(_T, count, (at_v, Accumulate(acc, red.op, kernel.body, kernel.accumulate)))
     store = Loop(_T, count, (at_v, Store(kernel.output, _store_cast(kernel, acc, True))))
-    block_body = head + (reset,) + _nest(inner, extent, (step,), None) + (store,)
+    block_body = head + (reset,) + _nest(inner, kernel, (step,), None) + (store,)
     alloc = Alloc("acc", kernel.accumulate, size)
-    blocks = -(-n // size)
+    blocks = _ceil_div(n, size)
     if sched.parallel == v:
         loop = Loop("vb", blocks, (alloc,) + block_body, True)
-        return _nest(outer, extent, (loop,), None)
+        return _nest(outer, kernel, (loop,), None)
     loop = Loop("vb", blocks, block_body)
     if sched.parallel is not None and outer and sched.parallel == outer[0]:
-        inside = _nest(outer[1:], extent, (loop,), None)
-        return (Loop(outer[0], extent[outer[0]], (alloc,) + inside, True),)
-    return (alloc,) + _nest(outer, extent, (loop,), None)
+        inside = _nest(outer[1:], kernel, (loop,), None)
+        return (Loop(outer[0], kernel.sizes[outer[0]], (alloc,) + inside, True),)
+    return (alloc,) + _nest(outer, kernel, (loop,), None)
 
 
 def _dtype_of(expr: Expr, kernel: Kernel) -> str:

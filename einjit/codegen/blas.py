@@ -36,13 +36,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..ir import Gemm, LoopNest, Operand
+from ..ir import Gemm, Let, LoopNest, Operand
 
 __all__ = ["render", "build"]
 
 
 def _arranged(op: Operand, groups: tuple[tuple[str, ...], ...], batch: tuple[str, ...],
-              extent: dict[str, int], copy: bool) -> str:
+              size: dict[str, str], copy: bool) -> str:
     """``op`` as a stack of matrices: its batch axes (size 1 where it has none, so it
     broadcasts), then one axis per group; copied into a contiguous buffer if ``copy``."""
     order = [name for name in batch if name in op.indices] + [n for g in groups for n in g]
@@ -50,8 +50,8 @@ def _arranged(op: Operand, groups: tuple[tuple[str, ...], ...], batch: tuple[str
     text = op.name if perm == tuple(range(len(perm))) else f"{op.name}.transpose({perm!r})"
     if copy:
         text = f"np.ascontiguousarray({text})"
-    shape = tuple(extent[name] if name in op.indices else 1 for name in batch)
-    return f"{text}.reshape({shape + _grouped_shape(groups, extent)!r})"
+    shape = [size[name] if name in op.indices else "1" for name in batch]
+    return f"{text}.reshape({_shape(shape + _grouped(groups, size))})"
 
 
 def render(nest: LoopNest) -> str:
@@ -59,31 +59,33 @@ def render(nest: LoopNest) -> str:
 
     When the schedule says ``out`` seen as (batch, m, n) matrices is a view BLAS can
     write, ``matmul`` writes straight into it; otherwise the product is copied into
-    ``out``.
+    ``out``.  Dynamic extents are read from the arrays on entry.
     """
-    (g,) = nest.body
-    assert isinstance(g, Gemm)
-    lay, extent = g.layout, nest.kernel.extent
+    *dims, g = nest.body
+    assert isinstance(g, Gemm) and all(isinstance(d, Let) for d in dims)
+    lay = g.layout
+    size = {ix.name: f"n_{ix.name}" if ix.dynamic else str(ix.extent)
+            for ix in nest.kernel.indices}
     order = lay.batch + lay.m + lay.n
-    shape = tuple(extent[name] for name in order)
     perm = tuple(order.index(name) for name in g.out.indices)
     inverse = tuple(g.out.indices.index(name) for name in order)
-    result = f"z.reshape({shape!r})"
+    result = f"z.reshape({_shape([size[name] for name in order])})"
     if perm != tuple(range(len(perm))):
         result += f".transpose({perm!r})"
     lines = [
         f"def {nest.kernel.name}({g.a.name}, {g.b.name}, {g.out.name}):",
         f"    # {g.lines()[0]}",
-        f"    x = {_arranged(g.a, (lay.m, lay.k), lay.batch, extent, lay.copy[0])}",
-        f"    y = {_arranged(g.b, (lay.k, lay.n), lay.batch, extent, lay.copy[1])}",
+        *(f"    {d.name} = {d.value}" for d in dims),  # type: ignore[union-attr]
+        f"    x = {_arranged(g.a, (lay.m, lay.k), lay.batch, size, lay.copy[0])}",
+        f"    y = {_arranged(g.b, (lay.k, lay.n), lay.batch, size, lay.copy[1])}",
     ]
     fallback = ["z = np.matmul(x, y)", f"np.copyto({g.out.name}, {result}, casting='unsafe')"]
     if not lay.direct:
         return "\n".join(lines + ["    " + ln for ln in fallback]) + "\n"
-    matrices = tuple(extent[name] for name in lay.batch) + _grouped_shape((lay.m, lay.n), extent)
+    matrices = _shape([size[name] for name in lay.batch] + _grouped((lay.m, lay.n), size))
     return "\n".join(lines + [
         "    try:",
-        f"        o = np.reshape({g.out.name}.transpose({inverse!r}), {matrices!r}, copy=False)",
+        f"        o = np.reshape({g.out.name}.transpose({inverse!r}), {matrices}, copy=False)",
         "    except ValueError:  # out is not a stack of matrices here: copy the product in",
         *("        " + ln for ln in fallback),
         "        return",
@@ -91,14 +93,22 @@ def render(nest: LoopNest) -> str:
     ]) + "\n"
 
 
-def _grouped_shape(groups: tuple[tuple[str, ...], ...], extent: dict[str, int]) -> tuple[int, ...]:
-    sizes = []
+def _grouped(groups: tuple[tuple[str, ...], ...], size: dict[str, str]) -> list[str]:
+    """Each group's total extent: a literal, or a product with the dynamic extents."""
+    out = []
     for g in groups:
-        n = 1
+        static, names = 1, []
         for name in g:
-            n *= extent[name]
-        sizes.append(n)
-    return tuple(sizes)
+            if size[name].isdigit():
+                static *= int(size[name])
+            else:
+                names.append(size[name])
+        out.append(" * ".join(names + ([str(static)] if static != 1 or not names else [])))
+    return out
+
+
+def _shape(parts: list[str]) -> str:
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
 def build(nest: LoopNest) -> tuple[Callable[..., None], str]:

@@ -20,12 +20,12 @@ def k0(a0, a1, out):
 
 from __future__ import annotations
 
-from ..ir import (Accumulate, Alloc, Call, Cast, Const, Expr, Init, Let, Load, Loop, LoopNest,
-                  Stmt, Store, Var)
+from ..ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Index, Init, Let, Load, Loop,
+                  LoopNest, Stmt, Store, Var)
 
 __all__ = ["render_function", "render_module"]
 
-_BINARY = {"mul": "*", "add": "+", "sub": "-", "truediv": "/"}
+_BINARY = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//"}
 
 
 def _index(indices: tuple[str, ...]) -> str:
@@ -41,6 +41,8 @@ def _expr(e: Expr) -> str:
         return e.name if e.at is None else f"{e.name}[{_expr(e.at)}]"
     if isinstance(e, Const):
         return _literal(e.value)
+    if isinstance(e, Dim):
+        return f"{e.array}.shape[{e.axis}]"
     if isinstance(e, Cast):
         if e.dtype == "bool":
             return f"({_expr(e.value)} != 0)"
@@ -59,6 +61,24 @@ def _expr(e: Expr) -> str:
     raise TypeError(f"not an expression: {e!r}")
 
 
+def _size(ix: Index) -> str:
+    return f"n_{ix.name}" if ix.dynamic else str(ix.extent)
+
+
+def _product(factors: list[Index]) -> str:
+    """The product of some indices' extents: one literal, or a parenthesised product."""
+    static = 1
+    names = []
+    for ix in factors:
+        if ix.dynamic:
+            names.append(f"n_{ix.name}")
+        else:
+            static *= ix.extent
+    if not names:
+        return str(static)
+    return "(" + " * ".join(names + ([str(static)] if static != 1 else [])) + ")"
+
+
 def _literal(value: object) -> str:
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         return "np.inf" if value > 0 else "-np.inf"
@@ -71,12 +91,12 @@ def _stmt(s: Stmt, indent: str) -> list[str]:
         extent = s.extent if isinstance(s.extent, int) else _expr(s.extent)
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
         inner = indent + "    "
-        divisor = 1
+        factors: list[Index] = []
         for ix in reversed(s.unpack):  # row-major: the last unpacked index varies fastest
-            value = s.index if divisor == 1 else f"({s.index} // {divisor})"
-            lines.append(f"{inner}{ix.name} = {value} % {ix.extent}" if ix is not s.unpack[0]
+            value = f"({s.index} // {_product(factors)})" if factors else s.index
+            lines.append(f"{inner}{ix.name} = {value} % {_size(ix)}" if ix is not s.unpack[0]
                          else f"{inner}{ix.name} = {value}")
-            divisor *= ix.extent
+            factors.append(ix)
         for child in s.body:
             lines += _stmt(child, indent + "    ")
         return lines
