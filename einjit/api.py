@@ -63,18 +63,19 @@ class CompiledEinsum:
 
     def __call__(self, *operands: Any, out: np.ndarray | None = None, dtype: Any = None,
                  order: str = "K", casting: str = "safe") -> Any:
-        key = None
+        key: Hashable = None
         if out is None:
             sig = signature(operands)
             if sig is not None:
-                key = (dtype, order, casting, sig)
+                key = (sig if dtype is None and order == "K" and casting == "safe"
+                       else (dtype, order, casting, sig))
                 try:
-                    runner = self._fast.get(key)
+                    run = self._fast.get(key)
                 except TypeError:  # an unhashable dtype=
-                    key = runner = None
-                if runner is not None:
+                    key = run = None
+                if run is not None:
                     cache.STATS.hits += 1
-                    return runner(operands)
+                    return run(operands)
         call = engine.prepare_operands(self._parsed, operands, out, dtype, order, casting,
                                        self.optimize)
         if self.dynamic is True:

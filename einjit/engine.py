@@ -395,18 +395,23 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     >>> einjit.einsum(a, [0, 1], b, [1, 2], [0, 2]).shape
     (2, 4)
     """
-    key = None
+    key: Hashable = None
     if out is None and operands and type(operands[0]) is str:
-        sig = signature(operands[1:])
+        arrays = operands[1:]
+        sig = signature(arrays)
         if sig is not None:
-            key = (operands[0], dtype, order, casting, optimize, sig)
+            if (dtype is None and order == "K" and casting == "safe"
+                    and optimize is DEFAULT_OPTIMIZE):
+                key = (operands[0], sig)
+            else:
+                key = (operands[0], dtype, order, casting, optimize, sig)
             try:
-                runner = FAST.get(key)
+                run = FAST.get(key)
             except TypeError:  # an unhashable dtype= or optimize= path: no fast path
-                key = runner = None
-            if runner is not None:
+                key = run = None
+            if run is not None:
                 cache.STATS.hits += 1
-                return runner(operands[1:])
+                return run(arrays)
     call = prepare(operands, out, dtype, order, casting, optimize)
     return finish(call, None, key, FAST, operands[1:])
 
