@@ -275,8 +275,11 @@ class Schedule:
     smaller than every reduction index's: its loop runs innermost, inside the
     reductions, over a local array of ``size`` accumulators (each output element is
     still written once).  ``gemm`` (a :class:`GemmLayout`) runs the whole kernel as one
-    batched matrix product instead of loops.  ``chunk`` sums the innermost reduction loop in chunks of that
-    many terms, each into a partial sum (less rounding error on long float sums).
+    batched matrix product instead of loops.  ``chunk`` sums the innermost reduction
+    loop in chunks of that many terms, each into a partial sum (less rounding error on
+    long float sums).  ``tile = (u, v, size)`` runs the two innermost loops of an
+    element-wise kernel in size x size tiles, when one array is contiguous along ``u``
+    and another along ``v`` (a transposed operand): a tile of each stays in cache.
     """
 
     order: tuple[str, ...]
@@ -285,6 +288,7 @@ class Schedule:
     block: tuple[str, int] | None = None
     gemm: GemmLayout | None = None
     chunk: int | None = None
+    tile: tuple[str, str, int] | None = None
 
     def __str__(self) -> str:
         if self.gemm:
@@ -295,7 +299,9 @@ class Schedule:
         block = (f", block {self.block[0]} by {self.block[1]} into a local accumulator"
                  if self.block else "")
         chunk = f", sum the innermost loop in chunks of {self.chunk}" if self.chunk else ""
-        return f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}"
+        tile = (f", tile {self.tile[0]} and {self.tile[1]} by {self.tile[2]}"
+                if self.tile else "")
+        return f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
 
 
 # ------------------------------------------------------------------ loop nests

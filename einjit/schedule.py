@@ -60,7 +60,8 @@ class Policy:
     see shared/MEASURED.md).  ``gemm_min_work``: multiply-adds from which a GEMM-shaped
     kernel runs as a BLAS call rather than loops.  ``block``: accumulators in a blocked
     output loop.  ``chunk``: terms per partial sum in long float reductions.
-    ``max_loop_depth``: deepest nest rendered as nested loops; deeper
+    ``tile``: the side of the tiles an element-wise kernel with a transposed operand
+    walks.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
     swap the policy to drive every strategy with small shapes.
     """
@@ -70,6 +71,7 @@ class Policy:
     block: int = 512
     max_loop_depth: int = 12
     chunk: int = 1024
+    tile: int = 32
 
 
 POLICY = Policy()
@@ -293,7 +295,16 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     if (inner and block is None and not fuse[1] and parallel not in inner
             and kernel.accumulate[0] in "fc" and extent[inner[-1]] > POLICY.chunk):
         chunk = POLICY.chunk
-    return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk)
+    tile = None
+    if not inner and len(outer) >= 2 and not deep:
+        u, v = outer[-2], outer[-1]
+        crossed = any(u in op.indices and v in op.indices
+                      and abs(st[op.indices.index(u)]) < abs(st[op.indices.index(v)])
+                      for op, st in zip(kernel.inputs + (kernel.output,),
+                                        tuple(input_strides) + (tuple(output_strides),)))
+        if crossed and min(extent[u], extent[v]) >= POLICY.tile:
+            tile = (u, v, POLICY.tile)
+    return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile)
 
 
 def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],
@@ -374,6 +385,11 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
                                    None, fuse_red, "fr")
     body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
+    if sched.tile is not None:
+        u, v, size = sched.tile
+        outer = tuple(ix for ix in outer if ix not in (u, v))
+        body = _tiled(kernel, u, v, size, body, outer_parallel == u)
+        outer_parallel = None if outer_parallel == u else outer_parallel
     return LoopNest(kernel, sched,
                     _dims(kernel) + _nest(outer, kernel, body, outer_parallel, fuse_out, "fo"))
 
@@ -408,6 +424,27 @@ def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
     body = head + (Init(part, kernel.accumulate, red.identity), step,
                    Accumulate(Var("acc"), red.op, part, kernel.accumulate))
     return (Loop("rb", _ceil_div(n, size), body),)
+
+
+def _tiled(kernel: Kernel, u: str, v: str, size: int, body: tuple[Stmt, ...],
+           parallel: bool) -> tuple[Stmt, ...]:
+    """``body`` over ``u`` and ``v`` in ``size`` x ``size`` tiles::
+
+        for pb in range(ceil(U / size)):          # prange when u was the parallel loop
+            p0 = pb * size; pn = min(size, U - p0)
+            for qb in range(ceil(V / size)):
+                q0 = qb * size; qn = min(size, V - q0)
+                for pt in range(pn): u = p0 + pt
+                    for qt in range(qn): v = q0 + qt; body
+    """
+    sizes = kernel.sizes
+    head_u, count_u = _block_start("p", sizes[u], size)
+    head_v, count_v = _block_start("q", sizes[v], size)
+    walk = Loop("pt", count_u, (Let(u, Call("add", (Var("p0"), Var("pt")))),
+                                Loop("qt", count_v, (Let(v, Call("add", (Var("q0"), Var("qt")))),)
+                                     + body)))
+    blocks_v = Loop("qb", _ceil_div(sizes[v], size), head_v + (walk,))
+    return (Loop("pb", _ceil_div(sizes[u], size), head_u + (blocks_v,), parallel),)
 
 
 def _store_cast(kernel: Kernel, value: Expr, reduced: bool) -> Expr:

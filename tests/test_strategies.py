@@ -1,6 +1,6 @@
 """The equation table again, under scheduler policies that force each strategy on small
 shapes: BLAS GEMM for every GEMM-shaped step, blocked accumulators of 2, float sums in
-chunks of 2 terms, and ``prange``
+chunks of 2 terms, 2 x 2 tiles for transposed element-wise kernels, and ``prange``
 everywhere (parallel kernels compile slowly, so that policy runs a slice of the table)."""
 
 import numpy as np
@@ -15,13 +15,14 @@ POLICIES = {
     "block2": schedule.Policy(block=2),
     "chunk2": schedule.Policy(chunk=2),
     "parallel": schedule.Policy(parallel_min_work=0),
+    "tile2": schedule.Policy(tile=2),
 }
 
 
 # Each policy compiles new kernels (a parallel one in about a second), so to keep CI short
 # every policy but gemm runs a slice of the table: parallel every eighth equation,
 # the others every second one.
-_EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 8}
+_EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 8, "tile2": 1}
 CASES = [pytest.param(eq, shapes, policy, id=f"{policy}-{p.id}")
          for n, (p, (eq, shapes)) in enumerate(zip(_params(EQUATIONS), EQUATIONS))
          for policy in sorted(POLICIES) if n % _EVERY[policy] == 0]
@@ -69,3 +70,18 @@ def test_gemm_into_out(eq, shapes, out_layout, monkeypatch):
     ops = make_operands(shapes, np.float64, rng)
     out = with_layout(np.empty(np.einsum(eq, *ops).shape), out_layout, rng)
     check_einsum(eq, *ops, out=out)
+
+
+@pytest.mark.parametrize("policy", ["tile2", "parallel"])
+@pytest.mark.parametrize(("eq", "shapes"), [("ij,ji->ij", [(5, 7), (7, 5)]),
+                                            ("ijk,kj->ijk", [(2, 5, 3), (3, 5)]),
+                                            ("ij,ji->ji", [(3, 4), (4, 3)]),
+                                            ("abc,cb->bca", [(3, 4, 5), (5, 4)])])
+def test_tiles_with_partial_edges(eq, shapes, policy, monkeypatch):
+    """Tiled element-wise kernels, tiles cut at the array edges (sizes not multiples of
+    the tile), serial and with the tile rows in ``prange``."""
+    pol = schedule.Policy(tile=2, parallel_min_work=0 if policy == "parallel" else 1 << 20)
+    monkeypatch.setattr(schedule, "POLICY", pol)
+    nest = __import__("einjit").explain(eq, *shapes).nests[0]
+    assert nest.schedule.tile is not None
+    check_einsum(eq, *make_operands(shapes, np.float64, _rng("tile", eq, policy)))
