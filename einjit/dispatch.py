@@ -25,11 +25,17 @@ _MAX_ENTRIES = 4096
 def signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
     """The operands' part of a call signature (a flat tuple of each one's shape, strides,
     dtype and writeability), or None when one is not a plain ndarray."""
-    if len(arrays) == 2:  # the common case, spelled out: this runs on every call
+    n = len(arrays)
+    if n == 2:  # the common cases, spelled out: this runs on every call
         a, b = arrays
         if type(a) is _ndarray and type(b) is _ndarray:
             return (a.shape, a.strides, a.dtype, a.flags.writeable,
                     b.shape, b.strides, b.dtype, b.flags.writeable)
+        return None
+    if n == 1:
+        a = arrays[0]
+        if type(a) is _ndarray:
+            return (a.shape, a.strides, a.dtype, a.flags.writeable)
         return None
     sig: tuple[Any, ...] = ()
     for a in arrays:

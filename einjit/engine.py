@@ -295,6 +295,7 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
 
 _PLANS: dict[Hashable, CompiledPlan] = {}
 FAST = FastTable()
+_STATS = cache.STATS  # one object for the process (reset in place)
 _build_lock = threading.Lock()
 
 
@@ -400,8 +401,8 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
         arrays = operands[1:]
         sig = signature(arrays)
         if sig is not None:
-            if (dtype is None and order == "K" and casting == "safe"
-                    and optimize is DEFAULT_OPTIMIZE):
+            if (dtype is None and optimize is DEFAULT_OPTIMIZE and order == "K"
+                    and casting == "safe"):
                 key = (operands[0], sig)
             else:
                 key = (operands[0], dtype, order, casting, optimize, sig)
@@ -410,7 +411,7 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
             except TypeError:  # an unhashable dtype= or optimize= path: no fast path
                 key = run = None
             if run is not None:
-                cache.STATS.hits += 1
+                _STATS.hits += 1
                 return run(arrays)
     call = prepare(operands, out, dtype, order, casting, optimize)
     return finish(call, None, key, FAST, operands[1:])
