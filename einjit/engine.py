@@ -18,11 +18,12 @@ import numpy as np
 from . import cache
 from .codegen import blas, numba_cpu, numpy_ufunc
 from .dispatch import FastTable, Runner, signature
+from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
                      check_out_cast, numba_dtype, result_dtype)
 from .ir import LoopNest, Plan
 from .parser import Equation, EinsumSpec, bind, split_arguments
-from .planner import make_plan
+from .planner import DEFAULT_FOLD, Fold, make_plan
 from . import schedule as schedule_module
 from .schedule import lower, schedule
 from .views import allocate, canonical_view, permuted_view, stride_rank
@@ -49,6 +50,7 @@ class Call:
     view: np.ndarray | None = None   # the answer itself, when numpy answers with a view
     direct_out: bool = False         # the last kernel writes straight into ``out``
     dynamic: frozenset[str] = frozenset()  # labels whose kernels read the extent at run time
+    fold: Fold = DEFAULT_FOLD        # the body and reduction (default: sum of products)
 
     def key(self, erase: frozenset[str] | None = None) -> Hashable:
         """Everything the compiled plan depends on: the in-memory cache key.
@@ -67,7 +69,7 @@ class Call:
                       (_layout(target), stride_rank(target), target.dtype.str))
         opt = self.optimize if isinstance(self.optimize, (str, bool)) else repr(self.optimize)
         return (spec, tuple(self.labels), layouts, self.arith, out_layout, self.order, opt,
-                schedule_module.POLICY)
+                schedule_module.POLICY, self.fold)
 
     def family(self) -> Hashable:
         """The key with every extent left out: calls differing only in sizes."""
@@ -124,6 +126,49 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
     direct = (out is not None and out.dtype == np.dtype(arith.compute)
               and not any(np.may_share_memory(out, v) for v in views))
     return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct)
+
+
+def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fold,
+                 fn: Callable[..., Any] | None, optimize: Any, order: str = "K") -> Call:
+    """:func:`prepare_operands` for a body or a reduction other than the sum of products.
+
+    The result dtype follows :func:`einjit.body.body_dtypes`; ``out=`` takes it with
+    ``same_kind`` casting, like a numpy reduction's ``out``.  A ``max`` or ``min`` over
+    zero elements raises ValueError, as numpy's reductions do.
+    """
+    arrays = [np.asarray(op) for op in operands]
+    for k, a in enumerate(arrays):
+        if not numba_dtype(a.dtype):
+            raise TypeError(f"einjit: operand {k} has dtype {a.dtype}; bodies and reductions "
+                            "other than the sum need bool, integer, float or complex arrays")
+    spec = bind(equation, [a.shape for a in arrays])
+    size = spec.size
+    result, accumulate = body_dtypes(fn, fold.reduce.name, [a.dtype for a in arrays])
+    reduced = set(size) - set(spec.output)
+    if fold.reduce.name in ("max", "min") and any(size[lb] == 0 for lb in reduced):
+        raise ValueError(f"zero-size array to reduction operation "
+                         f"{'maximum' if fold.reduce.name == 'max' else 'minimum'} "
+                         "which has no identity")
+    fold = Fold(fold.body, reduction(fold.reduce.name, accumulate), fold.combine)
+    if out is not None:
+        check_out_array(out, tuple(size[lb] for lb in spec.output))
+        check_out_cast(out, result, "same_kind")
+    compute = "float32" if result == np.float16 else result.name
+    arith = Arithmetic(result.name, compute, accumulate, "numba")
+    views, labels = [], []
+    for array, term in zip(arrays, spec.inputs):
+        if array.dtype.char == "e":
+            array = array.astype(np.float32)
+        view, unique = canonical_view(array, term, size)
+        views.append(view)
+        labels.append(unique)
+    if not isinstance(order, str) or order.upper() not in _ORDERS:
+        raise ValueError(f"einsum: order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+    axes = output_axes(order.upper(), spec.output, views, labels, arrays)
+    direct = (out is not None and out.dtype == np.dtype(compute)
+              and not any(np.may_share_memory(out, v) for v in views))
+    return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct,
+                fold=fold)
 
 
 def output_axes(order: str, output: tuple[str, ...], views: Sequence[np.ndarray],
@@ -200,7 +245,7 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
     """Plan and schedule a call: the pure part of :func:`build` (also used by explain)."""
     size = call.spec.size
     plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
-                     call.arith, call.optimize, call.dynamic)
+                     call.arith, call.optimize, call.dynamic, call.fold)
     strides: dict[int, tuple[int, ...]] = {
         k: _elements(v.strides, v.itemsize) for k, v in enumerate(call.views)}
     nests = []

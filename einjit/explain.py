@@ -8,7 +8,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .engine import DEFAULT_OPTIMIZE, Call, dynamic_labels, plan_call, prepare_operands
+from .engine import (DEFAULT_OPTIMIZE, Call, dynamic_labels, plan_call, prepare_fold,
+                     prepare_operands)
+from .planner import DEFAULT_FOLD, Fold
 from .ir import LoopNest, Plan
 from .parser import parse_subscripts
 
@@ -71,12 +73,22 @@ def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
     >>> "for i in range(2)" in str(e)
     True
     """
+    return explain_call(subscripts, operands_or_shapes, dtype, optimize,
+                        dynamic_labels(subscripts, parse_subscripts(subscripts), dynamic))
+
+
+def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
+                 optimize: Any, labels: bool | frozenset[str], fold: Fold = DEFAULT_FOLD,
+                 fn: Any = None) -> Explanation:
+    """:func:`explain` for validated dynamic labels and a body or reduction (``fold``)."""
     operands: Sequence[Any] = [_as_operand(x, dtype) for x in operands_or_shapes]
     parsed = parse_subscripts(subscripts)
-    call: Call = prepare_operands(parsed, operands, None,
-                                  None, "K", "unsafe" if dtype is not None else "safe",
-                                  optimize)
-    labels = dynamic_labels(subscripts, parsed, dynamic)
+    call: Call
+    if fold.default:
+        call = prepare_operands(parsed, operands, None, None, "K",
+                                "unsafe" if dtype is not None else "safe", optimize)
+    else:
+        call = prepare_fold(parsed, operands, None, fold, fn, optimize)
     call.dynamic = (frozenset(call.spec.size) if labels is True else
                     frozenset(labels or ()) & frozenset(call.spec.size))
     if call.view is not None:

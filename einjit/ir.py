@@ -93,7 +93,9 @@ class Call:
     op: str
     args: tuple["Expr", ...]
 
-    _INFIX = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//"}
+    _INFIX = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//",
+              "mod": "%", "pow": "**", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+              "eq": "==", "ne": "!="}
 
     def __str__(self) -> str:
         sym = self._INFIX.get(self.op)

@@ -22,13 +22,15 @@ plan for ij,jk,kl->il: 2 step(s)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .dtypes import Arithmetic
 from .schedule import gemm_worthy
-from .ir import SUM, Call, Cast, Expr, Index, Kernel, Load, Operand, Plan, Step
+from .body import semiring, with_indices
+from .ir import SUM, Call, Cast, Expr, Index, Kernel, Load, Operand, Plan, Reduction, Step
 
 #: Object-dtype expressions up to this many body evaluations run as one fused step.
 OBJECT_FUSE_LIMIT = 1 << 20
@@ -136,29 +138,62 @@ def _load(k: int, indices: Labels, dtype: str, arith: Arithmetic) -> Expr:
 
 def _kernel(name: str, args: Sequence[Labels], dtypes: Sequence[str], out: Labels,
             out_dtype: str, extent: dict[str, int], arith: Arithmetic,
-            dynamic: frozenset[str] = frozenset()) -> Kernel:
+            dynamic: frozenset[str] = frozenset(), fold: Fold | None = None) -> Kernel:
+    """One kernel over ``args``: the fold's body (default: the product of one element of
+    each operand, in the accumulating dtype) reduced by the fold's reduction."""
+    fold = fold or DEFAULT_FOLD
     seen: dict[str, None] = dict.fromkeys(out)
     for labels in args:
         seen.update(dict.fromkeys(labels))
-    terms = tuple(_load(k, tuple(labels), dt, arith) for k, (labels, dt) in enumerate(zip(args, dtypes)))
-    body: Expr = terms[0] if len(terms) == 1 else Call("mul", terms)
+    body: Expr
+    if fold.body is None:
+        terms = tuple(_load(k, tuple(labels), dt, arith)
+                      for k, (labels, dt) in enumerate(zip(args, dtypes)))
+        body = terms[0] if len(terms) == 1 else Call(fold.combine, terms)
+    else:
+        body = with_indices(fold.body, args)
+    if fold.reduce.name in ("any", "all") and out_dtype == "bool":
+        body = Cast(body, "bool")
     inputs = tuple(Operand(f"a{k}", dt, tuple(lb)) for k, (lb, dt) in enumerate(zip(args, dtypes)))
     return Kernel(name, inputs, Operand("out", out_dtype, tuple(out)),
-                  tuple(Index(lb, extent[lb], lb in dynamic) for lb in seen), body, SUM,
-                  arith.accumulate)
+                  tuple(Index(lb, extent[lb], lb in dynamic) for lb in seen), body,
+                  fold.reduce, arith.accumulate)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """What a plan folds: ``body`` (an expression over ``Load(k, ())`` placeholders, or
+    None for the combining operator applied to one element of each operand), combined
+    pairwise by ``combine`` when split, and reduced by ``reduce``."""
+
+    body: Expr | None = None
+    reduce: Reduction = SUM
+    combine: str = "mul"
+
+    @property
+    def default(self) -> bool:
+        return self.body is None and self.reduce == SUM and self.combine == "mul"
+
+
+DEFAULT_FOLD = Fold()
 
 
 def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
               dtypes: Sequence[str], arith: Arithmetic, optimize: Any = "auto",
-              dynamic: frozenset[str] = frozenset()) -> Plan:
+              dynamic: frozenset[str] = frozenset(), fold: Fold = DEFAULT_FOLD) -> Plan:
     """Plan an einsum over canonical operands (see module docstring for an example).
 
     Labels in ``dynamic`` get kernels generic in their extent (``extent`` holds the
-    sizes seen now, which guide the path and the schedule)."""
+    sizes seen now, which guide the path and the schedule).  ``fold`` replaces the sum
+    of products by another body and reduction: such a plan is split along the path only
+    when they form a semiring (:func:`einjit.body.semiring`), else it is one loop nest."""
     inputs = [tuple(t) for t in inputs]
     output = tuple(output)
     n = len(inputs)
     equation = ",".join("".join(t) for t in inputs) + "->" + "".join(output)
+    if not fold.default:
+        return _fold_plan(equation, inputs, output, extent, dtypes, arith, optimize, dynamic,
+                          fold)
     path = resolve_path(optimize, inputs, output, extent)
     fused = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith, dynamic)
     single = Plan(equation, (Step(fused, tuple(range(n)), n, _flops(fused)),))
@@ -184,9 +219,40 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
     return split
 
 
+def _fold_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict[str, int],
+               dtypes: Sequence[str], arith: Arithmetic, optimize: Any,
+               dynamic: frozenset[str], fold: Fold) -> Plan:
+    """The plan for a body or reduction other than the sum of products."""
+    n = len(inputs)
+    fused = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith, dynamic, fold)
+    single = Plan(equation, (Step(fused, tuple(range(n)), n, _flops(fused)),))
+    template = fold.body if fold.body is not None else (
+        Load(0, ()) if n == 1 else Call(fold.combine, tuple(Load(k, ()) for k in range(n))))
+    combine = semiring(template, fold.reduce, n)
+    what = f"{fold.reduce} over {template}"
+    if combine is None:
+        why = ("one operand" if n == 1 else "two operands" if n == 2 else
+               "not a semiring (the body is not one operator over the operands that "
+               "distributes over the reduction), so splitting would change the result")
+        return Plan(equation, single.steps, (),
+                    f"fused: {what}: {why}; one loop nest, {single.steps[0].flops} flops")
+    path = resolve_path(optimize, inputs, output, extent)
+    if n <= 2 or path is None:
+        return Plan(equation, single.steps, (), f"fused: {what}: a semiring, "
+                    f"one loop nest, {single.steps[0].flops} flops")
+    pairwise = Fold(None, fold.reduce, combine)
+    split = _split(equation, inputs, output, extent, dtypes, arith, path, dynamic, pairwise)
+    split_flops = sum(st.flops for st in split.steps)
+    verdict = "fused" if single.steps[0].flops <= 2 * split_flops else "split"
+    note = (f"{verdict}: {what} is a semiring ({fold.reduce}, {combine}): one fused loop nest "
+            f"costs {single.steps[0].flops} flops, the pairwise path {split_flops} flops")
+    chosen = single if verdict == "fused" else split
+    return Plan(equation, chosen.steps, chosen.path, note)
+
+
 def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str, int],
            dtypes: Sequence[str], arith: Arithmetic, path: tuple[tuple[int, ...], ...],
-           dynamic: frozenset[str] = frozenset()) -> Plan:
+           dynamic: frozenset[str] = frozenset(), fold: Fold | None = None) -> Plan:
     """The plan that contracts along ``path``, one kernel per contraction."""
     n = len(inputs)
     contractions = list(path) if path else [tuple(range(n))]
@@ -208,7 +274,7 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
         else:
             out = output
         kernel = _kernel(f"k{len(steps)}", arg_labels, arg_types, out, arith.compute,
-                         extent, arith, dynamic)
+                         extent, arith, dynamic, fold)
         result = n + len(steps)
         steps.append(Step(kernel, tuple(args), result, _flops(kernel)))
         ids.append(result)
@@ -259,8 +325,16 @@ def _bytes(kernel: Kernel) -> int:
 
 
 def _flops(kernel: Kernel) -> int:
-    """Multiplications and additions the kernel performs, as opt_einsum counts them."""
-    n = len(kernel.inputs)
-    ops = (n - 1) + (1 if kernel.reduction_indices else 0)
+    """Operations the kernel performs: each body evaluation's operators (the n - 1
+    multiplications of a product, as opt_einsum counts them) plus one to reduce."""
+    ops = _operators(kernel.body) + (1 if kernel.reduction_indices else 0)
     return kernel.work * max(ops, 1)
+
+
+def _operators(expr: Expr) -> int:
+    if isinstance(expr, Cast):
+        return _operators(expr.value)
+    if isinstance(expr, Call):
+        return max(len(expr.args) - 1, 1) + sum(_operators(a) for a in expr.args)
+    return 0
 

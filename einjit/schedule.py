@@ -81,11 +81,13 @@ _BLAS_DTYPES = frozenset(("float32", "float64", "complex64", "complex128"))
 def gemm_roles(kernel: Kernel) -> tuple[tuple[str, ...], ...] | None:
     """``(batch, m, n, k)`` index groups when ``kernel`` is a matrix product, else None.
 
-    A kernel is GEMM-shaped when it has two operands, its body is their plain product,
+    A kernel is GEMM-shaped when it has two operands, its body is their plain product
+    summed,
     and every index is in both operands and the output (batch), in the first operand
     and the output (m), in the second and the output (n), or in both operands only (k).
     """
-    if len(kernel.inputs) != 2 or not isinstance(kernel.body, Call) or kernel.body.op != "mul":
+    if (len(kernel.inputs) != 2 or not isinstance(kernel.body, Call) or kernel.body.op != "mul"
+            or kernel.reduce.op != "add"):
         return None
     if not all(isinstance(a, Load) for a in kernel.body.args):
         return None

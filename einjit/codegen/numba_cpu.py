@@ -25,7 +25,22 @@ from ..ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Index, Init, 
 
 __all__ = ["render_function", "render_module"]
 
-_BINARY = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//"}
+_BINARY = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//", "mod": "%",
+           "pow": "**", "xor": "^", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==",
+           "ne": "!="}
+#: Operators spelled as a numpy function (NaN-propagating min and max, as numpy's).
+_NUMPY = {"maximum": "np.maximum", "minimum": "np.minimum", "exp": "np.exp", "log": "np.log",
+          "sqrt": "np.sqrt", "sin": "np.sin", "cos": "np.cos", "tan": "np.tan",
+          "tanh": "np.tanh", "sinh": "np.sinh", "cosh": "np.cosh", "log1p": "np.log1p",
+          "expm1": "np.expm1", "log2": "np.log2", "log10": "np.log10", "floor": "np.floor",
+          "ceil": "np.ceil", "arctan": "np.arctan", "arcsin": "np.arcsin",
+          "arccos": "np.arccos", "exp2": "np.exp2", "cbrt": "np.cbrt", "abs": "np.abs",
+          "hypot": "np.hypot", "arctan2": "np.arctan2", "copysign": "np.copysign",
+          "logaddexp": "np.logaddexp"}
+#: Reductions whose accumulation is ``acc = f(acc, value)``.
+_FOLDS = {"maximum": "np.maximum", "minimum": "np.minimum", "logaddexp": "np.logaddexp"}
+#: Boolean reductions: ``acc op= value`` on booleans.
+_LOGICAL = {"or": "|", "and": "&"}
 
 
 def _index(indices: tuple[str, ...]) -> str:
@@ -46,19 +61,43 @@ def _expr(e: Expr) -> str:
     if isinstance(e, Cast):
         if e.dtype == "bool":
             return f"({_expr(e.value)} != 0)"
-        return f"np.{e.dtype}({_expr(e.value)})"
+        return f"{_np(e.dtype)}({_expr(e.value)})"
     if isinstance(e, Call):
-        if e.op in ("min", "max"):
+        if e.op in ("min", "max"):  # index arithmetic (block lengths)
             return f"{e.op}({', '.join(_expr(a) for a in e.args)})"
+        if e.op in _NUMPY:
+            return f"{_NUMPY[e.op]}({', '.join(_expr(a) for a in e.args)})"
+        if e.op == "neg":
+            return f"-{_operand(e.args[0])}"
+        if e.op == "not":
+            return f"(not {_operand(e.args[0])})"
+        if e.op in _LOGICAL:
+            return f" {_LOGICAL[e.op]} ".join(_operand(a) for a in e.args)
+        if e.op == "where":
+            cond, yes, no = (_expr(a) for a in e.args)
+            return f"({yes} if {cond} else {no})"
         sym = _BINARY.get(e.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for operator {e.op!r}")
         if len(e.args) == 1:
             return _expr(e.args[0])
-        return f" {sym} ".join(
-            f"({_expr(a)})" if isinstance(a, Call) and a.op in _BINARY else _expr(a)
-            for a in e.args)
+        return f" {sym} ".join(_operand(a) for a in e.args)
     raise TypeError(f"not an expression: {e!r}")
+
+
+def _operand(e: Expr) -> str:
+    """``e`` as an operand of an infix operator (parenthesised when it is one itself)."""
+    text = _expr(e)
+    if isinstance(e, Call) and (e.op in _BINARY or e.op in _LOGICAL or e.op == "neg"):
+        return f"({text})"
+    if isinstance(e, Const) and isinstance(e.value, (int, float)) and e.value < 0:
+        return f"({text})"
+    return text
+
+
+def _np(dtype: str) -> str:
+    """The numpy scalar type of a dtype name, as Numba spells it."""
+    return "np.bool_" if dtype == "bool" else f"np.{dtype}"
 
 
 def _size(ix: Index) -> str:
@@ -101,14 +140,17 @@ def _stmt(s: Stmt, indent: str) -> list[str]:
             lines += _stmt(child, indent + "    ")
         return lines
     if isinstance(s, Init):
-        return [f"{indent}{_expr(s.acc)} = np.{s.dtype}({_literal(s.value)})"]
+        return [f"{indent}{_expr(s.acc)} = {_np(s.dtype)}({_literal(s.value)})"]
     if isinstance(s, Accumulate):
-        sym = _BINARY.get(s.op)
+        acc = _expr(s.acc)
+        if s.op in _FOLDS:
+            return [f"{indent}{acc} = {_FOLDS[s.op]}({acc}, {_expr(s.value)})"]
+        sym = _BINARY.get(s.op) or _LOGICAL.get(s.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for reduction {s.op!r}")
-        return [f"{indent}{_expr(s.acc)} {sym}= {_expr(s.value)}"]
+        return [f"{indent}{acc} {sym}= {_expr(s.value)}"]
     if isinstance(s, Alloc):
-        return [f"{indent}{s.name} = np.empty({s.size}, dtype=np.{s.dtype})"]
+        return [f"{indent}{s.name} = np.empty({s.size}, dtype={_np(s.dtype)})"]
     if isinstance(s, Let):
         return [f"{indent}{s.name} = {_expr(s.value)}"]
     if isinstance(s, Store):
