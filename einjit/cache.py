@@ -359,14 +359,16 @@ def _execute(key: str, path: Path, source: str) -> types.ModuleType:
     return module
 
 
-def load_module_function(source: str, name: str) -> Any:
+def load_module_function(source: str, name: str, target: str = "cpu") -> Any:
     """Import the function ``name`` from generated module ``source`` (cached on disk).
+
+    ``target`` salts the file name (``"cuda-sm90"``: kernels for one GPU architecture).
 
     >>> f = load_module_function("def k0(x):\\n    return x + 1\\n", "k0")
     >>> f(1), Path(f.__code__.co_filename).parent.name
     (2, 'kernels')
     """
-    key = _source_key(source)
+    key = _source_key(source, target)
     with _module_lock:
         module = _modules.get(key)
         if module is None:

@@ -417,7 +417,8 @@ def lookup(call: Call, plans: dict[Hashable, CompiledPlan] | None = None) -> Com
 
 
 def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, order: str = "K",
-           casting: str = "safe", optimize: Any = DEFAULT_OPTIMIZE) -> Any:
+           casting: str = "safe", optimize: Any = DEFAULT_OPTIMIZE, target: str | None = None
+           ) -> Any:
     """Evaluate an Einstein summation with compiled kernels: a drop-in for ``numpy.einsum``.
 
     Same grammar (explicit and implicit output, ``...`` broadcasting, repeated labels,
@@ -430,6 +431,9 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     ``True``/``"greedy"``, ``"optimal"``, an explicit ``["einsum_path", (0, 1), ...]``,
     or ``False`` for one fused loop nest over all operands.  ``order="K"`` and ``"A"``
     give a Fortran-ordered result when every operand is Fortran-ordered, C otherwise.
+    ``target``: ``None`` computes on the CPU unless an operand is a device array (one
+    with ``__cuda_array_interface__``), ``"cpu"``, or ``"cuda"`` (numpy operands are
+    copied to the GPU and the result back; see :mod:`einjit.cuda`).
 
     >>> import numpy as np, einjit
     >>> a = np.arange(6.0).reshape(2, 3); b = np.arange(12.0).reshape(3, 4)
@@ -442,7 +446,8 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     (2, 4)
     """
     key: Hashable = None
-    if out is None and operands and type(operands[0]) is str:
+    if out is None and operands and type(operands[0]) is str and (target is None
+                                                                  or target == "cpu"):
         arrays = operands[1:]
         sig = signature(arrays)
         if sig is not None:
@@ -458,6 +463,11 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
             if run is not None:
                 _STATS.hits += 1
                 return run(arrays)
+    if key is None:  # not all plain ndarrays, or target= given: maybe the GPU
+        from . import cuda as cuda_target
+        if cuda_target.wants_device(operands, target):
+            return cuda_target.einsum(*operands, out=out, dtype=dtype, order=order,
+                                      casting=casting, optimize=optimize)
     call = prepare(operands, out, dtype, order, casting, optimize)
     return finish(call, None, key, FAST, operands[1:])
 

@@ -12,7 +12,7 @@ The kernel-list file, TOML or JSON::
     equation = "bij,bjk->bik"
     shapes = [[64, 128, 128], [64, 128, 128]]
     dtypes = ["float32", "float64"]      # one kernel per dtype ("dtype" for one)
-    target = "cpu"                       # or "cuda" (not available yet)
+    target = "cpu"                       # or "cuda" (needs a GPU, or NUMBA_ENABLE_CUDASIM=1)
     optimize = "auto"                    # optional, as einsum's optimize=
 
 JSON: ``{"kernel": [{...}, ...]}`` or a top-level list of the same tables.
@@ -302,8 +302,11 @@ def warm(equation: str, shapes: Sequence[Sequence[int]], dtype: Any = "float64",
     >>> warm("i,i->", [(3,), (3,)]) in ("compiled", "already cached")
     True
     """
+    if target == "cuda":
+        from . import cuda as cuda_target
+        return COMPILED if cuda_target.warm(equation, shapes, dtype, optimize) else CACHED
     if target != "cpu":
-        raise ValueError(f"the {target.upper()} target is not available yet")
+        raise ValueError(f"unknown target {target!r} (expected one of {', '.join(TARGETS)})")
     operands = [np.empty(tuple(s), dtype=dtype) for s in shapes]  # pages never touched
     call = engine.prepare_operands(parse_subscripts(equation), operands, None, None, "K",
                                    "safe", optimize)

@@ -1,0 +1,361 @@
+"""Render a scheduled kernel (:mod:`einjit.schedule_cuda`) as a ``numba.cuda`` module.
+
+The renderer prints what :func:`~einjit.schedule_cuda.schedule_gpu` decided and decides
+nothing: the thread mapping, the index order, the tile sizes and every extent, stride
+and offset are literals in the source.  Each array arrives as a flat 1-D device array;
+an element's address is its layout's offset plus index times stride.
+
+The module defines one ``@cuda.jit`` function per launch: ``<name>`` (and, for a
+reduction split over several blocks, ``<name>_part`` first, which writes partial sums
+into a scratch buffer that ``<name>`` adds up).  Kernels are written to the disk cache
+like the CPU's (:func:`einjit.cache.load_module_function`), so ``cache=True`` keeps
+their compiled code between processes.
+
+>>> from einjit.ir import Index, Kernel, Operand, SUM, product
+>>> from einjit.schedule_cuda import Layout, schedule_gpu
+>>> k = Kernel("k0", (Operand("a0", "float32", ("i",)), Operand("a1", "float32", ("i",))),
+...            Operand("out", "float32", ("i",)), (Index("i", 8),),
+...            product(2, (("i",), ("i",))), SUM, "float32")
+>>> s = schedule_gpu(k, (Layout(0, (1,)), Layout(0, (1,))), Layout(0, (1,)))
+>>> print(render_functions(k, s), end="")
+@cuda.jit(cache=True)
+def k0(a0, a1, out):
+    for tt in range(cuda.grid(1), 8, cuda.gridsize(1)):
+        i = tt
+        out[i] = a0[i] * a1[i]
+"""
+
+from __future__ import annotations
+
+from ..ir import Call, Cast, Const, Expr, Kernel, Load, Var
+from ..schedule_cuda import (
+    BlockPerOutput,
+    GpuSchedule,
+    Layout,
+    ThreadPerOutput,
+    TiledGemm,
+)
+
+__all__ = ["kernel_names", "render_functions", "render_module"]
+
+_BINARY = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//"}
+_MAX_NESTED = 8  # deeper reduction nests run as one flattened loop (Python's block limit)
+
+
+def _addr(layout: Layout, indices: tuple[str, ...], extent: dict[str, int]) -> str:
+    """``offset + i*si + ...``: literal strides, zero strides and size-1 axes left out."""
+    terms = [str(layout.offset)] if layout.offset else []
+    for name, s in zip(indices, layout.strides):
+        if s == 0 or extent[name] == 1:
+            continue
+        terms.append(name if s == 1 else f"{name} * {s}")
+    return " + ".join(terms) or "0"
+
+
+def _dtype(name: str) -> str:
+    return "numba.boolean" if name == "bool" else f"numba.{name}"
+
+
+class _Printer:
+    """Prints expressions of one kernel (its loads addressed through its layouts)."""
+
+    def __init__(self, kernel: Kernel, sched: GpuSchedule) -> None:
+        self.kernel = kernel
+        self.sched = sched
+        self.extent = kernel.extent
+
+    def load(self, k: int, indices: tuple[str, ...]) -> str:
+        return f"a{k}[{_addr(self.sched.inputs[k], indices, self.extent)}]"
+
+    def expr(self, e: Expr) -> str:
+        if isinstance(e, Load):
+            return self.load(e.operand, e.indices)
+        if isinstance(e, Const):
+            return repr(e.value)
+        if isinstance(e, Var):
+            return e.name
+        if isinstance(e, Cast):
+            if e.dtype == "bool":
+                return f"({self.expr(e.value)} != 0)"
+            return f"np.{e.dtype}({self.expr(e.value)})"
+        if isinstance(e, Call):
+            sym = _BINARY.get(e.op)
+            if sym is None:
+                raise ValueError(f"the CUDA renderer has no spelling for operator {e.op!r}")
+            if len(e.args) == 1:
+                return self.expr(e.args[0])
+            return f" {sym} ".join(f"({self.expr(a)})" if isinstance(a, Call) else self.expr(a)
+                                   for a in e.args)
+        raise TypeError(f"the CUDA renderer cannot print {e!r}")
+
+    def store(self, value: str, reduced: bool) -> str:
+        """``out[addr] = value`` converted to the output dtype."""
+        k = self.kernel
+        have = k.accumulate if reduced else _body_dtype(k)
+        want = k.output.dtype
+        if have != want:
+            value = f"({value} != 0)" if want == "bool" else f"np.{want}({value})"
+        return f"out[{_addr(self.sched.output, k.output.indices, self.extent)}] = {value}"
+
+
+def _body_dtype(kernel: Kernel) -> str:
+    body = kernel.body
+    if isinstance(body, Cast):
+        return body.dtype
+    if isinstance(body, Load):
+        return kernel.inputs[body.operand].dtype
+    return kernel.accumulate
+
+
+def _unflatten(var: str, names: tuple[str, ...], extent: dict[str, int], indent: str
+               ) -> list[str]:
+    """Lines deriving each index of ``names`` (row-major, last fastest) from ``var``."""
+    live = [n for n in names if extent[n] != 1]
+    lines = [f"{indent}{n} = 0" for n in names if extent[n] == 1]
+    if not live:
+        return lines
+    if len(live) == 1:
+        return lines + [f"{indent}{live[0]} = {var}"]
+    lines.append(f"{indent}rem = {var}")
+    for n in reversed(live[1:]):
+        lines += [f"{indent}{n} = rem % {extent[n]}", f"{indent}rem = rem // {extent[n]}"]
+    return lines + [f"{indent}{live[0]} = rem"]
+
+
+def _serial_sum(p: _Printer, loops: tuple[str, ...], indent: str) -> list[str]:
+    """``acc = identity`` then the reduction loops adding the body into it."""
+    k = p.kernel
+    lines = [f"{indent}acc = np.{k.accumulate}({k.reduce.identity!r})"]
+    extent = p.extent
+    add = f"acc += {p.expr(k.body)}"
+    if len(loops) > _MAX_NESTED:
+        total = 1
+        for n in loops:
+            total *= extent[n]
+        lines.append(f"{indent}for ff in range({total}):")
+        lines += _unflatten("ff", loops, extent, indent + "    ")
+        return lines + [f"{indent}    {add}"]
+    for depth, n in enumerate(loops):
+        lines.append(f"{indent}{'    ' * depth}for {n} in range({extent[n]}):")
+    return lines + [f"{indent}{'    ' * len(loops)}{add}"]
+
+
+def _thread_per_output(p: _Printer, m: ThreadPerOutput) -> str:
+    k, extent = p.kernel, p.extent
+    total = 1
+    for n in m.outputs:
+        total *= extent[n]
+    lines = [f"def {k.name}({', '.join(op.name for op in k.inputs)}, out):",
+             f"    for tt in range(cuda.grid(1), {total}, cuda.gridsize(1)):"]
+    lines += _unflatten("tt", m.outputs, extent, "        ")
+    if k.reduction_indices:
+        lines += _serial_sum(p, m.loops, "        ")
+        lines.append(f"        {p.store('acc', True)}")
+    else:
+        lines.append(f"        {p.store(p.expr(k.body), False)}")
+    return "\n".join(lines) + "\n"
+
+
+def _tree(threads: int, acc: str, indent: str) -> list[str]:
+    """Sum ``shared[0:threads]`` into ``shared[0]`` (every thread runs every barrier)."""
+    lines = [f"{indent}shared[tid] = {acc}", f"{indent}cuda.syncthreads()"]
+    width = threads // 2
+    while width:
+        lines += [f"{indent}if tid < {width}:",
+                  f"{indent}    shared[tid] += shared[tid + {width}]",
+                  f"{indent}cuda.syncthreads()"]
+        width //= 2
+    return lines
+
+
+def _block_per_output(p: _Printer, m: BlockPerOutput) -> str:
+    k, extent = p.kernel, p.extent
+    n_out = 1
+    for n in m.outputs:
+        n_out *= extent[n]
+    n_red = 1
+    for n in m.reduce:
+        n_red *= extent[n]
+    acc_t = _dtype(k.accumulate)
+    ins = ", ".join(op.name for op in k.inputs)
+    split = m.split
+    first = f"{k.name}_part" if split > 1 else k.name
+    lines = [f"def {first}({ins}, {'part' if split > 1 else 'out'}):",
+             "    tid = cuda.threadIdx.x",
+             f"    shared = cuda.shared.array({m.threads}, {acc_t})",
+             f"    for blk in range(cuda.blockIdx.x, {n_out * split}, cuda.gridDim.x):"]
+    ind = "        "
+    if split > 1:
+        lines += [f"{ind}oo = blk // {split}", f"{ind}ss = blk % {split}"]
+        start, step = f"ss * {m.threads} + tid", m.threads * split
+    else:
+        lines.append(f"{ind}oo = blk")
+        start, step = "tid", m.threads
+    lines += _unflatten("oo", m.outputs, extent, ind)
+    lines += [f"{ind}acc = np.{k.accumulate}({k.reduce.identity!r})",
+              f"{ind}for rr in range({start}, {n_red}, {step}):"]
+    lines += _unflatten("rr", m.reduce, extent, ind + "    ")
+    lines.append(f"{ind}    acc += {p.expr(k.body)}")
+    lines += _tree(m.threads, "acc", ind)
+    if split > 1:
+        lines += [f"{ind}if tid == 0:", f"{ind}    part[blk] = shared[0]"]
+    else:
+        lines += [f"{ind}if tid == 0:", f"{ind}    {p.store('shared[0]', True)}"]
+    lines.append(f"{ind}cuda.syncthreads()")
+    text = "\n".join(lines) + "\n"
+    if split == 1:
+        return text
+    fin = m.finish
+    assert fin is not None
+    lines = [f"def {k.name}(part, out):",
+             "    tid = cuda.threadIdx.x",
+             f"    shared = cuda.shared.array({fin.block}, {acc_t})",
+             f"    for oo in range(cuda.blockIdx.x, {n_out}, cuda.gridDim.x):"]
+    lines += _unflatten("oo", m.outputs, extent, ind)
+    lines += [f"{ind}acc = np.{k.accumulate}({k.reduce.identity!r})",
+              f"{ind}for ss in range(tid, {split}, {fin.block}):",
+              f"{ind}    acc += part[oo * {split} + ss]"]
+    lines += _tree(fin.block, "acc", ind)
+    lines += [f"{ind}if tid == 0:", f"{ind}    {p.store('shared[0]', True)}",
+              f"{ind}cuda.syncthreads()"]
+    return text + "\n\n@cuda.jit(cache=True)\n" + "\n".join(lines) + "\n"
+
+
+def _group_addr(layout: Layout, op_indices: tuple[str, ...], names: tuple[str, ...]) -> str:
+    """The address contribution of the indices ``names`` (those ``op`` has)."""
+    stride = dict(zip(op_indices, layout.strides))
+    terms = [(n if stride[n] == 1 else f"{n} * {stride[n]}") for n in names
+             if n in stride and stride[n] != 0]
+    return " + ".join(terms) or "0"
+
+
+def _tiled_gemm(p: _Printer, g: TiledGemm) -> str:
+    k, extent = p.kernel, p.extent
+    (la, lb), lo = p.sched.inputs, p.sched.output
+    a, b = k.inputs
+    out = k.output
+
+    def size(names: tuple[str, ...]) -> int:
+        n = 1
+        for x in names:
+            n *= extent[x]
+        return n
+
+    M, N, K, B = size(g.m), size(g.n), size(g.k), size(g.batch)
+    tm, tn, tk = g.tile
+    rm, rn = g.reg
+    ty_n, tx_n = tm // rm, tn // rn  # threads along m and along n
+    threads = ty_n * tx_n
+    mt, nt = -(-M // tm), -(-N // tn)
+    acc_t = _dtype(k.accumulate)
+    zero = f"np.{k.accumulate}(0)"
+    i8, i12, i16 = " " * 8, " " * 12, " " * 16
+    lines = [
+        f"def {k.name}(a0, a1, out):",
+        "    tid = cuda.threadIdx.x",
+        f"    tx = tid % {tx_n}",
+        f"    ty = tid // {tx_n}",
+        f"    sa = cuda.shared.array(({tk}, {tm + 1}), {acc_t})",
+        f"    sb = cuda.shared.array(({tk}, {tn + 1}), {acc_t})",
+        f"    cc = cuda.local.array(({rm}, {rn}), {acc_t})",
+        f"    ra = cuda.local.array({rm}, {acc_t})",
+        f"    rb = cuda.local.array({rn}, {acc_t})",
+        f"    for tile in range(cuda.blockIdx.x, {B * mt * nt}, cuda.gridDim.x):",
+        f"        tn0 = (tile % {nt}) * {tn}",
+        f"        rest = tile // {nt}",
+        f"        tm0 = (rest % {mt}) * {tm}",
+        "        bt = rest // " + str(mt),
+    ]
+    lines += _unflatten("bt", g.batch, extent, i8)
+    lines += [f"        base_a = {la.offset} + {_group_addr(la, a.indices, g.batch)}",
+              f"        base_b = {lb.offset} + {_group_addr(lb, b.indices, g.batch)}",
+              f"        base_o = {lo.offset} + {_group_addr(lo, out.indices, g.batch)}",
+              f"        for ii in range({rm}):",
+              f"            for jj in range({rn}):",
+              f"                cc[ii, jj] = {zero}",
+              f"        for tk0 in range(0, {K}, {tk}):"]
+
+    def stage(shared: str, src: str, base: str, lay: Layout, op_indices: tuple[str, ...],
+              outer: tuple[str, ...], rows: int, fast: str, size_outer: int) -> list[str]:
+        # shared[kk, xx] = src[k = tk0 + kk, x = t0 + xx]; ``fast`` is the axis that
+        # consecutive threads step along.
+        t0 = "tm0" if shared == "sa" else "tn0"
+        if fast == "k":
+            split = [f"{i16}kk = ee % {tk}", f"{i16}xx = ee // {tk}"]
+        else:
+            split = [f"{i16}xx = ee % {rows}", f"{i16}kk = ee // {rows}"]
+        body = [f"{i12}for ee in range(tid, {tk * rows}, {threads}):", *split,
+                f"{i16}gk = tk0 + kk", f"{i16}gx = {t0} + xx",
+                f"{i16}if gk < {K} and gx < {size_outer}:"]
+        body += _unflatten("gk", g.k, extent, i16 + "    ")
+        body += _unflatten("gx", outer, extent, i16 + "    ")
+        addr = " + ".join(x for x in (base, _group_addr(lay, op_indices, g.k),
+                                      _group_addr(lay, op_indices, outer)) if x != "0")
+        body += [f"{i16}    {shared}[kk, xx] = {src}[{addr}]",
+                 f"{i16}else:", f"{i16}    {shared}[kk, xx] = {zero}"]
+        return body
+
+    lines += stage("sa", "a0", "base_a", la, a.indices, g.m, tm, g.a_fast, M)
+    lines += stage("sb", "a1", "base_b", lb, b.indices, g.n, tn,
+                   "k" if g.b_fast == "k" else "x", N)
+    lines += [f"{i12}cuda.syncthreads()",
+              f"{i12}for kk in range({tk}):",
+              f"{i16}for ii in range({rm}):",
+              f"{i16}    ra[ii] = sa[kk, ty + ii * {ty_n}]",
+              f"{i16}for jj in range({rn}):",
+              f"{i16}    rb[jj] = sb[kk, tx + jj * {tx_n}]",
+              f"{i16}for ii in range({rm}):",
+              f"{i16}    for jj in range({rn}):",
+              f"{i16}        cc[ii, jj] += ra[ii] * rb[jj]",
+              f"{i12}cuda.syncthreads()",
+              f"{i8}for ii in range({rm}):",
+              f"{i12}gm = tm0 + ty + ii * {ty_n}",
+              f"{i12}for jj in range({rn}):",
+              f"{i16}gn = tn0 + tx + jj * {tx_n}",
+              f"{i16}if gm < {M} and gn < {N}:"]
+    lines += _unflatten("gm", g.m, extent, i16 + "    ")
+    lines += _unflatten("gn", g.n, extent, i16 + "    ")
+    addr = " + ".join(x for x in ("base_o", _group_addr(lo, out.indices, g.m),
+                                  _group_addr(lo, out.indices, g.n)) if x != "0")
+    value = "cc[ii, jj]"
+    if out.dtype != k.accumulate:
+        value = f"({value} != 0)" if out.dtype == "bool" else f"np.{out.dtype}({value})"
+    lines.append(f"{i16}    out[{addr}] = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def render_functions(kernel: Kernel, sched: GpuSchedule) -> str:
+    """The decorated ``@cuda.jit`` function(s) of one scheduled kernel."""
+    if kernel.reduce.op != "add":
+        raise TypeError(f"the CUDA renderer sums; reduction {kernel.reduce} is not "
+                                  "supported on the device yet")
+    p = _Printer(kernel, sched)
+    m = sched.mapping
+    if isinstance(m, ThreadPerOutput):
+        text = _thread_per_output(p, m)
+    elif isinstance(m, BlockPerOutput):
+        text = _block_per_output(p, m)
+    elif isinstance(m, TiledGemm):
+        text = _tiled_gemm(p, m)
+    else:  # pragma: no cover - an unknown mapping is a scheduler bug
+        raise TypeError(f"the CUDA renderer has no template for {type(m).__name__}")
+    return "@cuda.jit(cache=True)\n" + text
+
+
+def kernel_names(kernel: Kernel, sched: GpuSchedule) -> tuple[str, ...]:
+    """The functions the module defines, in launch order."""
+    m = sched.mapping
+    if isinstance(m, BlockPerOutput) and m.split > 1:
+        return (f"{kernel.name}_part", kernel.name)
+    return (kernel.name,)
+
+
+def render_module(kernel: Kernel, sched: GpuSchedule, title: str) -> str:
+    """A complete module: a header naming the kernel and schedule, imports, functions."""
+    return (f"# Generated by einjit (CUDA): {title}\n"
+            f"# {kernel}\n"
+            f"# {sched}\n"
+            "import numba\n"
+            "import numpy as np\n"
+            "from numba import cuda\n\n\n"
+            + render_functions(kernel, sched))

@@ -1,0 +1,514 @@
+"""The CUDA target: run an einsum's plan as ``numba.cuda`` kernels on the device.
+
+``einjit.einsum(..., target="cuda")`` and any call whose operands are device arrays
+(anything with ``__cuda_array_interface__``: Numba device arrays, CuPy arrays, PyTorch
+CUDA tensors; the CUDA simulator's arrays too) come here.  The call is validated by the
+CPU pipeline's own rules (:func:`einjit.engine.prepare_operands` on shape-and-dtype
+stand-ins, so the result's shape and dtype and every error are numpy's), planned by the
+same planner, scheduled per step by :mod:`einjit.schedule_cuda` and rendered by
+:mod:`einjit.codegen.cuda`.
+
+* numpy operands (``target="cuda"``) are copied in; the result is copied out as a numpy
+  array (``out=`` a numpy array works as in numpy).
+* Device operands stay where they are: each reaches the kernels as a flat view of its
+  memory (diagonals and broadcasting are strides, nothing is copied).  Intermediates of
+  an n-ary plan live on the device.  The result is the operands' kind of array: a
+  PyTorch tensor or a CuPy array (allocated by that library) when the first device
+  operand is one, a Numba device array otherwise.
+* Mixing host arrays with device arrays, or operands on different devices, is an error.
+  Python numbers may join device operands (they are copied in).
+
+>>> on_device(1.0), on_device([1, 2])
+(False, False)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import cache, engine, schedule_cuda
+from .ir import Plan
+from .parser import split_arguments
+from .planner import make_plan
+from .schedule_cuda import GpuSchedule, Layout, schedule_gpu
+from .views import view_geometry
+
+__all__ = ["CudaPlan", "clear_cache", "einsum", "on_device", "wants_device", "warm"]
+
+_NUMBERS = (bool, int, float, complex)
+
+
+# --------------------------------------------------------------------------- where operands live
+
+def _is_simulated(x: Any) -> bool:
+    t = type(x)
+    return t.__name__ == "FakeCUDAArray" and t.__module__.startswith("numba.cuda.simulator")
+
+
+def on_device(x: Any) -> bool:
+    """True when ``x`` is a device array (``__cuda_array_interface__``, or an array of
+    Numba's CUDA simulator)."""
+    if type(x) is np.ndarray or isinstance(x, _NUMBERS + (str, list, tuple)):
+        return False
+    if _is_simulated(x):
+        return True
+    try:
+        return hasattr(x, "__cuda_array_interface__")
+    except Exception:  # noqa: BLE001 (a property that raises: not a device array)
+        return False
+
+
+def wants_device(operands: Sequence[Any], target: str | None) -> bool:
+    """Whether a call runs on the CUDA target; validates ``target=``.
+
+    ``None`` chooses the device when an operand is on it; ``"cpu"`` with a device operand
+    is an error.
+
+    >>> wants_device(("ij->", np.ones((2, 2))), None), wants_device(("i->", [1]), "cuda")
+    (False, True)
+    >>> wants_device(("i->", [1]), "gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: einsum: target must be None, 'cpu' or 'cuda' (got 'gpu')
+    """
+    if target not in (None, "cpu", "cuda"):
+        raise ValueError(f"einsum: target must be None, 'cpu' or 'cuda' (got {target!r})")
+    if target == "cuda":
+        return True
+    device = any(on_device(op) for op in operands)
+    if device and target == "cpu":
+        raise TypeError("einsum: target='cpu' but an operand is a device array; copy it to "
+                        "the host first, or leave target=None to compute on its device")
+    return device
+
+
+def _cuda() -> Any:
+    """``numba.cuda``, checked to have a device (or the simulator)."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise RuntimeError("einsum: target='cuda' needs a CUDA GPU and driver "
+                           "(numba.cuda.is_available() is False); set "
+                           "NUMBA_ENABLE_CUDASIM=1 to run the kernels on Numba's simulator")
+    return cuda
+
+
+def _simulator(cuda: Any) -> bool:
+    return cuda.jit.__module__.startswith("numba.cuda.simulator")
+
+
+def _target_key(cuda: Any) -> str:
+    """The cache target: the device's compute capability (kernels differ per arch)."""
+    if _simulator(cuda):
+        return "cuda-simulator"
+    major, minor = cuda.get_current_device().compute_capability
+    return f"cuda-sm{major}{minor}"
+
+
+# --------------------------------------------------------------------------- flat views
+
+@dataclass(frozen=True)
+class _Geometry:
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]  # elements
+    dtype: np.dtype
+
+
+def _geometry(x: Any) -> _Geometry:
+    if _is_simulated(x):
+        a = x._ary
+        return _Geometry(a.shape, tuple(s // a.itemsize for s in a.strides), a.dtype)
+    cai = x.__cuda_array_interface__
+    dtype = np.dtype(cai["typestr"])
+    shape = tuple(int(n) for n in cai["shape"])
+    strides = cai.get("strides")
+    if strides is None:
+        return _Geometry(shape, _c_strides(shape), dtype)
+    if any(s % dtype.itemsize for s in strides):
+        raise ValueError(f"einsum: a device operand has strides {tuple(strides)} that are not "
+                         f"multiples of its item size {dtype.itemsize}")
+    return _Geometry(shape, tuple(s // dtype.itemsize for s in strides), dtype)
+
+
+def _c_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def _span(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
+    """``(low, count)``: the lowest element offset reached and how many elements the
+    array's memory spans from there."""
+    if any(n == 0 for n in shape):
+        return 0, 0
+    low = sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
+    high = sum((n - 1) * s for n, s in zip(shape, strides) if s > 0)
+    return low, high - low + 1
+
+
+class _Interface:
+    """A bare ``__cuda_array_interface__`` for a flat view (keeps its owner alive)."""
+
+    def __init__(self, desc: dict[str, Any], owner: Any) -> None:
+        self.__cuda_array_interface__ = desc
+        self.owner = owner
+
+
+def _flat_device(cuda: Any, x: Any, geo: _Geometry) -> tuple[Any, int]:
+    """A 1-D device array over ``x``'s memory and the offset of its element (0, ..., 0)."""
+    low, count = _span(geo.shape, geo.strides)
+    if _is_simulated(x):
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        return FakeCUDAArray(_flat_host(x._ary, geo.shape, geo.strides, low, count)), -low
+    if count == 0:
+        return cuda.device_array(0, dtype=geo.dtype), 0
+    cai = x.__cuda_array_interface__
+    desc = {"shape": (count,), "strides": None, "typestr": geo.dtype.str, "version": 3,
+            "data": (int(cai["data"][0]) + low * geo.dtype.itemsize, False)}
+    if cai.get("stream") is not None:
+        desc["stream"] = cai["stream"]
+    return cuda.as_cuda_array(_Interface(desc, x)), -low
+
+
+def _flat_host(a: np.ndarray, shape: Sequence[int], strides: Sequence[int], low: int,
+               count: int) -> np.ndarray:
+    """A 1-D view of ``count`` elements of ``a``'s memory from its lowest address."""
+    if count == 0:
+        return np.empty(0, dtype=a.dtype)
+    corner = tuple(slice(n - 1, n) if s < 0 else slice(0, 1) for n, s in zip(shape, strides))
+    start = a[corner] if a.ndim else a.reshape(1)
+    return np.lib.stride_tricks.as_strided(start, (count,), (a.itemsize,))
+
+
+def _canonical(geo: _Geometry, labels: tuple[str, ...], extent: dict[str, int]
+               ) -> tuple[int, ...]:
+    """Strides of the canonical view (distinct labels: diagonals add their strides,
+    broadcast axes get 0), in order of first appearance, as :mod:`einjit.views` makes."""
+    stride: dict[str, int] = {}
+    for label, n, s in zip(labels, geo.shape, geo.strides):
+        s = s if n == extent[label] else 0
+        stride[label] = stride.get(label, 0) + s
+    return tuple(stride.values())
+
+
+# --------------------------------------------------------------------------- compiled plans
+
+@dataclass
+class CudaPlan:
+    """A plan with every step scheduled for the device, rendered and loaded."""
+
+    plan: Plan
+    schedules: tuple[GpuSchedule, ...]
+    sources: tuple[str, ...]
+    functions: tuple[tuple[Callable[..., Any], ...], ...]
+
+
+_PLANS: dict[Hashable, CudaPlan] = {}
+_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget the compiled CUDA plans of this process (the disk cache stays)."""
+    with _lock:
+        _PLANS.clear()
+
+
+def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: str
+           ) -> CudaPlan:
+    from .codegen import cuda as render
+
+    start = time.perf_counter()
+    size = call.spec.size
+    plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
+                     call.arith, call.optimize)
+    layouts: dict[int, Layout] = dict(enumerate(inputs))
+    schedules, sources, functions = [], [], []
+    for i, step in enumerate(plan.steps):
+        kernel = step.kernel
+        if i == len(plan.steps) - 1:
+            out = output
+        else:
+            out = Layout(0, _c_strides([size[lb] for lb in kernel.output.indices]))
+        layouts[step.result] = out
+        sched = schedule_gpu(kernel, [layouts[a] for a in step.args], out)
+        source = render.render_module(kernel, sched, f"{plan.equation} step {kernel.name}")
+        fns = tuple(cache.load_module_function(source, name, target=target)
+                    for name in render.kernel_names(kernel, sched))
+        schedules.append(sched)
+        sources.append(source)
+        functions.append(fns)
+    cache.STATS.compile_seconds += time.perf_counter() - start
+    return CudaPlan(plan, tuple(schedules), tuple(sources), tuple(functions))
+
+
+def _launch(fn: Any, launch: schedule_cuda.Launch, *args: Any) -> None:
+    if launch.grid > 0:
+        fn[launch.grid, launch.block](*args)
+
+
+def _execute(cuda: Any, compiled: CudaPlan, call: engine.Call, flats: Sequence[Any],
+             final: Any) -> None:
+    """Run every step in order; intermediates are allocated on the device."""
+    size = call.spec.size
+    values: dict[int, Any] = dict(enumerate(flats))
+    steps = compiled.plan.steps
+    for i, (step, sched, fns) in enumerate(zip(steps, compiled.schedules, compiled.functions)):
+        kernel = step.kernel
+        if i == len(steps) - 1:
+            target = final
+        else:
+            count = 1
+            for lb in kernel.output.indices:
+                count *= size[lb]
+            target = cuda.device_array(count, dtype=np.dtype(kernel.output.dtype))
+        args = [values[a] for a in step.args]
+        mapping = sched.mapping
+        if sched.scratch:
+            part = cuda.device_array(sched.scratch, dtype=np.dtype(kernel.accumulate))
+            _launch(fns[0], mapping.launch, *args, part)
+            _launch(fns[1], mapping.finish, part, target)  # type: ignore[union-attr]
+        else:
+            _launch(fns[0], mapping.launch, *args, target)
+        values[step.result] = target
+
+
+# --------------------------------------------------------------------------- results
+
+def _kind(x: Any) -> str:
+    module = type(x).__module__.split(".")[0]
+    return module if module in ("torch", "cupy") else "numba"
+
+
+def _device_id(x: Any) -> int | None:
+    kind = _kind(x)
+    if kind == "torch":
+        return x.device.index
+    if kind == "cupy":
+        return int(x.device.id)
+    return None
+
+
+def _allocate(cuda: Any, kind: str, like: Any, count: int, dtype: np.dtype) -> tuple[Any, Any]:
+    """``(library array, flat numba view)`` of ``count`` elements on ``like``'s device."""
+    if kind == "torch":
+        import torch
+        t = torch.empty(count, dtype=torch.from_numpy(np.empty(0, dtype)).dtype,
+                        device=like.device)
+        return t, cuda.as_cuda_array(t) if count else cuda.device_array(0, dtype=dtype)
+    if kind == "cupy":
+        import cupy
+        with like.device:
+            c = cupy.empty(count, dtype=dtype)
+        return c, cuda.as_cuda_array(c) if count else cuda.device_array(0, dtype=dtype)
+    flat = cuda.device_array(count, dtype=dtype)
+    return flat, flat
+
+
+def _strided(cuda: Any, kind: str, base: Any, shape: tuple[int, ...],
+             strides: tuple[int, ...], dtype: np.dtype, offset: int = 0) -> Any:
+    """``base`` (a flat array, or the operand a view is taken of) seen with this shape
+    and element strides, starting ``offset`` elements in: the same kind of array."""
+    if kind == "torch":
+        return base.as_strided(shape, strides, base.storage_offset() + offset)
+    if kind == "cupy":
+        from cupy.lib.stride_tricks import as_strided
+        view = base if not offset else base.ravel()[offset:]
+        return as_strided(view, shape, tuple(s * dtype.itemsize for s in strides))
+    if _is_simulated(base):
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        a = base._ary
+        low, count = _span(a.shape, tuple(s // a.itemsize for s in a.strides))
+        flat = _flat_host(a, a.shape, tuple(s // a.itemsize for s in a.strides), low, count)
+        start = flat[offset - low:] if count else flat
+        return FakeCUDAArray(np.lib.stride_tricks.as_strided(
+            start, shape, tuple(s * dtype.itemsize for s in strides)))
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+    data = base.gpu_data
+    if offset:
+        data = data.view(offset * dtype.itemsize)
+    return DeviceNDArray(shape, tuple(s * dtype.itemsize for s in strides), dtype,
+                         gpu_data=data)
+
+
+def _out_strides(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
+    """Element strides of a new array whose axes lie in memory in order ``axes``."""
+    inner = _c_strides([shape[a] for a in axes])
+    strides = [0] * len(shape)
+    for pos, a in enumerate(axes):
+        strides[a] = inner[pos]
+    return tuple(strides)
+
+
+# --------------------------------------------------------------------------- einsum
+
+def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
+           casting: str = "safe", optimize: Any = engine.DEFAULT_OPTIMIZE,
+           plans: dict[Hashable, CudaPlan] | None = None) -> Any:
+    """:func:`einjit.einsum` on the CUDA device (see the module docstring).
+
+    ``plans`` is the compiled-plan cache to use (default: this module's).
+    """
+    equation, arrays = split_arguments(operands)
+    device = [on_device(a) for a in arrays]
+    if any(device):
+        for k, (a, d) in enumerate(zip(arrays, device)):
+            if not d and not isinstance(a, _NUMBERS):
+                j = device.index(True)
+                raise TypeError(
+                    f"einsum: operand {k} ({type(a).__name__}) is on the host but operand {j} "
+                    f"({type(arrays[j]).__name__}) is a device array; move them to the same "
+                    "place (numpy operands alone are copied to the device with target='cuda')")
+        ids = {i for i in (_device_id(a) for a, d in zip(arrays, device) if d) if i is not None}
+        if len(ids) > 1:
+            raise ValueError(f"einsum: the device operands are on different devices "
+                             f"{sorted(ids)}; copy them to one device first")
+        if out is not None and not on_device(out):
+            raise TypeError("einsum: out= must be a device array when the operands are on "
+                            f"the device (got {type(out).__name__})")
+        device_id = ids.pop() if ids else None
+    cuda = _cuda()
+    if any(device) and device_id is not None and not _simulator(cuda):
+        with cuda.gpus[device_id]:
+            return _einsum_device(cuda, equation, arrays, device, out, dtype, order, casting,
+                                  optimize, plans)
+    if any(device):
+        return _einsum_device(cuda, equation, arrays, device, out, dtype, order, casting,
+                              optimize, plans)
+    return _einsum_host(cuda, equation, arrays, out, dtype, order, casting, optimize, plans)
+
+
+def _lookup(call: engine.Call, inputs: Sequence[Layout], output: Layout, cuda: Any,
+            plans: dict[Hashable, CudaPlan] | None) -> CudaPlan:
+    target = _target_key(cuda)
+    opt = call.optimize if isinstance(call.optimize, (str, bool)) else repr(call.optimize)
+    key = (call.spec, tuple(call.labels), tuple(v.dtype.str for v in call.views), tuple(inputs),
+           output, call.arith, opt, schedule_cuda.POLICY, target)
+    table = _PLANS if plans is None else plans
+    compiled = table.get(key)
+    if compiled is not None:
+        cache.STATS.hits += 1
+        return compiled
+    with _lock:
+        compiled = table.get(key) or _PLANS.get(key)
+        if compiled is None:
+            cache.STATS.misses += 1
+            compiled = _build(call, inputs, output, target)
+            _PLANS[key] = compiled
+        table[key] = compiled
+    return compiled
+
+
+def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtype: Any,
+                 order: str, casting: str, optimize: Any,
+                 plans: dict[Hashable, CudaPlan] | None) -> Any:
+    """numpy operands: copy in, compute, copy the result out."""
+    call = engine.prepare_operands(equation, arrays, out, dtype, order, casting, optimize)
+    if call.view is not None:
+        return call.view[()] if call.view.ndim == 0 else call.view
+    if call.arith.backend != "numba":
+        raise TypeError(f"einsum: target='cuda' computes on bool, integer, float and complex "
+                        f"numbers, not {call.result}")
+    flats, inputs = [], []
+    for v in call.views:
+        strides = tuple(s // v.itemsize for s in v.strides)
+        low, count = _span(v.shape, strides)
+        flats.append(cuda.to_device(np.ascontiguousarray(_flat_host(v, v.shape, strides, low,
+                                                                     count))))
+        inputs.append(Layout(-low, strides))
+    shape = tuple(call.spec.size[lb] for lb in call.spec.output)
+    strides = _out_strides(shape, call.order)
+    compiled = _lookup(call, inputs, Layout(0, strides), cuda, plans)
+    count = int(np.prod(shape, dtype=np.int64))
+    compute = np.dtype(call.arith.compute)
+    final = cuda.device_array(count, dtype=compute)
+    _execute(cuda, compiled, call, flats, final)
+    host = final.copy_to_host()
+    result = np.ndarray(shape, compute, buffer=host,
+                        strides=tuple(s * compute.itemsize for s in strides))
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    if result.dtype != call.result:
+        result = result.astype(call.result, order="K")
+    return result[()] if result.ndim == 0 else result
+
+
+def _einsum_device(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool],
+                   out: Any, dtype: Any, order: str, casting: str, optimize: Any,
+                   plans: dict[Hashable, CudaPlan] | None) -> Any:
+    """Device operands: compute where they are, return the same kind of array."""
+    geos: list[_Geometry | None] = []
+    stand_ins: list[Any] = []
+    for a, d in zip(arrays, device):
+        if d:
+            geo = _geometry(a)
+            geos.append(geo)
+            stand_ins.append(np.broadcast_to(np.zeros((), dtype=geo.dtype), geo.shape))
+        else:
+            geos.append(None)
+            stand_ins.append(a)
+    call = engine.prepare_operands(equation, stand_ins, None, dtype, order, casting, optimize)
+    first = next(a for a, d in zip(arrays, device) if d)
+    kind = _kind(first)
+    if call.view is not None:  # numpy answers with a view: so does the device
+        geo = geos[0]
+        if geo is None:  # pragma: no cover - a one-operand call has its device operand first
+            raise TypeError("einsum: the operand is not a device array")
+        shape, strides = view_geometry(geo.shape, geo.strides, call.spec.inputs[0],
+                                       call.spec.output)
+        return _strided(cuda, kind, first, shape, strides, geo.dtype)
+    if call.arith.backend != "numba" or call.arith.compute != call.arith.result:
+        raise TypeError(f"einsum: the CUDA target does not compute {call.result} results "
+                        "yet (float16, long double and object arrays run on the CPU)")
+    size = call.spec.size
+    flats, inputs = [], []
+    for a, geo, view, labels, term in zip(arrays, geos, call.views, call.labels,
+                                          call.spec.inputs):
+        if geo is None:  # a Python number: copy it in
+            flats.append(cuda.to_device(np.asarray(view).reshape(1)))
+            inputs.append(Layout(0, tuple(0 for _ in labels)))
+            continue
+        if view.dtype != geo.dtype:
+            raise TypeError(f"einsum: a {geo.dtype} device operand would need converting to "
+                            f"{view.dtype} first; the CUDA target does not convert on the device")
+        flat, offset = _flat_device(cuda, a, geo)
+        flats.append(flat)
+        inputs.append(Layout(offset, _canonical(geo, term, size)))
+    shape = tuple(size[lb] for lb in call.spec.output)
+    compute = np.dtype(call.arith.compute)
+    if out is not None:
+        ogeo = _geometry(out)
+        if ogeo.shape != shape or ogeo.dtype != compute:
+            raise TypeError(f"einsum: out= must have shape {shape} and dtype {compute} on the "
+                            f"device (got {ogeo.shape} and {ogeo.dtype})")
+        final, offset = _flat_device(cuda, out, ogeo)
+        output = Layout(offset, ogeo.strides)
+    else:
+        output = Layout(0, _out_strides(shape, call.order))
+    compiled = _lookup(call, inputs, output, cuda, plans)
+    if out is not None:
+        _execute(cuda, compiled, call, flats, final)
+        return out
+    count = int(np.prod(shape, dtype=np.int64))
+    result, final = _allocate(cuda, kind, first, count, compute)
+    _execute(cuda, compiled, call, flats, final)
+    return _strided(cuda, kind, result, shape, output.strides, compute)
+
+
+def warm(equation: str, shapes: Sequence[Sequence[int]], dtype: Any = "float64",
+         optimize: Any = engine.DEFAULT_OPTIMIZE) -> bool:
+    """Compile the CUDA kernels ``einsum(equation, *arrays, target="cuda")`` needs for
+    arrays of these shapes and dtype (running them once on zeros); True when a plan was
+    built, False when it was already compiled in this process."""
+    operands = [np.zeros(tuple(s), dtype=dtype) for s in shapes]
+    before = cache.STATS.misses
+    einsum(equation, *operands, optimize=optimize)
+    return cache.STATS.misses > before

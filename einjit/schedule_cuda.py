@@ -1,0 +1,323 @@
+"""GPU scheduling: map one planned :class:`~einjit.ir.Kernel` onto CUDA threads and blocks.
+
+The planner's steps are the same as on the CPU; this module decides, per step, how the
+kernel runs on the device, from its extents and the strides of its arrays.  Every
+decision is a frozen dataclass with a text form (``str``) that tests pin and the
+renderer (:mod:`einjit.codegen.cuda`) prints without deciding anything.
+
+Three mappings, chosen by :func:`schedule_gpu`:
+
+* :class:`ThreadPerOutput`: one thread per output element in a grid-stride loop; the
+  output index with the smallest strides varies fastest across consecutive threads
+  (coalesced loads and stores); each thread sums its reduction serially, loops ordered
+  by falling stride.  Element-wise, outer products, column reductions.
+* :class:`BlockPerOutput`: a block of threads cooperates on each output element: the
+  threads stride over the flattened reduction (its smallest-stride index fastest, so a
+  warp reads consecutive memory) and combine partial sums with a tree in shared memory.
+  With few outputs and a long reduction, ``split`` blocks share one output: each writes
+  a partial sum to a scratch buffer and a second kernel adds them.  Row reductions,
+  full reductions (``i,i->``, ``ij,ij->``).
+* :class:`TiledGemm`: GEMM-shaped steps (batch, m, n, k index groups) as a tiled
+  matrix product: a block computes a ``tile_m x tile_n`` tile of the output, staging
+  ``tile_k``-deep slices of both operands in shared memory (loaded cooperatively along
+  each operand's contiguous axis), each thread accumulating a ``reg_m x reg_n``
+  register block.
+
+Arrays reach a kernel as flat 1-D device arrays; a :class:`Layout` gives the element
+offset of index (0, ..., 0) and one stride per index (0 for a broadcast axis; repeated
+labels were folded into a diagonal stride before planning).  Sizes and strides are
+literals in the generated source.
+
+>>> from einjit.ir import Index, Kernel, Operand, SUM, product
+>>> k = Kernel("k0", (Operand("a0", "float32", ("i", "j")), Operand("a1", "float32", ("i", "j"))),
+...            Operand("out", "float32", ("i",)), (Index("i", 4096), Index("j", 1024)),
+...            product(2, (("i", "j"), ("i", "j"))), SUM, "float32")
+>>> print(schedule_gpu(k, (Layout(0, (1024, 1)), Layout(0, (1024, 1))), Layout(0, (1,))))
+block per output: outputs i, 256 threads stride over j, tree in shared memory; grid 4096 x 256 threads
+>>> print(schedule_gpu(k, (Layout(0, (1, 4096)), Layout(0, (1, 4096))), Layout(0, (1,))))
+thread per output: threads over i (i fastest), serial loops j; grid 16 x 256 threads
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .ir import Kernel
+from .schedule import gemm_roles
+
+__all__ = [
+    "POLICY",
+    "BlockPerOutput",
+    "GpuSchedule",
+    "Launch",
+    "Layout",
+    "Mapping",
+    "Policy",
+    "ThreadPerOutput",
+    "TiledGemm",
+    "schedule_gpu",
+    "set_policy",
+]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The GPU scheduler's thresholds (part of every compiled CUDA plan's key).
+
+    ``threads``: threads per block of a thread-per-output kernel, rounded down to the
+    output count in whole ``warp`` s.  ``reduce_threads``: threads cooperating on one
+    output (a power of two).  ``cooperate_min``: reduction length from which a block
+    cooperates on each output instead of one thread summing it (when the reduction has
+    smaller strides than the outputs, or there are too few outputs to fill the device).
+    ``fill_blocks``: blocks that keep every multiprocessor busy (an H100 has 132).
+    ``split_min``: reduction length from which few outputs split their reduction over
+    several blocks; ``split_terms``: terms each thread should at least sum then.
+    ``max_blocks``: the most blocks a grid-stride launch uses.  ``tile``: a GEMM
+    block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's ``(reg_m, reg_n)``
+    register block.  ``gemm_min``: the smallest m, n and k extents run as a tiled GEMM.
+    Tests swap the policy (:func:`set_policy`) to drive every mapping at tiny sizes.
+    """
+
+    threads: int = 256
+    warp: int = 32
+    reduce_threads: int = 256
+    cooperate_min: int = 128
+    fill_blocks: int = 1024
+    split_min: int = 1 << 15
+    split_terms: int = 16
+    max_blocks: int = 1 << 16
+    tile: tuple[int, int, int] = (64, 64, 16)
+    reg: tuple[int, int] = (4, 4)
+    gemm_min: tuple[int, int, int] = (16, 16, 8)
+
+
+POLICY = Policy()
+
+
+def set_policy(policy: Policy) -> Policy:
+    """Install ``policy`` for later schedules; returns the previous one."""
+    global POLICY
+    old, POLICY = POLICY, policy
+    return old
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a kernel addresses one array in a flat buffer: ``offset + sum(index * stride)``.
+
+    >>> print(Layout(0, (4, 1)))
+    offset 0, strides (4, 1)
+    """
+
+    offset: int
+    strides: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"offset {self.offset}, strides {self.strides}"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A launch configuration: ``grid`` blocks of ``block`` threads (1-D; 0 blocks: no launch)."""
+
+    grid: int
+    block: int
+
+    def __str__(self) -> str:
+        return f"grid {self.grid} x {self.block} threads"
+
+
+@dataclass(frozen=True)
+class ThreadPerOutput:
+    """One thread per output element, grid-stride loop over the flattened outputs.
+
+    ``outputs`` are the output indices in thread order, slowest first (the last one is
+    coalesced); ``loops`` the reduction loops, outermost first.
+    """
+
+    outputs: tuple[str, ...]
+    loops: tuple[str, ...]
+    launch: Launch
+
+    def __str__(self) -> str:
+        fast = f" ({self.outputs[-1]} fastest)" if self.outputs else ""
+        loops = f", serial loops {''.join(self.loops)}" if self.loops else ""
+        return (f"thread per output: threads over {''.join(self.outputs) or '(scalar)'}{fast}"
+                f"{loops}; {self.launch}")
+
+
+@dataclass(frozen=True)
+class BlockPerOutput:
+    """A block of ``threads`` threads per output element (``split`` blocks per element).
+
+    ``outputs``: output indices in block order, slowest first; ``reduce``: reduction
+    indices flattened in this order, the last one fastest across threads.  With
+    ``split > 1`` the blocks write partial sums into a scratch buffer of
+    ``outputs x split`` accumulators and ``finish`` (one block of ``threads`` per output)
+    adds them.
+    """
+
+    outputs: tuple[str, ...]
+    reduce: tuple[str, ...]
+    threads: int
+    split: int
+    launch: Launch
+    finish: Launch | None = None
+
+    def __str__(self) -> str:
+        split = (f", {self.split} blocks per output into partial sums, then {self.finish}"
+                 if self.split > 1 else "")
+        return (f"block per output: outputs {''.join(self.outputs) or '(scalar)'}, "
+                f"{self.threads} threads stride over {''.join(self.reduce)}, tree in shared "
+                f"memory{split}; {self.launch}")
+
+
+@dataclass(frozen=True)
+class TiledGemm:
+    """A tiled matrix product ``out[batch, m, n] = sum_k a[batch, m, k] * b[batch, k, n]``.
+
+    Each group lists its indices in the order they merge into one axis (row-major).
+    ``a_fast`` (``"m"`` or ``"k"``) and ``b_fast`` (``"k"`` or ``"n"``) name the tile
+    axis consecutive threads load along (the operand's smaller stride: coalesced).
+    """
+
+    batch: tuple[str, ...]
+    m: tuple[str, ...]
+    n: tuple[str, ...]
+    k: tuple[str, ...]
+    tile: tuple[int, int, int]
+    reg: tuple[int, int]
+    a_fast: str
+    b_fast: str
+    launch: Launch
+
+    def __str__(self) -> str:
+        def g(x: tuple[str, ...]) -> str:
+            return "".join(x) or "-"
+        tm, tn, tk = self.tile
+        return (f"tiled GEMM: batch {g(self.batch)}; m {g(self.m)}; n {g(self.n)}; "
+                f"k {g(self.k)}; tiles {tm}x{tn}x{tk} in shared memory, {self.reg[0]}x"
+                f"{self.reg[1]} per thread; a loaded along {self.a_fast}, b along "
+                f"{self.b_fast}; {self.launch}")
+
+
+Mapping = ThreadPerOutput | BlockPerOutput | TiledGemm
+
+
+@dataclass(frozen=True)
+class GpuSchedule:
+    """A kernel's mapping onto the device plus the layouts of its arrays."""
+
+    mapping: Mapping
+    inputs: tuple[Layout, ...]
+    output: Layout
+
+    @property
+    def scratch(self) -> int:
+        """Accumulators of scratch memory the launch needs (partial sums), or 0."""
+        m = self.mapping
+        if isinstance(m, BlockPerOutput) and m.split > 1:
+            return m.launch.grid  # one per (output, split) pair; grid covers them exactly
+        return 0
+
+    def __str__(self) -> str:
+        return str(self.mapping)
+
+
+def _pow2_floor(n: int) -> int:
+    p = 1
+    while p * 2 <= n:
+        p *= 2
+    return p
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _count(names: Sequence[str], extent: dict[str, int]) -> int:
+    n = 1
+    for name in names:
+        n *= extent[name]
+    return n
+
+
+def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
+                 policy: Policy | None = None) -> GpuSchedule:
+    """Decide how ``kernel`` runs on the device (see the module docstring for examples)."""
+    p = POLICY if policy is None else policy
+    extent = kernel.extent
+    cost = {ix.name: 0 for ix in kernel.indices}
+    for op, lay in zip(kernel.inputs, inputs):
+        for name, s in zip(op.indices, lay.strides):
+            cost[name] += abs(s)
+    out_stride = dict(zip(kernel.output.indices, output.strides))
+    position = {ix.name: k for k, ix in enumerate(kernel.indices)}
+
+    def by_stride(names: Sequence[str]) -> tuple[str, ...]:
+        # Largest input stride first (outermost), ties by output stride then equation order.
+        return tuple(sorted(names, key=lambda n: (-cost[n], -abs(out_stride.get(n, 0)),
+                                                  position[n])))
+
+    outputs = by_stride(kernel.output_indices)
+    reduce = by_stride(kernel.reduction_indices)
+    n_out = _count(outputs, extent)
+    n_red = _count(reduce, extent)
+    layouts = (tuple(inputs), output)
+
+    gemm = _tiled_gemm(kernel, inputs, output, p, n_out)
+    if gemm is not None:
+        return GpuSchedule(gemm, *layouts)
+    if n_out and n_red >= max(p.cooperate_min, 2) and (
+            not outputs or cost[reduce[-1]] < cost[outputs[-1]] or n_out < p.fill_blocks):
+        threads = min(p.reduce_threads, _pow2_floor(n_red))
+        split = 1
+        if n_out < p.fill_blocks and n_red >= p.split_min:
+            split = max(1, min(_ceil_div(p.fill_blocks, n_out),
+                               n_red // (threads * p.split_terms)))
+        if split > 1:
+            grid = n_out * split
+            finish = Launch(min(n_out, p.max_blocks),
+                            min(p.reduce_threads, _pow2_floor(split)))
+            mapping: Mapping = BlockPerOutput(outputs, reduce, threads, split,
+                                              Launch(grid, threads), finish)
+        else:
+            mapping = BlockPerOutput(outputs, reduce, threads, 1,
+                                     Launch(min(n_out, p.max_blocks), threads))
+        return GpuSchedule(mapping, *layouts)
+    block = min(p.threads, max(p.warp, _ceil_div(n_out, p.warp) * p.warp))
+    grid = min(_ceil_div(n_out, block), p.max_blocks)
+    return GpuSchedule(ThreadPerOutput(outputs, reduce, Launch(grid, block)), *layouts)
+
+
+def _tiled_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: Policy,
+                n_out: int) -> TiledGemm | None:
+    """A :class:`TiledGemm` when the kernel is a product of two operands with m, n and k
+    extents of at least ``p.gemm_min`` each, else None."""
+    roles = gemm_roles(kernel)
+    if roles is None or not n_out:
+        return None
+    extent = kernel.extent
+    batch, m, n, k = roles
+    M, N, K = (_count(g, extent) for g in (m, n, k))
+    if M < p.gemm_min[0] or N < p.gemm_min[1] or K < p.gemm_min[2]:
+        return None
+    a, b = kernel.inputs
+    sa = dict(zip(a.indices, inputs[0].strides))
+    sb = dict(zip(b.indices, inputs[1].strides))
+    so = dict(zip(kernel.output.indices, output.strides))
+
+    def order(group: Sequence[str], *strides: dict[str, int]) -> tuple[str, ...]:
+        return tuple(sorted(group, key=lambda g: -sum(abs(s.get(g, 0)) for s in strides)))
+
+    mo, no, ko = order(m, sa, so), order(n, sb, so), order(k, sa, sb)
+    bo = order(batch, so, sa, sb)
+    a_fast = "m" if abs(sa[mo[-1]]) < abs(sa[ko[-1]]) else "k"
+    b_fast = "n" if abs(sb[no[-1]]) < abs(sb[ko[-1]]) else "k"
+    tm, tn, _ = p.tile
+    rm, rn = p.reg
+    tiles = _count(bo, extent) * _ceil_div(M, tm) * _ceil_div(N, tn)
+    launch = Launch(min(tiles, p.max_blocks), (tm // rm) * (tn // rn))
+    return TiledGemm(bo, mo, no, ko, p.tile, p.reg, a_fast, b_fast, launch)
+

@@ -1,0 +1,288 @@
+"""The CUDA target's kernels, run on Numba's CUDA simulator (or a real GPU).
+
+Not collected by the plain ``python -m pytest`` run (the file name does not start with
+``test_``): ``tests/test_cuda.py`` runs it in a subprocess with ``NUMBA_ENABLE_CUDASIM=1``
+(numba.cuda picks the simulator or the driver once per process), and, on a machine with
+a GPU, once more with ``EINJIT_CUDA_REAL=1`` on the device itself.
+
+A tiny scheduler policy drives every mapping (tiled GEMM, cooperative and split
+reductions, thread per output) at extents 1..6; every result is compared with
+``numpy.einsum`` in float64.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+REAL = os.environ.get("EINJIT_CUDA_REAL") == "1"
+if not REAL and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("run by tests/test_cuda.py with NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
+
+from numba import cuda
+
+import einjit
+from einjit import cuda as cuda_target
+from einjit import schedule_cuda
+from einjit.schedule_cuda import BlockPerOutput, Policy, ThreadPerOutput, TiledGemm
+
+TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
+              split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2))
+
+
+@pytest.fixture(autouse=True)
+def tiny_policy():
+    old = schedule_cuda.set_policy(TINY)
+    yield
+    schedule_cuda.set_policy(old)
+
+
+def _data(shape, dtype, rng):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.6
+    if dtype.kind in "iu":
+        return rng.integers(0 if dtype.kind == "u" else -4, 5, shape).astype(dtype)
+    x = rng.standard_normal(shape)
+    if dtype.kind == "c":
+        x = x + 1j * rng.standard_normal(shape)
+    return x.astype(dtype)
+
+
+def _check(got, ops, equation, **kw):
+    want = np.einsum(equation, *ops, **kw)
+    got = np.asarray(got)
+    assert got.shape == want.shape, (equation, got.shape, want.shape)
+    assert got.dtype == want.dtype, (equation, got.dtype, want.dtype)
+    kind = want.dtype.kind
+    if kind in "biu":
+        np.testing.assert_array_equal(got, want)
+    else:
+        ref = np.einsum(equation, *[o.astype(np.complex128 if np.iscomplexobj(o) else np.float64)
+                                    for o in ops], **kw)
+        tol = 1e-4 if want.dtype in (np.float32, np.complex64) else 1e-10
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+
+
+# One list of cases, grouped by the kernel shape they exercise.
+CASES = [
+    # element-wise, outer, transposes
+    ("ij,ij->ij", [(3, 4), (3, 4)]),
+    ("i,j->ij", [(3,), (5,)]),
+    ("ij,jk->ijk", [(2, 3), (3, 4)]),
+    ("ij->ji", [(3, 4)]),                         # a view (one operand, nothing summed)
+    ("ijk,kji->ijk", [(2, 3, 4), (4, 3, 2)]),
+    # full reductions (split over blocks)
+    ("i,i->", [(37,)] * 2),
+    ("ij,ij->", [(5, 6), (5, 6)]),
+    ("i->", [(6,)]),
+    ("i,i,i->", [(9,)] * 3),
+    # row and column reductions
+    ("ij,ij->i", [(5, 7), (5, 7)]),
+    ("ij->j", [(6, 5)]),
+    ("ij->i", [(4, 6)]),
+    ("ij,ij,ij->i", [(4, 6)] * 3),
+    ("ijk->j", [(3, 4, 5)]),
+    # GEMM-shaped, with batch and transposes
+    ("ij,jk->ik", [(5, 3), (3, 6)]),
+    ("ij,kj->ik", [(5, 3), (6, 3)]),
+    ("ji,jk->ik", [(3, 5), (3, 6)]),
+    ("bij,bjk->bik", [(2, 5, 3), (2, 3, 4)]),
+    ("bhqd,bhkd->bhqk", [(1, 2, 5, 3), (1, 2, 4, 3)]),
+    ("abcd,dbef->aecf", [(2, 3, 2, 4), (4, 3, 2, 3)]),
+    ("ijk,jl->ilk", [(3, 4, 2), (4, 5)]),
+    # n-ary plans with device intermediates
+    ("ij,jk,kl->il", [(3, 4), (4, 5), (5, 2)]),
+    ("ijk,jr,kr->ir", [(3, 4, 5), (4, 2), (5, 2)]),
+    ("bn,anm,bm->ba", [(3, 4), (2, 4, 5), (3, 5)]),
+    ("ij,jk,ki->", [(3, 4), (4, 5), (5, 3)]),
+    # diagonals and broadcasting (canonical views)
+    ("ii->", [(4, 4)]),
+    ("ii->i", [(4, 4)]),
+    ("iij,j->i", [(3, 3, 4), (4,)]),
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (3, 4, 2)]),
+    ("ij,j->ij", [(3, 1), (4,)]),
+    # 0-d operands and results, zero-size dimensions
+    (",i->i", [(), (4,)]),
+    (",->", [(), ()]),
+    ("ij,jk->ik", [(0, 3), (3, 4)]),
+    ("ij,jk->ik", [(3, 0), (0, 4)]),
+    ("i,i->", [(0,), (0,)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", CASES, ids=[f"{e}:{s}" for e, s in CASES])
+def test_numpy_operands_float64(equation, shapes):
+    rng = np.random.default_rng(0)
+    ops = [_data(s, np.float64, rng) for s in shapes]
+    _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+
+
+DTYPE_CASES = [
+    ("ij,jk->ik", [(4, 3), (3, 5)]),   # tiled GEMM when the dtypes agree
+    ("ij,ij->i", [(4, 6), (4, 6)]),    # block per output
+    ("i,i->", [(7,), (7,)]),           # split reduction
+    ("i,j->ij", [(3,), (4,)]),         # element-wise
+]
+DTYPES = ["float32", "complex64", "complex128", "int8", "int32", "int64", "uint8", "bool"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("equation,shapes", DTYPE_CASES, ids=[e for e, _ in DTYPE_CASES])
+def test_dtypes_follow_numpy(equation, shapes, dtype):
+    rng = np.random.default_rng(1)
+    ops = [_data(s, dtype, rng) for s in shapes]
+    _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+
+
+def test_mixed_dtypes_promote_as_numpy():
+    rng = np.random.default_rng(2)
+    ops = [_data((3, 4), "int16", rng), _data((4, 5), "float32", rng)]
+    _check(einjit.einsum("ij,jk->ik", *ops, target="cuda"), ops, "ij,jk->ik")
+    ops = [_data((3, 4), "bool", rng), _data((4,), "int8", rng)]
+    _check(einjit.einsum("ij,j->i", *ops, target="cuda"), ops, "ij,j->i")
+
+
+def test_float16_computes_in_float32_and_rounds_once():
+    rng = np.random.default_rng(3)
+    ops = [_data((4, 5), "float16", rng), _data((5, 3), "float16", rng)]
+    got = einjit.einsum("ij,jk->ik", *ops, target="cuda")
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got, np.einsum("ij,jk->ik", *ops), rtol=2e-3, atol=2e-3)
+
+
+def test_order_out_dtype_and_casting_keywords():
+    rng = np.random.default_rng(4)
+    a, b = _data((3, 4), "float64", rng), _data((4, 5), "float64", rng)
+    got = einjit.einsum("ij,jk->ki", a, b, order="F", target="cuda")
+    assert got.flags.f_contiguous
+    _check(got, [a, b], "ij,jk->ki", order="F")
+    out = np.empty((3, 5), np.float32)
+    assert einjit.einsum("ij,jk->ik", a, b, out=out, casting="same_kind", target="cuda") is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5)
+    got = einjit.einsum("ij,jk->ik", a, b, dtype=np.complex128, target="cuda")
+    assert got.dtype == np.complex128
+    with pytest.raises(TypeError, match="cast"):
+        einjit.einsum("ij,jk->ik", a, b, dtype=np.float32, target="cuda")
+
+
+def test_strided_and_reversed_operands():
+    rng = np.random.default_rng(5)
+    a = _data((6, 8), "float64", rng)[::2, ::-3]
+    b = _data((3, 5), "float64", rng)[:, ::-1]
+    _check(einjit.einsum("ij,jk->ik", a, b, target="cuda"), [a, b], "ij,jk->ik")
+
+
+def test_every_mapping_is_exercised():
+    rng = np.random.default_rng(6)
+    cuda_target.clear_cache()
+    for equation, shapes in [("ij,jk->ik", [(4, 3), (3, 5)]), ("ij,ij->i", [(4, 6)] * 2),
+                             ("i,i->", [(9,)] * 2), ("i,j->ij", [(3,), (4,)])]:
+        einjit.einsum(equation, *[_data(s, "float64", rng) for s in shapes], target="cuda")
+    mappings = [type(s.mapping) for p in cuda_target._PLANS.values() for s in p.schedules]
+    assert {TiledGemm, BlockPerOutput, ThreadPerOutput} <= set(mappings)
+    assert any(s.scratch for p in cuda_target._PLANS.values() for s in p.schedules)
+
+
+def test_default_policy_runs_too():
+    schedule_cuda.set_policy(Policy())
+    rng = np.random.default_rng(7)
+    ops = [_data((3, 4), "float32", rng), _data((4, 2), "float32", rng)]
+    _check(einjit.einsum("ij,jk->ik", *ops, target="cuda"), ops, "ij,jk->ik")
+
+
+# ---------------------------------------------------------------- device operands
+
+def test_device_operands_give_device_results():
+    rng = np.random.default_rng(8)
+    a, b, c = (_data(s, "float64", rng) for s in [(3, 4), (4, 5), (5, 2)])
+    da, db, dc = (cuda.to_device(x) for x in (a, b, c))
+    got = einjit.einsum("ij,jk,kl->il", da, db, dc)   # target inferred from the operands
+    assert cuda_target.on_device(got)
+    _check(got.copy_to_host(), [a, b, c], "ij,jk,kl->il")
+    got = einjit.einsum("ij->", da)
+    assert cuda_target.on_device(got) and got.shape == ()
+    np.testing.assert_allclose(got.copy_to_host(), a.sum())
+
+
+def test_device_diagonal_broadcast_view_and_out():
+    rng = np.random.default_rng(9)
+    a = _data((4, 4), "float64", rng)
+    da = cuda.to_device(a)
+    np.testing.assert_allclose(einjit.einsum("ii->", da).copy_to_host(), np.trace(a))
+    view = einjit.einsum("ij->ji", da)
+    np.testing.assert_array_equal(view.copy_to_host(), a.T)
+    np.testing.assert_array_equal(einjit.einsum("ii->i", da).copy_to_host(), np.diag(a))
+    b = _data((1, 4), "float64", rng)
+    got = einjit.einsum("ij,ij->ij", da, cuda.to_device(b)).copy_to_host()
+    np.testing.assert_allclose(got, a * b)
+    out = cuda.device_array((4,), np.float64)
+    assert einjit.einsum("ij->i", da, out=out) is out
+    np.testing.assert_allclose(out.copy_to_host(), a.sum(1))
+    with pytest.raises(TypeError, match="out="):
+        einjit.einsum("ij->i", da, out=cuda.device_array((4,), np.float32))
+    assert np.allclose(einjit.einsum(",ij->ij", 2.0, da).copy_to_host(), 2 * a)
+
+
+def test_mixing_host_and_device_is_an_error():
+    a = np.ones((2, 2))
+    with pytest.raises(TypeError, match="operand 1 .* is on the host"):
+        einjit.einsum("ij,jk->ik", cuda.to_device(a), a)
+    with pytest.raises(TypeError, match="target='cpu'"):
+        einjit.einsum("ij->", cuda.to_device(a), target="cpu")
+
+
+def test_compile_decorator_target():
+    @einjit.compile("ij,jk->ik", target="cuda")
+    def mm(a, b): ...
+
+    rng = np.random.default_rng(10)
+    a, b = _data((3, 4), "float64", rng), _data((4, 2), "float64", rng)
+    _check(mm(a, b), [a, b], "ij,jk->ik")
+    got = einjit.compile("ij,jk->ik")(lambda a, b: None)(cuda.to_device(a), cuda.to_device(b))
+    _check(got.copy_to_host(), [a, b], "ij,jk->ik")
+
+
+def test_warmup_compiles_cuda_kernels():
+    from einjit.warmup import warm
+
+    cuda_target.clear_cache()
+    assert warm("ij,jk->ik", [(3, 4), (4, 5)], "float32", target="cuda") == "compiled"
+    assert warm("ij,jk->ik", [(3, 4), (4, 5)], "float32", target="cuda") == "already cached"
+
+
+def test_kernel_modules_go_to_the_disk_cache():
+    from pathlib import Path
+
+    cuda_target.clear_cache()
+    rng = np.random.default_rng(11)
+    einjit.einsum("ij,ij->i", *[_data((3, 5), "float64", rng)] * 2, target="cuda")
+    (compiled,) = [p for p in cuda_target._PLANS.values()]
+    path = Path(compiled.functions[0][0].py_func.__code__.co_filename)
+    assert path.parent.name == "kernels" and path.read_text() == compiled.sources[0]
+
+
+# ---------------------------------------------------------------- real GPU only
+
+gpu = pytest.mark.skipif(not REAL, reason="needs a CUDA GPU")
+
+
+@gpu
+def test_torch_tensors_give_torch_results():
+    torch = pytest.importorskip("torch")
+    a = torch.randn(64, 32, device="cuda", dtype=torch.float64)
+    b = torch.randn(32, 48, device="cuda", dtype=torch.float64)
+    got = einjit.einsum("ij,jk->ik", a, b)
+    assert isinstance(got, torch.Tensor) and got.is_cuda
+    torch.testing.assert_close(got, a @ b)
+    torch.testing.assert_close(einjit.einsum("ij->ji", a), a.T)
+
+
+@gpu
+def test_cupy_arrays_give_cupy_results():
+    cupy = pytest.importorskip("cupy")
+    a = cupy.random.standard_normal((64, 32))
+    b = cupy.random.standard_normal((64, 32))
+    got = einjit.einsum("ij,ij->i", a, b)
+    assert isinstance(got, cupy.ndarray)
+    cupy.testing.assert_allclose(got, (a * b).sum(1))

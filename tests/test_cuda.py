@@ -1,0 +1,173 @@
+"""The CUDA target: scheduling decisions and rendering here, kernels in a subprocess.
+
+numba.cuda chooses between the simulator and the real driver once per process (when it
+is first imported), so the kernel tests (``tests/cuda_sim/sim_kernels.py``) run in a
+child process with ``NUMBA_ENABLE_CUDASIM=1``; on a machine with a GPU the same file
+runs once more on the device (``@pytest.mark.gpu``).  This process never imports
+numba.cuda.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import einjit
+from einjit.codegen.cuda import kernel_names, render_module
+from einjit.cuda import on_device, wants_device
+from einjit.ir import SUM, Index, Kernel, Operand, product
+from einjit.schedule_cuda import (
+    BlockPerOutput,
+    Launch,
+    Layout,
+    Policy,
+    ThreadPerOutput,
+    TiledGemm,
+    schedule_gpu,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SIM_SUITE = "tests/cuda_sim/sim_kernels.py"
+
+
+def _kernel(inputs, out, extents, dtype="float32"):
+    ops = tuple(Operand(f"a{k}", dtype, tuple(t)) for k, t in enumerate(inputs))
+    return Kernel("k0", ops, Operand("out", dtype, tuple(out)),
+                  tuple(Index(n, e) for n, e in extents.items()),
+                  product(len(inputs), tuple(tuple(t) for t in inputs)), SUM, dtype)
+
+
+def _c(shape):
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return Layout(0, tuple(reversed(strides)))
+
+
+# ---------------------------------------------------------------- scheduling decisions
+
+def test_rowdot_cooperates_along_the_contiguous_reduction():
+    k = _kernel(["ij", "ij"], "i", {"i": 65536, "j": 1024})
+    s = schedule_gpu(k, (_c((65536, 1024)),) * 2, _c((65536,)))
+    assert s.mapping == BlockPerOutput(("i",), ("j",), 256, 1, Launch(65536, 256))
+
+
+def test_column_sum_maps_threads_to_the_contiguous_output():
+    k = _kernel(["ij"], "j", {"i": 4096, "j": 4096})
+    s = schedule_gpu(k, (_c((4096, 4096)),), _c((4096,)))
+    assert s.mapping == ThreadPerOutput(("j",), ("i",), Launch(16, 256))
+    assert str(s) == "thread per output: threads over j (j fastest), serial loops i; grid 16 x 256 threads"
+
+
+def test_full_reduction_splits_over_blocks():
+    k = _kernel(["i", "i", "i"], "", {"i": 10 ** 8})
+    s = schedule_gpu(k, (_c((10 ** 8,)),) * 3, Layout(0, ()))
+    m = s.mapping
+    assert isinstance(m, BlockPerOutput) and m.split == 1024 and s.scratch == 1024
+    assert m.finish == Launch(1, 256)
+
+
+def test_outer_product_coalesces_on_the_last_output_index():
+    k = _kernel(["i", "j"], "ij", {"i": 16384, "j": 16384})
+    s = schedule_gpu(k, (_c((16384,)), _c((16384,))), _c((16384, 16384)))
+    assert isinstance(s.mapping, ThreadPerOutput) and s.mapping.outputs == ("i", "j")
+    assert s.mapping.launch == Launch(1 << 16, 256)  # grid-stride beyond max_blocks
+
+
+def test_gemm_shapes_get_shared_memory_tiles():
+    k = _kernel(["bij", "bjk"], "bik", {"b": 256, "i": 256, "j": 256, "k": 256})
+    s = schedule_gpu(k, (_c((256,) * 3),) * 2, _c((256,) * 3))
+    assert s.mapping == TiledGemm(("b",), ("i",), ("k",), ("j",), (64, 64, 16), (4, 4),
+                                  "k", "n", Launch(4096, 256))
+    attn = _kernel(["bqd", "bkd"], "bqk", {"b": 4, "q": 128, "k": 128, "d": 64})
+    s = schedule_gpu(attn, (_c((4, 128, 64)), _c((4, 128, 64))), _c((4, 128, 128)))
+    assert (s.mapping.a_fast, s.mapping.b_fast) == ("k", "k")   # both contiguous along d
+    tiny = _kernel(["ij", "jk"], "ik", {"i": 4, "j": 4, "k": 4})
+    assert isinstance(schedule_gpu(tiny, (_c((4, 4)),) * 2, _c((4, 4))).mapping, ThreadPerOutput)
+
+
+def test_policy_is_a_value():
+    k = _kernel(["ij", "jk"], "ik", {"i": 4, "j": 4, "k": 4})
+    tiny = Policy(tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2))
+    s = schedule_gpu(k, (_c((4, 4)),) * 2, _c((4, 4)), tiny)
+    assert isinstance(s.mapping, TiledGemm) and s.mapping.launch == Launch(1, 4)
+
+
+# ---------------------------------------------------------------- rendering
+
+def test_renderer_prints_literal_strides_and_split_kernels():
+    k = _kernel(["i", "i"], "", {"i": 1 << 20})
+    s = schedule_gpu(k, (Layout(7, (-1,)), _c((1 << 20,))), Layout(0, ()))
+    src = render_module(k, s, "i,i-> step k0")
+    assert kernel_names(k, s) == ("k0_part", "k0")
+    assert "a0[7 + i * -1] * a1[i]" in src and "def k0_part(a0, a1, part):" in src
+    assert "def k0(part, out):" in src and "cuda.syncthreads()" in src
+    compile(src, "k", "exec")  # valid Python
+
+
+def test_renderer_casts_bool_and_small_integers_as_numpy():
+    k = Kernel("k0", (Operand("a0", "int8", ("i",)),), Operand("out", "int8", ()),
+               (Index("i", 4),), product(1, (("i",),)), SUM, "int64")
+    src = render_module(k, schedule_gpu(k, (_c((4,)),), Layout(0, ())), "t")
+    assert "np.int8(shared[0])" in src or "np.int8(acc)" in src
+
+
+# ---------------------------------------------------------------- routing (no GPU needed)
+
+def test_routing_keeps_host_calls_on_the_cpu():
+    a = np.ones((2, 3))
+    assert not on_device(a) and not wants_device(("ij->", a), None)
+    assert wants_device(("ij->", a), "cuda")
+    with pytest.raises(ValueError, match="target must be"):
+        einjit.einsum("ij->", a, target="tpu")
+    assert einjit.einsum("ij->", a, target="cpu") == 6.0
+
+
+class _FakeDevice:
+    """An object that claims to live on a GPU."""
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": (2,), "typestr": "<f8", "data": (0, False), "version": 3,
+                "strides": None}
+
+
+def test_device_operands_are_detected_and_cpu_refuses_them():
+    assert on_device(_FakeDevice())
+    with pytest.raises(TypeError, match="target='cpu'"):
+        einjit.einsum("i->", _FakeDevice(), target="cpu")
+
+
+# ---------------------------------------------------------------- the kernels
+
+def _run_suite(env_extra: dict, timeout: int) -> None:
+    env = dict(os.environ, **env_extra)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           SIM_SUITE], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+
+
+def test_kernels_on_the_cuda_simulator():
+    _run_suite({"NUMBA_ENABLE_CUDASIM": "1", "EINJIT_CUDA_REAL": "0"}, timeout=600)
+
+
+def _has_gpu() -> bool:
+    probe = "from numba import cuda; raise SystemExit(0 if cuda.is_available() else 1)"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    try:
+        return subprocess.run([sys.executable, "-c", probe], check=False, env=env, timeout=120,
+                              capture_output=True).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.gpu
+def test_kernels_on_a_real_gpu():
+    if not _has_gpu():
+        pytest.skip("no CUDA GPU")
+    _run_suite({"NUMBA_ENABLE_CUDASIM": "0", "EINJIT_CUDA_REAL": "1"}, timeout=1200)
