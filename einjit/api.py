@@ -11,7 +11,9 @@ import numpy as np
 from . import cache, engine
 from .dispatch import FastTable, signature
 from .engine import DEFAULT_OPTIMIZE, CompiledPlan, einsum
+from .body import reduction, translate
 from .parser import parse_subscripts
+from .planner import Fold
 
 __all__ = ["einsum", "compile", "CompiledEinsum"]
 
@@ -40,31 +42,41 @@ class CompiledEinsum:
     """
 
     def __init__(self, equation: str, fn: Callable[..., Any] | None = None,
-                 optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False) -> None:
+                 optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False,
+                 reduce: str = "sum", target: str | None = None) -> None:
+        if target not in (None, "cpu", "cuda"):
+            raise ValueError(f"einjit.compile({equation!r}): target must be None, 'cpu' or "
+                             f"'cuda' (got {target!r})")
+        self.target = target
+        self._cuda_plans: dict[Hashable, Any] = {}
         self.equation = equation
         self._parsed = parse_subscripts(equation)
         self.optimize = optimize
         self.dynamic = engine.dynamic_labels(equation, self._parsed, dynamic)
+        self.reduce = reduce
+        if not isinstance(reduce, str):
+            raise TypeError(f"einjit.compile({equation!r}): reduce must be a str, not "
+                            f"{type(reduce).__name__}")
+        self._fold = Fold(None, reduction(reduce, "float64"))  # an unknown name fails here
+        self._body_fn: Callable[..., Any] | None = None
         self._plans: dict[Hashable, CompiledPlan] = {}
         self._fast = FastTable()
         self.__wrapped__ = fn
         if fn is not None:
             functools.update_wrapper(self, fn)
-            if not _is_bodyless(fn):
-                raise TypeError(
-                    f"einjit.compile({equation!r}): the body of {fn.__qualname__} must be "
-                    "empty (a docstring, 'pass' or '...'); element-wise bodies are not "
-                    "supported in this version")
             n = len(self._parsed.inputs)
             argc = fn.__code__.co_argcount
             if not fn.__code__.co_flags & 0x04 and argc != n:  # no *args
                 raise TypeError(f"einjit.compile({equation!r}): {fn.__qualname__} takes "
                                 f"{argc} arguments but the equation has {n} operands")
+            if not _is_bodyless(fn):
+                self._fold = Fold(translate(fn, n), self._fold.reduce)
+                self._body_fn = fn
 
     def __call__(self, *operands: Any, out: np.ndarray | None = None, dtype: Any = None,
                  order: str = "K", casting: str = "safe") -> Any:
         key: Hashable = None
-        if out is None:
+        if out is None and self.target != "cuda":
             sig = signature(operands)
             if sig is not None:
                 key = (sig if dtype is None and order == "K" and casting == "safe"
@@ -76,13 +88,52 @@ class CompiledEinsum:
                 if run is not None:
                     cache.STATS.hits += 1
                     return run(operands)
-        call = engine.prepare_operands(self._parsed, operands, out, dtype, order, casting,
-                                       self.optimize)
+        if key is None:  # not all plain ndarrays, or target='cuda': maybe the GPU
+            from . import cuda as cuda_target
+            if cuda_target.wants_device(operands, self.target):
+                if not self._fold.default:
+                    raise TypeError(
+                        f"einjit.compile({self.equation!r}): bodies and reductions other "
+                        "than the sum do not run on the CUDA target yet")
+                return cuda_target.einsum(self.equation, *operands, out=out, dtype=dtype,
+                                          order=order, casting=casting,
+                                          optimize=self.optimize, plans=self._cuda_plans)
+        if self._fold.default:
+            call = engine.prepare_operands(self._parsed, operands, out, dtype, order, casting,
+                                           self.optimize)
+        else:
+            if dtype is not None or casting != "safe":
+                raise TypeError(f"einjit.compile({self.equation!r}): dtype= and casting= "
+                                "apply to plain einsums; with a body or a reduction the "
+                                "result dtype follows the body (cast inside it)")
+            call = engine.prepare_fold(self._parsed, operands, out, self._fold, self._body_fn,
+                                       self.optimize, order)
         if self.dynamic is True:
             call.dynamic = frozenset(call.spec.size)
         elif self.dynamic:
             call.dynamic = self.dynamic & frozenset(call.spec.size)
-        return engine.finish(call, self._plans, key, self._fast, operands)
+        if self._body_fn is None:
+            return engine.finish(call, self._plans, key, self._fast, operands)
+        try:
+            return engine.finish(call, self._plans, key, self._fast, operands)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("numba"):
+                raise
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            detail = [ln for ln in lines if ln.startswith(("No implementation", "Invalid use",
+                                                           "Cannot", "Unknown", ">>>"))]
+            reason = " ".join((detail or lines or [type(exc).__name__])[:3])
+            raise TypeError(f"einjit.compile({self.equation!r}): Numba cannot compile the "
+                            f"body of {self._body_fn.__qualname__} for these operands: "
+                            f"{reason}") from exc
+
+    def explain(self, *operands_or_shapes: Any, dtype: Any = None) -> Any:
+        """What this function runs for these operands (or shapes): plan, loop nests and
+        generated source, as :func:`einjit.explain` shows a plain einsum."""
+        from .explain import explain_call
+
+        return explain_call(self.equation, operands_or_shapes, dtype, self.optimize,
+                            self.dynamic, self._fold, self._body_fn)
 
     @property
     def signatures(self) -> int:
@@ -93,14 +144,28 @@ class CompiledEinsum:
         return f"<einjit.compile {self.equation!r}: {self.signatures} signature(s)>"
 
 
-def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False
+def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False,
+            reduce: str = "sum", target: str | None = None
             ) -> Callable[[Callable[..., Any]], CompiledEinsum]:
-    """Decorate a body-less function to make it a compiled einsum.
+    """Decorate a function to make it a compiled einsum.
+
+    A body-less function (a docstring, ``pass`` or ``...``) is the plain einsum.  A
+    function that returns an expression of one element per operand makes that
+    expression the loop body, folded over the summed indices by ``reduce`` (``"sum"``,
+    ``"prod"``, ``"max"``, ``"min"``, ``"any"``, ``"all"`` or ``"logsumexp"``): no
+    broadcast intermediate is ever built.  The body may use arithmetic, comparisons,
+    ``and``/``or``/``not``, ``a if c else b``, ``abs``/``min``/``max`` and ``math`` or
+    numpy functions (``exp``, ``log``, ``sqrt``...); the result dtype is what numpy
+    gives running the body on one element of each operand, then reducing it (see
+    :func:`einjit.body.body_dtypes`).  A ``max``/``min`` over zero elements raises
+    ValueError, as numpy's do; the other reductions give their identity.
 
     Kernels are specialised to the exact sizes they see, and a label that keeps
     arriving with new sizes soon gets kernels generic in it (see
     :data:`einjit.engine.DYNAMIC_AFTER`).  ``dynamic=True`` makes every dimension
     generic from the first call; ``dynamic="b"`` only the labels named.
+    ``target="cuda"`` runs it on the GPU (numpy operands copied in and out); with the
+    default ``None`` device operands (``__cuda_array_interface__``) run there anyway.
 
     >>> import numpy as np, einjit
     >>> @einjit.compile("bij,bjk->bik")
@@ -116,11 +181,25 @@ def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | 
     [1, 2, 3]
     >>> bmm_any_batch.signatures   # one kernel, generic in b
     1
+    >>> @einjit.compile("id,jd->ij")
+    ... def sqdist(x, y):
+    ...     return (x - y) ** 2
+    >>> sqdist(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[3.0, 4.0]]))
+    array([[25.],
+           [13.]])
+    >>> @einjit.compile("ik,kj->ij", reduce="min")
+    ... def minplus(a, b):
+    ...     return a + b
+    >>> minplus(np.array([[0.0, 2.0]]), np.array([[5.0], [1.0]]))
+    array([[3.]])
     """
     parsed = parse_subscripts(equation)  # errors in the equation surface at decoration time
     engine.dynamic_labels(equation, parsed, dynamic)
 
+    if isinstance(reduce, str):
+        reduction(reduce, "float64")  # an unknown reduction fails at decoration
+
     def decorate(fn: Callable[..., Any]) -> CompiledEinsum:
-        return CompiledEinsum(equation, fn, optimize, dynamic)
+        return CompiledEinsum(equation, fn, optimize, dynamic, reduce, target)
 
     return decorate

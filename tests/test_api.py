@@ -62,11 +62,11 @@ def test_decorator_keeps_kernels_after_clear_cache():
     assert einjit.cache_info()["hits"] == 1
 
 
-def test_decorator_rejects_a_body_and_wrong_arity():
-    with pytest.raises(TypeError, match="body"):
+def test_decorator_rejects_a_bad_body_and_wrong_arity():
+    with pytest.raises(TypeError, match="body of .*f.* cannot be fused"):
         @einjit.compile("ij,jk->ik")
         def f(a, b):
-            return a + b
+            return print(a, b)
     with pytest.raises(TypeError, match="2 operands"):
         @einjit.compile("ij,jk->ik")
         def g(a): ...

@@ -1,0 +1,222 @@
+"""einjit inside Numba: ``einjit.einsum`` in ``@numba.njit`` code, and compiled functions.
+
+Numba has no ``np.einsum`` in nopython mode (numba issue #4121).  With einjit installed,
+Numba code can call ``einjit.einsum`` with a literal equation, and call functions made
+by ``@einjit.compile`` (bodies and reductions included)::
+
+    @numba.njit
+    def step(a, b, c):
+        return einjit.einsum("ij,jk,kl->il", a, b, c)
+
+At typing time the overload plans the equation for the operands' dtypes and layouts,
+with every extent dynamic (the kernels read the sizes from the arrays), renders and
+loads the kernels like any einjit kernel, and returns a small generated implementation
+that checks the shapes, allocates the intermediates and the result and calls the kernels.
+Matrix products run as loop kernels (BLAS calls are Python-level here).  Errors in the
+equation or the operands are Numba typing errors naming the equation.
+
+Limits inside Numba: every operand is an array (no scalars or lists); a label's sizes
+must agree exactly (no size-1 broadcasting of labelled dimensions); no repeated label
+within one operand; no keyword arguments (``out=``, ``dtype=``...).
+
+Numba loads this module through its ``numba_extensions`` entry point (see
+``pyproject.toml``), so nothing is imported before Numba compiles something.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["init", "register", "njit_wrapper"]
+
+_lock = threading.Lock()
+_registered = False
+_FOLDS: list[tuple[str, Any, Callable[..., Any] | None]] = []  # id -> (equation, fold, fn)
+_DUMMY_EXTENT = 64
+
+
+def init() -> None:
+    """The ``numba_extensions`` entry point: register the overloads."""
+    register()
+
+
+def register() -> None:
+    """Register ``einjit.einsum``'s Numba overload and the type of compiled functions."""
+    global _registered
+    with _lock:
+        if _registered:
+            return
+        _registered = True
+    from numba.core import errors, types
+    from numba.extending import overload, typeof_impl
+
+    from . import api, engine
+
+    @overload(engine.einsum, prefer_literal=True)
+    def _einsum(*operands):  # type: ignore[no-untyped-def]  # (Numba compares signatures)
+        if not operands or not isinstance(operands[0], types.StringLiteral):
+            raise errors.TypingError("einjit.einsum inside Numba needs the equation as a "
+                                     "literal string (a constant in the code)")
+        equation = operands[0].literal_value
+        return _implementation(equation, None, None, operands[1:], 1)
+
+    @overload(_fold_call, prefer_literal=True)
+    def _folded(fold_id, *operands):  # type: ignore[no-untyped-def]
+        equation, fold, fn = _FOLDS[fold_id.literal_value]
+        return _implementation(equation, fold, fn, operands, 1, fold_id=True)
+
+    @typeof_impl.register(api.CompiledEinsum)
+    def _typeof_compiled(val: Any, c: Any) -> Any:
+        from numba.core.typing.typeof import typeof
+
+        return typeof(njit_wrapper(val), c)
+
+
+def _fold_call(fold_id: int, *operands: Any) -> Any:  # pragma: no cover - Numba only
+    """Stands for a compiled function with a body or reduction inside Numba code."""
+    raise RuntimeError("einjit: _fold_call is only callable from Numba-compiled code")
+
+
+def njit_wrapper(compiled: Any) -> Any:
+    """A ``numba.njit`` function calling ``compiled`` (an ``einjit.compile`` object)."""
+    wrapper = getattr(compiled, "_numba_wrapper", None)
+    if wrapper is not None:
+        return wrapper
+    import numba
+
+    from . import engine
+
+    n = len(compiled._parsed.inputs)
+    args = ", ".join(f"a{k}" for k in range(n))
+    if compiled._fold.default:
+        source = f"def call({args}):\n    return einsum({compiled.equation!r}, {args})\n"
+        namespace: dict[str, Any] = {"einsum": engine.einsum}
+    else:
+        with _lock:
+            _FOLDS.append((compiled.equation, compiled._fold, compiled._body_fn))
+            fold_id = len(_FOLDS) - 1
+        source = f"def call({args}):\n    return fold_call({fold_id}, {args})\n"
+        namespace = {"fold_call": _fold_call}
+    exec(compile(source, f"<einjit numba wrapper {compiled.equation}>", "exec"), namespace)
+    wrapper = numba.njit(namespace["call"])
+    compiled._numba_wrapper = wrapper
+    return wrapper
+
+
+def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
+                    array_types: tuple[Any, ...], first: int, fold_id: bool = False) -> Any:
+    """The generated implementation for these Numba array types (see the module doc)."""
+    from numba.core import errors, types
+    from numba.np.numpy_support import as_dtype
+
+    from . import cache, engine, schedule
+    from .codegen import numba_cpu
+    from .dtypes import arithmetic, result_dtype
+    from .parser import bind, parse_subscripts
+    from .planner import DEFAULT_FOLD, make_plan
+
+    where = f"einjit.einsum({equation!r}) inside Numba"
+    try:
+        parsed = parse_subscripts(equation)
+    except (ValueError, TypeError) as exc:
+        raise errors.TypingError(f"{where}: {exc}") from None
+    if len(parsed.inputs) != len(array_types):
+        raise errors.TypingError(f"{where}: {len(array_types)} operands for "
+                                 f"{len(parsed.inputs)} terms")
+    for k, t in enumerate(array_types):
+        if not isinstance(t, types.Array):
+            raise errors.TypingError(f"{where}: operand {k} is {t}, not an array")
+    try:
+        spec = bind(parsed, [(_DUMMY_EXTENT,) * t.ndim for t in array_types])
+    except (ValueError, TypeError) as exc:
+        raise errors.TypingError(f"{where}: {exc}") from None
+    for k, term in enumerate(spec.inputs):
+        if len(set(term)) != len(term):
+            raise errors.TypingError(f"{where}: a repeated label within operand {k} (a "
+                                     "diagonal) is not supported inside Numba")
+    dtypes = [as_dtype(t.dtype) for t in array_types]
+    fold = fold or DEFAULT_FOLD
+    try:
+        if fold.default:
+            result = result_dtype([np.empty(0, dt) for dt in dtypes], None, "safe")
+            arith = arithmetic(result)
+        else:
+            from .body import body_dtypes, reduction
+            from .dtypes import Arithmetic
+            from .planner import Fold
+
+            result, accumulate = body_dtypes(fn, fold.reduce.name, dtypes)
+            fold = Fold(fold.body, reduction(fold.reduce.name, accumulate), fold.combine)
+            arith = Arithmetic(result.name, result.name, accumulate, "numba")
+    except (ValueError, TypeError) as exc:
+        raise errors.TypingError(f"{where}: {exc}") from None
+    if arith.backend != "numba" or arith.compute != arith.result:
+        raise errors.TypingError(f"{where}: dtype {result} is not supported inside Numba")
+    size = spec.size
+    labels = list(spec.inputs)
+    policy = schedule.POLICY
+    schedule.POLICY = schedule.Policy(gemm_min_work=1 << 62, parallel_min_work=1 << 62)
+    try:
+        plan = make_plan(labels, spec.output, size, [dt.name for dt in dtypes], arith,
+                         "auto", frozenset(size), fold)
+        strides: dict[int, tuple[int, ...]] = {}
+        for k, t in enumerate(array_types):
+            shape = [_DUMMY_EXTENT] * t.ndim
+            strides[k] = engine._c_strides(shape) if t.layout != "F" else tuple(
+                reversed(engine._c_strides(shape[::-1])))
+        nests = []
+        for step in plan.steps:
+            shape = tuple(size[lb] for lb in step.kernel.output.indices)
+            strides[step.result] = engine._c_strides(shape)
+            sched = schedule.schedule(step.kernel, [strides[a] for a in step.args],
+                                      strides[step.result])
+            nests.append(schedule.lower(step.kernel, sched))
+    finally:
+        schedule.POLICY = policy
+    namespace: dict[str, Any] = {"np": np}
+    lines = []
+    # shape checks: every label's extent from its first operand, the others must agree
+    first_at: dict[str, tuple[int, int]] = {}
+    params = [f"a{k}" for k in range(len(array_types))]
+    for k, term in enumerate(spec.inputs):
+        for axis, lb in enumerate(term):
+            if lb not in first_at:
+                first_at[lb] = (k, axis)
+                lines.append(f"    n_{_name(lb)} = {params[k]}.shape[{axis}]")
+            else:
+                lines.append(f"    if {params[k]}.shape[{axis}] != n_{_name(lb)}:")
+                lines.append(f"        raise ValueError({_mismatch(equation, lb, k)!r})")
+    for i, (step, nest) in enumerate(zip(plan.steps, nests)):
+        source = numba_cpu.render_module(nest, f"{plan.equation} step {step.kernel.name}")
+        namespace[f"k{i}"] = cache.load_module_function(source, step.kernel.name)
+        out = step.kernel.output
+        dims = ", ".join(f"n_{_name(lb)}" for lb in out.indices)
+        shape = f"({dims},)" if len(out.indices) == 1 else f"({dims})"
+        namespace[f"t{i}"] = np.dtype(out.dtype)
+        lines.append(f"    v{step.result} = np.empty({shape}, dtype=t{i})")
+        call_args = ", ".join(
+            (params[a] if a < len(array_types) else f"v{a}") for a in step.args)
+        lines.append(f"    k{i}({call_args}, v{step.result})")
+    last = f"v{plan.steps[-1].result}"
+    lines.append(f"    return {last}[()]" if not spec.output else f"    return {last}")
+    if fold_id:
+        head = ["def impl(fold_id, *operands):"]
+    else:
+        head = ["def impl(*operands):"]
+    head += [f"    {p} = operands[{k + first - (1 if fold_id else 0)}]"
+             for k, p in enumerate(params)]
+    text = "\n".join(head + lines) + "\n"
+    exec(compile(text, f"<einjit in numba {equation}>", "exec"), namespace)
+    return namespace["impl"]
+
+
+def _name(label: str) -> str:
+    return label if label.isascii() else f"u{ord(label)}"
+
+
+def _mismatch(equation: str, label: str, operand: int) -> str:
+    return (f"einjit.einsum({equation!r}): operand {operand} disagrees with an earlier "
+            f"operand on the size of label {label!r}")
