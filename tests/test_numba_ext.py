@@ -1,0 +1,110 @@
+"""einjit.einsum and compiled functions called from @numba.njit code."""
+
+import numba
+import numpy as np
+import pytest
+from numba.core.errors import TypingError
+
+import einjit
+
+
+@numba.njit
+def _chain(a, b, c):
+    return einjit.einsum("ij,jk,kl->il", a, b, c)
+
+
+@numba.njit
+def _frobenius(a):
+    return einjit.einsum("ij,ij->", a, a)
+
+
+@numba.njit
+def _batched(a, b):
+    return einjit.einsum("...ij,...jk->...ik", a, b)
+
+
+@numba.njit
+def _implicit(a, b):
+    return einjit.einsum("ba,ac", a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.complex128])
+def test_einsum_inside_njit(dtype):
+    rng = np.random.default_rng(0)
+    a, b, c = [(rng.random(s) * 4).astype(dtype) for s in [(3, 4), (4, 5), (5, 2)]]
+    for got, ref in [(_chain(a, b, c), np.einsum("ij,jk,kl->il", a, b, c)),
+                     (_frobenius(a), np.einsum("ij,ij->", a, a)),
+                     (_implicit(b.T.copy(), b), np.einsum("ba,ac", b.T, b))]:
+        if np.ndim(ref):  # (Numba boxes a returned scalar as a Python number)
+            assert got.dtype == ref.dtype
+        np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    x, y = rng.random((2, 3, 4, 5)), rng.random((2, 3, 5, 2))
+    np.testing.assert_allclose(_batched(x, y), x @ y, rtol=1e-12)
+    # other sizes reuse the generic kernels (sizes are read at run time)
+    a2, b2, c2 = rng.random((6, 1)), rng.random((1, 7)), rng.random((7, 3))
+    np.testing.assert_allclose(_chain(a2, b2, c2), a2 @ b2 @ c2, rtol=1e-12)
+    np.testing.assert_allclose(_chain(np.ones((0, 4)), b, c).shape, (0, 2))
+
+
+def test_errors_inside_njit():
+    a = np.ones((3, 4))
+    with pytest.raises(ValueError, match="size of label 'j'"):
+        _chain(a, a, a)
+
+    @numba.njit
+    def wrong_count(x):
+        return einjit.einsum("ij,jk->ik", x)
+
+    with pytest.raises(TypingError, match="ij,jk->ik"):
+        wrong_count(a)
+
+    @numba.njit
+    def bad_equation(x):
+        return einjit.einsum("i%->i", x)
+
+    with pytest.raises(TypingError, match="i%->i"):
+        bad_equation(a)
+
+    @numba.njit
+    def not_literal(eq, x):
+        return einjit.einsum(eq, x)
+
+    with pytest.raises(TypingError, match="literal string"):
+        not_literal("ij->i", a)
+
+    @numba.njit
+    def diagonal(x):
+        return einjit.einsum("ii->i", x)
+
+    with pytest.raises(TypingError, match="repeated label"):
+        diagonal(np.ones((3, 3)))
+
+
+@einjit.compile("bij,bjk->bik")
+def bmm(a, b): ...
+
+
+@einjit.compile("id,jd->ij")
+def sqdist(x, y):
+    return (x - y) ** 2
+
+
+@einjit.compile("ik,kj->ij", reduce="min")
+def minplus(a, b):
+    return a + b
+
+
+@numba.njit
+def _use_compiled(p, q, x, y, d):
+    return bmm(p, q), sqdist(x, y), minplus(d, d)
+
+
+def test_compiled_functions_inside_njit():
+    rng = np.random.default_rng(1)
+    p, q = rng.random((2, 3, 4)), rng.random((2, 4, 5))
+    x, y = rng.random((5, 3)), rng.random((4, 3))
+    d = rng.random((6, 6))
+    m, s, mp = _use_compiled(p, q, x, y, d)
+    np.testing.assert_allclose(m, p @ q, rtol=1e-12)
+    np.testing.assert_allclose(s, ((x[:, None] - y[None]) ** 2).sum(-1), rtol=1e-12)
+    np.testing.assert_allclose(mp, (d[:, :, None] + d[None]).min(1), rtol=1e-12)
