@@ -282,6 +282,9 @@ class Schedule:
     long float sums).  ``tile = (u, v, size)`` runs the two innermost loops of an
     element-wise kernel in size x size tiles, when one array is contiguous along ``u``
     and another along ``v`` (a transposed operand): a tile of each stays in cache.
+    ``unroll = (v, n)`` computes n consecutive values of the innermost output index at
+    once, each in its own scalar accumulator: n independent chains instead of one whose
+    every step waits for the last (short, contiguous reductions such as ``id,jd->ij``).
     """
 
     order: tuple[str, ...]
@@ -291,6 +294,7 @@ class Schedule:
     gemm: GemmLayout | None = None
     chunk: int | None = None
     tile: tuple[str, str, int] | None = None
+    unroll: tuple[str, int] | None = None
 
     def __str__(self) -> str:
         if self.gemm:
@@ -303,7 +307,10 @@ class Schedule:
         chunk = f", sum the innermost loop in chunks of {self.chunk}" if self.chunk else ""
         tile = (f", tile {self.tile[0]} and {self.tile[1]} by {self.tile[2]}"
                 if self.tile else "")
-        return f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
+        unroll = (f", {self.unroll[1]} values of {self.unroll[0]} at once in registers"
+                  if self.unroll else "")
+        return (f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
+                f"{unroll}")
 
 
 # ------------------------------------------------------------------ loop nests

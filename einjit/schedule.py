@@ -40,7 +40,7 @@ from typing import Iterable, Sequence
 import itertools
 
 from .ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout, Index, Init,
-                 Kernel, Let, Load, Loop, LoopNest, Schedule, Stmt, Store, Var)
+                 Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "gemm_roles", "gemm_worthy",
            "thread_count"]
@@ -61,7 +61,7 @@ class Policy:
     kernel runs as a BLAS call rather than loops.  ``block``: accumulators in a blocked
     output loop.  ``chunk``: terms per partial sum in long float reductions.
     ``tile``: the side of the tiles an element-wise kernel with a transposed operand
-    walks.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
+    walks.  ``unroll``: output values computed at once in registers (1: none).  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
     swap the policy to drive every strategy with small shapes.
     """
@@ -72,6 +72,7 @@ class Policy:
     max_loop_depth: int = 12
     chunk: int = 1024
     tile: int = 32
+    unroll: int = 4
 
 
 POLICY = Policy()
@@ -297,6 +298,10 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     if (inner and block is None and not fuse[1] and parallel not in inner
             and kernel.accumulate[0] in "fc" and extent[inner[-1]] > POLICY.chunk):
         chunk = POLICY.chunk
+    unroll = None
+    if (inner and outer and block is None and chunk is None and not any(fuse)
+            and extent[outer[-1]] >= 2 * POLICY.unroll and POLICY.unroll > 1):
+        unroll = (outer[-1], POLICY.unroll)
     tile = None
     if not inner and len(outer) >= 2 and not deep:
         u, v = outer[-2], outer[-1]
@@ -306,7 +311,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                                         tuple(input_strides) + (tuple(output_strides),)))
         if crossed and min(extent[u], extent[v]) >= POLICY.tile:
             tile = (u, v, POLICY.tile)
-    return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile)
+    return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
+                    unroll=unroll)
 
 
 def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],
@@ -356,6 +362,9 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     if sched.block is not None:
         body = _blocked(kernel, sched, list(outer), list(inner))
         return LoopNest(kernel, sched, _dims(kernel) + body)
+    if sched.unroll is not None:
+        return LoopNest(kernel, sched, _dims(kernel) + _unrolled(kernel, sched, list(outer),
+                                                                  list(inner)))
     extent = kernel.sizes
     fuse_out, fuse_red = sched.fuse
     acc, red = Var("acc"), kernel.reduce
@@ -447,6 +456,63 @@ def _tiled(kernel: Kernel, u: str, v: str, size: int, body: tuple[Stmt, ...],
                                      + body)))
     blocks_v = Loop("qb", _ceil_div(sizes[v], size), head_v + (walk,))
     return (Loop("pb", _ceil_div(sizes[u], size), head_u + (blocks_v,), parallel),)
+
+
+def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
+              ) -> tuple[Stmt, ...]:
+    """Lowering for ``unroll = (v, n)``: n values of the innermost output index ``v`` per
+    pass over the reductions, each in its own scalar accumulator; a plain loop finishes
+    the last ``V mod n`` values::
+
+        for vb in range(V // n):                  # prange when v is the parallel loop
+            v0 = vb * n; w0 = v0 + 0; ...; w<n-1> = v0 + n - 1
+            ac0 = ... = ac<n-1> = identity
+            for r ...: ac<t> = op(ac<t>, body[v := w<t>])  for each t
+            out[..., w<t>] = ac<t>                            for each t
+        for vr in range(V mod n): v = V // n * n + vr; (the plain reduction)
+    """
+    v, n = sched.unroll  # type: ignore[misc]
+    outer.remove(v)
+    size = kernel.sizes[v]
+    red, dtype = kernel.reduce, kernel.accumulate
+    lanes = [f"w{t}" for t in range(n)]
+    accs = [Var(f"ac{t}") for t in range(n)]
+    steps = tuple(Accumulate(acc, red.op, _renamed(kernel.body, v, lane), dtype)
+                  for acc, lane in zip(accs, lanes))
+    out = kernel.output
+    stores = tuple(Store(Operand(out.name, out.dtype, tuple(lane if ix == v else ix
+                                                            for ix in out.indices)),
+                         _store_cast(kernel, acc, True)) for acc, lane in zip(accs, lanes))
+    head = (Let("v0", Call("mul", (Var("vb"), Const(n)))),) + tuple(
+        Let(lane, Call("add", (Var("v0"), Const(t)))) for t, lane in enumerate(lanes))
+    inits = tuple(Init(acc, dtype, red.identity) for acc in accs)
+    body = head + inits + _nest(inner, kernel, steps, None) + stores
+    full = size // n if isinstance(size, int) else Call("floordiv", (size, Const(n)))
+    blocks = Loop("vb", full, body, sched.parallel == v)
+    start = full * n if isinstance(full, int) else Call("mul", (full, Const(n)))
+    rest_n = size - start if isinstance(size, int) else Call("sub", (size, start))
+    acc = Var("acc")
+    plain = (Let(v, Call("add", (Const(start) if isinstance(start, int) else start,
+                                 Var("vr")))),
+             Init(acc, dtype, red.identity))
+    plain += _nest(inner, kernel, (Accumulate(acc, red.op, kernel.body, dtype),), None)
+    plain += (Store(out, _store_cast(kernel, acc, True)),)
+    loops: tuple[Stmt, ...] = (blocks,)
+    if not isinstance(rest_n, int) or rest_n:
+        loops += (Loop("vr", rest_n, plain),)
+    outer_parallel = sched.parallel if sched.parallel in outer else None
+    return _nest(outer, kernel, loops, outer_parallel)
+
+
+def _renamed(expr: Expr, old: str, new: str) -> Expr:
+    """``expr`` with index ``old`` read as ``new`` in every load."""
+    if isinstance(expr, Load):
+        return Load(expr.operand, tuple(new if ix == old else ix for ix in expr.indices))
+    if isinstance(expr, Cast):
+        return Cast(_renamed(expr.value, old, new), expr.dtype)
+    if isinstance(expr, Call):
+        return Call(expr.op, tuple(_renamed(a, old, new) for a in expr.args))
+    return expr
 
 
 def _store_cast(kernel: Kernel, value: Expr, reduced: bool) -> Expr:

@@ -27,8 +27,10 @@ def test_table_with_every_dimension_dynamic(eq, shapes):
 
 @pytest.mark.parametrize("policy", [schedule.Policy(block=2), schedule.Policy(chunk=2),
                                     schedule.Policy(parallel_min_work=0),
-                                    schedule.Policy(gemm_min_work=0)],
-                         ids=["block2", "chunk2", "parallel", "gemm"])
+                                    schedule.Policy(gemm_min_work=0),
+                                    schedule.Policy(unroll=2, block=1 << 20),
+                                    schedule.Policy(unroll=3, parallel_min_work=0)],
+                         ids=["block2", "chunk2", "parallel", "gemm", "unroll2", "unroll3par"])
 @pytest.mark.parametrize(("eq", "shapes"), [
     ("ij,jk->ik", [(3, 5), (5, 4)]),
     ("ij->j", [(7, 5)]),

@@ -1,6 +1,7 @@
 """The equation table again, under scheduler policies that force each strategy on small
 shapes: BLAS GEMM for every GEMM-shaped step, blocked accumulators of 2, float sums in
-chunks of 2 terms, 2 x 2 tiles for transposed element-wise kernels, and ``prange``
+chunks of 2 terms, 2 x 2 tiles for transposed element-wise kernels, output values two
+at a time in registers, and ``prange``
 everywhere (parallel kernels compile slowly, so that policy runs a slice of the table)."""
 
 import numpy as np
@@ -16,13 +17,14 @@ POLICIES = {
     "chunk2": schedule.Policy(chunk=2),
     "parallel": schedule.Policy(parallel_min_work=0),
     "tile2": schedule.Policy(tile=2),
+    "unroll2": schedule.Policy(unroll=2),
 }
 
 
 # Each policy compiles new kernels (a parallel one in about a second), so to keep CI short
 # every policy but gemm runs a slice of the table: parallel every eighth equation,
 # the others every second one.
-_EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 8, "tile2": 1}
+_EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 8, "tile2": 1, "unroll2": 1}
 CASES = [pytest.param(eq, shapes, policy, id=f"{policy}-{p.id}")
          for n, (p, (eq, shapes)) in enumerate(zip(_params(EQUATIONS), EQUATIONS))
          for policy in sorted(POLICIES) if n % _EVERY[policy] == 0]
