@@ -267,3 +267,13 @@ def test_out_and_fast_path():
     assert f(x, y, out=out) is out
     np.testing.assert_allclose(out, reference("id,jd->ij", [x, y], sqdiff, "sum"))
     assert f.signatures == 2  # the call with out= writes straight into it
+
+
+@pytest.mark.parametrize(("reduce", "expected"), [("any", [True, False]), ("all", [False, False]),
+                                                  ("sum", [1, 0])])
+def test_comparison_bodies_under_boolean_reductions(reduce, expected):
+    """A comparison body cast to bool must stay one comparison (not ``a > b != 0``)."""
+    x = np.array([[1.0, -1.0], [-2.0, -3.0]])
+    y = np.zeros((2, 2))
+    got = einjit.CompiledEinsum("ij,ij->i", greater, reduce=reduce)(x, y)
+    assert got.tolist() == expected

@@ -59,8 +59,8 @@ def _expr(e: Expr) -> str:
     if isinstance(e, Dim):
         return f"{e.array}.shape[{e.axis}]"
     if isinstance(e, Cast):
-        if e.dtype == "bool":
-            return f"({_expr(e.value)} != 0)"
+        if e.dtype == "bool":  # (a > b) != 0, never the chained a > b != 0
+            return f"({_operand(e.value)} != 0)"
         return f"{_np(e.dtype)}({_expr(e.value)})"
     if isinstance(e, Call):
         if e.op in ("min", "max"):  # index arithmetic (block lengths)
