@@ -91,13 +91,10 @@ class CompiledEinsum:
         if key is None:  # not all plain ndarrays, or target='cuda': maybe the GPU
             from . import cuda as cuda_target
             if cuda_target.wants_device(operands, self.target):
-                if not self._fold.default:
-                    raise TypeError(
-                        f"einjit.compile({self.equation!r}): bodies and reductions other "
-                        "than the sum do not run on the CUDA target yet")
                 return cuda_target.einsum(self.equation, *operands, out=out, dtype=dtype,
                                           order=order, casting=casting,
-                                          optimize=self.optimize, plans=self._cuda_plans)
+                                          optimize=self.optimize, plans=self._cuda_plans,
+                                          fold=self._fold, body=self._body_fn)
         if self._fold.default:
             call = engine.prepare_operands(self._parsed, operands, out, dtype, order, casting,
                                            self.optimize)

@@ -17,6 +17,11 @@ same planner, scheduled per step by :mod:`einjit.schedule_cuda` and rendered by
   operand is one, a Numba device array otherwise.
 * Mixing host arrays with device arrays, or operands on different devices, is an error.
   Python numbers may join device operands (they are copied in).
+* A body and a reduction other than the sum (``einjit.compile(..., reduce=...)``, a
+  :class:`~einjit.planner.Fold`) run the same way: validated by
+  :func:`einjit.engine.prepare_fold` (the result dtype follows the body, a ``max`` or
+  ``min`` over zero elements is numpy's ValueError), planned with the fold, every
+  mapping folding with the reduction's operator and identity.
 
 >>> on_device(1.0), on_device([1, 2])
 (False, False)
@@ -35,7 +40,7 @@ import numpy as np
 from . import cache, engine, schedule_cuda
 from .ir import Plan
 from .parser import split_arguments
-from .planner import make_plan
+from .planner import DEFAULT_FOLD, Fold, make_plan
 from .schedule_cuda import GpuSchedule, Layout, schedule_gpu
 from .views import view_geometry
 
@@ -228,7 +233,7 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
     start = time.perf_counter()
     size = call.spec.size
     plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
-                     call.arith, call.optimize)
+                     call.arith, call.optimize, fold=call.fold)
     layouts: dict[int, Layout] = dict(enumerate(inputs))
     schedules, sources, functions = [], [], []
     for i, step in enumerate(plan.steps):
@@ -351,12 +356,20 @@ def _out_strides(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
 
 def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
            casting: str = "safe", optimize: Any = engine.DEFAULT_OPTIMIZE,
-           plans: dict[Hashable, CudaPlan] | None = None) -> Any:
+           plans: dict[Hashable, CudaPlan] | None = None, fold: Fold = DEFAULT_FOLD,
+           body: Callable[..., Any] | None = None) -> Any:
     """:func:`einjit.einsum` on the CUDA device (see the module docstring).
 
-    ``plans`` is the compiled-plan cache to use (default: this module's).
+    ``plans`` is the compiled-plan cache to use (default: this module's).  ``fold``
+    replaces the sum of products by a body and a reduction, ``body`` being the Python
+    function its body was translated from (it decides the result dtype, see
+    :func:`einjit.body.body_dtypes`).
     """
     equation, arrays = split_arguments(operands)
+    if not fold.default and (dtype is not None or casting != "safe"):
+        raise TypeError("einsum: dtype= and casting= apply to plain einsums; with a body or "
+                        "a reduction the result dtype follows the body (cast inside it)")
+    how = _Fold(fold, body)
     device = [on_device(a) for a in arrays]
     if any(device):
         for k, (a, d) in enumerate(zip(arrays, device)):
@@ -378,11 +391,47 @@ def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
     if any(device) and device_id is not None and not _simulator(cuda):
         with cuda.gpus[device_id]:
             return _einsum_device(cuda, equation, arrays, device, out, dtype, order, casting,
-                                  optimize, plans)
+                                  optimize, plans, how)
     if any(device):
         return _einsum_device(cuda, equation, arrays, device, out, dtype, order, casting,
-                              optimize, plans)
-    return _einsum_host(cuda, equation, arrays, out, dtype, order, casting, optimize, plans)
+                              optimize, plans, how)
+    return _einsum_host(cuda, equation, arrays, out, dtype, order, casting, optimize, plans,
+                        how)
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """A call's body and reduction, with the function the body came from."""
+
+    fold: Fold
+    fn: Callable[..., Any] | None
+
+    def prepare(self, equation: Any, arrays: Sequence[Any], out: Any, dtype: Any, order: str,
+                casting: str, optimize: Any) -> engine.Call:
+        """The validated call, by the CPU pipeline's rules (:mod:`einjit.engine`)."""
+        if self.fold.default:
+            return engine.prepare_operands(equation, arrays, out, dtype, order, casting,
+                                           optimize)
+        return engine.prepare_fold(equation, arrays, out, self.fold, self.fn, optimize, order)
+
+    def run(self, cuda: Any, compiled: CudaPlan, call: engine.Call, flats: Sequence[Any],
+            final: Any) -> None:
+        """:func:`_execute`; Numba's failure to compile a body names the function."""
+        if self.fn is None:
+            _execute(cuda, compiled, call, flats, final)
+            return
+        try:
+            _execute(cuda, compiled, call, flats, final)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("numba"):
+                raise
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            detail = [ln for ln in lines if ln.startswith(("No implementation", "Invalid use",
+                                                           "Cannot", "Unknown", ">>>"))]
+            reason = " ".join((detail or lines or [type(exc).__name__])[:3])
+            raise TypeError(f"einsum: Numba cannot compile the body of "
+                            f"{self.fn.__qualname__} for the CUDA target with these "
+                            f"operands: {reason}") from exc
 
 
 def _lookup(call: engine.Call, inputs: Sequence[Layout], output: Layout, cuda: Any,
@@ -390,7 +439,7 @@ def _lookup(call: engine.Call, inputs: Sequence[Layout], output: Layout, cuda: A
     target = _target_key(cuda)
     opt = call.optimize if isinstance(call.optimize, (str, bool)) else repr(call.optimize)
     key = (call.spec, tuple(call.labels), tuple(v.dtype.str for v in call.views), tuple(inputs),
-           output, call.arith, opt, schedule_cuda.POLICY, target)
+           output, call.arith, opt, schedule_cuda.POLICY, target, call.fold)
     table = _PLANS if plans is None else plans
     compiled = table.get(key)
     if compiled is not None:
@@ -408,9 +457,9 @@ def _lookup(call: engine.Call, inputs: Sequence[Layout], output: Layout, cuda: A
 
 def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtype: Any,
                  order: str, casting: str, optimize: Any,
-                 plans: dict[Hashable, CudaPlan] | None) -> Any:
+                 plans: dict[Hashable, CudaPlan] | None, how: _Fold) -> Any:
     """numpy operands: copy in, compute, copy the result out."""
-    call = engine.prepare_operands(equation, arrays, out, dtype, order, casting, optimize)
+    call = how.prepare(equation, arrays, out, dtype, order, casting, optimize)
     if call.view is not None:
         return call.view[()] if call.view.ndim == 0 else call.view
     if call.arith.backend != "numba":
@@ -429,7 +478,7 @@ def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtyp
     count = int(np.prod(shape, dtype=np.int64))
     compute = np.dtype(call.arith.compute)
     final = cuda.device_array(count, dtype=compute)
-    _execute(cuda, compiled, call, flats, final)
+    how.run(cuda, compiled, call, flats, final)
     host = final.copy_to_host()
     result = np.ndarray(shape, compute, buffer=host,
                         strides=tuple(s * compute.itemsize for s in strides))
@@ -443,7 +492,7 @@ def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtyp
 
 def _einsum_device(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool],
                    out: Any, dtype: Any, order: str, casting: str, optimize: Any,
-                   plans: dict[Hashable, CudaPlan] | None) -> Any:
+                   plans: dict[Hashable, CudaPlan] | None, how: _Fold) -> Any:
     """Device operands: compute where they are, return the same kind of array."""
     geos: list[_Geometry | None] = []
     stand_ins: list[Any] = []
@@ -455,7 +504,7 @@ def _einsum_device(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequ
         else:
             geos.append(None)
             stand_ins.append(a)
-    call = engine.prepare_operands(equation, stand_ins, None, dtype, order, casting, optimize)
+    call = how.prepare(equation, stand_ins, None, dtype, order, casting, optimize)
     first = next(a for a, d in zip(arrays, device) if d)
     kind = _kind(first)
     if call.view is not None:  # numpy answers with a view: so does the device
@@ -495,11 +544,11 @@ def _einsum_device(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequ
         output = Layout(0, _out_strides(shape, call.order))
     compiled = _lookup(call, inputs, output, cuda, plans)
     if out is not None:
-        _execute(cuda, compiled, call, flats, final)
+        how.run(cuda, compiled, call, flats, final)
         return out
     count = int(np.prod(shape, dtype=np.int64))
     result, final = _allocate(cuda, kind, first, count, compute)
-    _execute(cuda, compiled, call, flats, final)
+    how.run(cuda, compiled, call, flats, final)
     return _strided(cuda, kind, result, shape, output.strides, compute)
 
 

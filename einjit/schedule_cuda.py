@@ -17,7 +17,8 @@ Three mappings, chosen by :func:`schedule_gpu`:
   With few outputs and a long reduction, ``split`` blocks share one output: each writes
   a partial sum to a scratch buffer and a second kernel adds them.  Row reductions,
   full reductions (``i,i->``, ``ij,ij->``).
-* :class:`TiledGemm`: GEMM-shaped steps (batch, m, n, k index groups) as a tiled
+* :class:`TiledGemm`: GEMM-shaped sums of products (batch, m, n, k index groups; never
+  another body or reduction, which run in the two mappings above) as a tiled
   matrix product: a block computes a ``tile_m x tile_n`` tile of the output, staging
   ``tile_k``-deep slices of both operands in shared memory (loaded cooperatively along
   each operand's contiguous axis), each thread accumulating a ``reg_m x reg_n``
@@ -293,8 +294,10 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
 
 def _tiled_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: Policy,
                 n_out: int) -> TiledGemm | None:
-    """A :class:`TiledGemm` when the kernel is a product of two operands with m, n and k
-    extents of at least ``p.gemm_min`` each, else None."""
+    """A :class:`TiledGemm` when the kernel sums the product of two operands with m, n
+    and k extents of at least ``p.gemm_min`` each, else None."""
+    if kernel.reduce.op != "add":  # the tiles multiply-add: other folds never tile
+        return None
     roles = gemm_roles(kernel)
     if roles is None or not n_out:
         return None

@@ -7,6 +7,7 @@ runs once more on the device (``@pytest.mark.gpu``).  This process never imports
 numba.cuda.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,9 +17,10 @@ import numpy as np
 import pytest
 
 import einjit
+from einjit.body import reduction
 from einjit.codegen.cuda import kernel_names, render_module
 from einjit.cuda import on_device, wants_device
-from einjit.ir import SUM, Index, Kernel, Operand, product
+from einjit.ir import SUM, Call, Cast, Const, Index, Kernel, Load, Operand, product
 from einjit.schedule_cuda import (
     BlockPerOutput,
     Launch,
@@ -114,6 +116,116 @@ def test_renderer_casts_bool_and_small_integers_as_numpy():
                (Index("i", 4),), product(1, (("i",),)), SUM, "int64")
     src = render_module(k, schedule_gpu(k, (_c((4,)),), Layout(0, ())), "t")
     assert "np.int8(shared[0])" in src or "np.int8(acc)" in src
+
+
+# Under this policy every mapping appears at tiny extents (as in tests/cuda_sim).
+TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
+              split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2))
+
+
+def _fold_kernel(reduce, dtype="float64", body=None, out_dtype=None, acc=None):
+    """``ij,jk->ik`` with ``body`` (default: the product) folded by ``reduce``."""
+    acc = acc or dtype
+    body = body or product(2, (("i", "j"), ("j", "k")))
+    return Kernel("k0", (Operand("a0", dtype, ("i", "j")), Operand("a1", dtype, ("j", "k"))),
+                  Operand("out", out_dtype or dtype, ("i", "k")),
+                  (Index("i", 4), Index("j", 3), Index("k", 5)), body,
+                  reduction(reduce, acc), acc)
+
+
+# Each reduction's fold in the serial loop, the tree and the second pass of a split.
+FOLD_SPELLING = {"sum": "acc += ", "prod": "acc *= ", "max": "acc = np_maximum(acc, ",
+                 "min": "acc = np_minimum(acc, ", "logsumexp": "acc = np_logaddexp(acc, "}
+FOLD_IDENTITY = {"sum": "np.float64(0)", "prod": "np.float64(1)",
+                 "max": "np.float64(-math.inf)", "min": "np.float64(math.inf)",
+                 "logsumexp": "np.float64(-math.inf)"}
+
+
+@pytest.mark.parametrize("reduce", sorted(FOLD_SPELLING))
+def test_every_mapping_folds_with_the_reductions_operator_and_identity(reduce):
+    k = _fold_kernel(reduce)
+    no_gemm = dataclasses.replace(TINY, gemm_min=(99, 99, 99))
+    mappings = {
+        "thread": schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5)), Policy()),
+        # b read along j: the reduction has the smaller strides, a block cooperates
+        "block": schedule_gpu(k, (_c((4, 3)), Layout(0, (1, 3))), _c((4, 5)), no_gemm),
+    }
+    full = Kernel("k0", (Operand("a0", "float64", ("i",)),), Operand("out", "float64", ()),
+                  (Index("i", 9),), Load(0, ("i",)), reduction(reduce, "float64"), "float64")
+    mappings["split"] = schedule_gpu(full, (_c((9,)),), Layout(0, ()), TINY)
+    assert isinstance(mappings["thread"].mapping, ThreadPerOutput)
+    assert isinstance(mappings["block"].mapping, BlockPerOutput)
+    assert mappings["split"].mapping.split > 1 and mappings["split"].scratch
+    for name, sched in mappings.items():
+        kernel = full if name == "split" else k
+        src = render_module(kernel, sched, f"{reduce} {name}")
+        compile(src, "k", "exec")
+        assert FOLD_SPELLING[reduce] in src and FOLD_IDENTITY[reduce] in src, (name, src)
+        if name != "thread":   # the tree folds with the same operator
+            tree = FOLD_SPELLING[reduce].replace("acc", "shared[tid]")
+            assert f"{tree}shared[tid + " in src, src
+        if name == "split":    # both passes fold
+            assert src.count(FOLD_SPELLING[reduce]) == 2 and "part[oo * " in src, src
+        helper = FOLD_SPELLING[reduce].partition("= ")[2].partition("(")[0]
+        if helper:
+            assert src.count(f"def {helper}(") == 1 and "@cuda.jit(device=True)" in src
+
+
+def test_gemm_shaped_folds_never_tile():
+    lay = (_c((4, 3)), _c((3, 5)))
+    assert isinstance(schedule_gpu(_fold_kernel("sum"), lay, _c((4, 5)), TINY).mapping, TiledGemm)
+    for reduce in ("prod", "max", "min", "logsumexp"):
+        sched = schedule_gpu(_fold_kernel(reduce), lay, _c((4, 5)), TINY)
+        assert not isinstance(sched.mapping, TiledGemm), reduce
+    minplus = Call("add", (Load(0, ("i", "j")), Load(1, ("j", "k"))))
+    sched = schedule_gpu(_fold_kernel("min", body=minplus), lay, _c((4, 5)), TINY)
+    assert not isinstance(sched.mapping, TiledGemm)
+
+
+def test_boolean_and_integer_folds():
+    flags = Cast(Call("gt", (Load(0, ("i", "j")), Load(1, ("j", "k")))), "bool")
+    for reduce, op in (("any", "acc |= "), ("all", "acc &= ")):
+        k = _fold_kernel(reduce, body=flags, out_dtype="bool", acc="bool")
+        src = render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
+        assert op in src and f"np.bool_({reduce == 'all'})" in src
+        # a comparison cast to bool is parenthesised (no chained comparison)
+        assert "(a0[i * 3 + j] > a1[j * 5 + k]) != 0" in src
+        assert "out[i * 5 + k] = acc\n" in src       # already bool
+    k = _fold_kernel("max", dtype="int32", acc="int64")
+    src = render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
+    assert "np.int64((-9223372036854775807 - 1))" in src and "np.int32(acc)" in src
+
+
+def test_bodies_spell_device_functions():
+    x, y = Load(0, ("i", "j")), Load(1, ("j", "k"))
+    body = Call("add", (
+        Call("maximum", (Call("sub", (x, y)), Const(-0.5))),
+        Call("where", (Call("gt", (x, y)), Call("exp2", (x,)), Call("cbrt", (y,)))),
+        Call("arctan2", (x, y)), Call("neg", (Call("abs", (x,)),)),
+        Call("not", (Call("lt", (x, Const(float("inf")))),)),
+        Call("pow", (Call("log1p", (x,)), Const(2)))))
+    k = _fold_kernel("sum", body=body)
+    src = render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
+    compile(src, "k", "exec")
+    for text in ("np_maximum(a0[i * 3 + j] - a1[j * 5 + k], -0.5)", "math.atan2(",
+                 "(np_exp2(a0[i * 3 + j]) if a0[i * 3 + j] > a1[j * 5 + k] else np_cbrt(",
+                 "-abs(a0[i * 3 + j])", "(not (a0[i * 3 + j] < math.inf))",
+                 "math.log1p(a0[i * 3 + j]) ** 2", "def np_exp2(", "def np_cbrt("):
+        assert text in src, (text, src)
+    assert "def np_logaddexp(" not in src       # only the device functions it calls
+
+
+def test_complex_bodies_use_cmath_or_refuse():
+    z = Load(0, ("i", "j"))
+    k = _fold_kernel("sum", dtype="complex128", body=Call("exp", (z,)))
+    src = render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
+    assert "cmath.exp(a0[" in src
+    k = _fold_kernel("sum", dtype="complex128", body=Call("log1p", (z,)))
+    with pytest.raises(TypeError, match="no log1p of complex"):
+        render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
+    k = _fold_kernel("sum", body=Call("erf", (z,)))
+    with pytest.raises(ValueError, match="no spelling for operator 'erf'"):
+        render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
 
 
 # ---------------------------------------------------------------- routing (no GPU needed)

@@ -6,10 +6,18 @@ and offset are literals in the source.  Each array arrives as a flat 1-D device 
 an element's address is its layout's offset plus index times stride.
 
 The module defines one ``@cuda.jit`` function per launch: ``<name>`` (and, for a
-reduction split over several blocks, ``<name>_part`` first, which writes partial sums
-into a scratch buffer that ``<name>`` adds up).  Kernels are written to the disk cache
+reduction split over several blocks, ``<name>_part`` first, which writes partial results
+into a scratch buffer that ``<name>`` folds), after the device functions they call.  Kernels are written to the disk cache
 like the CPU's (:func:`einjit.cache.load_module_function`), so ``cache=True`` keeps
 their compiled code between processes.
+
+Bodies and reductions are the IR's, as the CPU renderer spells them: arithmetic,
+comparisons, ``&``/``|``/``^``/``not``, ``a if c else b``, ``abs`` and the ``math``
+functions the device has (``cmath`` on complex values); numpy's NaN-propagating
+``maximum``/``minimum``, ``exp2``, ``cbrt`` and a stable ``logaddexp`` are device
+functions printed into the module when a kernel uses them.  Every reduction (sum,
+product, max, min, any, all, logsumexp) folds with its own operator and identity in
+each mapping: the serial loop, the shared-memory tree and the split second pass.
 
 >>> from einjit.ir import Index, Kernel, Operand, SUM, product
 >>> from einjit.schedule_cuda import Layout, schedule_gpu
@@ -27,6 +35,10 @@ def k0(a0, a1, out):
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from ..ir import Call, Cast, Const, Expr, Kernel, Load, Var
 from ..schedule_cuda import (
     BlockPerOutput,
@@ -38,7 +50,54 @@ from ..schedule_cuda import (
 
 __all__ = ["kernel_names", "render_functions", "render_module"]
 
-_BINARY = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//"}
+_INFIX = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//", "mod": "%",
+          "pow": "**", "xor": "^", "and": "&", "or": "|", "lt": "<", "le": "<=", "gt": ">",
+          "ge": ">=", "eq": "==", "ne": "!="}
+#: Functions spelled as the device's ``math`` function (real arguments).
+_MATH = {name: f"math.{name}" for name in (
+    "exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "log1p", "expm1",
+    "log2", "log10", "floor", "ceil", "hypot", "copysign")} | {
+    "arctan": "math.atan", "arcsin": "math.asin", "arccos": "math.acos",
+    "arctan2": "math.atan2"}
+#: The same on complex arguments (``cmath``; the others have no complex form on the device).
+_CMATH = {name: f"cmath.{name}" for name in (
+    "exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "log10")} | {
+    "arctan": "cmath.atan", "arcsin": "cmath.asin", "arccos": "cmath.acos"}
+#: Operators that are device functions printed into the module (numpy's semantics).
+_HELPER_OPS = {"maximum": "np_maximum", "minimum": "np_minimum", "logaddexp": "np_logaddexp",
+               "exp2": "np_exp2", "cbrt": "np_cbrt"}
+_HELPERS = {
+    "np_maximum": (
+        "def np_maximum(a, b):\n"
+        "    # numpy.maximum: NaN when either is NaN\n"
+        "    return a if a > b or a != a else b\n"),
+    "np_minimum": (
+        "def np_minimum(a, b):\n"
+        "    # numpy.minimum: NaN when either is NaN\n"
+        "    return a if a < b or a != a else b\n"),
+    "np_logaddexp": (
+        "def np_logaddexp(x, y):\n"
+        "    # numpy.logaddexp: log(exp(x) + exp(y)), exp only of non-positive numbers\n"
+        "    if x == y:\n"
+        "        return x + 0.6931471805599453\n"
+        "    d = x - y\n"
+        "    if d > 0:\n"
+        "        return x + math.log1p(math.exp(-d))\n"
+        "    if d <= 0:\n"
+        "        return y + math.log1p(math.exp(d))\n"
+        "    return d\n"),
+    "np_exp2": (
+        "def np_exp2(x):\n"
+        "    return 2.0 ** x\n"),
+    "np_cbrt": (
+        "def np_cbrt(x):\n"
+        "    # the real cube root, of negative numbers too\n"
+        "    return math.copysign(cuda.cbrt(abs(x)), x)\n"),
+}
+#: Reductions folded with an infix operator (``acc op= value``); the others call the
+#: device function of :data:`_HELPER_OPS`.
+_FOLD_INFIX = {"add": "+", "mul": "*", "or": "|", "and": "&"}
+_FOLD_CALLS = ("maximum", "minimum", "logaddexp")
 _MAX_NESTED = 8  # deeper reduction nests run as one flattened loop (Python's block limit)
 
 
@@ -56,55 +115,168 @@ def _dtype(name: str) -> str:
     return "numba.boolean" if name == "bool" else f"numba.{name}"
 
 
+def _scalar(name: str) -> str:
+    """The numpy scalar type of a dtype name, as device code calls it."""
+    return "np.bool_" if name == "bool" else f"np.{name}"
+
+
+def _literal(value: float) -> str:
+    """A constant as device source (``math.inf``; the most negative int64 without an
+    out-of-range literal)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "math.nan" if math.isnan(value) else ("math.inf" if value > 0 else "-math.inf")
+    if isinstance(value, int) and not isinstance(value, bool) and value == -(1 << 63):
+        return "(-9223372036854775807 - 1)"
+    return repr(value)
+
+
 class _Printer:
-    """Prints expressions of one kernel (its loads addressed through its layouts)."""
+    """Prints expressions of one kernel (its loads addressed through its layouts) and
+    records the device functions they call."""
 
     def __init__(self, kernel: Kernel, sched: GpuSchedule) -> None:
         self.kernel = kernel
         self.sched = sched
         self.extent = kernel.extent
+        self.helpers: dict[str, None] = {}
+        self._complex: dict[Expr, bool] = {}
+        op = kernel.reduce.op
+        if op in _FOLD_CALLS:
+            self.helpers[_HELPER_OPS[op]] = None
+        elif op not in _FOLD_INFIX:
+            raise TypeError(f"the CUDA renderer cannot fold reduction {kernel.reduce} "
+                            f"(operator {op!r})")
 
     def load(self, k: int, indices: tuple[str, ...]) -> str:
         return f"a{k}[{_addr(self.sched.inputs[k], indices, self.extent)}]"
+
+    def accumulate(self, acc: str, value: str) -> str:
+        """The statement ``acc = reduce(acc, value)``."""
+        op = self.kernel.reduce.op
+        if op in _FOLD_INFIX:
+            return f"{acc} {_FOLD_INFIX[op]}= {value}"
+        return f"{acc} = {_HELPER_OPS[op]}({acc}, {value})"
+
+    def identity(self) -> str:
+        """The reduction's identity as a scalar of the accumulating dtype."""
+        k = self.kernel
+        return f"{_scalar(k.accumulate)}({_literal(k.reduce.identity)})"
 
     def expr(self, e: Expr) -> str:
         if isinstance(e, Load):
             return self.load(e.operand, e.indices)
         if isinstance(e, Const):
-            return repr(e.value)
+            return _literal(e.value)
         if isinstance(e, Var):
             return e.name
         if isinstance(e, Cast):
             if e.dtype == "bool":
-                return f"({self.expr(e.value)} != 0)"
-            return f"np.{e.dtype}({self.expr(e.value)})"
+                return f"({self.operand(e.value)} != 0)"
+            return f"{_scalar(e.dtype)}({self.expr(e.value)})"
         if isinstance(e, Call):
-            sym = _BINARY.get(e.op)
-            if sym is None:
-                raise ValueError(f"the CUDA renderer has no spelling for operator {e.op!r}")
-            if len(e.args) == 1:
-                return self.expr(e.args[0])
-            return f" {sym} ".join(f"({self.expr(a)})" if isinstance(a, Call) else self.expr(a)
-                                   for a in e.args)
+            return self._call(e)
         raise TypeError(f"the CUDA renderer cannot print {e!r}")
 
-    def store(self, value: str, reduced: bool) -> str:
-        """``out[addr] = value`` converted to the output dtype."""
+    def _call(self, e: Call) -> str:
+        op = e.op
+        if op == "where":
+            cond, yes, no = (self.expr(a) for a in e.args)
+            return f"({yes} if {cond} else {no})"
+        if op == "neg":
+            return f"-{self.operand(e.args[0])}"
+        if op == "not":
+            return f"(not {self.operand(e.args[0])})"
+        if op in _INFIX:
+            if len(e.args) == 1:
+                return self.expr(e.args[0])
+            return f" {_INFIX[op]} ".join(self.operand(a) for a in e.args)
+        args = ", ".join(self.expr(a) for a in e.args)
+        if op == "abs":
+            return f"abs({args})"
+        complex_args = any(self._is_complex(a) for a in e.args)
+        if complex_args and op not in _CMATH:
+            raise TypeError(f"the CUDA target has no {op} of complex numbers")
+        if op in _HELPER_OPS:
+            self.helpers[_HELPER_OPS[op]] = None
+            return f"{_HELPER_OPS[op]}({args})"
+        if op in _MATH:
+            return f"{(_CMATH if complex_args else _MATH)[op]}({args})"
+        raise ValueError(f"the CUDA renderer has no spelling for operator {op!r}")
+
+    def operand(self, e: Expr) -> str:
+        """``e`` as an operand of an infix operator (parenthesised when it is one itself)."""
+        text = self.expr(e)
+        if isinstance(e, Call) and (e.op in _INFIX or e.op == "neg"):
+            return f"({text})"
+        if isinstance(e, Const) and not isinstance(e.value, bool) and e.value < 0:
+            return f"({text})"
+        return text
+
+    def _is_complex(self, e: Expr) -> bool:
+        """Whether numpy gives ``e`` a complex dtype (from the operands' dtypes)."""
+        if e not in self._complex:
+            dtype = _numpy_dtype(e, [op.dtype for op in self.kernel.inputs])
+            self._complex[e] = dtype is not None and dtype.kind == "c"
+        return self._complex[e]
+
+    def store(self, value: str, have: str | None) -> str:
+        """``out[addr] = value`` converted to the output dtype (``have``: the dtype
+        ``value`` certainly has, or None)."""
         k = self.kernel
-        have = k.accumulate if reduced else _body_dtype(k)
         want = k.output.dtype
         if have != want:
             value = f"({value} != 0)" if want == "bool" else f"np.{want}({value})"
         return f"out[{_addr(self.sched.output, k.output.indices, self.extent)}] = {value}"
 
+    def definitions(self) -> str:
+        """The device functions the printed expressions call."""
+        return "".join(f"@cuda.jit(device=True)\n{_HELPERS[name]}\n\n"
+                       for name in self.helpers)
 
-def _body_dtype(kernel: Kernel) -> str:
-    body = kernel.body
-    if isinstance(body, Cast):
-        return body.dtype
-    if isinstance(body, Load):
-        return kernel.inputs[body.operand].dtype
-    return kernel.accumulate
+
+_NUMPY_NAMES = {"mul": "multiply", "sub": "subtract", "truediv": "true_divide",
+                "floordiv": "floor_divide", "mod": "remainder", "pow": "power",
+                "xor": "bitwise_xor", "and": "bitwise_and", "or": "bitwise_or", "lt": "less",
+                "le": "less_equal", "gt": "greater", "ge": "greater_equal", "eq": "equal",
+                "ne": "not_equal", "neg": "negative", "not": "logical_not", "abs": "absolute"}
+
+
+def _numpy_dtype(e: Expr, dtypes: list[str]) -> np.dtype | None:
+    """The dtype numpy gives ``e`` on one element of each operand (None: numpy cannot
+    evaluate it)."""
+    def value(x: Expr) -> object:
+        if isinstance(x, Load):
+            return np.ones((), dtype=dtypes[x.operand])
+        if isinstance(x, Const):
+            return x.value
+        if isinstance(x, Cast):
+            value(x.value)
+            return np.ones((), dtype=x.dtype)
+        if isinstance(x, Call):
+            args = [value(a) for a in x.args]
+            if x.op == "where":
+                return np.where(*args)
+            return getattr(np, _NUMPY_NAMES.get(x.op, x.op))(*args)
+        raise TypeError(f"not an expression: {x!r}")
+    try:
+        with np.errstate(all="ignore"):
+            return np.asarray(value(e)).dtype
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _known_dtype(kernel: Kernel, e: Expr) -> str | None:
+    """The dtype ``e`` certainly has on the device (loads, casts, and sums and products
+    of values of one dtype), else None."""
+    if isinstance(e, Load):
+        return kernel.inputs[e.operand].dtype
+    if isinstance(e, Cast):
+        return e.dtype
+    if isinstance(e, Call) and e.op in ("mul", "add", "sub"):
+        kinds = {_known_dtype(kernel, a) for a in e.args}
+        if len(kinds) == 1:
+            return kinds.pop()
+    return None
 
 
 def _unflatten(var: str, names: tuple[str, ...], extent: dict[str, int], indent: str
@@ -122,22 +294,22 @@ def _unflatten(var: str, names: tuple[str, ...], extent: dict[str, int], indent:
     return lines + [f"{indent}{live[0]} = rem"]
 
 
-def _serial_sum(p: _Printer, loops: tuple[str, ...], indent: str) -> list[str]:
-    """``acc = identity`` then the reduction loops adding the body into it."""
+def _serial_fold(p: _Printer, loops: tuple[str, ...], indent: str) -> list[str]:
+    """``acc = identity`` then the reduction loops folding the body into it."""
     k = p.kernel
-    lines = [f"{indent}acc = np.{k.accumulate}({k.reduce.identity!r})"]
+    lines = [f"{indent}acc = {p.identity()}"]
     extent = p.extent
-    add = f"acc += {p.expr(k.body)}"
+    step = p.accumulate("acc", p.expr(k.body))
     if len(loops) > _MAX_NESTED:
         total = 1
         for n in loops:
             total *= extent[n]
         lines.append(f"{indent}for ff in range({total}):")
         lines += _unflatten("ff", loops, extent, indent + "    ")
-        return lines + [f"{indent}    {add}"]
+        return lines + [f"{indent}    {step}"]
     for depth, n in enumerate(loops):
         lines.append(f"{indent}{'    ' * depth}for {n} in range({extent[n]}):")
-    return lines + [f"{indent}{'    ' * len(loops)}{add}"]
+    return lines + [f"{indent}{'    ' * len(loops)}{step}"]
 
 
 def _thread_per_output(p: _Printer, m: ThreadPerOutput) -> str:
@@ -149,20 +321,23 @@ def _thread_per_output(p: _Printer, m: ThreadPerOutput) -> str:
              f"    for tt in range(cuda.grid(1), {total}, cuda.gridsize(1)):"]
     lines += _unflatten("tt", m.outputs, extent, "        ")
     if k.reduction_indices:
-        lines += _serial_sum(p, m.loops, "        ")
-        lines.append(f"        {p.store('acc', True)}")
+        lines += _serial_fold(p, m.loops, "        ")
+        # ``acc`` keeps the accumulating dtype when an infix fold adds values of that
+        # dtype; a wider body or a function fold may widen it: then the store converts.
+        exact = k.reduce.op in _FOLD_INFIX and _known_dtype(k, k.body) == k.accumulate
+        lines.append(f"        {p.store('acc', k.accumulate if exact else None)}")
     else:
-        lines.append(f"        {p.store(p.expr(k.body), False)}")
+        lines.append(f"        {p.store(p.expr(k.body), _known_dtype(k, k.body))}")
     return "\n".join(lines) + "\n"
 
 
-def _tree(threads: int, acc: str, indent: str) -> list[str]:
-    """Sum ``shared[0:threads]`` into ``shared[0]`` (every thread runs every barrier)."""
+def _tree(p: _Printer, threads: int, acc: str, indent: str) -> list[str]:
+    """Fold ``shared[0:threads]`` into ``shared[0]`` (every thread runs every barrier)."""
     lines = [f"{indent}shared[tid] = {acc}", f"{indent}cuda.syncthreads()"]
     width = threads // 2
     while width:
         lines += [f"{indent}if tid < {width}:",
-                  f"{indent}    shared[tid] += shared[tid + {width}]",
+                  f"{indent}    {p.accumulate('shared[tid]', f'shared[tid + {width}]')}",
                   f"{indent}cuda.syncthreads()"]
         width //= 2
     return lines
@@ -192,31 +367,33 @@ def _block_per_output(p: _Printer, m: BlockPerOutput) -> str:
         lines.append(f"{ind}oo = blk")
         start, step = "tid", m.threads
     lines += _unflatten("oo", m.outputs, extent, ind)
-    lines += [f"{ind}acc = np.{k.accumulate}({k.reduce.identity!r})",
+    lines += [f"{ind}acc = {p.identity()}",
               f"{ind}for rr in range({start}, {n_red}, {step}):"]
     lines += _unflatten("rr", m.reduce, extent, ind + "    ")
-    lines.append(f"{ind}    acc += {p.expr(k.body)}")
-    lines += _tree(m.threads, "acc", ind)
+    lines.append(f"{ind}    {p.accumulate('acc', p.expr(k.body))}")
+    lines += _tree(p, m.threads, "acc", ind)
     if split > 1:
         lines += [f"{ind}if tid == 0:", f"{ind}    part[blk] = shared[0]"]
     else:
-        lines += [f"{ind}if tid == 0:", f"{ind}    {p.store('shared[0]', True)}"]
+        lines += [f"{ind}if tid == 0:", f"{ind}    {p.store('shared[0]', k.accumulate)}"]
     lines.append(f"{ind}cuda.syncthreads()")
     text = "\n".join(lines) + "\n"
     if split == 1:
         return text
     fin = m.finish
-    assert fin is not None
+    if fin is None:  # pragma: no cover - a split without its second launch: scheduler bug
+        raise TypeError(f"the CUDA schedule of {k.name} splits its reduction without a "
+                        "second launch")
     lines = [f"def {k.name}(part, out):",
              "    tid = cuda.threadIdx.x",
              f"    shared = cuda.shared.array({fin.block}, {acc_t})",
              f"    for oo in range(cuda.blockIdx.x, {n_out}, cuda.gridDim.x):"]
     lines += _unflatten("oo", m.outputs, extent, ind)
-    lines += [f"{ind}acc = np.{k.accumulate}({k.reduce.identity!r})",
+    lines += [f"{ind}acc = {p.identity()}",
               f"{ind}for ss in range(tid, {split}, {fin.block}):",
-              f"{ind}    acc += part[oo * {split} + ss]"]
-    lines += _tree(fin.block, "acc", ind)
-    lines += [f"{ind}if tid == 0:", f"{ind}    {p.store('shared[0]', True)}",
+              f"{ind}    {p.accumulate('acc', f'part[oo * {split} + ss]')}"]
+    lines += _tree(p, fin.block, "acc", ind)
+    lines += [f"{ind}if tid == 0:", f"{ind}    {p.store('shared[0]', k.accumulate)}",
               f"{ind}cuda.syncthreads()"]
     return text + "\n\n@cuda.jit(cache=True)\n" + "\n".join(lines) + "\n"
 
@@ -325,10 +502,8 @@ def _tiled_gemm(p: _Printer, g: TiledGemm) -> str:
 
 
 def render_functions(kernel: Kernel, sched: GpuSchedule) -> str:
-    """The decorated ``@cuda.jit`` function(s) of one scheduled kernel."""
-    if kernel.reduce.op != "add":
-        raise TypeError(f"the CUDA renderer sums; reduction {kernel.reduce} is not "
-                                  "supported on the device yet")
+    """The decorated ``@cuda.jit`` function(s) of one scheduled kernel, after the device
+    functions they call."""
     p = _Printer(kernel, sched)
     m = sched.mapping
     if isinstance(m, ThreadPerOutput):
@@ -336,10 +511,12 @@ def render_functions(kernel: Kernel, sched: GpuSchedule) -> str:
     elif isinstance(m, BlockPerOutput):
         text = _block_per_output(p, m)
     elif isinstance(m, TiledGemm):
+        if kernel.reduce.op != "add":  # the scheduler tiles sums of products only
+            raise TypeError(f"the CUDA renderer tiles sums of products, not {kernel.reduce}")
         text = _tiled_gemm(p, m)
     else:  # pragma: no cover - an unknown mapping is a scheduler bug
         raise TypeError(f"the CUDA renderer has no template for {type(m).__name__}")
-    return "@cuda.jit(cache=True)\n" + text
+    return p.definitions() + "@cuda.jit(cache=True)\n" + text
 
 
 def kernel_names(kernel: Kernel, sched: GpuSchedule) -> tuple[str, ...]:
@@ -355,6 +532,8 @@ def render_module(kernel: Kernel, sched: GpuSchedule, title: str) -> str:
     return (f"# Generated by einjit (CUDA): {title}\n"
             f"# {kernel}\n"
             f"# {sched}\n"
+            "import cmath\n"
+            "import math\n\n"
             "import numba\n"
             "import numpy as np\n"
             "from numba import cuda\n\n\n"

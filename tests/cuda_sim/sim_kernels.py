@@ -7,9 +7,12 @@ a GPU, once more with ``EINJIT_CUDA_REAL=1`` on the device itself.
 
 A tiny scheduler policy drives every mapping (tiled GEMM, cooperative and split
 reductions, thread per output) at extents 1..6; every result is compared with
-``numpy.einsum`` in float64.
+``numpy.einsum`` in float64.  Bodies and reductions (``einjit.compile(..., reduce=...)``)
+are compared with numpy's broadcast-then-reduce in float64, as ``tests/test_body.py``
+does on the CPU; the body functions live at module level so their source can be read.
 """
 
+import math
 import os
 
 import numpy as np
@@ -24,6 +27,7 @@ from numba import cuda
 import einjit
 from einjit import cuda as cuda_target
 from einjit import schedule_cuda
+from einjit.body import body_dtypes
 from einjit.schedule_cuda import BlockPerOutput, Policy, ThreadPerOutput, TiledGemm
 
 TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
@@ -286,3 +290,266 @@ def test_cupy_arrays_give_cupy_results():
     got = einjit.einsum("ij,ij->i", a, b)
     assert isinstance(got, cupy.ndarray)
     cupy.testing.assert_allclose(got, (a * b).sum(1))
+
+
+# ---------------------------------------------------------------- bodies and reductions
+
+REDUCTIONS = ["sum", "prod", "max", "min", "any", "all", "logsumexp"]
+
+
+def sqdiff(x, y):
+    return (x - y) ** 2
+
+
+def absdiff(x, y):
+    return abs(x - y)
+
+
+def gauss(x, y):
+    return np.exp(-x * y)
+
+
+def norm(x, y):
+    return math.sqrt(x * x + y * y)
+
+
+def greater(x, y):
+    return x > y
+
+
+def larger(x, y):
+    return x if x > y else y  # noqa: FURB136 - the body under test is 'a if c else b'
+
+
+def plus(x, y):
+    return x + y
+
+
+def clipped(x, y):
+    return min(max(x - y, -0.5), 0.5) + math.log1p(abs(x)) - np.tanh(y) / 2
+
+
+def trig(x, y):
+    return (math.atan2(x, y) + np.arctan(x) + math.hypot(x, y) + np.cbrt(x) + np.exp2(y)
+            + math.floor(x) + np.ceil(y) + math.copysign(1.5, x) + math.cosh(y)
+            + math.sinh(x) + math.cos(x) * math.sin(y) + math.tan(x / 4))
+
+
+def logs(x, y):
+    return (math.log(abs(x) + 1) + np.log2(abs(y) + 1) + math.log10(abs(x) + 2)
+            + np.expm1(y) + math.sqrt(abs(y)) + np.arcsin(x / 4) + np.arccos(y / 4)
+            + math.exp(-abs(x)))
+
+
+def arith(x, y):
+    return x // 0.7 + x % 0.3 - x / (abs(y) + 1) + (-x) ** 2 - 2
+
+
+def logic(x, y):
+    return (x > 0 and y < 0.5) or not x < -1
+
+
+def bits(x, y):
+    return ((x > 0) ^ (y > 0)) | (x < -1) & (y >= 0)
+
+
+BODIES = [sqdiff, absdiff, gauss, norm, greater, larger, plus, clipped, trig, logs, arith,
+          logic, bits, None]
+
+# The fold mappings under TINY.  Every body runs with a thread per output; the mappings
+# with barriers (slow on the simulator), which print the body the same way, run a few.
+FEW = [plus, clipped, None]
+FOLD_CASES = [
+    ("ij,ij->j", [(3, 5), (3, 5)], BODIES),     # a thread per output, a serial loop
+    ("id,jd->ij", [(3, 4), (2, 4)], FEW),       # a block per output, a tree
+    ("i,i->", [(9,), (9,)], FEW),               # split over blocks, then a second pass
+]
+ELEMENTWISE = ("ij,j->ij", [(2, 3), (3,)])     # nothing reduced: each body's value stored
+
+
+def _logsumexp(v, axes):
+    if not axes:
+        return v
+    m = np.max(v, axis=axes, keepdims=True, initial=-np.inf)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(np.log(np.sum(np.exp(v - m), axis=axes, keepdims=True)) + m, axes)
+
+
+def reference(eq, ops, fn, reduce):
+    """numpy broadcast-then-reduce in float64 (labels distinct within each operand)."""
+    inputs, output = eq.split("->")
+    terms = inputs.split(",")
+    labels = list(dict.fromkeys("".join(terms)))
+    views = []
+    for t, op in zip(terms, ops):
+        a = np.asarray(op, dtype=np.float64)
+        shape = [a.shape[t.index(lb)] if lb in t else 1 for lb in labels]
+        views.append(np.transpose(a, [t.index(lb) for lb in labels if lb in t]).reshape(shape))
+    if fn is None:
+        v = views[0]
+        for w in views[1:]:
+            v = v * w
+    else:
+        v = np.vectorize(fn, otypes=[np.float64])(*views)
+    full = np.broadcast_shapes(*[w.shape for w in views])
+    v = np.broadcast_to(v, full).astype(np.float64)
+    axes = tuple(k for k, lb in enumerate(labels) if lb not in output)
+    if reduce == "logsumexp":
+        r = _logsumexp(v, axes)
+    elif reduce in ("any", "all"):
+        r = getattr(np, reduce)(v != 0, axis=axes)
+    else:
+        r = getattr(np, reduce)(v, axis=axes)
+    kept = [lb for lb in labels if lb in output]
+    return np.transpose(r, [kept.index(lb) for lb in output])
+
+
+def _check_fold(eq, ops, fn, reduce, rtol=1e-9, **kw):
+    """Run ``eq`` with body ``fn`` and ``reduce`` on the device; compare with numpy."""
+    f = einjit.CompiledEinsum(eq, fn, reduce=reduce, target="cuda", **kw)
+    got = f(*ops)
+    ref = reference(eq, ops, fn, reduce)
+    what = f"{eq} reduce={reduce} body={getattr(fn, '__name__', None)}"
+    assert np.shape(got) == ref.shape, what
+    want = body_dtypes(fn, reduce, [np.asarray(o).dtype for o in ops])[0]
+    assert np.asarray(got).dtype == want, (what, np.asarray(got).dtype, want)
+    if reduce in ("any", "all"):
+        np.testing.assert_array_equal(got, ref, err_msg=what)
+    else:
+        np.testing.assert_allclose(np.asarray(got, dtype=np.float64), ref, rtol=rtol,
+                                   atol=1e-12, err_msg=what)
+    return f
+
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_bodies_and_reductions_in_every_mapping(reduce):
+    rng = np.random.default_rng(12)
+    mappings = set()
+    cases = [*FOLD_CASES, (*ELEMENTWISE, BODIES)]
+    for eq, shapes, bodies in cases:
+        ops = [rng.uniform(-2, 2, s) for s in shapes]
+        for fn in bodies:
+            f = _check_fold(eq, ops, fn, reduce)
+            plans = f._cuda_plans.values()
+            mappings |= {(type(s.mapping), s.scratch > 0) for p in plans for s in p.schedules}
+    assert {(BlockPerOutput, False), (BlockPerOutput, True), (ThreadPerOutput, False)} <= mappings
+    assert all(m is not TiledGemm for m, _ in mappings) or reduce == "sum"
+
+
+ZERO_AND_ONE = [
+    ("ij,jk->ik", [(2, 0), (0, 3)]),   # nothing to reduce: the identity
+    ("i,i->", [(0,), (0,)]),
+    ("ij,jk->ik", [(0, 2), (2, 3)]),   # an empty result
+    ("ij,jk->ik", [(1, 3), (3, 1)]),   # size-1 dimensions
+    ("ij,jk->ik", [(3, 1), (1, 2)]),
+    ("ij,j->i", [(4, 1), (1,)]),
+]
+
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_zero_size_and_size_one_dimensions(reduce):
+    rng = np.random.default_rng(13)
+    for eq, shapes in ZERO_AND_ONE:
+        ops = [rng.uniform(-2, 2, s) for s in shapes]
+        inputs, output = eq.split("->")
+        size = {lb: n for t, s in zip(inputs.split(","), shapes) for lb, n in zip(t, s)}
+        empty = any(size[lb] == 0 for lb in size if lb not in output)
+        for fn in (plus, None):
+            if reduce in ("max", "min") and empty:
+                with pytest.raises(ValueError, match="zero-size array"):
+                    einjit.CompiledEinsum(eq, fn, reduce=reduce, target="cuda")(*ops)
+                continue
+            _check_fold(eq, ops, fn, reduce)
+
+
+def minplus3(a, b, c):
+    return a + b + c
+
+
+def fused3(a, b, c):
+    return a * b - c
+
+
+def test_three_operand_plans_split_semirings_and_fuse_other_bodies():
+    rng = np.random.default_rng(14)
+    ops = [rng.uniform(0.5, 1.5, s) for s in [(4, 5), (5, 6), (6, 3)]]
+    eq = "ij,jk,kl->il"
+    f = _check_fold(eq, ops, minplus3, "min")
+    (plan,) = f._cuda_plans.values()
+    assert len(plan.plan.steps) == 2 and "semiring (min, add)" in plan.plan.note
+    g = _check_fold(eq, ops, fused3, "sum")
+    (plan,) = g._cuda_plans.values()
+    assert len(plan.plan.steps) == 1 and "not a semiring" in plan.plan.note
+    small = [rng.uniform(0.5, 1.5, s) for s in [(3, 1), (1, 4), (4, 2)]]
+    for reduce in REDUCTIONS:   # the plain product under every reduction
+        _check_fold(eq, small, None, reduce, rtol=1e-12)
+
+
+def logmatmul(a, b):
+    return a + b
+
+
+def test_logsumexp_stays_finite_near_1e3():
+    rng = np.random.default_rng(15)
+    a, b = rng.uniform(900, 1100, (4, 6)), rng.uniform(900, 1100, (6, 3))
+    f = _check_fold("ik,kj->ij", [a, b], logmatmul, "logsumexp", rtol=1e-13)
+    assert np.all(np.isfinite(f(a, b)))
+    got = f(a.astype(np.float32), b.astype(np.float32))
+    assert got.dtype == np.float32 and np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, reference("ik,kj->ij", [a, b], logmatmul, "logsumexp"),
+                               rtol=1e-5)
+
+
+def test_integer_and_bool_accumulators():
+    rng = np.random.default_rng(16)
+    i32 = [rng.integers(-50, 50, (3, 5)).astype(np.int32) for _ in range(2)]
+    for reduce in ("max", "min", "sum", "prod"):   # identities: the int64 extremes, 0, 1
+        _check_fold("ij,ij->i", i32, plus, reduce)
+    u8 = [rng.integers(0, 9, (3, 5)).astype(np.uint8) for _ in range(2)]
+    for reduce in ("max", "min"):                  # uint8 accumulates in uint8
+        _check_fold("ij,ij->j", u8, None, reduce)
+    flags = [rng.random((4, 6)) < 0.5, rng.random((4, 6)) < 0.9]
+    for reduce in ("any", "all", "prod", "max"):   # (a body-less sum is numpy.einsum's)
+        _check_fold("ij,ij->i", flags, None, reduce)
+    _check_fold("ij,ij->i", i32, greater, "sum")   # bool values, an int64 count
+
+
+def times(a, b):
+    return a * b
+
+
+def test_the_tiled_gemm_only_sums_products():
+    rng = np.random.default_rng(17)
+    ops = [rng.uniform(-2, 2, (4, 3)), rng.uniform(-2, 2, (3, 5))]
+    for reduce in ("max", "prod", "logsumexp"):
+        f = _check_fold("ij,jk->ik", ops, None, reduce)
+        assert not any(isinstance(s.mapping, TiledGemm)
+                       for p in f._cuda_plans.values() for s in p.schedules)
+    f = _check_fold("ij,jk->ik", ops, times, "sum")  # a product body summed: still tiled
+    assert any(isinstance(s.mapping, TiledGemm) for p in f._cuda_plans.values()
+               for s in p.schedules)
+
+
+def test_folds_on_device_operands_and_keywords():
+    rng = np.random.default_rng(18)
+    x, y = rng.uniform(-2, 2, (4, 3)), rng.uniform(-2, 2, (5, 3))
+    f = einjit.compile("id,jd->ij")(sqdiff)               # target inferred from operands
+    got = f(cuda.to_device(x), cuda.to_device(y))
+    assert cuda_target.on_device(got)
+    np.testing.assert_allclose(got.copy_to_host(), reference("id,jd->ij", [x, y], sqdiff, "sum"))
+    out = cuda.device_array((4, 5), np.float64)
+    g = einjit.compile("id,jd->ij", reduce="max")(absdiff)
+    assert g(cuda.to_device(x), cuda.to_device(y), out=out) is out
+    np.testing.assert_allclose(out.copy_to_host(), reference("id,jd->ij", [x, y], absdiff, "max"))
+    h = einjit.compile("id,jd->ji", reduce="min", target="cuda")(absdiff)
+    host_out = np.empty((5, 4), np.float32)              # same_kind, as a numpy reduction's
+    assert h(x, y, out=host_out) is host_out
+    np.testing.assert_allclose(host_out, reference("id,jd->ji", [x, y], absdiff, "min"),
+                               rtol=1e-6)
+    got = h(x, y, order="F")
+    assert got.flags.f_contiguous
+    with pytest.raises(TypeError, match="dtype="):
+        h(x, y, dtype=np.float32)
+    with pytest.raises(ValueError, match="zero-size array"):
+        h(np.ones((2, 0)), np.ones((3, 0)))
