@@ -17,6 +17,8 @@ from .planner import Fold
 
 __all__ = ["einsum", "compile", "CompiledEinsum"]
 
+_STATS = cache.STATS  # one object for the process (reset in place)
+
 
 def _is_bodyless(fn: Callable[..., Any]) -> bool:
     """True when ``fn`` only has a docstring, ``pass`` or ``...`` (it returns None)."""
@@ -48,6 +50,7 @@ class CompiledEinsum:
             raise ValueError(f"einjit.compile({equation!r}): target must be None, 'cpu' or "
                              f"'cuda' (got {target!r})")
         self.target = target
+        self._host = target != "cuda"
         self._cuda_plans: dict[Hashable, Any] = {}
         self.equation = equation
         self._parsed = parse_subscripts(equation)
@@ -61,6 +64,7 @@ class CompiledEinsum:
         self._body_fn: Callable[..., Any] | None = None
         self._plans: dict[Hashable, CompiledPlan] = {}
         self._fast = FastTable()
+        self._fast_get = self._fast.get  # (bound once: this runs on every call)
         self.__wrapped__ = fn
         if fn is not None:
             functools.update_wrapper(self, fn)
@@ -76,17 +80,17 @@ class CompiledEinsum:
     def __call__(self, *operands: Any, out: np.ndarray | None = None, dtype: Any = None,
                  order: str = "K", casting: str = "safe") -> Any:
         key: Hashable = None
-        if out is None and self.target != "cuda":
+        if out is None and self._host:
             sig = signature(operands)
             if sig is not None:
                 key = (sig if dtype is None and order == "K" and casting == "safe"
                        else (dtype, order, casting, sig))
                 try:
-                    run = self._fast.get(key)
+                    run = self._fast_get(key)
                 except TypeError:  # an unhashable dtype=
                     key = run = None
                 if run is not None:
-                    cache.STATS.hits += 1
+                    _STATS.hits += 1
                     return run(operands)
         if key is None:  # not all plain ndarrays, or target='cuda': maybe the GPU
             from . import cuda as cuda_target

@@ -1,8 +1,8 @@
 """The fast path for repeated calls.
 
 A call's *signature* is everything its compiled plan and its validation depend on: the
-subscripts, the keyword arguments and, per operand, the shape, strides, dtype and
-writeability.  The first call with a signature goes the full way (parse, validate,
+subscripts, the keyword arguments and, per operand, the shape, strides, dtype and flags
+(alignment, writeability...).  The first call with a signature goes the full way (parse, validate,
 plan, compile) and leaves a :class:`Runner` behind; later calls with the same signature
 skip straight to the kernels.  Only plain ``numpy.ndarray`` operands without ``out=``
 take this path, and only when no operand needed a dtype conversion.
@@ -24,24 +24,25 @@ _MAX_ENTRIES = 4096
 
 def signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
     """The operands' part of a call signature (a flat tuple of each one's shape, strides,
-    dtype and writeability), or None when one is not a plain ndarray."""
+    dtype and flags: alignment, writeability, contiguity, ownership), or None when one
+    is not a plain ndarray."""
     n = len(arrays)
     if n == 2:  # the common cases, spelled out: this runs on every call
         a, b = arrays
         if type(a) is _ndarray and type(b) is _ndarray:
-            return (a.shape, a.strides, a.dtype, a.flags.writeable,
-                    b.shape, b.strides, b.dtype, b.flags.writeable)
+            return (a.shape, a.strides, a.dtype, a.flags.num,
+                    b.shape, b.strides, b.dtype, b.flags.num)
         return None
     if n == 1:
         a = arrays[0]
         if type(a) is _ndarray:
-            return (a.shape, a.strides, a.dtype, a.flags.writeable)
+            return (a.shape, a.strides, a.dtype, a.flags.num)
         return None
     sig: tuple[Any, ...] = ()
     for a in arrays:
         if type(a) is not _ndarray:
             return None
-        sig += (a.shape, a.strides, a.dtype, a.flags.writeable)
+        sig += (a.shape, a.strides, a.dtype, a.flags.num)
     return sig
 
 
@@ -121,11 +122,14 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
             lines.append(f"    v{k} = as_strided(a{k}, {v.shape!r}, {v.strides!r})")
     size = call.spec.size
     steps = compiled.plan.steps
+    values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call
     for i, (step, fn) in enumerate(zip(steps, compiled.kernels)):
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)
-        names[f"k{i}"], names[f"t{i}"] = fn, np.dtype(out.dtype)
         axes = call.order if i == len(steps) - 1 else tuple(range(len(shape)))
+        values.append(allocate(shape, out.dtype, axes))
+        names[f"k{i}"] = _entry_point(fn, [values[a] for a in step.args + (step.result,)])
+        names[f"t{i}"] = np.dtype(out.dtype)
         if axes == tuple(range(len(shape))):
             lines.append(f"    v{step.result} = empty({shape!r}, t{i})")
         else:
@@ -138,6 +142,24 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
     if not call.spec.output:
         result += "[()]"
     return lines + [f"    return {result}"]
+
+
+def _entry_point(fn: Any, args: Sequence[np.ndarray]) -> Any:
+    """The compiled code of Numba dispatcher ``fn`` for exactly these arguments' types,
+    called without Numba's per-call type dispatch; ``fn`` itself when it is not a
+    dispatcher or has no such overload.
+
+    Safe only because a launcher serves one signature: shape, strides, dtype and flags
+    (alignment, writeability) of every operand are part of its key, so each call's
+    arrays have the Numba types the overload was compiled for.
+    """
+    overloads = getattr(fn, "overloads", None)
+    if not overloads:
+        return fn
+    from numba import typeof
+
+    compiled = overloads.get(tuple(typeof(a) for a in args))
+    return fn if compiled is None else compiled.entry_point
 
 
 class FastTable(dict):  # type: ignore[type-arg]

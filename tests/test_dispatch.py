@@ -102,3 +102,17 @@ def test_diagonal_view_of_a_view_and_of_a_read_only_array():
         assert d.tolist() == np.diagonal(base[1]).tolist()
         r = einjit.einsum("ii->i", ro)               # the owner itself: the generated one
         assert r.base is ro and not r.flags.writeable and r.tolist() == np.diagonal(ro).tolist()
+
+
+def test_replay_tells_aligned_and_unaligned_operands_apart():
+    """Launchers call compiled code directly, so a signature pins the alignment too."""
+    rng = np.random.default_rng(3)
+    a = rng.random((5, 6))
+    raw = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    unaligned = np.frombuffer(raw[1:].data, dtype=np.float64).reshape(5, 6)
+    unaligned[...] = a
+    assert not unaligned.flags.aligned
+    for x in (a, unaligned, a, unaligned):
+        np.testing.assert_allclose(einjit.einsum("ij,ij->i", x, x), (a * a).sum(1),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(einjit.einsum("ij,kj->ik", x, x), a @ a.T, rtol=1e-12)
