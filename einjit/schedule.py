@@ -27,8 +27,8 @@ k0(a0[i,j], a1[j,k]) -> out[i,k]   [order ikj, serial]
             for j in range(3):
                 acc = add(acc, a0[i,j] * a1[j,k])
             out[i,k] = float64(acc)
->>> print(schedule(k, ((3, 1), (4, 1)), (4, 1)))  # row-major b: k innermost, blocked
-order ikj, serial, block k by 4 into a local accumulator
+>>> print(schedule(k, ((3, 1), (4, 1)), (4, 1)))  # row-major b: k innermost, unrolled
+order ikj, serial, 4 values of k at once in registers
 """
 
 from __future__ import annotations
@@ -289,18 +289,22 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     deep = len(outer) + len(inner) > POLICY.max_loop_depth
     fuse = (len(outer) - half + 1 if deep and len(outer) > half else 0,
             len(inner) - half + 1 if deep and len(inner) > half else 0)
-    block = None
+    block = unroll = None
     if inner and outer and not deep:
         v = outer[-1]  # the output index with the smallest strides
         if cost[v] < cost[inner[-1]] and extent[v] >= 4:
-            block = (v, POLICY.block if v in kernel.dynamic else min(POLICY.block, extent[v]))
+            if POLICY.unroll > 1 and extent[v] <= 2 * POLICY.unroll and v not in kernel.dynamic:
+                # a few values: scalar accumulators (a local array compiles slower)
+                unroll = (v, min(POLICY.unroll, extent[v]))
+            else:
+                block = (v, POLICY.block if v in kernel.dynamic
+                         else min(POLICY.block, extent[v]))
     chunk = None
-    if (inner and block is None and not fuse[1] and parallel not in inner
+    if (inner and block is None and unroll is None and not fuse[1] and parallel not in inner
             and kernel.accumulate[0] in "fc" and extent[inner[-1]] > POLICY.chunk):
         chunk = POLICY.chunk
-    unroll = None
-    if (inner and outer and block is None and chunk is None and not any(fuse)
-            and extent[outer[-1]] >= 2 * POLICY.unroll and POLICY.unroll > 1):
+    if (unroll is None and inner and outer and block is None and chunk is None
+            and not any(fuse) and extent[outer[-1]] >= 2 * POLICY.unroll and POLICY.unroll > 1):
         unroll = (outer[-1], POLICY.unroll)
     tile = None
     if not inner and len(outer) >= 2 and not deep:

@@ -25,7 +25,7 @@ def test_table_with_every_dimension_dynamic(eq, shapes):
     assert fn.signatures <= 1  # one generic plan (none for a view)
 
 
-@pytest.mark.parametrize("policy", [schedule.Policy(block=2), schedule.Policy(chunk=2),
+@pytest.mark.parametrize("policy", [schedule.Policy(block=2, unroll=1), schedule.Policy(chunk=2),
                                     schedule.Policy(parallel_min_work=0),
                                     schedule.Policy(gemm_min_work=0),
                                     schedule.Policy(unroll=2, block=1 << 20),

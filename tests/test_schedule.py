@@ -90,11 +90,12 @@ def test_rt_ff_into_fortran_out_regression():
     np.testing.assert_array_equal(out, np.einsum("rt,ff", a, b))
 
 
+@pytest.mark.parametrize("unroll", [1, 2])
 @pytest.mark.parametrize("label", list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-def test_every_label_survives_blocking_and_chunking(label, monkeypatch):
+def test_every_label_survives_blocking_and_chunking(label, unroll, monkeypatch):
     from einjit import schedule
 
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(block=2, chunk=2))
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(block=2, chunk=2, unroll=unroll))
     i, k = [c for c in "ikIK" if c != label][:2]
     a, b = _ints(3, 5), _ints(5, 3)
     for eq in (f"{i}{label},{label}{k}->{i}{k}", f"{label}{i},{i}{k}->{label}{k}",

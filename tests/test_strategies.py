@@ -13,7 +13,7 @@ from _reference import check_einsum, make_operands, with_layout
 
 POLICIES = {
     "gemm": schedule.Policy(gemm_min_work=0),
-    "block2": schedule.Policy(block=2),
+    "block2": schedule.Policy(block=2, unroll=1),
     "chunk2": schedule.Policy(chunk=2),
     "parallel": schedule.Policy(parallel_min_work=0),
     "tile2": schedule.Policy(tile=2),
