@@ -1,6 +1,6 @@
 """Bodies and reductions beyond einsum: einjit against what users write today.
 
-    python benchmarks/folds.py            # all cases, float64
+    python benchmarks/folds.py            # all cases, float64 (issue 6's sizes)
     python benchmarks/folds.py --quick    # smaller sizes, fewer repeats
 
 Cases (issue 6): pairwise squared distances (numpy broadcast-and-reduce, the expanded
@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 CASES = {
-    "sqdist": {"title": "pairwise squared distances id,jd->ij", "shapes": [(2000, 32), (1500, 32)],
-               "quick": [(500, 16), (400, 16)]},
-    "minplus": {"title": "min-plus product ik,kj->ij", "shapes": [(400, 400), (400, 400)],
+    "sqdist": {"title": "pairwise squared distances id,jd->ij",
+               "shapes": [(2048, 64), (2048, 64)], "quick": [(500, 16), (400, 16)]},
+    "minplus": {"title": "min-plus product ik,kj->ij", "shapes": [(512, 512), (512, 512)],
                 "quick": [(150, 150), (150, 150)]},
     "logmatmul": {"title": "log-space product ik,kj->ij (logsumexp)",
-                  "shapes": [(300, 300), (300, 300)], "quick": [(120, 120), (120, 120)]},
+                  "shapes": [(512, 512), (512, 512)], "quick": [(120, 120), (120, 120)]},
 }
 
 CONTENDERS = {
