@@ -77,8 +77,20 @@ class CompiledEinsum:
                 self._fold = Fold(translate(fn, n), self._fold.reduce)
                 self._body_fn = fn
 
-    def __call__(self, *operands: Any, out: np.ndarray | None = None, dtype: Any = None,
-                 order: str = "K", casting: str = "safe") -> Any:
+    def __call__(self, *operands: Any, **options: Any) -> Any:
+        """``einsum(equation, *operands, out=None, dtype=None, order="K",
+        casting="safe")`` with this object's kernels."""
+        if not options and self._host:  # the common call: one signature lookup
+            sig = signature(operands)
+            if sig is not None:
+                run = self._fast_get(sig)
+                if run is not None:
+                    _STATS.hits += 1
+                    return run(operands)
+        return self._call(operands, **options)
+
+    def _call(self, operands: tuple[Any, ...], out: np.ndarray | None = None,
+              dtype: Any = None, order: str = "K", casting: str = "safe") -> Any:
         key: Hashable = None
         if out is None and self._host:
             sig = signature(operands)
