@@ -194,9 +194,13 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
     if not fold.default:
         return _fold_plan(equation, inputs, output, extent, dtypes, arith, optimize, dynamic,
                           fold)
-    path = resolve_path(optimize, inputs, output, extent)
     fused = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith, dynamic)
     single = Plan(equation, (Step(fused, tuple(range(n)), n, _flops(fused)),))
+    if optimize == "auto" and n > 2 and len({frozenset(t) for t in inputs}) == 1:
+        # Every operand has the same indices: pairwise steps only add intermediates.
+        return Plan(equation, single.steps, (), f"fused: every operand has the same "
+                    f"indices; one loop nest, {single.steps[0].flops} flops")
+    path = resolve_path(optimize, inputs, output, extent)
     if path is None:
         return single
     if arith.backend == "numpy" and fused.work <= OBJECT_FUSE_LIMIT:
