@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 import einjit
 
-EXAMPLES = max(4, int(os.environ.get("EINJIT_HYPOTHESIS_EXAMPLES", "60")) // 4)
+EXAMPLES = max(4, int(os.environ.get("EINJIT_HYPOTHESIS_EXAMPLES", "60")) // 6)
 REDUCTIONS = ["sum", "prod", "max", "min", "any", "all", "logsumexp"]
 
 

@@ -90,8 +90,9 @@ def test_rt_ff_into_fortran_out_regression():
     np.testing.assert_array_equal(out, np.einsum("rt,ff", a, b))
 
 
-@pytest.mark.parametrize("unroll", [1, 2])
-@pytest.mark.parametrize("label", list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+@pytest.mark.parametrize(("label", "unroll"),
+                         [(lb, 1) for lb in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+                         + [(lb, 2) for lb in "acvwrtqpAVW"])  # unrolled names: vb v0 w0 ac0 vr
 def test_every_label_survives_blocking_and_chunking(label, unroll, monkeypatch):
     from einjit import schedule
 
