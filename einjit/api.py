@@ -80,7 +80,7 @@ class CompiledEinsum:
     def __call__(self, *operands: Any, **options: Any) -> Any:
         """``einsum(equation, *operands, out=None, dtype=None, order="K",
         casting="safe")`` with this object's kernels."""
-        if not options and self._host:  # the common call: one signature lookup
+        if not options:  # the common call: one signature lookup (none stored for cuda)
             sig = signature(operands)
             if sig is not None:
                 run = self._fast_get(sig)

@@ -109,10 +109,11 @@ def _view_lines(call: Any, arrays: Sequence[np.ndarray], names: dict[str, Any]) 
 
 def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
                   names: dict[str, Any]) -> list[str]:
+    names_of: dict[int, str] = {}  # value id -> its local in the launcher
     lines = []
     for k, (a, v) in enumerate(zip(arrays, call.views)):
         if v is a:
-            lines.append(f"    v{k} = a{k}")
+            names_of[k] = f"a{k}"  # the operand itself
         elif (a.flags.c_contiguous or a.flags.f_contiguous) and not a.dtype.hasobject:
             # a contiguous array lends its buffer (as_strided is ~10x slower); writeable
             # when ``a`` is, like the canonical view the kernel was compiled for
@@ -134,7 +135,8 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
             lines.append(f"    v{step.result} = empty({shape!r}, t{i})")
         else:
             lines.append(f"    v{step.result} = allocate({shape!r}, t{i}, {axes!r})")
-        lines.append(f"    k{i}({', '.join(f'v{a}' for a in step.args + (step.result,))})")
+        lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "
+                     f"v{step.result})")
     result = f"v{steps[-1].result}"
     if np.dtype(steps[-1].kernel.output.dtype) != call.result:
         names["result_dtype"] = call.result
