@@ -39,7 +39,7 @@ from typing import Iterable, Sequence
 
 import itertools
 
-from .ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout, Index, Init,
+from .ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout, Init,
                  Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "gemm_roles", "gemm_worthy",
