@@ -245,7 +245,9 @@ class GemmLayout:
     (summed: in both inputs).  ``copy`` says which inputs are first copied into a
     contiguous buffer, because their strides cannot be seen as a matrix BLAS reads;
     ``direct`` says whether the output can be written as such a matrix (else the
-    product goes to a temporary and is copied out).
+    product goes to a temporary and is copied out).  ``split`` runs the first batch
+    axis in that many parts on as many threads: BLAS runs each small matrix product on
+    one thread, so a batch of them would otherwise leave cores idle.
     """
 
     batch: tuple[str, ...]
@@ -254,6 +256,7 @@ class GemmLayout:
     k: tuple[str, ...]
     copy: tuple[bool, bool] = (False, False)
     direct: bool = True
+    split: int = 1
 
     def __str__(self) -> str:
         def g(x: tuple[str, ...]) -> str:
@@ -262,6 +265,8 @@ class GemmLayout:
         tail = f"; copy {' and '.join(copies)} first" if copies else ""
         if not self.direct:
             tail += "; product into a temporary, then copied out"
+        if self.split > 1:
+            tail += f"; the first batch axis in {self.split} parts on {self.split} threads"
         return f"batch {g(self.batch)}; m {g(self.m)}; n {g(self.n)}; k {g(self.k)}{tail}"
 
 

@@ -61,7 +61,9 @@ class Policy:
     kernel runs as a BLAS call rather than loops.  ``block``: accumulators in a blocked
     output loop.  ``chunk``: terms per partial sum in long float reductions.
     ``tile``: the side of the tiles an element-wise kernel with a transposed operand
-    walks.  ``unroll``: output values computed at once in registers (1: none).  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
+    walks.  ``unroll``: output values computed at once in registers (1: none).
+    ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
+    over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
     swap the policy to drive every strategy with small shapes.
     """
@@ -73,6 +75,7 @@ class Policy:
     chunk: int = 1024
     tile: int = 32
     unroll: int = 4
+    gemm_split_max: int = 1 << 18
 
 
 POLICY = Policy()
@@ -186,7 +189,7 @@ def _blasable(groups: tuple[Sequence[str], Sequence[str]], strides: dict[str, in
 
 
 def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
-                 output_strides: Sequence[int]) -> GemmLayout:
+                 output_strides: Sequence[int], threads: int) -> GemmLayout:
     """The cheapest way to run a GEMM-shaped kernel as one batched BLAS product.
 
     Indices of one input and the output are rows (``m``) or columns (``n``), or batch
@@ -242,7 +245,16 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             if best is None or cost < best[0]:
                 best = (cost, layout)
     assert best is not None
-    return best[1]
+    layout = best[1]
+    # OpenBLAS runs a product of fewer than 2^18 multiply-adds on one thread: split a
+    # batch of such products over threads instead (larger ones are threaded by BLAS).
+    if (threads > 1 and layout.direct and layout.batch
+            and extent[layout.batch[0]] >= 2 * threads
+            and size(layout.m) * size(layout.n) * size(layout.k) <= POLICY.gemm_split_max
+            and kernel.work >= POLICY.parallel_min_work):
+        layout = GemmLayout(layout.batch, layout.m, layout.n, layout.k, layout.copy,
+                            layout.direct, threads)
+    return layout
 
 
 def thread_count() -> int:
@@ -259,9 +271,10 @@ def thread_count() -> int:
 def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
              output_strides: Sequence[int], threads: int | None = None) -> Schedule:
     """Pick loop order and parallel loop from the arrays' strides (in elements)."""
+    threads = thread_count() if threads is None else threads
     if _use_gemm(kernel):
         return Schedule(tuple(ix.name for ix in kernel.indices),
-                        gemm=_gemm_layout(kernel, input_strides, output_strides))
+                        gemm=_gemm_layout(kernel, input_strides, output_strides, threads))
     cost = {ix.name: 0 for ix in kernel.indices}
     for op, strides in zip(kernel.inputs + (kernel.output,),
                            tuple(input_strides) + (tuple(output_strides),)):
@@ -276,7 +289,6 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     outer = by_stride(kernel.output_indices)
     inner = by_stride(kernel.reduction_indices)
     extent = kernel.extent
-    threads = thread_count() if threads is None else threads
     parallel = None
     if threads > 1 and kernel.work >= POLICY.parallel_min_work:
         group = outer if outer else inner

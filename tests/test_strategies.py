@@ -87,3 +87,19 @@ def test_tiles_with_partial_edges(eq, shapes, policy, monkeypatch):
     nest = __import__("einjit").explain(eq, *shapes).nests[0]
     assert nest.schedule.tile is not None
     check_einsum(eq, *make_operands(shapes, np.float64, _rng("tile", eq, policy)))
+
+
+@pytest.mark.parametrize(("eq", "shapes"), [("bij,bjk->bik", [(5, 3, 8), (5, 8, 2)]),
+                                            ("bij,bkj->bik", [(4, 3, 9), (4, 2, 9)]),
+                                            ("ijk,jl->ilk", [(64, 32, 64), (32, 16)]),
+                                            ("...ij,...jk->...ik", [(4, 3, 2, 8), (4, 3, 8, 2)])])
+def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
+    """Batches of small matrix products run in parts on a thread pool, broadcast batch
+    axes included; the parts must cover the batch exactly (odd sizes)."""
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(gemm_min_work=0,
+                                                            parallel_min_work=0))
+    monkeypatch.setattr(schedule, "thread_count", lambda: 2)
+    layout = __import__("einjit").explain(eq, *shapes).nests[0].schedule.gemm
+    assert layout is not None and layout.split == 2
+    for seed in range(2):
+        check_einsum(eq, *make_operands(shapes, np.float64, _rng("split", eq, seed)))

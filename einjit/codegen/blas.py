@@ -12,10 +12,10 @@ and reshapes are numpy views or copies; no einsum is called.
 ...            Operand("out", "float64", ("i", "l", "k")),
 ...            (Index("i", 64), Index("l", 16), Index("k", 64), Index("j", 32)),
 ...            product(2, (("i", "j", "k"), ("j", "l"))), SUM, "float64")
->>> nest = lower(k, schedule(k, ((2048, 64, 1), (16, 1)), (1024, 64, 1)))
+>>> nest = lower(k, schedule(k, ((2048, 64, 1), (16, 1)), (1024, 64, 1), threads=2))
 >>> print(render(nest), end="")
 def k0(a0, a1, out):
-    # out[i,l,k] = gemm(a0[i,j,k], a1[j,l])   # batch i; m k; n l; k j
+    # out[i,l,k] = gemm(a0[i,j,k], a1[j,l])   # batch i; m k; n l; k j; the first batch axis in 2 parts on 2 threads
     x = a0.transpose((0, 2, 1)).reshape((64, 64, 32))
     y = a1.reshape((1, 32, 16))
     try:
@@ -24,15 +24,17 @@ def k0(a0, a1, out):
         z = np.matmul(x, y)
         np.copyto(out, z.reshape((64, 64, 16)).transpose((0, 2, 1)), casting='unsafe')
         return
-    np.matmul(x, y, out=o)
+    batched_matmul(x, y, o, 2)
 
 Here ``i`` became a batch index (``a1`` broadcasts over it): every operand is then a
-stack of matrices BLAS reads in place, where rows ``(i, k)`` would have copied ``a0``.
+stack of matrices BLAS reads in place, where rows ``(i, k)`` would have copied ``a0``;
+the 64 small products run half on each of two threads.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import threading
+from typing import Any, Callable
 
 import numpy as np
 
@@ -89,6 +91,7 @@ def render(nest: LoopNest) -> str:
         "    except ValueError:  # out is not a stack of matrices here: copy the product in",
         *("        " + ln for ln in fallback),
         "        return",
+        f"    batched_matmul(x, y, o, {lay.split})" if lay.split > 1 else
         "    np.matmul(x, y, out=o)",
     ]) + "\n"
 
@@ -111,9 +114,40 @@ def _shape(parts: list[str]) -> str:
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def batched_matmul(x: np.ndarray, y: np.ndarray, out: np.ndarray, parts: int) -> None:
+    """``np.matmul(x, y, out=out)`` with the first batch axis cut in ``parts`` pieces run
+    on a shared thread pool (numpy releases the GIL around BLAS).  ``x`` or ``y`` may
+    broadcast over that axis (size 1)."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(parts, thread_name_prefix="einjit-gemm")
+    n = out.shape[0]
+    step = -(-n // parts)
+
+    def part(lo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        hi = lo + step
+        return (x if x.shape[0] == 1 else x[lo:hi], y if y.shape[0] == 1 else y[lo:hi],
+                out[lo:hi])
+
+    futures = [_pool.submit(lambda p: np.matmul(p[0], p[1], out=p[2]), part(lo))
+               for lo in range(step, n, step)]
+    first = part(0)
+    np.matmul(first[0], first[1], out=first[2])
+    for f in futures:
+        f.result()
+
+
 def build(nest: LoopNest) -> tuple[Callable[..., None], str]:
     """Compile the rendered source; returns the function and its source."""
     source = render(nest)
-    namespace: dict[str, object] = {"np": np}
+    namespace: dict[str, object] = {"np": np, "batched_matmul": batched_matmul}
     exec(compile(source, f"<einjit gemm {nest.kernel.name}>", "exec"), namespace)
     return namespace[nest.kernel.name], source  # type: ignore[return-value]
