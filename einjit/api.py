@@ -11,7 +11,7 @@ import numpy as np
 from . import cache, engine
 from .dispatch import FastTable, signature
 from .engine import DEFAULT_OPTIMIZE, CompiledPlan, einsum
-from .body import reduction, translate
+from .body import numba_reason, reduction, translate
 from .parser import parse_subscripts
 from .planner import Fold
 
@@ -130,12 +130,9 @@ class CompiledEinsum:
         try:
             return engine.finish(call, self._plans, key, self._fast, operands)
         except Exception as exc:
-            if not type(exc).__module__.startswith("numba"):
+            reason = numba_reason(exc)
+            if reason is None:
                 raise
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            detail = [ln for ln in lines if ln.startswith(("No implementation", "Invalid use",
-                                                           "Cannot", "Unknown", ">>>"))]
-            reason = " ".join((detail or lines or [type(exc).__name__])[:3])
             raise TypeError(f"einjit.compile({self.equation!r}): Numba cannot compile the "
                             f"body of {self._body_fn.__qualname__} for these operands: "
                             f"{reason}") from exc

@@ -39,7 +39,8 @@ import numpy as np
 
 from .ir import Call, Const, Expr, Load, Reduction, SUM
 
-__all__ = ["FUNCTIONS", "REDUCTIONS", "translate", "reduction", "body_dtypes", "semiring"]
+__all__ = ["FUNCTIONS", "REDUCTIONS", "translate", "reduction", "body_dtypes", "semiring",
+           "numba_reason"]
 
 #: Reductions by name: the binary operator and its identity (for floats; integer and bool
 #: identities of min and max are the dtype's extremes).
@@ -267,3 +268,14 @@ def with_indices(expr: Expr, labels: Sequence[tuple[str, ...]]) -> Expr:
 
 def is_sum(reduce: Reduction) -> bool:
     return reduce == SUM or reduce.name == "sum"
+
+
+def numba_reason(exc: BaseException) -> str | None:
+    """The gist of a Numba compilation error (None when ``exc`` is not Numba's), for
+    the TypeError that names the body Numba could not compile."""
+    if not type(exc).__module__.startswith("numba"):
+        return None
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    detail = [ln for ln in lines if ln.startswith(("No implementation", "Invalid use", "Cannot",
+                                                   "Unknown", ">>>"))]
+    return " ".join((detail or lines or [type(exc).__name__])[:3])

@@ -40,9 +40,10 @@ import numpy as np
 from . import cache, engine, schedule_cuda
 from .ir import Plan
 from .parser import split_arguments
+from .body import numba_reason
 from .planner import DEFAULT_FOLD, Fold, make_plan
 from .schedule_cuda import GpuSchedule, Layout, schedule_gpu
-from .views import view_geometry
+from .views import c_strides, view_geometry
 
 __all__ = ["CudaPlan", "clear_cache", "einsum", "on_device", "wants_device", "warm"]
 
@@ -134,19 +135,11 @@ def _geometry(x: Any) -> _Geometry:
     shape = tuple(int(n) for n in cai["shape"])
     strides = cai.get("strides")
     if strides is None:
-        return _Geometry(shape, _c_strides(shape), dtype)
+        return _Geometry(shape, c_strides(shape), dtype)
     if any(s % dtype.itemsize for s in strides):
         raise ValueError(f"einsum: a device operand has strides {tuple(strides)} that are not "
                          f"multiples of its item size {dtype.itemsize}")
     return _Geometry(shape, tuple(s // dtype.itemsize for s in strides), dtype)
-
-
-def _c_strides(shape: Sequence[int]) -> tuple[int, ...]:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
 
 
 def _span(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
@@ -241,7 +234,7 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         if i == len(plan.steps) - 1:
             out = output
         else:
-            out = Layout(0, _c_strides([size[lb] for lb in kernel.output.indices]))
+            out = Layout(0, c_strides([size[lb] for lb in kernel.output.indices]))
         layouts[step.result] = out
         sched = schedule_gpu(kernel, [layouts[a] for a in step.args], out)
         source = render.render_module(kernel, sched, f"{plan.equation} step {kernel.name}")
@@ -345,7 +338,7 @@ def _strided(cuda: Any, kind: str, base: Any, shape: tuple[int, ...],
 
 def _out_strides(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
     """Element strides of a new array whose axes lie in memory in order ``axes``."""
-    inner = _c_strides([shape[a] for a in axes])
+    inner = c_strides([shape[a] for a in axes])
     strides = [0] * len(shape)
     for pos, a in enumerate(axes):
         strides[a] = inner[pos]
@@ -423,12 +416,9 @@ class _Fold:
         try:
             _execute(cuda, compiled, call, flats, final)
         except Exception as exc:
-            if not type(exc).__module__.startswith("numba"):
+            reason = numba_reason(exc)
+            if reason is None:
                 raise
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            detail = [ln for ln in lines if ln.startswith(("No implementation", "Invalid use",
-                                                           "Cannot", "Unknown", ">>>"))]
-            reason = " ".join((detail or lines or [type(exc).__name__])[:3])
             raise TypeError(f"einsum: Numba cannot compile the body of "
                             f"{self.fn.__qualname__} for the CUDA target with these "
                             f"operands: {reason}") from exc

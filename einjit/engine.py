@@ -26,7 +26,7 @@ from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan
 from . import schedule as schedule_module
 from .schedule import lower, schedule
-from .views import allocate, canonical_view, permuted_view, stride_rank
+from .views import allocate, c_strides, canonical_view, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
            "DEFAULT_OPTIMIZE"]
@@ -233,14 +233,6 @@ def _elements(strides: Sequence[int], itemsize: int) -> tuple[int, ...]:
     return tuple(s // itemsize for s in strides)
 
 
-def _c_strides(shape: Sequence[int]) -> tuple[int, ...]:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
-
-
 def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
     """Plan and schedule a call: the pure part of :func:`build` (also used by explain)."""
     size = call.spec.size
@@ -259,7 +251,7 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
                 target = allocate(shape, kernel.output.dtype, call.order)
                 out_strides = _elements(target.strides, target.itemsize)
         else:
-            out_strides = _c_strides(shape)
+            out_strides = c_strides(shape)
         strides[step.result] = out_strides
         sched = schedule(kernel, [strides[a] for a in step.args], out_strides)
         nests.append(lower(kernel, sched))

@@ -112,10 +112,11 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
     from numba.core import errors, types
     from numba.np.numpy_support import as_dtype
 
-    from . import cache, engine, schedule
+    from . import cache, schedule
     from .codegen import numba_cpu
     from .dtypes import arithmetic, result_dtype
     from .parser import bind, parse_subscripts
+    from .views import c_strides
     from .planner import DEFAULT_FOLD, make_plan
 
     where = f"einjit.einsum({equation!r}) inside Numba"
@@ -165,12 +166,12 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         strides: dict[int, tuple[int, ...]] = {}
         for k, t in enumerate(array_types):
             shape = [_DUMMY_EXTENT] * t.ndim
-            strides[k] = engine._c_strides(shape) if t.layout != "F" else tuple(
-                reversed(engine._c_strides(shape[::-1])))
+            strides[k] = c_strides(shape) if t.layout != "F" else tuple(
+                reversed(c_strides(shape[::-1])))
         nests = []
         for step in plan.steps:
             shape = tuple(size[lb] for lb in step.kernel.output.indices)
-            strides[step.result] = engine._c_strides(shape)
+            strides[step.result] = c_strides(shape)
             sched = schedule.schedule(step.kernel, [strides[a] for a in step.args],
                                       strides[step.result])
             nests.append(schedule.lower(step.kernel, sched))

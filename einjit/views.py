@@ -18,7 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["canonical_view", "permuted_view", "view_geometry", "stride_rank", "allocate"]
+__all__ = ["c_strides", "canonical_view", "permuted_view", "view_geometry", "stride_rank",
+           "allocate"]
 
 
 def canonical_view(array: np.ndarray, labels: tuple[str, ...],
@@ -86,6 +87,15 @@ def permuted_view(array: np.ndarray, labels: tuple[str, ...], output: tuple[str,
     if not array.flags.writeable and view.flags.writeable:
         view.flags.writeable = False
     return view
+
+
+def c_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """Element strides of a C-ordered array of ``shape`` (size-0 axes count as 1)."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
 
 
 def allocate(shape: Sequence[int], dtype: Any, axes: Sequence[int]) -> np.ndarray:

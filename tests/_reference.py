@@ -418,3 +418,43 @@ def to_interleaved(subscripts: str, operands):
     if arrow:
         args.append(term_to_sublist(rhs))
     return tuple(args)
+
+
+# ---- bodies and reductions (einjit.compile(..., reduce=...))
+
+def _stable_logsumexp(v, axes):
+    if not axes:
+        return v
+    m = np.max(v, axis=axes, keepdims=True, initial=-np.inf)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(np.log(np.sum(np.exp(v - m), axis=axes, keepdims=True)) + m, axes)
+
+
+def fold_reference(eq, ops, fn, reduce):
+    """numpy broadcast-then-reduce in float64 (labels distinct within each operand)."""
+    inputs, output = eq.split("->")
+    terms = inputs.split(",")
+    labels = list(dict.fromkeys("".join(terms)))
+    views = []
+    for t, op in zip(terms, ops):
+        a = np.asarray(op, dtype=np.float64)
+        shape = [a.shape[t.index(lb)] if lb in t else 1 for lb in labels]
+        views.append(np.transpose(a, [t.index(lb) for lb in labels if lb in t]).reshape(shape))
+    if fn is None:
+        v = views[0]
+        for w in views[1:]:
+            v = v * w
+    else:
+        v = np.vectorize(fn, otypes=[np.float64])(*views)
+    full = np.broadcast_shapes(*[w.shape for w in views])
+    v = np.broadcast_to(v, full).astype(np.float64)
+    axes = tuple(k for k, lb in enumerate(labels) if lb not in output)
+    if reduce == "logsumexp":
+        r = _stable_logsumexp(v, axes)
+    elif reduce in ("any", "all"):
+        r = getattr(np, reduce)(v != 0, axis=axes)
+    else:
+        r = getattr(np, reduce)(v, axis=axes)
+    kept = [lb for lb in labels if lb in output]
+    return np.transpose(r, [kept.index(lb) for lb in output])

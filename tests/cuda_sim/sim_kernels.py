@@ -14,6 +14,7 @@ does on the CPU; the body functions live at module level so their source can be 
 
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -29,6 +30,9 @@ from einjit import cuda as cuda_target
 from einjit import schedule_cuda
 from einjit.body import body_dtypes
 from einjit.schedule_cuda import BlockPerOutput, Policy, ThreadPerOutput, TiledGemm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _reference import fold_reference as reference  # noqa: E402  (tests/, one level up)
 
 TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
               split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2))
@@ -365,44 +369,6 @@ FOLD_CASES = [
     ("i,i->", [(9,), (9,)], FEW),               # split over blocks, then a second pass
 ]
 ELEMENTWISE = ("ij,j->ij", [(2, 3), (3,)])     # nothing reduced: each body's value stored
-
-
-def _logsumexp(v, axes):
-    if not axes:
-        return v
-    m = np.max(v, axis=axes, keepdims=True, initial=-np.inf)
-    m = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(np.log(np.sum(np.exp(v - m), axis=axes, keepdims=True)) + m, axes)
-
-
-def reference(eq, ops, fn, reduce):
-    """numpy broadcast-then-reduce in float64 (labels distinct within each operand)."""
-    inputs, output = eq.split("->")
-    terms = inputs.split(",")
-    labels = list(dict.fromkeys("".join(terms)))
-    views = []
-    for t, op in zip(terms, ops):
-        a = np.asarray(op, dtype=np.float64)
-        shape = [a.shape[t.index(lb)] if lb in t else 1 for lb in labels]
-        views.append(np.transpose(a, [t.index(lb) for lb in labels if lb in t]).reshape(shape))
-    if fn is None:
-        v = views[0]
-        for w in views[1:]:
-            v = v * w
-    else:
-        v = np.vectorize(fn, otypes=[np.float64])(*views)
-    full = np.broadcast_shapes(*[w.shape for w in views])
-    v = np.broadcast_to(v, full).astype(np.float64)
-    axes = tuple(k for k, lb in enumerate(labels) if lb not in output)
-    if reduce == "logsumexp":
-        r = _logsumexp(v, axes)
-    elif reduce in ("any", "all"):
-        r = getattr(np, reduce)(v != 0, axis=axes)
-    else:
-        r = getattr(np, reduce)(v, axis=axes)
-    kept = [lb for lb in labels if lb in output]
-    return np.transpose(r, [kept.index(lb) for lb in output])
 
 
 def _check_fold(eq, ops, fn, reduce, rtol=1e-9, **kw):
