@@ -116,8 +116,7 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
     from .codegen import numba_cpu
     from .dtypes import arithmetic, result_dtype
     from .parser import bind, parse_subscripts
-    from .views import c_strides
-    from .planner import DEFAULT_FOLD, make_plan
+    from .planner import DEFAULT_FOLD
 
     where = f"einjit.einsum({equation!r}) inside Numba"
     try:
@@ -158,25 +157,18 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         raise errors.TypingError(f"{where}: dtype {result} is not supported inside Numba")
     size = spec.size
     labels = list(spec.inputs)
-    policy = schedule.POLICY
-    schedule.POLICY = schedule.Policy(gemm_min_work=1 << 62, parallel_min_work=1 << 62)
-    try:
-        plan = make_plan(labels, spec.output, size, [dt.name for dt in dtypes], arith,
-                         "auto", frozenset(size), fold)
-        strides: dict[int, tuple[int, ...]] = {}
-        for k, t in enumerate(array_types):
-            shape = [_DUMMY_EXTENT] * t.ndim
-            strides[k] = c_strides(shape) if t.layout != "F" else tuple(
-                reversed(c_strides(shape[::-1])))
-        nests = []
-        for step in plan.steps:
-            shape = tuple(size[lb] for lb in step.kernel.output.indices)
-            strides[step.result] = c_strides(shape)
-            sched = schedule.schedule(step.kernel, [strides[a] for a in step.args],
-                                      strides[step.result])
-            nests.append(schedule.lower(step.kernel, sched))
-    finally:
-        schedule.POLICY = policy
+    # Plan with BLAS and prange off (BLAS steps are Python-level; the caller's code may
+    # itself be parallel).  The policy is module state: swap it under the lock every
+    # einjit build holds, so no other thread plans with it meanwhile.
+    from .engine import _build_lock
+
+    with _build_lock:
+        policy = schedule.POLICY
+        schedule.POLICY = schedule.Policy(gemm_min_work=1 << 62, parallel_min_work=1 << 62)
+        try:
+            plan, nests = _plan_generic(spec, labels, size, dtypes, arith, fold, array_types)
+        finally:
+            schedule.POLICY = policy
     namespace: dict[str, Any] = {"np": np}
     lines = []
     # shape checks: every label's extent from its first operand, the others must agree
@@ -221,3 +213,28 @@ def _name(label: str) -> str:
 def _mismatch(equation: str, label: str, operand: int) -> str:
     return (f"einjit.einsum({equation!r}): operand {operand} disagrees with an earlier "
             f"operand on the size of label {label!r}")
+
+
+def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: list[Any],
+                  arith: Any, fold: Any, array_types: tuple[Any, ...]) -> tuple[Any, list[Any]]:
+    """The plan and loop nests of a kernel generic in every extent (dummy sizes guide
+    the path and the schedule; C or F strides from the Numba layouts)."""
+    from . import schedule
+    from .planner import make_plan
+    from .views import c_strides
+
+    plan = make_plan(labels, spec.output, size, [dt.name for dt in dtypes], arith, "auto",
+                     frozenset(size), fold)
+    strides: dict[int, tuple[int, ...]] = {}
+    for k, t in enumerate(array_types):
+        shape = [_DUMMY_EXTENT] * t.ndim
+        strides[k] = c_strides(shape) if t.layout != "F" else tuple(
+            reversed(c_strides(shape[::-1])))
+    nests = []
+    for step in plan.steps:
+        shape = tuple(size[lb] for lb in step.kernel.output.indices)
+        strides[step.result] = c_strides(shape)
+        sched = schedule.schedule(step.kernel, [strides[a] for a in step.args],
+                                  strides[step.result])
+        nests.append(schedule.lower(step.kernel, sched))
+    return plan, nests
