@@ -290,6 +290,9 @@ class Schedule:
     ``unroll = (v, n)`` computes n consecutive values of the innermost output index at
     once, each in its own scalar accumulator: n independent chains instead of one whose
     every step waits for the last (short, contiguous reductions such as ``id,jd->ij``).
+    ``reassociate`` lets the compiler sum a float reduction in any order (only the
+    accumulation; the body is evaluated as written): LLVM then vectorises it with several
+    partial sums, as numpy's own pairwise and SIMD sums do.
     """
 
     order: tuple[str, ...]
@@ -300,6 +303,7 @@ class Schedule:
     chunk: int | None = None
     tile: tuple[str, str, int] | None = None
     unroll: tuple[str, int] | None = None
+    reassociate: bool = False
 
     def __str__(self) -> str:
         if self.gemm:
@@ -314,8 +318,9 @@ class Schedule:
                 if self.tile else "")
         unroll = (f", {self.unroll[1]} values of {self.unroll[0]} at once in registers"
                   if self.unroll else "")
+        sums = ", sums in any order (vectorised)" if self.reassociate else ""
         return (f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
-                f"{unroll}")
+                f"{unroll}{sums}")
 
 
 # ------------------------------------------------------------------ loop nests

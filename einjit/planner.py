@@ -22,7 +22,8 @@ plan for ij,jk,kl->il: 2 step(s)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -30,7 +31,8 @@ import numpy as np
 from .dtypes import Arithmetic
 from .schedule import gemm_worthy
 from .body import semiring, with_indices
-from .ir import SUM, Call, Cast, Expr, Index, Kernel, Load, Operand, Plan, Reduction, Step
+from .ir import (SUM, Call, Cast, Const, Expr, Index, Kernel, Load, Operand, Plan, Reduction,
+                 Step)
 
 #: Object-dtype expressions up to this many body evaluations run as one fused step.
 OBJECT_FUSE_LIMIT = 1 << 20
@@ -223,8 +225,8 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
     n = len(inputs)
     equation = ",".join("".join(t) for t in inputs) + "->" + "".join(output)
     if not fold.default:
-        return _fold_plan(equation, inputs, output, extent, dtypes, arith, optimize, dynamic,
-                          fold)
+        return two_pass_logsumexp(_fold_plan(equation, inputs, output, extent, dtypes, arith,
+                                             optimize, dynamic, fold), n)
     fused = _kernel("k0", inputs, dtypes, output, arith.compute, extent, arith, dynamic)
     single = Plan(equation, (Step(fused, tuple(range(n)), n, _flops(fused)),))
     if optimize == "auto" and n > 2 and len({frozenset(t) for t in inputs}) == 1:
@@ -283,6 +285,66 @@ def _fold_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict
             f"costs {single.steps[0].flops} flops, the pairwise path {split_flops} flops")
     chosen = single if verdict == "fused" else split
     return Plan(equation, chosen.steps, chosen.path, note)
+
+
+def two_pass_logsumexp(plan: Plan, n: int) -> Plan:
+    """Replace each logsumexp step that reduces by three steps (a pass from plan to plan).
+
+    Folding ``acc = logaddexp(acc, t)`` costs an ``exp`` and a ``log1p`` per term, both
+    library calls that keep the loop scalar.  Instead: ``m = max t`` (vectorised), then
+    ``s = sum exp(t - m)`` with :func:`einjit.codegen.vecmath.exp_flush` (one vectorised
+    ``exp`` a term, none overflows: ``t - m <= 0``), then ``m + log(s)`` per output element,
+    or ``m`` itself where it is infinite (no terms or all ``-inf``: ``-inf``; a ``+inf``
+    term: ``+inf``); a NaN term makes ``m`` and so the result NaN.  ``n`` is the number of
+    operands: steps are renumbered so that ids stay ``n, n+1, ...`` in execution order.
+
+    >>> from einjit.dtypes import Arithmetic
+    >>> from einjit.body import reduction
+    >>> fold = Fold(None, reduction("logsumexp", "float64"), "add")
+    >>> print(make_plan((("i", "k"), ("k", "j")), ("i", "j"), {"i": 2, "j": 3, "k": 4},
+    ...                 ("float64",) * 2, Arithmetic("float64", "float64", "float64", "numba"),
+    ...                 fold=fold))  # doctest: +NORMALIZE_WHITESPACE
+    plan for ik,kj->ij: 3 step(s)
+      (fused: logsumexp over a0[] + a1[]: a semiring, one loop nest, 48 flops; logsumexp
+       in two passes: the maximum, then the sum of exp(term - maximum))
+      v2 = k0(v0, v1)    # out[i,j] ; flops 48
+      v3 = k1(v0, v1, v2)    # out[i,j] ; flops 96
+      v4 = k2(v2, v3)    # out[i,j] ; flops 36
+    """
+    if not any(st.kernel.reduce.name == "logsumexp" and st.kernel.reduction_indices
+               for st in plan.steps):
+        return plan
+    steps: list[Step] = []
+    ids: dict[int, int] = {k: k for k in range(n)}
+
+    def add(kernel: Kernel, args: tuple[int, ...]) -> int:
+        kernel = replace(kernel, name=f"k{len(steps)}")
+        steps.append(Step(kernel, args, n + len(steps), _flops(kernel)))
+        return n + len(steps) - 1
+
+    for st in plan.steps:
+        k = st.kernel
+        args = tuple(ids[a] for a in st.args)
+        if k.reduce.name != "logsumexp" or not k.reduction_indices:
+            ids[st.result] = add(k, args)
+            continue
+        acc, out = k.accumulate, k.output.indices
+        at = len(k.inputs)
+        most = Reduction("max", "maximum", -math.inf)
+        m = add(replace(k, output=Operand("out", acc, out), reduce=most), args)
+        term = Call("exp_flush", (Call("sub", (k.body, Load(at, out))),))
+        s = add(replace(k, inputs=k.inputs + (Operand(f"a{at}", acc, out),),
+                        output=Operand("out", acc, out), body=term, reduce=SUM),
+                args + (m,))
+        big, tot = Load(0, out), Load(1, out)
+        finite = Call("where", (Call("eq", (Call("abs", (big,)), Const(math.inf))), big,
+                                Call("add", (big, Call("log", (tot,))))))
+        kept = [ix for ix in k.indices if ix.name in out]
+        ids[st.result] = add(Kernel(k.name, (Operand("a0", acc, out), Operand("a1", acc, out)),
+                                    k.output, tuple(kept), finite, SUM, acc), (m, s))
+    note = (plan.note + "; " if plan.note else "") + (
+        "logsumexp in two passes: the maximum, then the sum of exp(term - maximum)")
+    return Plan(plan.equation, tuple(steps), plan.path, note)
 
 
 def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str, int],

@@ -62,6 +62,7 @@ class Policy:
     output loop.  ``chunk``: terms per partial sum in long float reductions.
     ``tile``: the side of the tiles an element-wise kernel with a transposed operand
     walks.  ``unroll``: output values computed at once in registers (1: none).
+    ``reassociate``: float sums may be added in any order (vectorised reductions).
     ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
     over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
@@ -76,6 +77,7 @@ class Policy:
     tile: int = 32
     unroll: int = 4
     gemm_split_max: int = 1 << 18
+    reassociate: bool = True
 
 
 POLICY = Policy()
@@ -312,7 +314,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                 block = (v, POLICY.block if v in kernel.dynamic
                          else min(POLICY.block, extent[v]))
     chunk = None
-    if (inner and block is None and unroll is None and not fuse[1] and parallel not in inner
+    if (inner and block is None and unroll is None and not fuse[1]
+            and (parallel not in inner or len(inner) == 1)
             and kernel.accumulate[0] in "fc" and extent[inner[-1]] > POLICY.chunk):
         chunk = POLICY.chunk
     if (unroll is None and inner and outer and block is None and chunk is None
@@ -327,8 +330,13 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                                         tuple(input_strides) + (tuple(output_strides),)))
         if crossed and min(extent[u], extent[v]) >= POLICY.tile:
             tile = (u, v, POLICY.tile)
+    # Only a reduction loop innermost gains (a blocked output loop is vectorised as it
+    # is), and only when long enough to fill vectors.
+    reassociate = (POLICY.reassociate and bool(inner) and block is None
+                   and kernel.reduce.op == "add" and kernel.accumulate[0] in "fc"
+                   and extent[inner[-1]] >= 8)
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
-                    unroll=unroll)
+                    unroll=unroll, reassociate=reassociate)
 
 
 def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],
@@ -395,14 +403,18 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             # A full reduction split over threads: each iteration of the parallel loop
             # folds its slice into a partial, then the partials into ``acc``.
             rest = inner[1:]
-            if rest:
+            if not rest and sched.chunk:
+                # One reduction loop: its chunks are the parallel iterations.
+                body = (init,) + _chunked(kernel, inner[0], sched.chunk, parallel=True)
+            elif rest:
                 part = Var("part")
                 steps = (Init(part, kernel.accumulate, red.identity),) + _nest(
                     rest, kernel, (Accumulate(part, red.op, kernel.body, kernel.accumulate),),
                     None, fuse_red - 1, "fr") + (Accumulate(acc, red.op, part, kernel.accumulate),)
             else:
                 steps = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
-            body = (init, Loop(inner[0], extent[inner[0]], steps, True))
+            if rest or not sched.chunk:
+                body = (init, Loop(inner[0], extent[inner[0]], steps, True))
         elif sched.chunk:
             body = (init,) + _nest(inner[:-1], kernel, _chunked(kernel, inner[-1], sched.chunk),
                                    None)
@@ -434,8 +446,9 @@ def _block_start(prefix: str, n: int | Expr, size: int) -> tuple[tuple[Stmt, ...
     return head + (Let(count.name, Call("min", (Const(size), Call("sub", (total, Var(first)))))),), count
 
 
-def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
-    """The innermost reduction loop over ``r`` summed in chunks of ``size`` terms::
+def _chunked(kernel: Kernel, r: str, size: int, parallel: bool = False) -> tuple[Stmt, ...]:
+    """The innermost reduction loop over ``r`` summed in chunks of ``size`` terms
+    (``parallel``: the chunk loop is a ``prange``)::
 
         for rb in range(ceil(R / size)):
             r0 = rb * size; rn = min(size, R - r0)
@@ -450,7 +463,7 @@ def _chunked(kernel: Kernel, r: str, size: int) -> tuple[Stmt, ...]:
                              Accumulate(part, red.op, kernel.body, kernel.accumulate)))
     body = head + (Init(part, kernel.accumulate, red.identity), step,
                    Accumulate(Var("acc"), red.op, part, kernel.accumulate))
-    return (Loop("rb", _ceil_div(n, size), body),)
+    return (Loop("rb", _ceil_div(n, size), body, parallel),)
 
 
 def _tiled(kernel: Kernel, u: str, v: str, size: int, body: tuple[Stmt, ...],

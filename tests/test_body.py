@@ -156,6 +156,20 @@ def test_logsumexp_is_stable_where_the_naive_formula_overflows():
     assert f32.dtype == np.float32 and np.all(np.isfinite(f32))
 
 
+def test_logsumexp_infinities_and_nan_as_numpy_logaddexp_reduce():
+    # Two passes (maximum, then the sum of exp(term - maximum)) must keep numpy's answers
+    # where the maximum is infinite or NaN.
+    inf, nan = np.inf, np.nan
+    a = np.array([[-inf, -inf, -inf], [inf, 0.0, -inf], [1.0, nan, 2.0], [-inf, 3.0, -inf],
+                  [-800.0, -1e4, -700.0], [inf, inf, 5.0]])
+    f = einjit.CompiledEinsum("ij,j->i", logmatmul, reduce="logsumexp")
+    got = f(a, np.zeros(3))
+    with np.errstate(invalid="ignore"):
+        want = np.logaddexp.reduce(a, axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert "two passes" in f.explain(a.shape, (3,)).plan.note
+
+
 @pytest.mark.parametrize(("reduce", "identity"), [("sum", 0.0), ("prod", 1.0), ("any", False),
                                                   ("all", True), ("logsumexp", -np.inf)])
 def test_empty_reductions_give_the_identity(reduce, identity):

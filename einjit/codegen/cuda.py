@@ -57,6 +57,7 @@ _INFIX = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//", 
 _MATH = {name: f"math.{name}" for name in (
     "exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "log1p", "expm1",
     "log2", "log10", "floor", "ceil", "hypot", "copysign")} | {
+    "exp_flush": "math.exp",  # no slow subnormals on the device: plain exp
     "arctan": "math.atan", "arcsin": "math.asin", "arccos": "math.acos",
     "arctan2": "math.atan2"}
 #: The same on complex arguments (``cmath``; the others have no complex form on the device).

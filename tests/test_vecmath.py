@@ -1,0 +1,103 @@
+"""einjit.codegen.vecmath: the vectorisable exp of CPU kernels, against numpy's."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from einjit.codegen import vecmath
+
+
+@njit
+def _exp_all(x, out):
+    for i in range(x.size):
+        out[i] = vecmath.exp(x[i])
+
+
+@njit
+def _flush_all(x, out):
+    for i in range(x.size):
+        out[i] = vecmath.exp_flush(x[i])
+
+
+@njit
+def _sum(x):
+    acc = 0.0
+    for i in range(x.size):
+        acc = vecmath.radd(acc, x[i])
+    return acc
+
+
+SPECIAL = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 709.78, 709.79, 710.0, -708.0,
+                    -708.5, -740.0, -745.13, -745.14, -746.0, 1e-300, -1e-300, 1e300, -1e300])
+
+
+def _ulps(got, want):
+    ok = np.isfinite(want) & (want != 0)
+    return np.abs(got[ok] - want[ok]) / np.spacing(np.abs(want[ok]))
+
+
+def test_exp_float64_within_one_ulp_everywhere():
+    x = np.concatenate([np.linspace(-800, 800, 400_001),
+                        np.random.default_rng(0).standard_normal(100_000), SPECIAL])
+    got = np.empty_like(x)
+    _exp_all(x, got)
+    with np.errstate(over="ignore"):
+        want = np.exp(x)
+    normal = want >= np.finfo(np.float64).tiny
+    assert _ulps(got[normal], want[normal]).max() <= 1
+    sub = (want > 0) & ~normal  # subnormal results: within one unit of the last place
+    assert np.all(np.abs(got[sub] - want[sub]) <= np.spacing(0.0))
+    special = ~np.isfinite(want) | (want == 0)
+    np.testing.assert_array_equal(got[special], want[special])
+
+
+def test_exp_float32_is_float64_rounded_once():
+    x = np.linspace(-110, 95, 200_001).astype(np.float32)
+    got = np.empty_like(x)
+    _exp_all(x, got)
+    with np.errstate(over="ignore"):
+        want = np.exp(x.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32
+
+
+def test_exp_flush_zero_below_minus_708_else_exp():
+    x = np.concatenate([np.linspace(-760, 710, 100_001), SPECIAL])
+    got = np.empty_like(x)
+    _flush_all(x, got)
+    with np.errstate(over="ignore"):
+        want = np.where(x < -708, 0.0, np.exp(x))
+    assert _ulps(got, want).max() <= 1
+    special = ~np.isfinite(want) | (want == 0)
+    np.testing.assert_array_equal(got[special], want[special])
+    assert vecmath.exp_flush(-709.0) == 0.0 and vecmath.exp_flush(1.0) == np.exp(1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.int64])
+def test_exp_other_types_are_numpy_exp(dtype):
+    x = np.arange(-3, 4).astype(dtype)
+    got = np.empty(x.shape, np.result_type(dtype, np.float64))
+    _exp_all(x, got)
+    np.testing.assert_allclose(got, np.exp(x), rtol=1e-15)
+
+
+def test_radd_sums_reassociated_but_exactly_on_integers_in_float():
+    x = np.arange(10_000, dtype=np.float64)
+    assert _sum(x) == x.sum()
+    y = np.random.default_rng(2).standard_normal(10_001)
+    assert abs(_sum(y) - np.sum(y)) <= 1e-12 * np.abs(y).sum()
+
+
+@njit
+def _sum_into(x, acc):
+    for i in range(x.size):
+        acc = vecmath.radd(acc, x[i])
+    return acc
+
+
+def test_radd_widens_mixed_floats_and_adds_complex():
+    x32 = np.arange(5, dtype=np.float32)
+    assert _sum_into(x32, np.float64(0.5)) == 10.5
+    assert isinstance(_sum_into(x32, np.float32(0)), float)  # boxed float32 -> float
+    z = np.array([1 + 2j, 3 - 1j])
+    assert _sum_into(z, 0j) == 4 + 1j
