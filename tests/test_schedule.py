@@ -60,6 +60,30 @@ def test_parallel_full_reduction_with_inner_loops():
     assert "part += " in src and "acc += part" in src
 
 
+def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated():
+    x = RNG.standard_normal(1_100_003)
+    (nest,) = _check("i,i,i->", x, x, x)
+    assert nest.schedule.parallel == "i" and nest.schedule.chunk and nest.schedule.reassociate
+    src = einjit.explain("i,i,i->", x, x, x).sources[0]
+    # the chunk loop is the prange (its fold stays ``+=`` for Numba's parfors); the terms
+    # of a chunk are summed with the reassociating add
+    assert "for rb in prange(" in src and "acc += part" in src
+    assert "part = vm.radd(part, a0[i] * a1[i] * a2[i])" in src
+
+
+def test_reassociation_only_for_float_sums_over_an_innermost_reduction():
+    f = RNG.standard_normal((40, 64))
+    (nest,) = _check("ij,ij,ij->i", f, f, f)  # the j loop innermost
+    assert nest.schedule.reassociate
+    assert "vm.radd(" in einjit.explain("ij,ij,ij->i", f, f, f).sources[0]
+    ints = _ints(40, 64)
+    assert not _check("ij,ij,ij->i", ints, ints, ints)[0].schedule.reassociate
+    (blocked,) = _check("ji,ji->i", f, f)  # the i loop innermost, over accumulators
+    assert blocked.schedule.block and not blocked.schedule.reassociate
+    (short,) = _check("ij,ij,ij->i", f[:, :5], f[:, :5], f[:, :5])
+    assert not short.schedule.reassociate  # too short to fill vectors
+
+
 def test_parallel_outer_output_loop():
     a = RNG.random((2000, 600))
     (nest,) = _check("ij,ij,ij->i", a, a, a)
