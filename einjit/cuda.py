@@ -451,7 +451,7 @@ def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtyp
     """numpy operands: copy in, compute, copy the result out."""
     call = how.prepare(equation, arrays, out, dtype, order, casting, optimize)
     if call.view is not None:
-        return call.view[()] if call.view.ndim == 0 else call.view
+        return call.view[()] if call.view.ndim == 0 and call.scalar else call.view
     if call.arith.backend != "numba":
         raise TypeError(f"einsum: target='cuda' computes on bool, integer, float and complex "
                         f"numbers, not {call.result}")
@@ -477,7 +477,7 @@ def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtyp
         return out
     if result.dtype != call.result:
         result = result.astype(call.result, order="K")
-    return result[()] if result.ndim == 0 else result
+    return result[()] if result.ndim == 0 and call.scalar else result
 
 
 def _einsum_device(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool],

@@ -90,10 +90,12 @@ def _view_lines(call: Any, arrays: Sequence[np.ndarray], names: dict[str, Any]) 
     labels, output = call.spec.inputs[0], call.spec.output
     if len(set(labels)) == len(labels):  # a plain transpose: numpy's own view
         perm = tuple(labels.index(lb) for lb in output)
-        return [f"    return a0.transpose({perm!r})" if perm else "    return a0[()]"]
+        return [f"    return a0.transpose({perm!r})" if perm or not call.scalar
+                else "    return a0[()]"]
     names["labels"], names["output"] = labels, output
     fallback = ["    view = permuted_view(a0, labels, output)",
-                "    return view[()] if view.ndim == 0 else view"]
+                "    return view[()] if view.ndim == 0 else view" if call.scalar
+                else "    return view"]
     a = arrays[0]
     if a.dtype.hasobject:
         return fallback
@@ -103,7 +105,7 @@ def _view_lines(call: Any, arrays: Sequence[np.ndarray], names: dict[str, Any]) 
              f"        view = ndarray({shape!r}, a0.dtype, a0, 0, {strides!r})"]
     if not a.flags.writeable:
         lines.append("        view.flags.writeable = False")
-    lines.append(f"        return view{'[()]' if not shape else ''}")
+    lines.append(f"        return view{'[()]' if not shape and call.scalar else ''}")
     return lines + fallback
 
 
@@ -141,7 +143,7 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
     if np.dtype(steps[-1].kernel.output.dtype) != call.result:
         names["result_dtype"] = call.result
         result += ".astype(result_dtype, order='K')"
-    if not call.spec.output:
+    if not call.spec.output and call.scalar:
         result += "[()]"
     return lines + [f"    return {result}"]
 

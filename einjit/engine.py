@@ -71,6 +71,26 @@ class Call:
         return (spec, tuple(self.labels), layouts, self.arith, out_layout, self.order, opt,
                 schedule_module.POLICY, self.fold)
 
+    @property
+    def scalar(self) -> bool:
+        """Whether a 0-d result comes back as a numpy scalar, as numpy gives it.
+
+        numpy's default path (``optimize=False``) returns a scalar.  Given any other
+        ``optimize`` (None included), numpy (2.x) evaluates a path and returns what its last
+        step returned: a 0-d array from a two-operand step (its matrix-product route), a
+        scalar from a step over one, or three or more, operands."""
+        if self.out is not None:
+            return False
+        opt = self.optimize
+        if opt is False or (isinstance(opt, str) and opt == DEFAULT_OPTIMIZE):
+            return True
+        if isinstance(opt, (list, tuple)) and len(opt) > 1:
+            return len(opt[-1]) != 2
+        n = len(self.spec.inputs)
+        if opt is None:  # numpy's path for None: one step over every operand
+            return n != 2
+        return n == 1  # a path of pairwise steps
+
     def family(self) -> Hashable:
         """The key with every extent left out: calls differing only in sizes."""
         return self.key(frozenset(self.spec.size))
@@ -327,7 +347,7 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
         return call.out
     if result.dtype != call.result:
         result = result.astype(call.result, order="K")
-    return result[()] if result.ndim == 0 else result
+    return result[()] if result.ndim == 0 and call.scalar else result
 
 
 _PLANS: dict[Hashable, CompiledPlan] = {}
@@ -470,7 +490,7 @@ def finish(call: Call, plans: dict[Hashable, CompiledPlan] | None, key: Hashable
     if call.view is not None:
         if key is not None:
             fast.put(key, Runner(call, None, arrays))
-        return call.view[()] if call.view.ndim == 0 else call.view
+        return call.view[()] if call.view.ndim == 0 and call.scalar else call.view
     compiled = lookup(call, plans)
     if key is not None and Runner.eligible(call, arrays):
         fast.put(key, Runner(call, compiled, arrays))

@@ -117,7 +117,7 @@ def resolve_path(optimize: Any, inputs: Sequence[Labels], output: Labels,
     a finder's name is only looked at when there are three or more operands.
     """
     n = len(inputs)
-    if optimize is False:
+    if optimize is False or optimize is None:  # numpy reads None as False
         return None
     if isinstance(optimize, (list, tuple)):
         if not optimize or optimize[0] != "einsum_path":

@@ -222,3 +222,22 @@ def test_long_float_sums_are_chunked():
     x = np.broadcast_to(np.array(value), 1_000_000)
     assert abs(einjit.einsum("i->", x) / x.size - value) < 1.5e-15
     assert einjit.explain("i->", x).nests[0].schedule.chunk
+
+
+@pytest.mark.parametrize("optimize", [False, True, "greedy", "optimal", None,
+                                      ["einsum_path", (0, 1)], ["einsum_path", (0, 1, 2)],
+                                      ["einsum_path", (1, 2), (0, 1)]])
+def test_full_contractions_return_what_numpy_returns_for_each_optimize(optimize):
+    # numpy 2.x: a scalar from its default path, else what the path's last step gives
+    # (a 0-d array from a two-operand step); values as numpy's, twice (the fast path too).
+    x, a = np.arange(5.0), np.arange(4.0).reshape(2, 2)
+    cases = [("i,i", (x, x)), ("i->", (x,)), ("ii", (a,)), ("->", (np.array(3.0),)),
+             ("ij,jk,kl->", (a, a, a)), ("i,i,i", (x, x, x)), ("ij,jk,kl->il", (a, a, a))]
+    for eq, ops in cases:
+        try:
+            want = np.einsum(eq, *ops, optimize=optimize)
+        except (ValueError, TypeError, IndexError, RuntimeError):  # a path not fitting them
+            continue
+        for _ in range(2):
+            got = einjit.einsum(eq, *ops, optimize=optimize)
+            assert type(got) is type(want) and np.array_equal(got, want), (eq, optimize)
