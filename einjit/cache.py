@@ -465,6 +465,45 @@ def _tighten(fn: Any) -> None:
             pass
 
 
+_numba_started = False
+
+
+def _start_numba() -> None:
+    """Import Numba's array-math registry without importing ``scipy.linalg`` yet.
+
+    Numba's CPU target imports ``numba.np.arraymath`` when it loads or compiles its first
+    kernel, and that module probes for BLAS by importing ``scipy.linalg.cython_blas``:
+    0.2-0.45 s here, mostly scipy's own imports, and einjit's kernels never call BLAS
+    from Numba.  With scipy installed the probe can only succeed (or fail Numba's import
+    outright), so its answer is known; it is skipped while that module is imported.
+    Every Numba function that really calls BLAS still imports scipy first, when typed.
+    """
+    global _numba_started
+    if _numba_started:
+        return
+    _numba_started = True
+    import importlib.util
+
+    import numba  # noqa: F401
+
+    if "numba.np.arraymath" in sys.modules or importlib.util.find_spec("scipy") is None:
+        return
+    try:
+        import numba.np.linalg as linalg
+    except ImportError:  # another Numba layout: leave it alone
+        return
+    probe = getattr(linalg, "ensure_blas", None)
+    if probe is None:
+        return
+    linalg.ensure_blas = lambda: None
+    try:
+        import numba.np.arraymath as arraymath
+    finally:
+        linalg.ensure_blas = probe
+    if getattr(arraymath, "ensure_blas", None) is not probe:
+        arraymath.ensure_blas = probe  # it imported the name: later calls probe for real
+
+
 def compile_kernel(source: str, name: str, signature: Sequence[Any]) -> Any:
     """The Numba dispatcher ``name`` of module ``source``, compiled for ``signature``.
 
@@ -480,6 +519,7 @@ def compile_kernel(source: str, name: str, signature: Sequence[Any]) -> Any:
     42
     """
     with _module_lock:  # one compilation at a time keeps the counters exact
+        _start_numba()
         fn = load_module_function(source, name)
         if tuple(signature) in fn.overloads:  # compiled earlier in this process
             return fn

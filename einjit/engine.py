@@ -313,7 +313,9 @@ def build(call: Call) -> CompiledPlan:
     kernels: list[Callable[..., None]] = []
     sources: list[str] = []
     if call.arith.backend == "numba":
-        sigs = _signatures(call, plan)
+        # Numba's types only for Numba steps: a plan of BLAS calls never imports Numba.
+        loops = any(not nest.schedule.gemm for nest in nests)
+        sigs = _signatures(call, plan) if loops else [()] * len(nests)
         for step, nest, sig in zip(plan.steps, nests, sigs):
             if nest.schedule.gemm:
                 fn, source = blas.build(nest)

@@ -91,6 +91,24 @@ def test_import_einjit_does_not_import_numba():
     assert out.split() == ["False", "False"]
 
 
+def test_kernels_start_numba_without_scipy_linalg_and_numba_blas_still_works(cache_copy):
+    # einjit skips Numba's import-time BLAS probe (scipy.linalg, 0.2-0.45 s); a user's
+    # own Numba code calling BLAS afterwards must still find it.
+    pytest.importorskip("scipy")
+    code = textwrap.dedent("""
+        import sys, numpy as np, numba, einjit
+        a = np.arange(12.0).reshape(3, 4)
+        assert np.allclose(einjit.einsum("ij,ij->i", a, a), (a * a).sum(1))
+        print("scipy.linalg" in sys.modules)
+        dot = numba.njit(lambda x, y: np.dot(x, y))
+        assert np.allclose(dot(a, a.T), a @ a.T)
+        print("scipy.linalg" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=environment(cache_copy),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
+
+
 def test_new_process_loads_every_kernel_an_earlier_one_compiled(tmp_path):
     directory = tmp_path / "new" / "cache"
     first = run_kernels(directory)
