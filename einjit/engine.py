@@ -18,6 +18,7 @@ import numpy as np
 from . import cache
 from .codegen import blas, numba_cpu, numpy_ufunc
 from .dispatch import FastTable, Runner, signature
+from .threads import Chunked
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
                      check_out_cast, numba_dtype, result_dtype)
@@ -294,15 +295,17 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
     return targets
 
 
-def _signatures(call: Call, plan: Plan) -> list[tuple[Any, ...]]:
-    """Numba argument types of every step (allocating nothing: np.empty is lazy)."""
+def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]) -> list[tuple[Any, ...]]:
+    """Numba argument types of every step (allocating nothing: np.empty is lazy); a
+    chunked kernel takes its chunk number and the chunk count last."""
     import numba
 
     typ: dict[int, Any] = {k: numba.typeof(v) for k, v in enumerate(call.views)}
     sigs = []
-    for step, target in zip(plan.steps, _targets(call, plan)):
+    for step, nest, target in zip(plan.steps, nests, _targets(call, plan)):
         typ[step.result] = numba.typeof(target)
-        sigs.append(tuple(typ[a] for a in step.args) + (typ[step.result],))
+        chunk = (numba.int64, numba.int64) if nest.schedule.threads else ()
+        sigs.append(tuple(typ[a] for a in step.args) + (typ[step.result],) + chunk)
     return sigs
 
 
@@ -315,7 +318,7 @@ def build(call: Call) -> CompiledPlan:
     if call.arith.backend == "numba":
         # Numba's types only for Numba steps: a plan of BLAS calls never imports Numba.
         loops = any(not nest.schedule.gemm for nest in nests)
-        sigs = _signatures(call, plan) if loops else [()] * len(nests)
+        sigs = _signatures(call, plan, nests) if loops else [()] * len(nests)
         for step, nest, sig in zip(plan.steps, nests, sigs):
             if nest.schedule.gemm:
                 fn, source = blas.build(nest)
@@ -324,7 +327,7 @@ def build(call: Call) -> CompiledPlan:
                 continue
             source = numba_cpu.render_module(nest, f"{plan.equation} step {step.kernel.name}")
             fn = cache.compile_kernel(source, step.kernel.name, sig)
-            kernels.append(fn)
+            kernels.append(Chunked(fn, nest.schedule.threads) if nest.schedule.threads else fn)
             sources.append(source)
     else:
         for step in plan.steps:

@@ -290,6 +290,9 @@ class Schedule:
     ``unroll = (v, n)`` computes n consecutive values of the innermost output index at
     once, each in its own scalar accumulator: n independent chains instead of one whose
     every step waits for the last (short, contiguous reductions such as ``id,jd->ij``).
+    ``threads`` (when ``parallel`` is an output loop, the outermost): the parallel loop runs
+    in that many chunks on einjit's worker threads (:mod:`einjit.threads`), each a call of
+    the serial kernel with its chunk number, rather than as Numba's ``prange``.
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
     partial sums, as numpy's own pairwise and SIMD sums do.
@@ -304,11 +307,14 @@ class Schedule:
     tile: tuple[str, str, int] | None = None
     unroll: tuple[str, int] | None = None
     reassociate: bool = False
+    threads: int = 0
 
     def __str__(self) -> str:
         if self.gemm:
             return f"one batched GEMM (BLAS): {self.gemm}"
         par = f", parallel {self.parallel}" if self.parallel else ", serial"
+        if self.threads:
+            par += f" in {self.threads} chunks on einjit's threads"
         fuse = (f", fuse {self.fuse[0]} output and {self.fuse[1]} reduction loops"
                 if any(self.fuse) else "")
         block = (f", block {self.block[0]} by {self.block[1]} into a local accumulator"

@@ -63,6 +63,8 @@ class Policy:
     ``tile``: the side of the tiles an element-wise kernel with a transposed operand
     walks.  ``unroll``: output values computed at once in registers (1: none).
     ``reassociate``: float sums may be added in any order (vectorised reductions).
+    ``chunked``: a parallel output loop runs in chunks on einjit's threads (a serial
+    kernel compiles in a fraction of a ``prange`` kernel's time), else as a ``prange``.
     ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
     over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
@@ -78,6 +80,7 @@ class Policy:
     unroll: int = 4
     gemm_split_max: int = 1 << 18
     reassociate: bool = True
+    chunked: bool = True
 
 
 POLICY = Policy()
@@ -335,8 +338,14 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     reassociate = (POLICY.reassociate and bool(inner) and block is None
                    and kernel.reduce.op == "add" and kernel.accumulate[0] in "fc"
                    and extent[inner[-1]] >= 8)
+    # Chunks of the outermost loop on einjit's threads, when that loop is an output loop
+    # (chunks write disjoint outputs) with no remainder loop of an unrolled index beside it.
+    remainder = (unroll is not None and unroll[0] == parallel
+                 and (unroll[0] in kernel.dynamic or extent[unroll[0]] % unroll[1]))
+    chunks = threads if (POLICY.chunked and parallel is not None and parallel in outer
+                         and not remainder) else 0
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
-                    unroll=unroll, reassociate=reassociate)
+                    unroll=unroll, reassociate=reassociate, threads=chunks)
 
 
 def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],

@@ -1,8 +1,9 @@
 """The equation table again, under scheduler policies that force each strategy on small
 shapes: BLAS GEMM for every GEMM-shaped step, blocked accumulators of 2, float sums in
 chunks of 2 terms, 2 x 2 tiles for transposed element-wise kernels, output values two
-at a time in registers, and ``prange``
-everywhere (parallel kernels compile slowly, so that policy runs a slice of the table)."""
+at a time in registers, and parallel loops everywhere: output loops in chunks on
+einjit's threads, or as Numba's ``prange`` (which compiles slowly, so that policy runs a
+smaller slice of the table)."""
 
 import numpy as np
 import pytest
@@ -15,19 +16,22 @@ POLICIES = {
     "gemm": schedule.Policy(gemm_min_work=0),
     "block2": schedule.Policy(block=2, unroll=1),
     "chunk2": schedule.Policy(chunk=2),
-    "parallel": schedule.Policy(parallel_min_work=0),
+    "parallel": schedule.Policy(parallel_min_work=0),  # output loops in chunks on threads
+    "prange": schedule.Policy(parallel_min_work=0, chunked=False),
     "tile2": schedule.Policy(tile=2),
     "unroll2": schedule.Policy(unroll=2),
 }
 
 
-# Each policy compiles new kernels (a parallel one in about a second), so to keep CI short
-# every policy but gemm runs a slice of the table: parallel every eighth equation,
-# unroll2 every third, the others every second one.
-_EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 8, "tile2": 2, "unroll2": 3}
+# Each policy compiles new kernels (a prange one in about a second), so to keep CI short
+# every policy but gemm runs a slice of the table: prange every eighth equation (from the
+# fourth), parallel every fourth, unroll2 every third, the others every second one.
+_EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 4, "prange": 8, "tile2": 2,
+          "unroll2": 3}
+_FIRST = {"prange": 3}
 CASES = [pytest.param(eq, shapes, policy, id=f"{policy}-{p.id}")
          for n, (p, (eq, shapes)) in enumerate(zip(_params(EQUATIONS), EQUATIONS))
-         for policy in sorted(POLICIES) if n % _EVERY[policy] == 0]
+         for policy in sorted(POLICIES) if n % _EVERY[policy] == _FIRST.get(policy, 0)]
 
 
 @pytest.mark.parametrize(("eq", "shapes", "policy"), CASES)

@@ -33,12 +33,12 @@ the 64 small products run half on each of two threads.
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from ..ir import Gemm, Let, LoopNest, Operand
+from ..threads import submit
 
 __all__ = ["render", "build"]
 
@@ -114,21 +114,10 @@ def _shape(parts: list[str]) -> str:
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
-_pool: Any = None
-_pool_lock = threading.Lock()
-
-
 def batched_matmul(x: np.ndarray, y: np.ndarray, out: np.ndarray, parts: int) -> None:
     """``np.matmul(x, y, out=out)`` with the first batch axis cut in ``parts`` pieces run
-    on a shared thread pool (numpy releases the GIL around BLAS).  ``x`` or ``y`` may
+    on einjit's worker threads (numpy releases the GIL around BLAS).  ``x`` or ``y`` may
     broadcast over that axis (size 1)."""
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                _pool = ThreadPoolExecutor(parts, thread_name_prefix="einjit-gemm")
     n = out.shape[0]
     step = -(-n // parts)
 
@@ -137,12 +126,14 @@ def batched_matmul(x: np.ndarray, y: np.ndarray, out: np.ndarray, parts: int) ->
         return (x if x.shape[0] == 1 else x[lo:hi], y if y.shape[0] == 1 else y[lo:hi],
                 out[lo:hi])
 
-    futures = [_pool.submit(lambda p: np.matmul(p[0], p[1], out=p[2]), part(lo))
+    futures = [submit(lambda p: np.matmul(p[0], p[1], out=p[2]), part(lo))
                for lo in range(step, n, step)]
     first = part(0)
-    np.matmul(first[0], first[1], out=first[2])
-    for f in futures:
-        f.result()
+    try:
+        np.matmul(first[0], first[1], out=first[2])
+    finally:
+        for f in futures:
+            f.result()
 
 
 def build(nest: LoopNest) -> tuple[Callable[..., None], str]:

@@ -128,11 +128,15 @@ def _literal(value: object) -> str:
     return repr(value)
 
 
-def _stmt(s: Stmt, indent: str, reassociate: bool = False) -> list[str]:
+def _stmt(s: Stmt, indent: str, reassociate: bool = False, chunked: bool = False
+          ) -> list[str]:
     if isinstance(s, Loop):
         rng = "prange" if s.parallel else "range"
         extent = s.extent if isinstance(s.extent, int) else _expr(s.extent)
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
+        if s.parallel and chunked:  # chunk c of nc, on einjit's threads
+            lines = [f"{indent}for {s.index} in range(({extent} * c) // nc, "
+                     f"({extent} * (c + 1)) // nc):"]
         inner = indent + "    "
         factors: list[Index] = []
         for ix in reversed(s.unpack):  # row-major: the last unpacked index varies fastest
@@ -143,7 +147,7 @@ def _stmt(s: Stmt, indent: str, reassociate: bool = False) -> list[str]:
         for child in s.body:
             # Numba's parfors only know ``acc += x`` as the reduction of a prange loop.
             flat = s.parallel and isinstance(child, Accumulate)
-            lines += _stmt(child, indent + "    ", reassociate and not flat)
+            lines += _stmt(child, indent + "    ", reassociate and not flat, chunked)
         return lines
     if isinstance(s, Init):
         return [f"{indent}{_expr(s.acc)} = {_np(s.dtype)}({_literal(s.value)})"]
@@ -169,17 +173,21 @@ def _stmt(s: Stmt, indent: str, reassociate: bool = False) -> list[str]:
 def render_function(nest: LoopNest) -> str:
     """The ``def`` of one kernel (without decorator)."""
     k = nest.kernel
-    args = ", ".join([op.name for op in k.inputs] + [k.output.name])
+    chunked = nest.schedule.threads > 0
+    args = ", ".join([op.name for op in k.inputs] + [k.output.name] + (["c", "nc"] if chunked
+                                                                       else []))
     lines = [f"def {k.name}({args}):"]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
     for s in nest.body:
-        lines += _stmt(s, "    ", nest.schedule.reassociate)
+        if chunked and not isinstance(s, Let) and not (isinstance(s, Loop) and s.parallel):
+            raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
+        lines += _stmt(s, "    ", nest.schedule.reassociate, chunked)
     return "\n".join(lines) + "\n"
 
 
 def render_module(nest: LoopNest, title: str) -> str:
     """A complete module: imports, the ``@njit(cache=True)`` decorator and the function."""
-    parallel = nest.schedule.parallel is not None
+    parallel = nest.schedule.parallel is not None and not nest.schedule.threads
     function = render_function(nest)
     vecmath = ("from einjit.codegen import vecmath as vm\n" if re.search(r"\bvm\.", function)
                else "")

@@ -1,0 +1,143 @@
+"""einjit's worker threads: one call's work in parts, the first part on the calling thread.
+
+Two kinds of steps use them:
+
+* GEMM steps whose batch is split (:func:`einjit.codegen.blas.batched_matmul`):
+  ``numpy.matmul`` releases the GIL around BLAS;
+* loop kernels whose parallel loop runs in chunks (:class:`Chunked`): the kernel is a
+  serial Numba function compiled with ``nogil=True`` that takes its chunk number and the
+  number of chunks as two trailing arguments and runs that share of the loop.
+
+Numba's ``prange`` would run such a loop on Numba's own threads, but a ``parallel=True``
+kernel takes 0.7-1.1 s to compile against 0.15-0.25 s serially (``shared/MEASURED.md``;
+``benchmarks/coldstart.py``), and the first one a process loads starts Numba's thread
+pool.  The scheduler keeps ``prange`` only where chunks would not be independent: a
+reduction split over threads (see :func:`einjit.schedule.schedule`).
+
+>>> import numpy as np
+>>> def fill(out, c, n):  # chunk c of n
+...     out[c::n] = c
+>>> out = np.zeros(6)
+>>> Chunked(fill, 2)(out)
+>>> out
+array([0., 1., 0., 1., 0., 1.])
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
+
+__all__ = ["Chunked", "submit"]
+
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on a pool of worker threads (started on first use)."""
+    global _pool
+    if _pool is None:
+        with _lock:
+            if _pool is None:
+                from .schedule import thread_count
+
+                _pool = ThreadPoolExecutor(max(thread_count(), 2),
+                                           thread_name_prefix="einjit")
+    return _pool.submit(fn, *args)
+
+
+class _Worker:
+    """A thread that runs one task at a time, handed over with two locks: about 20 us
+    from hand-over to done, where a thread pool's future takes about 55 us."""
+
+    def __init__(self) -> None:
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.task: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
+        self.error: BaseException | None = None
+        threading.Thread(target=self._loop, name="einjit-chunks", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.go.acquire()
+            fn, args = self.task  # type: ignore[misc]
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self.error = exc
+            self.task = None
+            self.done.release()
+
+    def start(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.task, self.error = (fn, args), None
+        self.go.release()
+
+    def wait(self) -> None:
+        self.done.acquire()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
+_workers: list[_Worker] = []
+_busy = threading.Lock()  # one chunked kernel at a time uses the workers
+
+
+def _forget_workers() -> None:
+    """In a forked child: the workers' threads did not come along; start new ones."""
+    global _busy, _pool, _lock
+    _workers.clear()
+    _busy, _lock, _pool = threading.Lock(), threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
+class Chunked:
+    """``fn(*arrays)`` as ``fn(*arrays, c, n)`` for c = 0..n-1: chunk 0 on the caller's
+    thread, the others on einjit's chunk workers; returns when every chunk is done
+    (re-raising an error of one).  ``fn`` must release the GIL (Numba ``nogil=True``) for
+    the chunks to overlap.  While another thread's chunked kernel holds the workers, the
+    caller runs every chunk itself.
+    """
+
+    __slots__ = ("fn", "n")
+
+    def __init__(self, fn: Callable[..., Any], n: int) -> None:
+        self.fn, self.n = fn, n
+
+    def __call__(self, *arrays: Any) -> None:
+        fn, n = self.fn, self.n
+        if not _busy.acquire(blocking=False):
+            for c in range(n):
+                fn(*arrays, c, n)
+            return
+        try:
+            while len(_workers) < n - 1:
+                _workers.append(_Worker())
+            started = []
+            try:
+                for c in range(1, n):
+                    worker = _workers[c - 1]
+                    worker.start(fn, arrays + (c, n))
+                    started.append(worker)
+                fn(*arrays, 0, n)
+            finally:
+                errors = []
+                for worker in started:
+                    try:
+                        worker.wait()
+                    except BaseException as exc:  # noqa: BLE001 - the first is raised
+                        errors.append(exc)
+                if errors:
+                    raise errors[0]
+        finally:
+            _busy.release()
+
+    def __repr__(self) -> str:
+        return f"Chunked({self.fn!r}, {self.n})"

@@ -1,0 +1,77 @@
+"""einjit.threads: chunked kernels on einjit's worker threads."""
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+import einjit
+from einjit import schedule
+from einjit.threads import Chunked
+
+
+def _fill(out, c, n):
+    out[c::n] = c + 1
+
+
+def test_every_chunk_runs_once_with_its_number():
+    out = np.zeros(12)
+    Chunked(_fill, 3)(out)
+    np.testing.assert_array_equal(out, np.tile([1.0, 2.0, 3.0], 4))
+
+
+def test_an_error_in_any_chunk_reaches_the_caller_and_the_workers_carry_on():
+    def fail_in_last(out, c, n):
+        if c == n - 1:
+            raise ZeroDivisionError("chunk")
+        out[c] = 1
+    out = np.zeros(3)
+    with pytest.raises(ZeroDivisionError, match="chunk"):
+        Chunked(fail_in_last, 3)(out)
+    Chunked(_fill, 3)(out)  # the workers still answer
+    np.testing.assert_array_equal(out, [1.0, 2.0, 3.0])
+
+
+def test_concurrent_callers_each_get_every_chunk():
+    outs = [np.zeros(64) for _ in range(8)]
+    threads = [threading.Thread(target=Chunked(_fill, 2), args=(o,)) for o in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for o in outs:
+        np.testing.assert_array_equal(o, np.tile([1.0, 2.0], 32))
+
+
+def _child(queue):
+    out = np.zeros(4)
+    Chunked(_fill, 2)(out)
+    queue.put(out.tolist())
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_forked_child_starts_its_own_workers():
+    Chunked(_fill, 2)(np.zeros(4))  # workers started in this process
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue,))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0 and queue.get(timeout=5) == [1.0, 2.0, 1.0, 2.0]
+
+
+def test_large_output_loops_run_chunked_and_match_numpy(monkeypatch):
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(parallel_min_work=1 << 10))
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((68, 45)), rng.standard_normal((45, 31))
+    for eq, ops in [("ij,ij->i", (a, a)), ("i,j->ij", (a[:, 0], b[0])),
+                    ("ij,jk->ki", (a.astype(np.int64), b.astype(np.int64)))]:
+        nest = einjit.explain(eq, *ops).nests[0]
+        assert nest.schedule.threads == schedule.thread_count() > 1
+        assert "c, nc):" in einjit.explain(eq, *ops).sources[0]
+        got = einjit.einsum(eq, *ops)
+        want = np.einsum(eq, *ops)
+        for _ in range(2):  # the fast path's launcher too
+            got = einjit.einsum(eq, *ops)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
