@@ -290,6 +290,9 @@ class Schedule:
     ``unroll = (v, n)`` computes n consecutive values of the innermost output index at
     once, each in its own scalar accumulator: n independent chains instead of one whose
     every step waits for the last (short, contiguous reductions such as ``id,jd->ij``).
+    ``band = (u, size)`` (with ``unroll``) walks output index ``u`` in bands of ``size``
+    values inside each block of unrolled values, so the rows that block reads serve the
+    whole band from cache (``id,jd->ij`` with many ``j`` rows: a GEMM-like tiling).
     ``threads`` (when ``parallel`` is an output loop, the outermost): the parallel loop runs
     in that many chunks on einjit's worker threads (:mod:`einjit.threads`), each a call of
     the serial kernel with its chunk number, rather than as Numba's ``prange``.
@@ -308,6 +311,7 @@ class Schedule:
     unroll: tuple[str, int] | None = None
     reassociate: bool = False
     threads: int = 0
+    band: tuple[str, int] | None = None
 
     def __str__(self) -> str:
         if self.gemm:
@@ -325,6 +329,8 @@ class Schedule:
         unroll = (f", {self.unroll[1]} values of {self.unroll[0]} at once in registers"
                   if self.unroll else "")
         sums = ", sums in any order (vectorised)" if self.reassociate else ""
+        if self.band:
+            unroll += f", {self.band[0]} in bands of {self.band[1]}"
         return (f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
                 f"{unroll}{sums}")
 

@@ -39,6 +39,8 @@ from typing import Iterable, Sequence
 
 import itertools
 
+import numpy as np
+
 from .ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout, Init,
                  Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
 
@@ -65,6 +67,9 @@ class Policy:
     ``reassociate``: float sums may be added in any order (vectorised reductions).
     ``chunked``: a parallel output loop runs in chunks on einjit's threads (a serial
     kernel compiles in a fraction of a ``prange`` kernel's time), else as a ``prange``.
+    ``band``, ``band_bytes``: with unrolled output values, the other output index runs
+    in bands of ``band`` values when the rows read again for each of its values exceed
+    ``band_bytes`` (they then stay in cache across the band).
     ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
     over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
@@ -81,6 +86,8 @@ class Policy:
     gemm_split_max: int = 1 << 18
     reassociate: bool = True
     chunked: bool = True
+    band: int = 16
+    band_bytes: int = 1 << 17
 
 
 POLICY = Policy()
@@ -324,6 +331,18 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     if (unroll is None and inner and outer and block is None and chunk is None
             and not any(fuse) and extent[outer[-1]] >= 2 * POLICY.unroll and POLICY.unroll > 1):
         unroll = (outer[-1], POLICY.unroll)
+    band = None
+    if unroll is not None and len(outer) == 2 and outer[0] not in kernel.dynamic:
+        # Operands read along the unrolled index and the reductions but not along the
+        # other output index u are read again for every u: when that is more than fits
+        # in cache, walk u in bands so each block of their rows serves a band of u.
+        u = outer[0]
+        again = [op for op in kernel.inputs
+                 if u not in op.indices and unroll[0] in op.indices]
+        reread = max((np.dtype(op.dtype).itemsize * _product(extent[i] for i in op.indices)
+                      for op in again), default=0)
+        if reread > POLICY.band_bytes and extent[u] >= 2 * POLICY.band:
+            band = (u, POLICY.band)
     tile = None
     if not inner and len(outer) >= 2 and not deep:
         u, v = outer[-2], outer[-1]
@@ -345,7 +364,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     chunks = threads if (POLICY.chunked and parallel is not None and parallel in outer
                          and not remainder) else 0
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
-                    unroll=unroll, reassociate=reassociate, threads=chunks)
+                    unroll=unroll, reassociate=reassociate, threads=chunks, band=band)
 
 
 def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],
@@ -508,6 +527,10 @@ def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str
             for r ...: ac<t> = op(ac<t>, body[v := w<t>])  for each t
             out[..., w<t>] = ac<t>                            for each t
         for vr in range(V mod n): v = V // n * n + vr; (the plain reduction)
+
+    With ``sched.band = (u, T)`` both run inside ``for ub in range(ceil(U / T))`` and
+    each value of ``u`` in the band inside the ``vb`` (and ``vr``) loop: the n operand
+    rows of a ``vb`` block stay in cache for T values of ``u``.
     """
     v, n = sched.unroll  # type: ignore[misc]
     outer.remove(v)
@@ -524,21 +547,36 @@ def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str
     head = (Let("v0", Call("mul", (Var("vb"), Const(n)))),) + tuple(
         Let(lane, Call("add", (Var("v0"), Const(t)))) for t, lane in enumerate(lanes))
     inits = tuple(Init(acc, dtype, red.identity) for acc in accs)
-    body = head + inits + _nest(inner, kernel, steps, None) + stores
+    band = sched.band
+    if band is not None:
+        outer.remove(band[0])
+        head_u, count_u = _block_start("u", kernel.sizes[band[0]], band[1])
+        at_u = Let(band[0], Call("add", (Var("u0"), Var("ut"))))
+
+        def across_band(stmts: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+            return (Loop("ut", count_u, (at_u,) + stmts),)
+    else:
+        def across_band(stmts: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+            return stmts
+    body = head + across_band(inits + _nest(inner, kernel, steps, None) + stores)
     full = size // n if isinstance(size, int) else Call("floordiv", (size, Const(n)))
     blocks = Loop("vb", full, body, sched.parallel == v)
     start = full * n if isinstance(full, int) else Call("mul", (full, Const(n)))
     rest_n = size - start if isinstance(size, int) else Call("sub", (size, start))
     acc = Var("acc")
-    plain = (Let(v, Call("add", (Const(start) if isinstance(start, int) else start,
-                                 Var("vr")))),
-             Init(acc, dtype, red.identity))
+    plain = (Init(acc, dtype, red.identity),)
     plain += _nest(inner, kernel, (Accumulate(acc, red.op, kernel.body, dtype),), None)
     plain += (Store(out, _store_cast(kernel, acc, True)),)
+    plain = (Let(v, Call("add", (Const(start) if isinstance(start, int) else start,
+                                 Var("vr")))),) + across_band(plain)
     loops: tuple[Stmt, ...] = (blocks,)
     if not isinstance(rest_n, int) or rest_n:
         loops += (Loop("vr", rest_n, plain),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
+    if band is not None:
+        u_blocks = Loop("ub", _ceil_div(kernel.sizes[band[0]], band[1]), head_u + loops,
+                        sched.parallel == band[0])
+        return _nest(outer, kernel, (u_blocks,), outer_parallel)
     return _nest(outer, kernel, loops, outer_parallel)
 
 

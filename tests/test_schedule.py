@@ -85,6 +85,26 @@ def test_reassociation_only_for_float_sums_over_an_innermost_reduction():
     assert not short.schedule.reassociate  # too short to fill vectors
 
 
+def test_band_of_the_other_output_index_when_unrolled_rows_are_read_again(monkeypatch):
+    # id,jd->ij with j unrolled: each block of j rows serves a band of i values.  Small
+    # thresholds reach it with small shapes; remainders in i (the band), j (the
+    # unrolled values) and both, serial and in chunks.
+    for parallel in (1 << 62, 0):
+        monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+            band=4, band_bytes=64, parallel_min_work=parallel))
+        for n, m in ((16, 12), (19, 14), (9, 8)):
+            a, b = RNG.standard_normal((n, 7)), RNG.standard_normal((m, 7))
+            (nest,) = _check("id,jd->ij", a, b)
+            assert nest.schedule.band == ("i", 4) and nest.schedule.unroll == ("j", 4)
+            src = einjit.explain("id,jd->ij", a, b).sources[0]
+            assert "for ut in range(un):" in src or "for ut in range(4):" in src
+            ints = _ints(n, 7), _ints(m, 7)
+            assert _check("id,jd->ij", *ints)[0].schedule.band == ("i", 4)
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy())
+    small = RNG.standard_normal((50, 8))
+    assert einjit.explain("id,jd->ij", small, small).nests[0].schedule.band is None
+
+
 def test_parallel_outer_output_loop():
     a = RNG.random((2000, 600))
     (nest,) = _check("ij,ij,ij->i", a, a, a)
