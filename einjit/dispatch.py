@@ -149,7 +149,7 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
     return lines + [f"    return {result}"]
 
 
-def _entry_point(fn: Any, args: Sequence[np.ndarray], extra: Sequence[Any] = ()) -> Any:
+def _entry_point(fn: Any, args: Sequence[np.ndarray]) -> Any:
     """The compiled code of Numba dispatcher ``fn`` for exactly these arguments' types,
     called without Numba's per-call type dispatch; ``fn`` itself when it is not a
     dispatcher or has no such overload.
@@ -159,16 +159,13 @@ def _entry_point(fn: Any, args: Sequence[np.ndarray], extra: Sequence[Any] = ())
     arrays have the Numba types the overload was compiled for.
     """
     if isinstance(fn, Chunked):  # the same for the kernel each chunk calls
-        from numba import int64
-
-        inner = _entry_point(fn.fn, args, (int64, int64))
-        return fn if inner is fn.fn else Chunked(inner, fn.n)
+        return fn.specialised(args)
     overloads = getattr(fn, "overloads", None)
     if not overloads:
         return fn
     from numba import typeof
 
-    compiled = overloads.get(tuple(typeof(a) for a in args) + tuple(extra))
+    compiled = overloads.get(tuple(typeof(a) for a in args))
     return fn if compiled is None else compiled.entry_point
 
 

@@ -26,7 +26,7 @@ from .ir import LoopNest, Plan
 from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan
 from . import schedule as schedule_module
-from .schedule import lower, schedule
+from .schedule import lower, partials, schedule
 from .views import allocate, c_strides, canonical_view, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
@@ -295,18 +295,34 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
     return targets
 
 
-def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]) -> list[tuple[Any, ...]]:
-    """Numba argument types of every step (allocating nothing: np.empty is lazy); a
-    chunked kernel takes its chunk number and the chunk count last."""
+def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]
+                ) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """Numba argument types of every step's kernel (allocating nothing: np.empty is
+    lazy), and of the kernel folding its partials (empty when it has none).  A chunked
+    kernel takes its chunk number and the chunk count last; a reduction in chunks
+    writes one partial each into an array of them instead of the output."""
     import numba
 
     typ: dict[int, Any] = {k: numba.typeof(v) for k, v in enumerate(call.views)}
     sigs = []
     for step, nest, target in zip(plan.steps, nests, _targets(call, plan)):
-        typ[step.result] = numba.typeof(target)
+        out = typ[step.result] = numba.typeof(target)
+        fold: tuple[Any, ...] = ()
+        if partials(nest) is not None:
+            parts = numba.typeof(np.empty(0, step.kernel.accumulate))
+            out, fold = parts, (parts, out)
         chunk = (numba.int64, numba.int64) if nest.schedule.threads else ()
-        sigs.append(tuple(typ[a] for a in step.args) + (typ[step.result],) + chunk)
+        sigs.append((tuple(typ[a] for a in step.args) + (out,) + chunk, fold))
     return sigs
+
+
+def numba_sources(plan: Plan, nest: LoopNest) -> tuple[str, str | None]:
+    """The Numba module of one step's loop nest, and for a reduction in chunks the module
+    of the kernel that folds their partials (else None)."""
+    title = f"{plan.equation} step {nest.kernel.name}"
+    fold = partials(nest)
+    return (numba_cpu.render_module(nest, title),
+            None if fold is None else numba_cpu.render_module(fold, f"{title}, its partials"))
 
 
 def build(call: Call) -> CompiledPlan:
@@ -318,16 +334,22 @@ def build(call: Call) -> CompiledPlan:
     if call.arith.backend == "numba":
         # Numba's types only for Numba steps: a plan of BLAS calls never imports Numba.
         loops = any(not nest.schedule.gemm for nest in nests)
-        sigs = _signatures(call, plan, nests) if loops else [()] * len(nests)
-        for step, nest, sig in zip(plan.steps, nests, sigs):
+        sigs = _signatures(call, plan, nests) if loops else [((), ())] * len(nests)
+        for step, nest, (sig, fold_sig) in zip(plan.steps, nests, sigs):
             if nest.schedule.gemm:
                 fn, source = blas.build(nest)
                 kernels.append(fn)
                 sources.append(source)
                 continue
-            source = numba_cpu.render_module(nest, f"{plan.equation} step {step.kernel.name}")
+            source, fold_source = numba_sources(plan, nest)
             fn = cache.compile_kernel(source, step.kernel.name, sig)
-            kernels.append(Chunked(fn, nest.schedule.threads) if nest.schedule.threads else fn)
+            if fold_source is not None:  # then the kernel folding the chunks' partials
+                fold_fn = cache.compile_kernel(fold_source, f"{step.kernel.name}p", fold_sig)
+                fn = Chunked(fn, nest.schedule.threads, fold_fn, step.kernel.accumulate)
+                source += "\n" + fold_source
+            elif nest.schedule.threads:
+                fn = Chunked(fn, nest.schedule.threads)
+            kernels.append(fn)
             sources.append(source)
     else:
         for step in plan.steps:

@@ -7,9 +7,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .codegen import blas, numba_cpu, numpy_ufunc
-from .engine import (DEFAULT_OPTIMIZE, Call, dynamic_labels, plan_call, prepare_fold,
-                     prepare_operands)
+from .codegen import blas, numpy_ufunc
+from .engine import (DEFAULT_OPTIMIZE, Call, dynamic_labels, numba_sources, plan_call,
+                     prepare_fold, prepare_operands)
 from .planner import DEFAULT_FOLD, Fold
 from .ir import LoopNest, Plan
 from .parser import parse_subscripts
@@ -98,7 +98,7 @@ def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
     plan, nests = plan_call(call)
     if call.arith.backend == "numba":
         sources = tuple(blas.render(n) if n.schedule.gemm else
-                        numba_cpu.render_module(n, f"{plan.equation} step {n.kernel.name}")
+                        "\n".join(s for s in numba_sources(plan, n) if s is not None)
                         for n in nests)
     else:
         sources = tuple(numpy_ufunc.render(s.kernel) for s in plan.steps)

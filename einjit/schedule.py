@@ -41,10 +41,10 @@ import itertools
 
 import numpy as np
 
-from .ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout, Init,
-                 Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
+from .ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout, Index,
+                 Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
 
-__all__ = ["Policy", "POLICY", "schedule", "lower", "gemm_roles", "gemm_worthy",
+__all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "gemm_roles", "gemm_worthy",
            "thread_count"]
 
 #: The block-offset loop variable.  Every name a lowering invents has two or more
@@ -357,12 +357,12 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     reassociate = (POLICY.reassociate and bool(inner) and block is None
                    and kernel.reduce.op == "add" and kernel.accumulate[0] in "fc"
                    and extent[inner[-1]] >= 8)
-    # Chunks of the outermost loop on einjit's threads, when that loop is an output loop
-    # (chunks write disjoint outputs) with no remainder loop of an unrolled index beside it.
-    remainder = (unroll is not None and unroll[0] == parallel
-                 and (unroll[0] in kernel.dynamic or extent[unroll[0]] % unroll[1]))
-    chunks = threads if (POLICY.chunked and parallel is not None and parallel in outer
-                         and not remainder) else 0
+    # Chunks of the outermost loop on einjit's threads (of both loops, when an unrolled
+    # index is parallel: its blocks and its remainder), when that loop is an output loop.
+    # A reduction split over threads (no output loops) runs in chunks too, each chunk's
+    # partial into its own slot; a second small kernel folds them (see ``partials``).
+    chunks = threads if (POLICY.chunked and parallel is not None
+                         and (parallel in outer or not outer)) else 0
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
                     unroll=unroll, reassociate=reassociate, threads=chunks, band=band)
 
@@ -450,7 +450,10 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             body = (init,) + _nest(inner, kernel,
                                    (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
                                    None, fuse_red, "fr")
-    body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
+    if sched.threads and sched.parallel in inner:  # this chunk's partial, in slot c
+        body = body + (Store(Operand(kernel.output.name, kernel.accumulate, ("c",)), acc),)
+    else:
+        body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
     if sched.tile is not None:
         u, v, size = sched.tile
@@ -459,6 +462,29 @@ def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
         outer_parallel = None if outer_parallel == u else outer_parallel
     return LoopNest(kernel, sched,
                     _dims(kernel) + _nest(outer, kernel, body, outer_parallel, fuse_out, "fo"))
+
+
+def partials(nest: LoopNest) -> LoopNest | None:
+    """For a reduction run in chunks (``threads`` with a reduction loop parallel): the
+    loop nest that folds the chunks' partials (``a0[c]``, in the accumulating dtype) into
+    the output, with the reduction's operator; None for any other nest.
+
+    >>> from einjit.ir import Index, Kernel, Operand, SUM, product
+    >>> k = Kernel("k0", (Operand("a0", "float32", ("i",)),), Operand("out", "float32", ()),
+    ...            (Index("i", 1 << 22),), product(1, (("i",),)), SUM, "float32")
+    >>> print(partials(lower(k, schedule(k, ((1,),), (), threads=2))))
+    k0p(a0[c]) -> out[]   [order c, serial]
+        acc = float32(0)
+        for c in range(2):
+            acc = add(acc, a0[c])
+        out[] = float32(acc)
+    """
+    k, sched = nest.kernel, nest.schedule
+    if not sched.threads or sched.parallel not in k.reduction_indices:
+        return None
+    fold = Kernel(f"{k.name}p", (Operand("a0", k.accumulate, ("c",)),), k.output,
+                  (Index("c", sched.threads),), Load(0, ("c",)), k.reduce, k.accumulate)
+    return lower(fold, Schedule(("c",)))
 
 
 def _block_start(prefix: str, n: int | Expr, size: int) -> tuple[tuple[Stmt, ...], int | Var]:
@@ -570,8 +596,8 @@ def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str
     plain = (Let(v, Call("add", (Const(start) if isinstance(start, int) else start,
                                  Var("vr")))),) + across_band(plain)
     loops: tuple[Stmt, ...] = (blocks,)
-    if not isinstance(rest_n, int) or rest_n:
-        loops += (Loop("vr", rest_n, plain),)
+    if not isinstance(rest_n, int) or rest_n:  # parallel too when ``vb`` is
+        loops += (Loop("vr", rest_n, plain, sched.parallel == v),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
     if band is not None:
         u_blocks = Loop("ub", _ceil_div(kernel.sizes[band[0]], band[1]), head_u + loops,

@@ -6,13 +6,16 @@ Two kinds of steps use them:
   ``numpy.matmul`` releases the GIL around BLAS;
 * loop kernels whose parallel loop runs in chunks (:class:`Chunked`): the kernel is a
   serial Numba function compiled with ``nogil=True`` that takes its chunk number and the
-  number of chunks as two trailing arguments and runs that share of the loop.
+  number of chunks as two trailing arguments and runs that share of the loop; a
+  reduction split over threads writes one partial per chunk, and a second small kernel
+  folds them (:func:`einjit.schedule.partials`).
 
 Numba's ``prange`` would run such a loop on Numba's own threads, but a ``parallel=True``
-kernel takes 0.7-1.1 s to compile against 0.15-0.25 s serially (``shared/MEASURED.md``;
+kernel takes 0.7-1.3 s to compile against 0.15-0.25 s serially (``shared/MEASURED.md``;
 ``benchmarks/coldstart.py``), and the first one a process loads starts Numba's thread
-pool.  The scheduler keeps ``prange`` only where chunks would not be independent: a
-reduction split over threads (see :func:`einjit.schedule.schedule`).
+pool.  ``Policy(chunked=False)`` (:mod:`einjit.schedule`) brings ``prange`` back.  A
+hand-over to a chunk worker costs about 20 us, a ``prange`` launch about 3 us: parallel
+loops are only scheduled for at least 2**20 body evaluations.
 
 >>> import numpy as np
 >>> def fill(out, c, n):  # chunk c of n
@@ -29,6 +32,8 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
+
+import numpy as np
 
 __all__ = ["Chunked", "submit"]
 
@@ -104,14 +109,44 @@ class Chunked:
     (re-raising an error of one).  ``fn`` must release the GIL (Numba ``nogil=True``) for
     the chunks to overlap.  While another thread's chunked kernel holds the workers, the
     caller runs every chunk itself.
+
+    With ``fold`` (a reduction in chunks), the last array (the output) is replaced by an
+    array of n partials of dtype ``partial``, one written by each chunk, and
+    ``fold(partials, output)`` combines them afterwards.
     """
 
-    __slots__ = ("fn", "n")
+    __slots__ = ("fn", "n", "fold", "partial")
 
-    def __init__(self, fn: Callable[..., Any], n: int) -> None:
-        self.fn, self.n = fn, n
+    def __init__(self, fn: Callable[..., Any], n: int, fold: Callable[..., Any] | None = None,
+                 partial: Any = None) -> None:
+        self.fn, self.n, self.fold, self.partial = fn, n, fold, partial
 
     def __call__(self, *arrays: Any) -> None:
+        if self.fold is None:
+            self._chunks(arrays)
+            return
+        parts = np.empty(self.n, self.partial)
+        self._chunks(arrays[:-1] + (parts,))
+        self.fold(parts, arrays[-1])
+
+    def specialised(self, arrays: Any) -> "Chunked":
+        """The same, calling the compiled code of each Numba function for exactly these
+        arrays' types (no per-call type dispatch; see ``einjit.dispatch``)."""
+        from numba import int64, typeof
+
+        def entry(fn: Any, args: Any) -> Any:
+            compiled = getattr(fn, "overloads", {}).get(args)
+            return fn if compiled is None else compiled.entry_point
+
+        if self.fold is None:
+            types = tuple(typeof(a) for a in arrays)
+            return Chunked(entry(self.fn, types + (int64, int64)), self.n)
+        parts = typeof(np.empty(self.n, self.partial))
+        types = tuple(typeof(a) for a in arrays[:-1])
+        return Chunked(entry(self.fn, types + (parts, int64, int64)), self.n,
+                       entry(self.fold, (parts, typeof(arrays[-1]))), self.partial)
+
+    def _chunks(self, arrays: tuple[Any, ...]) -> None:
         fn, n = self.fn, self.n
         if not _busy.acquire(blocking=False):
             for c in range(n):
@@ -140,4 +175,5 @@ class Chunked:
             _busy.release()
 
     def __repr__(self) -> str:
-        return f"Chunked({self.fn!r}, {self.n})"
+        fold = f", fold={self.fold!r}" if self.fold is not None else ""
+        return f"Chunked({self.fn!r}, {self.n}{fold})"

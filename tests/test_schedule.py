@@ -61,15 +61,40 @@ def test_parallel_full_reduction_with_inner_loops():
     assert "part += " in src and "acc += part" in src
 
 
-def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated():
+@pytest.mark.parametrize("chunked", [True, False])
+def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated(chunked,
+                                                                            monkeypatch):
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(chunked=chunked))
     x = RNG.standard_normal(1_100_003)
     (nest,) = _check("i,i,i->", x, x, x)
     assert nest.schedule.parallel == "i" and nest.schedule.chunk and nest.schedule.reassociate
     src = einjit.explain("i,i,i->", x, x, x).sources[0]
-    # the chunk loop is the prange (its fold stays ``+=`` for Numba's parfors); the terms
-    # of a chunk are summed with the reassociating add
-    assert "for rb in prange(" in src and "acc += part" in src
+    # the terms of a chunk of 1024 are summed with the reassociating add
     assert "part = vm.radd(part, a0[i] * a1[i] * a2[i])" in src
+    if chunked:  # einjit's threads: each writes its partial, a second kernel folds them
+        assert nest.schedule.threads > 1 and "out[c] = acc" in src
+        fold = einjit.schedule.partials(nest)
+        assert fold is not None and str(fold.kernel).startswith("kernel k0p: out[] = sum_c")
+    else:  # the chunk loop is the prange (its fold stays ``+=`` for Numba's parfors)
+        assert "for rb in prange(" in src and "acc += part" in src
+
+
+@pytest.mark.parametrize("reduce", ["sum", "max", "any", "logsumexp"])
+def test_reductions_in_chunks_fold_their_partials_with_their_operator(reduce, monkeypatch):
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(parallel_min_work=8))
+    x = RNG.standard_normal(1001)
+    plus = einjit.CompiledEinsum("i,i->", _plus, reduce=reduce)
+    want = {"sum": np.sum, "max": np.max, "any": np.any,
+            "logsumexp": lambda v: np.logaddexp.reduce(v)}[reduce](x + x[::-1])
+    for _ in range(2):  # the launcher of the fast path too
+        got = plus(x, x[::-1])
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    ints = np.arange(-500, 501)
+    assert einjit.CompiledEinsum("i,i->", _plus, reduce="max")(ints, ints) == 1000
+
+
+def _plus(a, b):
+    return a + b
 
 
 def test_reassociation_only_for_float_sums_over_an_innermost_reduction():

@@ -146,7 +146,7 @@ def _stmt(s: Stmt, indent: str, reassociate: bool = False, chunked: bool = False
             factors.append(ix)
         for child in s.body:
             # Numba's parfors only know ``acc += x`` as the reduction of a prange loop.
-            flat = s.parallel and isinstance(child, Accumulate)
+            flat = s.parallel and not chunked and isinstance(child, Accumulate)
             lines += _stmt(child, indent + "    ", reassociate and not flat, chunked)
         return lines
     if isinstance(s, Init):
@@ -179,7 +179,7 @@ def render_function(nest: LoopNest) -> str:
     lines = [f"def {k.name}({args}):"]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
     for s in nest.body:
-        if chunked and not isinstance(s, Let) and not (isinstance(s, Loop) and s.parallel):
+        if chunked and isinstance(s, Loop) and not s.parallel:
             raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
         lines += _stmt(s, "    ", nest.schedule.reassociate, chunked)
     return "\n".join(lines) + "\n"
