@@ -8,8 +8,9 @@ Two passes, both pure functions:
   stride so the innermost loop walks the smallest strides; when an output index has
   smaller strides than every reduction index (``ij,jk->ik`` in C order), that index is
   blocked: a local array of accumulators lets it run innermost, inside the reductions;
-  ``prange`` on an outer output loop when the kernel has enough work to pay for threads
-  (or, for a full reduction, on the outer reduction loop with partial sums).
+  the outermost output loop in parallel when the kernel has enough work to pay for
+  threads (or, for a full reduction, the outer reduction loop, with partial sums):
+  chunks on einjit's threads (:mod:`einjit.threads`), or Numba's ``prange``.
 * :func:`lower` turns a kernel and its schedule into a :class:`~einjit.ir.LoopNest`.
 
 >>> from einjit.ir import Index, Kernel, Operand, SUM, product

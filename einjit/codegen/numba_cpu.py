@@ -1,7 +1,8 @@
 """Render a :class:`~einjit.ir.LoopNest` as the source of a ``numba.njit`` module.
 
 The renderer prints what the scheduler decided and decides nothing: loops in the given
-order, ``prange`` where the schedule says, sizes as literals (Numba freezes them and LLVM
+order, the parallel loop as ``prange`` or as this call's chunk of it (extra arguments
+``c, nc``) where the schedule says, sizes as literals (Numba freezes them and LLVM
 can unroll and vectorise on them).  The module is written to a file and imported by
 :mod:`einjit.cache`, so Numba's ``cache=True`` works across processes.
 
