@@ -24,7 +24,7 @@ from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_
                      check_out_cast, numba_dtype, result_dtype)
 from .ir import LoopNest, Plan
 from .parser import Equation, EinsumSpec, bind, split_arguments
-from .planner import DEFAULT_FOLD, Fold, make_plan
+from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path
 from . import schedule as schedule_module
 from .schedule import lower, partials, schedule
 from .views import allocate, c_strides, canonical_view, permuted_view, stride_rank
@@ -85,6 +85,9 @@ class Call:
         opt = self.optimize
         if opt is False or (isinstance(opt, str) and opt == DEFAULT_OPTIMIZE):
             return True
+        if memory_limit(opt) is not None:  # the path decides: a limit can make it one step
+            path = resolve_path(opt, self.labels, self.spec.output, self.spec.size)
+            return len(path[-1] if path else self.spec.inputs) != 2
         if isinstance(opt, (list, tuple)) and len(opt) > 1:
             return len(opt[-1]) != 2
         n = len(self.spec.inputs)

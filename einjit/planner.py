@@ -119,6 +119,15 @@ def resolve_path(optimize: Any, inputs: Sequence[Labels], output: Labels,
     n = len(inputs)
     if optimize is False or optimize is None:  # numpy reads None as False
         return None
+    limit = memory_limit(optimize)
+    if limit is not None:  # numpy's (finder, largest intermediate in elements)
+        if n <= 2:
+            return None
+        from opt_einsum import paths
+
+        found = paths.get_path_fn(optimize[0])([set(t) for t in inputs], set(output), extent,
+                                              limit)
+        return tuple(tuple(int(i) for i in c) for c in found)
     if isinstance(optimize, (list, tuple)):
         if not optimize or optimize[0] != "einsum_path":
             raise TypeError(f"einsum: did not understand the path optimize={optimize!r}; an "
@@ -136,6 +145,19 @@ def resolve_path(optimize: Any, inputs: Sequence[Labels], output: Labels,
                                f"one of {sorted(PATH_FINDERS)}")
     found = PATH_FINDERS[optimize]([set(t) for t in inputs], set(output), extent)
     return tuple(tuple(int(i) for i in c) for c in found)
+
+
+def memory_limit(optimize: Any) -> int | None:
+    """The memory limit of numpy's ``optimize=(finder, limit)`` form (elements of the
+    largest intermediate), checking the finder's name; None for every other form."""
+    if not (isinstance(optimize, (list, tuple)) and len(optimize) == 2
+            and isinstance(optimize[0], str) and optimize[0] != "einsum_path"
+            and isinstance(optimize[1], (int, float)) and not isinstance(optimize[1], bool)):
+        return None
+    if optimize[0] not in PATH_FINDERS:
+        raise UnknownPathError(f"einsum: optimize={optimize!r} names no path finder; use "
+                               f"one of {sorted(PATH_FINDERS)}")
+    return int(optimize[1])
 
 
 def _check_path(path: Sequence[Any], n: int) -> tuple[tuple[int, ...], ...]:

@@ -241,3 +241,21 @@ def test_full_contractions_return_what_numpy_returns_for_each_optimize(optimize)
         for _ in range(2):
             got = einjit.einsum(eq, *ops, optimize=optimize)
             assert type(got) is type(want) and np.array_equal(got, want), (eq, optimize)
+
+
+@pytest.mark.parametrize("optimize", [("greedy", 10), ("optimal", 1e6), ("greedy", 0),
+                                      ["greedy", 1000]])
+def test_optimize_with_a_memory_limit_as_numpy(optimize):
+    # numpy's (finder, largest intermediate) form: same values and result type; a limit
+    # no pairwise step fits in gives one step over every operand (a scalar for three).
+    rng = np.random.default_rng(8)
+    a, b, c = rng.standard_normal((3, 4)), rng.standard_normal((4, 5)), rng.standard_normal((5, 2))
+    for eq, ops in [("ij,jk,kl->il", (a, b, c)), ("ij,jk,kl->", (a, b, c)), ("ij,jk->", (a, b)),
+                    ("ij->", (a,))]:
+        want = np.einsum(eq, *ops, optimize=optimize)
+        for _ in range(2):
+            got = einjit.einsum(eq, *ops, optimize=optimize)
+            assert type(got) is type(want), (eq, optimize)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(KeyError):
+        einjit.einsum("ij,jk,kl->il", a, b, c, optimize=("bogus", 10))
