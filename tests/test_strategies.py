@@ -24,9 +24,9 @@ POLICIES = {
 
 
 # Each policy compiles new kernels (a prange one in about a second), so to keep CI short
-# every policy but gemm runs a slice of the table: prange every eighth equation (from the
-# fourth), parallel every fourth, unroll2 every third, the others every second one.
-_EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 4, "prange": 8, "tile2": 2,
+# every policy but gemm runs a slice of the table: prange every twelfth equation (from
+# the fourth), parallel every fourth, unroll2 every third, the others every second one.
+_EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 4, "prange": 12, "tile2": 2,
           "unroll2": 3}
 _FIRST = {"prange": 3}
 CASES = [pytest.param(eq, shapes, policy, id=f"{policy}-{p.id}")
