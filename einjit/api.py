@@ -11,7 +11,7 @@ import numpy as np
 from . import cache, engine
 from .dispatch import FastTable, signature
 from .engine import DEFAULT_OPTIMIZE, CompiledPlan, einsum
-from .body import numba_reason, reduction, translate
+from .body import compile_errors, reduction, translate
 from .parser import parse_subscripts
 from .planner import Fold
 
@@ -125,17 +125,8 @@ class CompiledEinsum:
             call.dynamic = frozenset(call.spec.size)
         elif self.dynamic:
             call.dynamic = self.dynamic & frozenset(call.spec.size)
-        if self._body_fn is None:
+        with compile_errors(self._body_fn, f"einjit.compile({self.equation!r})"):
             return engine.finish(call, self._plans, key, self._fast, operands)
-        try:
-            return engine.finish(call, self._plans, key, self._fast, operands)
-        except Exception as exc:
-            reason = numba_reason(exc)
-            if reason is None:
-                raise
-            raise TypeError(f"einjit.compile({self.equation!r}): Numba cannot compile the "
-                            f"body of {self._body_fn.__qualname__} for these operands: "
-                            f"{reason}") from exc
 
     def explain(self, *operands_or_shapes: Any, dtype: Any = None) -> Any:
         """What this function runs for these operands (or shapes): plan, loop nests and

@@ -33,6 +33,8 @@ import inspect
 import math
 import textwrap
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -40,7 +42,7 @@ import numpy as np
 from .ir import Call, Const, Expr, Load, Reduction, SUM
 
 __all__ = ["FUNCTIONS", "REDUCTIONS", "translate", "reduction", "body_dtypes", "semiring",
-           "numba_reason"]
+           "numba_reason", "compile_errors"]
 
 #: Reductions by name: the binary operator and its identity (for floats; integer and bool
 #: identities of min and max are the dtype's extremes).
@@ -279,3 +281,22 @@ def numba_reason(exc: BaseException) -> str | None:
     detail = [ln for ln in lines if ln.startswith(("No implementation", "Invalid use", "Cannot",
                                                    "Unknown", ">>>"))]
     return " ".join((detail or lines or [type(exc).__name__])[:3])
+
+
+@contextmanager
+def compile_errors(fn: Callable[..., Any] | None, where: str,
+                   target: str = "these operands") -> Iterator[None]:
+    """Inside: a Numba failure to compile the body of ``fn`` becomes a TypeError naming
+    ``where``, the function and ``target``, with Numba's reason; other errors, and
+    everything when there is no body (``fn`` None), pass as they are."""
+    if fn is None:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        reason = numba_reason(exc)
+        if reason is None:
+            raise
+        raise TypeError(f"{where}: Numba cannot compile the body of {fn.__qualname__} for "
+                        f"{target}: {reason}") from exc

@@ -40,7 +40,7 @@ import numpy as np
 from . import cache, engine, schedule_cuda
 from .ir import Plan
 from .parser import split_arguments
-from .body import numba_reason
+from .body import compile_errors
 from .planner import DEFAULT_FOLD, Fold, make_plan
 from .schedule_cuda import GpuSchedule, Layout, schedule_gpu
 from .views import c_strides, view_geometry
@@ -410,18 +410,8 @@ class _Fold:
     def run(self, cuda: Any, compiled: CudaPlan, call: engine.Call, flats: Sequence[Any],
             final: Any) -> None:
         """:func:`_execute`; Numba's failure to compile a body names the function."""
-        if self.fn is None:
+        with compile_errors(self.fn, "einsum", "the CUDA target with these operands"):
             _execute(cuda, compiled, call, flats, final)
-            return
-        try:
-            _execute(cuda, compiled, call, flats, final)
-        except Exception as exc:
-            reason = numba_reason(exc)
-            if reason is None:
-                raise
-            raise TypeError(f"einsum: Numba cannot compile the body of "
-                            f"{self.fn.__qualname__} for the CUDA target with these "
-                            f"operands: {reason}") from exc
 
 
 def _lookup(call: engine.Call, inputs: Sequence[Layout], output: Layout, cuda: Any,

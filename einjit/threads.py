@@ -2,8 +2,8 @@
 
 Two kinds of steps use them:
 
-* GEMM steps whose batch is split (:func:`einjit.codegen.blas.batched_matmul`):
-  ``numpy.matmul`` releases the GIL around BLAS;
+* GEMM steps whose batch is split (:func:`einjit.codegen.blas.batched_matmul`): each
+  chunk a ``numpy.matmul`` of its part of the batch (numpy releases the GIL around BLAS);
 * loop kernels whose parallel loop runs in chunks (:class:`Chunked`): the kernel is a
   serial Numba function compiled with ``nogil=True`` that takes its chunk number and the
   number of chunks as two trailing arguments and runs that share of the loop; a
@@ -30,33 +30,15 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Chunked", "submit"]
-
-_pool: ThreadPoolExecutor | None = None
-_lock = threading.Lock()
-
-
-def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-    """Run ``fn(*args)`` on a pool of worker threads (started on first use)."""
-    global _pool
-    if _pool is None:
-        with _lock:
-            if _pool is None:
-                from .schedule import thread_count
-
-                _pool = ThreadPoolExecutor(max(thread_count(), 2),
-                                           thread_name_prefix="einjit")
-    return _pool.submit(fn, *args)
-
+__all__ = ["Chunked"]
 
 class _Worker:
     """A thread that runs one task at a time, handed over with two locks: about 20 us
-    from hand-over to done, where a thread pool's future takes about 55 us."""
+    from hand-over to done, where a ``concurrent.futures`` pool's future takes about 55 us."""
 
     def __init__(self) -> None:
         self.go, self.done = threading.Lock(), threading.Lock()
@@ -94,9 +76,9 @@ _busy = threading.Lock()  # one chunked kernel at a time uses the workers
 
 def _forget_workers() -> None:
     """In a forked child: the workers' threads did not come along; start new ones."""
-    global _busy, _pool, _lock
+    global _busy
     _workers.clear()
-    _busy, _lock, _pool = threading.Lock(), threading.Lock(), None
+    _busy = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -5,7 +5,6 @@ so ``math`` functions and ``a if c else b`` work) on the broadcast operands in f
 then reduces with numpy; a ``max``/``min`` over nothing must raise as numpy's does.
 """
 
-import math
 import os
 
 import numpy as np
@@ -13,44 +12,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import einjit
+from _bodies import (REDUCTIONS, absdiff, clipped, gauss, greater, larger, norm, plus,
+                     sqdiff)
 from _reference import fold_reference as reference
 
 EXAMPLES = max(4, int(os.environ.get("EINJIT_HYPOTHESIS_EXAMPLES", "60")) // 6)
-REDUCTIONS = ["sum", "prod", "max", "min", "any", "all", "logsumexp"]
-
-
-def sqdiff(x, y):
-    return (x - y) ** 2
-
-
-def absdiff(x, y):
-    return abs(x - y)
-
-
-def gauss(x, y):
-    return np.exp(-x * y)
-
-
-def norm(x, y):
-    return math.sqrt(x * x + y * y)
-
-
-def greater(x, y):
-    return x > y
-
-
-def larger(x, y):
-    return x if x > y else y
-
-
-def plus(x, y):
-    return x + y
-
-
-def clipped(x, y):
-    return min(max(x - y, -0.5), 0.5) + math.log1p(abs(x)) - np.tanh(y) / 2
-
-
 BODIES = [sqdiff, absdiff, gauss, norm, greater, larger, plus, clipped, None]
 
 

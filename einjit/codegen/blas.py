@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from ..ir import Gemm, Let, LoopNest, Operand
-from ..threads import submit
+from ..threads import Chunked
 
 __all__ = ["render", "build"]
 
@@ -118,22 +118,15 @@ def batched_matmul(x: np.ndarray, y: np.ndarray, out: np.ndarray, parts: int) ->
     """``np.matmul(x, y, out=out)`` with the first batch axis cut in ``parts`` pieces run
     on einjit's worker threads (numpy releases the GIL around BLAS).  ``x`` or ``y`` may
     broadcast over that axis (size 1)."""
-    n = out.shape[0]
-    step = -(-n // parts)
+    Chunked(_matmul_part, parts)(x, y, out)
 
-    def part(lo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        hi = lo + step
-        return (x if x.shape[0] == 1 else x[lo:hi], y if y.shape[0] == 1 else y[lo:hi],
-                out[lo:hi])
 
-    futures = [submit(lambda p: np.matmul(p[0], p[1], out=p[2]), part(lo))
-               for lo in range(step, n, step)]
-    first = part(0)
-    try:
-        np.matmul(first[0], first[1], out=first[2])
-    finally:
-        for f in futures:
-            f.result()
+def _matmul_part(x: np.ndarray, y: np.ndarray, out: np.ndarray, c: int, n: int) -> None:
+    """Part c of n of ``np.matmul(x, y, out=out)``, along the first batch axis."""
+    size = out.shape[0]
+    lo, hi = size * c // n, size * (c + 1) // n
+    np.matmul(x if x.shape[0] == 1 else x[lo:hi], y if y.shape[0] == 1 else y[lo:hi],
+              out=out[lo:hi])
 
 
 def build(nest: LoopNest) -> tuple[Callable[..., None], str]:

@@ -32,6 +32,8 @@ from einjit.body import body_dtypes
 from einjit.schedule_cuda import BlockPerOutput, Policy, ThreadPerOutput, TiledGemm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _bodies import (REDUCTIONS, absdiff, clipped, gauss, greater,  # noqa: E402  (tests/)
+                     larger, norm, plus, sqdiff)
 from _reference import fold_reference as reference  # noqa: E402  (tests/, one level up)
 
 TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
@@ -297,41 +299,6 @@ def test_cupy_arrays_give_cupy_results():
 
 
 # ---------------------------------------------------------------- bodies and reductions
-
-REDUCTIONS = ["sum", "prod", "max", "min", "any", "all", "logsumexp"]
-
-
-def sqdiff(x, y):
-    return (x - y) ** 2
-
-
-def absdiff(x, y):
-    return abs(x - y)
-
-
-def gauss(x, y):
-    return np.exp(-x * y)
-
-
-def norm(x, y):
-    return math.sqrt(x * x + y * y)
-
-
-def greater(x, y):
-    return x > y
-
-
-def larger(x, y):
-    return x if x > y else y  # noqa: FURB136 - the body under test is 'a if c else b'
-
-
-def plus(x, y):
-    return x + y
-
-
-def clipped(x, y):
-    return min(max(x - y, -0.5), 0.5) + math.log1p(abs(x)) - np.tanh(y) / 2
-
 
 def trig(x, y):
     return (math.atan2(x, y) + np.arctan(x) + math.hypot(x, y) + np.cbrt(x) + np.exp2(y)
