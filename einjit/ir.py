@@ -293,12 +293,15 @@ class Schedule:
     ``band = (u, size)`` (with ``unroll``) walks output index ``u`` in bands of ``size``
     values inside each block of unrolled values, so the rows that block reads serve the
     whole band from cache (``id,jd->ij`` with many ``j`` rows: a GEMM-like tiling).
+    ``rows`` (with ``band``): that many values of ``u`` at once as well, a register tile
+    of ``rows`` x n accumulators that reuses every operand element it loads.
     ``threads`` (when ``parallel`` is an output loop, the outermost): the parallel loop runs
     in that many chunks on einjit's worker threads (:mod:`einjit.threads`), each a call of
     the serial kernel with its chunk number, rather than as Numba's ``prange``.
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
-    partial sums, as numpy's own pairwise and SIMD sums do.
+    partial sums, as numpy's own pairwise and SIMD sums do.  ``contract`` (with
+    ``reassociate``) accumulates a body that is a product as a fused multiply-add.
     """
 
     order: tuple[str, ...]
@@ -312,6 +315,8 @@ class Schedule:
     reassociate: bool = False
     threads: int = 0
     band: tuple[str, int] | None = None
+    rows: int = 1
+    contract: bool = False
 
     def __str__(self) -> str:
         if self.gemm:
@@ -329,8 +334,12 @@ class Schedule:
         unroll = (f", {self.unroll[1]} values of {self.unroll[0]} at once in registers"
                   if self.unroll else "")
         sums = ", sums in any order (vectorised)" if self.reassociate else ""
+        if self.contract:
+            sums += ", products added as fused multiply-adds"
         if self.band:
             unroll += f", {self.band[0]} in bands of {self.band[1]}"
+            if self.rows > 1:
+                unroll += f", {self.rows} values of {self.band[0]} at once"
         return (f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
                 f"{unroll}{sums}")
 

@@ -70,7 +70,9 @@ class Policy:
     kernel compiles in a fraction of a ``prange`` kernel's time), else as a ``prange``.
     ``band``, ``band_bytes``: with unrolled output values, the other output index runs
     in bands of ``band`` values when the rows read again for each of its values exceed
-    ``band_bytes`` (they then stay in cache across the band).
+    ``band_bytes`` (they then stay in cache across the band); ``rows`` of its values at
+    once when the body is a product (a register tile).  ``contract``: a float sum of
+    products may use fused multiply-adds (one rounding per term instead of two).
     ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
     over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
@@ -89,6 +91,8 @@ class Policy:
     chunked: bool = True
     band: int = 16
     band_bytes: int = 1 << 17
+    rows: int = 2
+    contract: bool = True
 
 
 POLICY = Policy()
@@ -333,14 +337,15 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             and not any(fuse) and extent[outer[-1]] >= 2 * POLICY.unroll and POLICY.unroll > 1):
         unroll = (outer[-1], POLICY.unroll)
     band = None
-    if unroll is not None and len(outer) == 2 and outer[0] not in kernel.dynamic:
+    if unroll is not None and len(outer) >= 2 and outer[-2] not in kernel.dynamic:
         # Operands read along the unrolled index and the reductions but not along the
-        # other output index u are read again for every u: when that is more than fits
+        # next output index u are read again for every u: when that is more than fits
         # in cache, walk u in bands so each block of their rows serves a band of u.
-        u = outer[0]
+        u, around = outer[-2], outer[:-2]
         again = [op for op in kernel.inputs
                  if u not in op.indices and unroll[0] in op.indices]
-        reread = max((np.dtype(op.dtype).itemsize * _product(extent[i] for i in op.indices)
+        reread = max((np.dtype(op.dtype).itemsize
+                      * _product(extent[i] for i in op.indices if i not in around)
                       for op in again), default=0)
         if reread > POLICY.band_bytes and extent[u] >= 2 * POLICY.band:
             band = (u, POLICY.band)
@@ -358,6 +363,11 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     reassociate = (POLICY.reassociate and bool(inner) and block is None
                    and kernel.reduce.op == "add" and kernel.accumulate[0] in "fc"
                    and extent[inner[-1]] >= 8)
+    contract = (reassociate and POLICY.contract and kernel.accumulate[0] == "f"
+                and multiply_add(kernel.body) is not None)
+    # A register tile over two output indices pays once the body is a multiply-add:
+    # then loads, not arithmetic, bound the loop, and each load serves ``rows`` values.
+    rows = POLICY.rows if band is not None and contract else 1
     # Chunks of the outermost loop on einjit's threads (of both loops, when an unrolled
     # index is parallel: its blocks and its remainder), when that loop is an output loop.
     # A reduction split over threads (no output loops) runs in chunks too, each chunk's
@@ -365,7 +375,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     chunks = threads if (POLICY.chunked and parallel is not None
                          and (parallel in outer or not outer)) else 0
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
-                    unroll=unroll, reassociate=reassociate, threads=chunks, band=band)
+                    unroll=unroll, reassociate=reassociate, threads=chunks, band=band,
+                    rows=rows, contract=contract)
 
 
 def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],
@@ -406,7 +417,41 @@ def _dims(kernel: Kernel) -> tuple[Stmt, ...]:
 
 
 def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
-    """Lower ``kernel`` under ``sched`` into loops, an accumulator and one store per element."""
+    """Lower ``kernel`` under ``sched`` into loops, an accumulator and one store per element
+    (with ``sched.contract``, sums of products accumulate as ``muladd``)."""
+    nest = _lower(kernel, sched)
+    if not sched.contract:
+        return nest
+    return LoopNest(kernel, sched, _contracted(nest.body))
+
+
+def multiply_add(expr: Expr) -> tuple[Expr, Expr] | None:
+    """``(p, q)`` when ``expr`` is the product ``p * q`` (a square ``t ** 2`` is
+    ``t * t``; a product of more factors groups all but the last), else ``None``."""
+    if isinstance(expr, Call) and expr.op == "mul" and len(expr.args) >= 2:
+        first = expr.args[0] if len(expr.args) == 2 else Call("mul", expr.args[:-1])
+        return first, expr.args[-1]
+    if (isinstance(expr, Call) and expr.op == "pow" and isinstance(expr.args[1], Const)
+            and expr.args[1].value == 2):
+        return expr.args[0], expr.args[0]
+    return None
+
+
+def _contracted(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+    """``body`` with each ``acc = add(acc, p * q)`` as ``acc = muladd(acc, p * q)``."""
+    out: list[Stmt] = []
+    for s in body:
+        if isinstance(s, Loop):
+            s = Loop(s.index, s.extent, _contracted(s.body), s.parallel, s.unpack)
+        elif isinstance(s, Accumulate) and s.op == "add":
+            factors = multiply_add(s.value)
+            if factors is not None:
+                s = Accumulate(s.acc, "muladd", Call("mul", factors), s.dtype)
+        out.append(s)
+    return tuple(out)
+
+
+def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     if sched.gemm:
         a, b = kernel.inputs
         return LoopNest(kernel, sched, _dims(kernel) + (Gemm(a, b, kernel.output, sched.gemm),))
@@ -557,35 +602,69 @@ def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str
 
     With ``sched.band = (u, T)`` both run inside ``for ub in range(ceil(U / T))`` and
     each value of ``u`` in the band inside the ``vb`` (and ``vr``) loop: the n operand
-    rows of a ``vb`` block stay in cache for T values of ``u``.
+    rows of a ``vb`` block stay in cache for T values of ``u``.  With ``sched.rows = m``
+    as well, the ``vb`` block takes m values of u at once (``h0 .. h<m-1>``, m x n
+    accumulators ``ac<p>_<t>``), then the band's last ``count mod m`` values one by one.
     """
     v, n = sched.unroll  # type: ignore[misc]
     outer.remove(v)
     size = kernel.sizes[v]
     red, dtype = kernel.reduce, kernel.accumulate
     lanes = [f"w{t}" for t in range(n)]
-    accs = [Var(f"ac{t}") for t in range(n)]
-    steps = tuple(Accumulate(acc, red.op, _renamed(kernel.body, v, lane), dtype)
-                  for acc, lane in zip(accs, lanes))
     out = kernel.output
-    stores = tuple(Store(Operand(out.name, out.dtype, tuple(lane if ix == v else ix
-                                                            for ix in out.indices)),
-                         _store_cast(kernel, acc, True)) for acc, lane in zip(accs, lanes))
+
+    def tile(rows: Sequence[str | None]) -> tuple[Stmt, ...]:
+        """Accumulators for n values of v (and, with names in ``rows``, for each of
+        those values of the band's index), the reductions, the stores."""
+        u = sched.band[0] if sched.band else None
+        cells = [(f"ac{t}" if len(rows) == 1 else f"ac{p}_{t}", lane, row)
+                 for p, row in enumerate(rows) for t, lane in enumerate(lanes)]
+        where = [{v: lane} | ({u: row} if row and u else {}) for _, lane, row in cells]
+        steps = tuple(Accumulate(Var(acc), red.op, _renamed_all(kernel.body, names), dtype)
+                      for (acc, _, _), names in zip(cells, where))
+        stores = tuple(
+            Store(Operand(out.name, out.dtype, tuple(names.get(ix, ix) for ix in out.indices)),
+                  _store_cast(kernel, Var(acc), True))
+            for (acc, _, _), names in zip(cells, where))
+        inits = tuple(Init(Var(acc), dtype, red.identity) for acc, _, _ in cells)
+        return inits + _nest(inner, kernel, steps, None) + stores
+
     head = (Let("v0", Call("mul", (Var("vb"), Const(n)))),) + tuple(
         Let(lane, Call("add", (Var("v0"), Const(t)))) for t, lane in enumerate(lanes))
-    inits = tuple(Init(acc, dtype, red.identity) for acc in accs)
     band = sched.band
     if band is not None:
         outer.remove(band[0])
         head_u, count_u = _block_start("u", kernel.sizes[band[0]], band[1])
-        at_u = Let(band[0], Call("add", (Var("u0"), Var("ut"))))
 
         def across_band(stmts: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+            at_u = Let(band[0], Call("add", (Var("u0"), Var("ut"))))
             return (Loop("ut", count_u, (at_u,) + stmts),)
+
+        m = sched.rows
+        if m > 1:
+            # m values of u at once (h0 .. h<m-1>), then the band's last count mod m
+            rows = [f"h{p}" for p in range(m)]
+            pairs = (count_u // m if isinstance(count_u, int)
+                     else Call("floordiv", (count_u, Const(m))))
+            first = Call("add", (Var("u0"), Call("mul", (Var("ut"), Const(m)))))
+            at_rows = tuple(Let(row, Call("add", (first, Const(p))))
+                            for p, row in enumerate(rows))
+            body = head + (Loop("ut", pairs, at_rows + tile(rows)),)
+            done = pairs * m if isinstance(pairs, int) else Call("mul", (pairs, Const(m)))
+            left = (count_u - done if isinstance(count_u, int)
+                    else Call("sub", (count_u, done)))
+            if not isinstance(left, int) or left:
+                start_u = Call("add", (Var("u0"), Const(done) if isinstance(done, int)
+                                       else done))
+                at_u = Let(band[0], Call("add", (start_u, Var("ur"))))
+                body += (Loop("ur", left, (at_u,) + tile([None])),)
+        else:
+            body = head + across_band(tile([None]))
     else:
         def across_band(stmts: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
             return stmts
-    body = head + across_band(inits + _nest(inner, kernel, steps, None) + stores)
+
+        body = head + tile([None])
     full = size // n if isinstance(size, int) else Call("floordiv", (size, Const(n)))
     blocks = Loop("vb", full, body, sched.parallel == v)
     start = full * n if isinstance(full, int) else Call("mul", (full, Const(n)))
@@ -605,6 +684,13 @@ def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str
                         sched.parallel == band[0])
         return _nest(outer, kernel, (u_blocks,), outer_parallel)
     return _nest(outer, kernel, loops, outer_parallel)
+
+
+def _renamed_all(expr: Expr, names: dict[str, str]) -> Expr:
+    """``expr`` with each index ``old`` of ``names`` read as ``names[old]``."""
+    for old, new in names.items():
+        expr = _renamed(expr, old, new)
+    return expr
 
 
 def _renamed(expr: Expr, old: str, new: str) -> Expr:

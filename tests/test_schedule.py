@@ -69,8 +69,9 @@ def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated(chun
     (nest,) = _check("i,i,i->", x, x, x)
     assert nest.schedule.parallel == "i" and nest.schedule.chunk and nest.schedule.reassociate
     src = einjit.explain("i,i,i->", x, x, x).sources[0]
-    # the terms of a chunk of 1024 are summed with the reassociating add
-    assert "part = vm.radd(part, a0[i] * a1[i] * a2[i])" in src
+    # the terms of a chunk of 1024 are summed with the reassociating multiply-add
+    assert nest.schedule.contract
+    assert "part = vm.rmuladd(a0[i] * a1[i], a2[i], part)" in src
     if chunked:  # einjit's threads: each writes its partial, a second kernel folds them
         assert nest.schedule.threads > 1 and "out[c] = acc" in src
         fold = einjit.schedule.partials(nest)
@@ -100,14 +101,22 @@ def _plus(a, b):
 def test_reassociation_only_for_float_sums_over_an_innermost_reduction():
     f = RNG.standard_normal((40, 64))
     (nest,) = _check("ij,ij,ij->i", f, f, f)  # the j loop innermost
-    assert nest.schedule.reassociate
-    assert "vm.radd(" in einjit.explain("ij,ij,ij->i", f, f, f).sources[0]
+    assert nest.schedule.reassociate and nest.schedule.contract
+    assert "vm.rmuladd(" in einjit.explain("ij,ij,ij->i", f, f, f).sources[0]
+    (single,) = _check("ij->i", f)  # a sum of single terms: no product to fuse
+    assert single.schedule.reassociate and not single.schedule.contract
+    assert "vm.radd(" in einjit.explain("ij->i", f).sources[0]
     ints = _ints(40, 64)
     assert not _check("ij,ij,ij->i", ints, ints, ints)[0].schedule.reassociate
     (blocked,) = _check("ji,ji->i", f, f)  # the i loop innermost, over accumulators
     assert blocked.schedule.block and not blocked.schedule.reassociate
     (short,) = _check("ij,ij,ij->i", f[:, :5], f[:, :5], f[:, :5])
     assert not short.schedule.reassociate  # too short to fill vectors
+
+
+@einjit.compile("id,jd->ij")
+def sqdist(x, y):
+    return (x - y) ** 2
 
 
 def test_band_of_the_other_output_index_when_unrolled_rows_are_read_again(monkeypatch):
@@ -118,16 +127,35 @@ def test_band_of_the_other_output_index_when_unrolled_rows_are_read_again(monkey
         monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
             band=4, band_bytes=64, parallel_min_work=parallel))
         for n, m in ((16, 12), (19, 14), (9, 8)):
-            a, b = RNG.standard_normal((n, 7)), RNG.standard_normal((m, 7))
+            a, b = RNG.standard_normal((n, 9)), RNG.standard_normal((m, 9))
             (nest,) = _check("id,jd->ij", a, b)
             assert nest.schedule.band == ("i", 4) and nest.schedule.unroll == ("j", 4)
+            # products: a register tile of 2 values of i by 4 of j, multiply-adds
+            assert nest.schedule.rows == 2 and nest.schedule.contract
             src = einjit.explain("id,jd->ij", a, b).sources[0]
-            assert "for ut in range(un):" in src or "for ut in range(4):" in src
+            assert "for ut in range(un // 2):" in src or "for ut in range(2):" in src
+            if n % 4 == 3:  # the last band has an odd count: its last value alone
+                assert "for ur in range(" in src
+            d = sqdist(a, b)
+            np.testing.assert_allclose(d, ((a[:, None] - b[None]) ** 2).sum(-1), rtol=1e-12)
+            assert sqdist.explain(a, b).nests[0].schedule.rows == 2
             ints = _ints(n, 7), _ints(m, 7)
-            assert _check("id,jd->ij", *ints)[0].schedule.band == ("i", 4)
+            (exact,) = _check("id,jd->ij", *ints)
+            assert exact.schedule.band == ("i", 4) and exact.schedule.rows == 1
     monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy())
     small = RNG.standard_normal((50, 8))
     assert einjit.explain("id,jd->ij", small, small).nests[0].schedule.band is None
+
+
+def test_band_inside_a_batch_loop(monkeypatch):
+    # bid,bjd->bij: the band walks i inside b; the rows read again are one batch's
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        band=4, band_bytes=64, parallel_min_work=0))
+    a, b = RNG.standard_normal((3, 11, 7)), RNG.standard_normal((3, 10, 7))
+    (nest,) = _check("bid,bjd->bij", a, b)
+    assert nest.schedule.band == ("i", 4) and nest.schedule.parallel == "b"
+    ints = _ints(3, 11, 7), _ints(3, 10, 7)
+    assert _check("bid,bjd->bij", *ints)[0].schedule.band == ("i", 4)
 
 
 def test_parallel_outer_output_loop():

@@ -22,6 +22,7 @@ def k0(a0, a1, out):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 
 from ..ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Index, Init, Let, Load, Loop,
                   LoopNest, Stmt, Store, Var)
@@ -129,13 +130,23 @@ def _literal(value: object) -> str:
     return repr(value)
 
 
-def _stmt(s: Stmt, indent: str, reassociate: bool = False, chunked: bool = False
-          ) -> list[str]:
+@dataclass(frozen=True)
+class _Context:
+    """What the schedule says about how to render a kernel's statements: sums
+    reassociated (:func:`vecmath.radd`), products accumulated as multiply-adds
+    (:func:`vecmath.rmuladd`, only where sums are reassociated), the parallel loop as
+    this call's chunk ``c`` of ``nc``."""
+
+    reassociate: bool = False
+    chunked: bool = False
+
+
+def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
     if isinstance(s, Loop):
         rng = "prange" if s.parallel else "range"
         extent = s.extent if isinstance(s.extent, int) else _expr(s.extent)
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
-        if s.parallel and chunked:  # chunk c of nc, on einjit's threads
+        if s.parallel and ctx.chunked:  # chunk c of nc, on einjit's threads
             lines = [f"{indent}for {s.index} in range(({extent} * c) // nc, "
                      f"({extent} * (c + 1)) // nc):"]
         inner = indent + "    "
@@ -145,10 +156,11 @@ def _stmt(s: Stmt, indent: str, reassociate: bool = False, chunked: bool = False
             lines.append(f"{inner}{ix.name} = {value} % {_size(ix)}" if ix is not s.unpack[0]
                          else f"{inner}{ix.name} = {value}")
             factors.append(ix)
+        # Numba's parfors only know ``acc += x`` as the reduction of a prange loop.
+        flat = replace(ctx, reassociate=False) if s.parallel and not ctx.chunked else ctx
         for child in s.body:
-            # Numba's parfors only know ``acc += x`` as the reduction of a prange loop.
-            flat = s.parallel and not chunked and isinstance(child, Accumulate)
-            lines += _stmt(child, indent + "    ", reassociate and not flat, chunked)
+            lines += _stmt(child, indent + "    ", flat if isinstance(child, Accumulate)
+                           else ctx)
         return lines
     if isinstance(s, Init):
         return [f"{indent}{_expr(s.acc)} = {_np(s.dtype)}({_literal(s.value)})"]
@@ -156,8 +168,13 @@ def _stmt(s: Stmt, indent: str, reassociate: bool = False, chunked: bool = False
         acc = _expr(s.acc)
         if s.op in _FOLDS:
             return [f"{indent}{acc} = {_FOLDS[s.op]}({acc}, {_expr(s.value)})"]
-        if s.op == "add" and reassociate:  # a sum LLVM may vectorise (see vecmath.radd)
+        if s.op == "add" and ctx.reassociate:  # a sum LLVM may vectorise (see vecmath.radd)
             return [f"{indent}{acc} = vm.radd({acc}, {_expr(s.value)})"]
+        if s.op == "muladd":  # acc + p * q (the value is the product p * q)
+            p, q = s.value.args  # type: ignore[union-attr]
+            if ctx.reassociate:
+                return [f"{indent}{acc} = vm.rmuladd({_expr(p)}, {_expr(q)}, {acc})"]
+            return [f"{indent}{acc} += {_operand(p)} * {_operand(q)}"]
         sym = _BINARY.get(s.op) or _LOGICAL.get(s.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for reduction {s.op!r}")
@@ -182,7 +199,7 @@ def render_function(nest: LoopNest) -> str:
     for s in nest.body:
         if chunked and isinstance(s, Loop) and not s.parallel:
             raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
-        lines += _stmt(s, "    ", nest.schedule.reassociate, chunked)
+        lines += _stmt(s, "    ", _Context(nest.schedule.reassociate, chunked))
     return "\n".join(lines) + "\n"
 
 

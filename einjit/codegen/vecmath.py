@@ -20,6 +20,9 @@ rounded once.  Other argument types (complex, integers, bool) keep ``np.exp``.
 :func:`radd` is ``a + b`` as one LLVM ``fadd`` with the fast-math flag ``reassoc``: a sum
 accumulated with it is vectorised, with several partial sums, while every other
 operation of the kernel keeps IEEE order (the flag is on that instruction alone).
+:func:`rmuladd` is ``a * b + acc`` for such a sum of products: LLVM's ``fmuladd``, which
+becomes one fused multiply-add (a single rounding) where the CPU has one, with the
+same ``reassoc`` flag.
 
 :func:`exp_flush` is the same but gives zero for ``x < -708`` (where ``e**x`` is within a
 factor 1.5 of the smallest normal float64, 2**-1022, or below it): subnormal arithmetic
@@ -40,7 +43,7 @@ from llvmlite import ir as llvm_ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "exp_flush", "radd"]
+__all__ = ["exp", "exp_flush", "radd", "rmuladd"]
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n * _LN2_HI is exact for |n| < 2**20
@@ -140,3 +143,22 @@ def radd(typingctx, a, b):  # type: ignore[no-untyped-def]
 
         return a(a, b), add_complex
     return None
+
+
+@intrinsic
+def rmuladd(typingctx, a, b, acc):  # type: ignore[no-untyped-def]
+    """``a * b + acc`` on floats (the widest of the three), as LLVM ``fmuladd`` with the
+    flags ``reassoc contract``: one fused multiply-add where the CPU has it (the product
+    is not rounded), and LLVM may reassociate it with the additions around it."""
+    if not all(isinstance(t, types.Float) for t in (a, b, acc)):
+        return None
+    result = max((a, b, acc), key=lambda t: t.bitwidth)
+
+    def muladd(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        ty = context.get_value_type(result)
+        x, y, z = (context.cast(builder, v, t, result) for v, t in zip(args, sig.args))
+        fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
+                                              llvm_ir.FunctionType(ty, [ty, ty, ty]))
+        return builder.call(fn, [x, y, z], fastmath=("reassoc", "contract"))
+
+    return result(a, b, acc), muladd
