@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import numba
 from numba import njit
 
 from einjit.codegen import vecmath
@@ -101,3 +102,29 @@ def test_radd_widens_mixed_floats_and_adds_complex():
     assert isinstance(_sum_into(x32, np.float32(0)), float)  # boxed float32 -> float
     z = np.array([1 + 2j, 3 - 1j])
     assert _sum_into(z, 0j) == 4 + 1j
+
+
+@njit
+def _dot(x, y, acc):
+    for i in range(x.size):
+        acc = vecmath.rmuladd(x[i], y[i], acc)
+    return acc
+
+
+def test_rmuladd_is_a_product_added_with_at_most_one_rounding_each():
+    # 1 + 2**-30 squared: the fused result keeps the 2**-60 term, the unfused loses it;
+    # either is right (LLVM fuses where the CPU has an FMA)
+    t = 1 + 2.0 ** -30
+    got = _dot(np.array([t]), np.array([t]), -1.0)
+    assert got in (2.0 ** -29 + 2.0 ** -60, 2.0 ** -29)
+    x = np.random.default_rng(3).standard_normal(10_001)
+    y = np.random.default_rng(4).standard_normal(10_001)
+    assert abs(_dot(x, y, 0.0) - float(np.dot(x, y))) <= 1e-12 * float(np.abs(x * y).sum())
+    # float32 operands into a float64 accumulator: widened before the product
+    x32 = np.full(3, 2 ** 12 + 1, dtype=np.float32)
+    assert _dot(x32, x32, np.float64(0)) == 3 * (2 ** 12 + 1) ** 2
+
+
+def test_rmuladd_rejects_complex():
+    with pytest.raises(numba.TypingError):
+        _dot(np.ones(2, complex), np.ones(2, complex), 0j)
