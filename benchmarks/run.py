@@ -98,6 +98,49 @@ CASES: list[Case] = [
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
 
+
+def random_cases(count: int, seed: int) -> list[Case]:
+    """``count`` random contractions beyond the table above, seeded: one to three
+    operands over two to five labels (now and then a repeated label: a diagonal), a
+    random output (implicit and explicit), extents from 2 to 1000 scaled down until no
+    operand or result exceeds 2**21 elements and the naive cost stays under 2e8."""
+    rng = random.Random(seed)
+    cases = []
+    while len(cases) < count:
+        n_ops = rng.choices([1, 2, 3], [2, 5, 3])[0]
+        labels = "abcdefg"[:rng.randint(2, 5)]
+        terms = [[rng.choice(labels) for _ in range(rng.randint(1, 4 if n_ops < 3 else 3))]
+                 for _ in range(n_ops)]
+        for term in terms:  # repeated labels are rare: keep one in ten
+            if len(set(term)) < len(term) and rng.random() > 0.1:
+                term[:] = list(dict.fromkeys(term))
+        used = sorted({lb for t in terms for lb in t})
+        if rng.random() < 0.2:
+            out = None  # implicit output
+        else:
+            out = [lb for lb in used if rng.random() < 0.5]
+            rng.shuffle(out)
+        size = {lb: rng.choice([2, 3, 8, 17, 32, 64, 100, 128, 256, 300, 512, 1000])
+                for lb in used}
+
+        def elements(t: list[str]) -> int:
+            return math.prod(size[lb] for lb in t)
+
+        result = out if out is not None else [lb for lb in used
+                                              if sum(t.count(lb) for t in terms) == 1]
+        while (max(elements(t) for t in terms + [result]) > 1 << 21
+               or math.prod(size.values()) > 2e8):
+            big = max(size, key=lambda lb: size[lb])
+            size[big] = max(2, size[big] // 2)
+        equation = ",".join("".join(t) for t in terms)
+        if out is not None:
+            equation += "->" + "".join(out)
+        shapes = tuple(tuple(size[lb] for lb in t) for t in terms)
+        reduces = len(result) < len(used)
+        cases.append(Case(f"r{len(cases)}", equation, shapes, "flop" if reduces else "byte",
+                          f"random (seed {seed})"))
+    return cases
+
 CONTENDERS = ["einjit", "numpy", "numpy_opt", "opt_einsum", "torch"]
 PEERS = CONTENDERS[1:]
 SHORT = {"einjit": "einjit", "numpy": "numpy", "numpy_opt": "np-opt", "opt_einsum": "opt_ein",
@@ -610,6 +653,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--call-cap", type=float, default=10.0,
                    help="abandon numpy optimize=False on huge naive costs after this many s (default 10)")
     p.add_argument("--cases", default=None, help="comma-separated case names (default: all)")
+    p.add_argument("--random", type=int, default=0, metavar="N",
+                   help="run N random contractions (see random_cases) instead of the table; "
+                        "results go to --outdir/partial unless --outdir is given")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
     p.add_argument("--quick", action="store_true", help="few repeats; smoke test")
     p.add_argument("--outdir", type=Path, default=None,
                    help="where JSON and PNG go (default benchmarks/results; "
@@ -635,10 +682,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if unknown:
             p.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASE_BY_NAME)}")
         args.case_list = [CASE_BY_NAME[n] for n in names]
+    elif args.random:
+        args.case_list = random_cases(args.random, args.seed)
     else:
         args.case_list = list(CASES)
     if args.outdir is None:
-        args.outdir = RESULTS / "partial" if (args.quick or args.cases) else RESULTS
+        args.outdir = (RESULTS / "partial" if (args.quick or args.cases or args.random)
+                       else RESULTS)
     return args
 
 

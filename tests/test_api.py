@@ -259,3 +259,36 @@ def test_optimize_with_a_memory_limit_as_numpy(optimize):
             np.testing.assert_allclose(got, want, rtol=1e-12)
     with pytest.raises(KeyError):
         einjit.einsum("ij,jk,kl->il", a, b, c, optimize=("bogus", 10))
+
+
+@pytest.mark.parametrize("eq,shapes,steps", [
+    ("cd,abc->a", ((50, 30), (2, 10, 50)), 2),            # d only in the first operand
+    ("ad,c->c", ((12, 30), (6,)), 2),                     # a whole operand summed: a 0-d value
+    ("dc,bd,cab->db", ((6, 5), (30, 6), (5, 8, 30)), 2),  # then one fused nest
+    ("ae,aed->", ((4, 9), (4, 9, 50)), 1),               # summing d first reads as much
+    ("ab,bc->ac", ((20, 30), (30, 40)), 1),                # nothing only one operand has
+    ("ij,jk->i", ((3, 4), (4, 2)), 1),                     # k: too small to pay
+])
+def test_labels_only_one_operand_has_are_summed_first(eq, shapes, steps):
+    rng = np.random.default_rng(5)
+    for dtype in (np.float64, np.int64):
+        ops = [rng.integers(-9, 9, s).astype(dtype) for s in shapes]
+        got = einjit.einsum(eq, *ops)
+        want = np.einsum(eq, *[o.astype(np.float64) for o in ops])
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    plan = einjit.explain(eq, *ops).plan
+    assert len(plan.steps) == steps
+    if steps > 1:
+        assert plan.note.startswith("first summed over the labels only one operand has")
+    # numpy's own fused evaluation when asked for it
+    assert len(einjit.explain(eq, *ops, optimize=False).plan.steps) == 1
+
+
+def test_labels_summed_first_then_a_pairwise_path():
+    rng = np.random.default_rng(6)
+    ops = [rng.random(s) for s in ((64, 32), (300, 64), (32, 8, 300))]
+    plan = einjit.explain("dc,bd,cab->db", *ops).plan
+    assert len(plan.steps) == 3 and plan.steps[0].args == (2,) and "then split" in plan.note
+    np.testing.assert_allclose(einjit.einsum("dc,bd,cab->db", *ops),
+                               np.einsum("dc,bd,cab->db", *ops, optimize=True), rtol=1e-12)

@@ -220,3 +220,17 @@ def test_comparison_bodies_under_boolean_reductions(reduce, expected):
     y = np.zeros((2, 2))
     got = einjit.CompiledEinsum("ij,ij->i", greater, reduce=reduce)(x, y)
     assert got.tolist() == expected
+
+
+def test_semiring_reduces_a_label_only_one_operand_has_first():
+    # min over k, j of a[i,k] + b[k,j,l]: l is only b's, k both: min over l first is
+    # right because + distributes over min
+    f = einjit.CompiledEinsum("ik,kl->i", minplus_body, reduce="min")
+    rng = np.random.default_rng(2)
+    ops = [rng.random((7, 40)), rng.random((40, 60))]
+    e = f.explain(*ops)
+    assert len(e.plan.steps) == 2 and e.plan.note.startswith("first ")
+    np.testing.assert_allclose(f(*ops), reference("ik,kl->i", ops, minplus_body, "min"))
+    g = einjit.CompiledEinsum("ik,kl->i", absdiff, reduce="sum")  # no semiring
+    assert len(g.explain(*ops).plan.steps) == 1
+    np.testing.assert_allclose(g(*ops), reference("ik,kl->i", ops, absdiff, "sum"))
