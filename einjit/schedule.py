@@ -52,6 +52,9 @@ __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "gemm_roles", "g
 #: characters (``acc``, ``part``, ``vb``, ``v0``, ``rb``, ``fo``...), so it can never be an
 #: einsum label (one letter, or one Greek letter for a broadcast dimension).
 _T = "tb"
+#: The chunk a chunked kernel runs (its argument; the count is ``chunks``).  Labels are
+#: single characters, so no label can shadow it (a label ``c`` once did).
+CHUNK = "chunk"
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                 unroll = (v, min(POLICY.unroll, extent[v]))
             else:
                 block = (v, POLICY.block if v in kernel.dynamic
-                         else min(POLICY.block, extent[v]))
+                         else _block_size(extent[v], threads if parallel == v else 1))
     chunk = None
     if (inner and block is None and unroll is None and not fuse[1]
             and (parallel not in inner or len(inner) == 1)
@@ -377,6 +380,19 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
                     unroll=unroll, reassociate=reassociate, threads=chunks, band=band,
                     rows=rows, contract=contract)
+
+
+def _block_size(n: int, threads: int) -> int:
+    """Accumulators per block of an output loop of ``n`` values: at most
+    ``POLICY.block``, in a number of blocks that the threads share evenly when the
+    blocks are the parallel loop (32 values on 2 threads: 2 blocks of 16, not one of
+    32 on one thread), rounded up to a multiple of 8 (whole vectors)."""
+    if threads <= 1 or n < 8 * threads:
+        return min(POLICY.block, n)
+    blocks = -(-n // POLICY.block)
+    blocks = -(-blocks // threads) * threads  # a multiple of the threads
+    per = -(-n // blocks)
+    return min(POLICY.block, -(-per // 8) * 8)
 
 
 def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],
@@ -496,8 +512,8 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             body = (init,) + _nest(inner, kernel,
                                    (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
                                    None, fuse_red, "fr")
-    if sched.threads and sched.parallel in inner:  # this chunk's partial, in slot c
-        body = body + (Store(Operand(kernel.output.name, kernel.accumulate, ("c",)), acc),)
+    if sched.threads and sched.parallel in inner:  # this chunk's partial, in its slot
+        body = body + (Store(Operand(kernel.output.name, kernel.accumulate, (CHUNK,)), acc),)
     else:
         body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
     outer_parallel = sched.parallel if sched.parallel in outer else None

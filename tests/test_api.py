@@ -162,7 +162,7 @@ def test_never_calls_another_einsum(monkeypatch):
 def test_parallel_schedule_for_large_work():
     e = einjit.explain("ij,jk->ik", (256, 128), (128, 64), dtype=np.int64)
     assert e.nests[0].schedule.parallel is not None and e.nests[0].schedule.threads > 1
-    assert "(c + 1)) // nc):" in e.sources[0] and "parallel=False" in e.sources[0]
+    assert "(chunk + 1)) // chunks):" in e.sources[0] and "parallel=False" in e.sources[0]
     a = np.random.default_rng(3).integers(-9, 9, (256, 128))
     b = np.random.default_rng(4).integers(-9, 9, (128, 64))
     np.testing.assert_array_equal(einjit.einsum("ij,jk->ik", a, b), a @ b)

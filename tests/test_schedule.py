@@ -41,9 +41,12 @@ def test_blocked_output_parallel_outer_loop():
 def test_blocked_loop_itself_parallel():
     a, x = _ints(1500, 1400), _ints(1500)
     (nest,) = _check("ji,j->i", a, x)
-    assert nest.schedule.block == ("i", 512) and nest.schedule.parallel == "i"
+    # 4 blocks of 352 (not 3 of 512): the two threads get two blocks each
+    assert nest.schedule.block == ("i", 352) and nest.schedule.parallel == "i"
     src = einjit.explain("ji,j->i", a, x).sources[0]
-    assert "for vb in range((3 * c) // nc, (3 * (c + 1)) // nc):" in src  # chunks of 3 blocks
+    assert "for vb in range((4 * chunk) // chunks, (4 * (chunk + 1)) // chunks):" in src
+    (narrow,) = _check("ji,j->i", _ints(40000, 32), _ints(40000))  # 32 values: 2 blocks
+    assert narrow.schedule.block == ("i", 16) and narrow.schedule.parallel == "i"  # of 16
 
 
 def test_blocked_integers_exact():
@@ -73,7 +76,7 @@ def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated(chun
     assert nest.schedule.contract
     assert "part = vm.rmuladd(a0[i] * a1[i], a2[i], part)" in src
     if chunked:  # einjit's threads: each writes its partial, a second kernel folds them
-        assert nest.schedule.threads > 1 and "out[c] = acc" in src
+        assert nest.schedule.threads > 1 and "out[chunk] = acc" in src
         fold = einjit.schedule.partials(nest)
         assert fold is not None and str(fold.kernel).startswith("kernel k0p: out[] = sum_c")
     else:  # the chunk loop is the prange (its fold stays ``+=`` for Numba's parfors)

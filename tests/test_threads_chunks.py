@@ -69,9 +69,24 @@ def test_large_output_loops_run_chunked_and_match_numpy(monkeypatch):
                     ("ij,jk->ki", (a.astype(np.int64), b.astype(np.int64)))]:
         nest = einjit.explain(eq, *ops).nests[0]
         assert nest.schedule.threads == schedule.thread_count() > 1
-        assert "c, nc):" in einjit.explain(eq, *ops).sources[0]
+        assert "chunk, chunks):" in einjit.explain(eq, *ops).sources[0]
         got = einjit.einsum(eq, *ops)
         want = np.einsum(eq, *ops)
         for _ in range(2):  # the fast path's launcher too
             got = einjit.einsum(eq, *ops)
             np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("eq,shapes", [("c,c,c->", [(5000,)] * 3), ("nc,nc->", [(40, 70)] * 2),
+                                       ("ec->c", [(900, 20)]), ("cn,cn->c", [(70, 40)] * 2)])
+def test_a_label_named_like_a_chunk_variable(eq, shapes, monkeypatch):
+    # chunked kernels once took their chunk as ``c``: a label ``c`` overwrote it, and a
+    # reduction's partial went to ``out[c]`` with c the label's last value (out of bounds)
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(parallel_min_work=1 << 10))
+    rng = np.random.default_rng(8)
+    for dtype in (np.float64, np.int64):
+        ops = [rng.integers(-9, 9, s).astype(dtype) for s in shapes]
+        assert einjit.explain(eq, *ops).nests[-1].schedule.threads or any(
+            n.schedule.threads for n in einjit.explain(eq, *ops).nests)
+        for _ in range(2):
+            np.testing.assert_array_equal(einjit.einsum(eq, *ops), np.einsum(eq, *ops))

@@ -2,7 +2,7 @@
 
 The renderer prints what the scheduler decided and decides nothing: loops in the given
 order, the parallel loop as ``prange`` or as this call's chunk of it (extra arguments
-``c, nc``) where the schedule says, sizes as literals (Numba freezes them and LLVM
+``chunk, chunks``) where the schedule says, sizes as literals (Numba freezes them and LLVM
 can unroll and vectorise on them).  The module is written to a file and imported by
 :mod:`einjit.cache`, so Numba's ``cache=True`` works across processes.
 
@@ -135,7 +135,7 @@ class _Context:
     """What the schedule says about how to render a kernel's statements: sums
     reassociated (:func:`vecmath.radd`), products accumulated as multiply-adds
     (:func:`vecmath.rmuladd`, only where sums are reassociated), the parallel loop as
-    this call's chunk ``c`` of ``nc``."""
+    this call's chunk ``chunk`` of ``chunks``."""
 
     reassociate: bool = False
     chunked: bool = False
@@ -146,9 +146,9 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
         rng = "prange" if s.parallel else "range"
         extent = s.extent if isinstance(s.extent, int) else _expr(s.extent)
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
-        if s.parallel and ctx.chunked:  # chunk c of nc, on einjit's threads
-            lines = [f"{indent}for {s.index} in range(({extent} * c) // nc, "
-                     f"({extent} * (c + 1)) // nc):"]
+        if s.parallel and ctx.chunked:  # one chunk of the loop, on einjit's threads
+            lines = [f"{indent}for {s.index} in range(({extent} * chunk) // chunks, "
+                     f"({extent} * (chunk + 1)) // chunks):"]
         inner = indent + "    "
         factors: list[Index] = []
         for ix in reversed(s.unpack):  # row-major: the last unpacked index varies fastest
@@ -192,8 +192,8 @@ def render_function(nest: LoopNest) -> str:
     """The ``def`` of one kernel (without decorator)."""
     k = nest.kernel
     chunked = nest.schedule.threads > 0
-    args = ", ".join([op.name for op in k.inputs] + [k.output.name] + (["c", "nc"] if chunked
-                                                                       else []))
+    args = ", ".join([op.name for op in k.inputs] + [k.output.name]
+                     + (["chunk", "chunks"] if chunked else []))
     lines = [f"def {k.name}({args}):"]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
     for s in nest.body:
