@@ -27,7 +27,7 @@ from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path
 from . import schedule as schedule_module
 from .schedule import lower, partials, schedule
-from .views import allocate, c_strides, canonical_view, permuted_view, stride_rank
+from .views import allocate, c_strides, canonical_view, coalesce, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
            "DEFAULT_OPTIMIZE"]
@@ -193,6 +193,22 @@ def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fo
               and not any(np.may_share_memory(out, v) for v in views))
     return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct,
                 fold=fold)
+
+
+def coalesced(call: Call) -> None:
+    """Merge, in place, the call's summed labels that walk memory as one (see
+    :func:`einjit.views.coalesce`): its views, labels and spec then describe fewer,
+    longer loops.  Dynamic labels merge only with dynamic ones."""
+    if call.view is not None or call.arith.backend != "numba":
+        return
+    merged = coalesce(call.views, call.labels, call.spec.size, frozenset(call.spec.output),
+                      call.dynamic)
+    if merged is None:
+        return
+    call.views, call.labels, size = merged
+    call.spec = EinsumSpec(tuple(call.labels), call.spec.output,
+                           tuple((lb, size[lb]) for lb, _ in call.spec.extents if lb in size))
+    call.dynamic = call.dynamic & frozenset(size)
 
 
 def output_axes(order: str, output: tuple[str, ...], views: Sequence[np.ndarray],
@@ -435,6 +451,7 @@ def lookup(call: Call, plans: dict[Hashable, CompiledPlan] | None = None) -> Com
     (:data:`DYNAMIC_AFTER`), the call is served by a plan generic in it
     (``call.dynamic`` is updated)."""
     table = _PLANS if plans is None else plans
+    coalesced(call)
     key = call.key()
     compiled = table.get(key)
     if compiled is not None:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .codegen import blas, numpy_ufunc
-from .engine import (DEFAULT_OPTIMIZE, Call, dynamic_labels, numba_sources, plan_call,
+from .engine import (DEFAULT_OPTIMIZE, Call, coalesced, dynamic_labels, numba_sources, plan_call,
                      prepare_fold, prepare_operands)
 from .planner import DEFAULT_FOLD, Fold
 from .ir import LoopNest, Plan
@@ -91,6 +91,7 @@ def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
         call = prepare_fold(parsed, operands, None, fold, fn, optimize)
     call.dynamic = (frozenset(call.spec.size) if labels is True else
                     frozenset(labels or ()) & frozenset(call.spec.size))
+    coalesced(call)
     if call.view is not None:
         note = "a view of the operand, as numpy returns it: nothing to compute"
         return Explanation(subscripts, call.spec.text, str(call.result), "view", Plan(

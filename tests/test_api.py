@@ -193,9 +193,11 @@ def test_single_operand_without_sum_is_a_view_like_numpy():
 
 def test_deep_nests_are_fused():
     a = np.random.default_rng(6).random([2, 1, 3] + [1] * 20 + [2, 2, 3])
-    eq = "abcdefghijklmnopqrstuvwxyz->zyxwvut"
-    np.testing.assert_allclose(einjit.einsum(eq, a), np.einsum(eq, a), rtol=1e-12)
-    assert any(einjit.explain(eq, a).nests[0].schedule.fuse)
+    # every other label summed: no two summed labels adjacent, so none merge
+    for eq in ("abcdefghijklmnopqrstuvwxyz->zxvtrpnljhfdb",
+               "abcdefghijklmnopqrstuvwxyz->zyxwvutsrqponmlk"):
+        np.testing.assert_allclose(einjit.einsum(eq, a), np.einsum(eq, a), rtol=1e-12)
+        assert any(einjit.explain(eq, a).nests[0].schedule.fuse)
 
 
 def test_out_dtype_joins_the_computation_dtype_like_numpy():
@@ -292,3 +294,40 @@ def test_labels_summed_first_then_a_pairwise_path():
     assert len(plan.steps) == 3 and plan.steps[0].args == (2,) and "then split" in plan.note
     np.testing.assert_allclose(einjit.einsum("dc,bd,cab->db", *ops),
                                np.einsum("dc,bd,cab->db", *ops, optimize=True), rtol=1e-12)
+
+
+@pytest.mark.parametrize("eq,shapes,merged", [
+    ("edc->", ((40, 6, 2),), "e"),                      # every label: one loop
+    ("ijk,ijk->i", ((30, 10, 3), (30, 10, 3)), "i,j"),  # j and k merge, i is the output's
+    ("ijk,jk->i", ((5, 10, 3), (10, 3)), "i,j"),
+    ("ijk,kj->i", ((5, 10, 3), (3, 10)), "i,j,k"),      # k before j in one, after in the other
+    ("ij,ij->j", ((4, 5), (4, 5)), "j,i"),              # output labels never merge
+])
+def test_summed_labels_that_walk_memory_as_one_merge(eq, shapes, merged):
+    rng = np.random.default_rng(9)
+    for dtype in (np.float64, np.int64):
+        ops = [rng.integers(-9, 9, s).astype(dtype) for s in shapes]
+        for _ in range(2):  # the launcher too
+            np.testing.assert_array_equal(einjit.einsum(eq, *ops), np.einsum(eq, *ops))
+    labels = ",".join(sorted({ix.name for n in einjit.explain(eq, *ops).nests
+                              for ix in n.kernel.indices}, key=merged.index))
+    assert labels == merged
+
+
+def test_merging_respects_strides_broadcasts_and_dynamic_labels():
+    rng = np.random.default_rng(10)
+    a = rng.random((6, 4, 3))
+    t = np.transpose(rng.random((3, 4, 6)))            # j, k not adjacent in memory
+    assert len(einjit.explain("ijk,ijk->i", t, t).nests[0].kernel.indices) == 3
+    np.testing.assert_allclose(einjit.einsum("ijk,ijk->i", t, t),
+                               np.einsum("ijk,ijk->i", t, t), rtol=1e-12)
+    b = np.broadcast_to(rng.random((6, 1, 1)), (6, 4, 3))  # stride 0 along j and k
+    np.testing.assert_allclose(einjit.einsum("ijk,ijk->i", a, b),
+                               np.einsum("ijk,ijk->i", a, b), rtol=1e-12)
+    s = a[:, ::2, :]                                     # a gap between rows of k
+    np.testing.assert_allclose(einjit.einsum("ijk->i", s), s.sum((1, 2)), rtol=1e-12)
+    f = einjit.CompiledEinsum("ijk->i", dynamic="k")
+    assert {ix.name for ix in f.explain(a).nests[0].kernel.indices} == {"i", "j", "k"}
+    np.testing.assert_allclose(f(a), a.sum((1, 2)), rtol=1e-12)
+    assert {ix.name for ix in einjit.CompiledEinsum("ijk->i", dynamic=True).explain(a)
+            .nests[0].kernel.indices} == {"i", "j"}

@@ -24,7 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # Four kernels, none a BLAS product or a view: each is one Numba kernel.
 KERNELS = [("i,i,i->", [(5,), (5,), (5,)]), ("ij,ij,ij->i", [(3, 4), (3, 4), (3, 4)]),
-           ("ijk->k", [(2, 3, 4)]), ("i,j->ij", [(3,), (4,)])]
+           ("ijk->j", [(2, 3, 4)]), ("i,j->ij", [(3,), (4,)])]
 
 SCRIPT = textwrap.dedent("""
     import json, sys, warnings
