@@ -310,7 +310,10 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     inner = by_stride(kernel.reduction_indices)
     extent = kernel.extent
     parallel = None
-    if threads > 1 and kernel.work >= POLICY.parallel_min_work:
+    # Numba's parfors fold a prange reduction only by + and *: other reductions over
+    # every label stay serial unless they run in chunks on einjit's threads.
+    splittable = outer or POLICY.chunked or kernel.reduce.op in ("add", "mul")
+    if threads > 1 and kernel.work >= POLICY.parallel_min_work and splittable:
         group = outer if outer else inner
         wide = [n for n in group if extent[n] >= 2]
         if wide:

@@ -234,3 +234,26 @@ def test_semiring_reduces_a_label_only_one_operand_has_first():
     g = einjit.CompiledEinsum("ik,kl->i", absdiff, reduce="sum")  # no semiring
     assert len(g.explain(*ops).plan.steps) == 1
     np.testing.assert_allclose(g(*ops), reference("ik,kl->i", ops, absdiff, "sum"))
+
+
+@pytest.mark.parametrize("reduce", ["max", "min", "logsumexp"])
+def test_max_min_folds_over_a_fully_unrolled_nest_compile_quickly(reduce):
+    # PK,HK-> over 8 x 5 x 3 terms: numpy.maximum's compare-and-select chain, unrolled by
+    # LLVM, took minutes to optimise; the folds use LLVM's maximum/minimum now
+    f = einjit.CompiledEinsum("PK,HK->", absdiff, reduce=reduce)
+    rng = np.random.default_rng(12)
+    ops = [rng.random((8, 3)), rng.random((5, 3))]
+    np.testing.assert_allclose(f(*ops), reference("PK,HK->", ops, absdiff, reduce), rtol=1e-12)
+    ops[0][2, 1] = np.nan  # NaN propagates, as numpy's reductions propagate it
+    assert np.isnan(f(*ops))
+
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_every_reduction_over_every_label_under_prange(reduce, monkeypatch):
+    # Numba's parfors fold only + and *: the other reductions over every label stay serial
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        chunked=False, parallel_min_work=0))
+    f = einjit.CompiledEinsum("mn,mn->", absdiff, reduce=reduce)
+    ops = [np.arange(12.0).reshape(3, 4) / 7, np.ones((3, 4))]
+    np.testing.assert_allclose(f(*ops), reference("mn,mn->", ops, absdiff, reduce), rtol=1e-12)
+    assert (f.explain(*ops).nests[-1].schedule.parallel is None) == (reduce not in ("sum", "prod"))

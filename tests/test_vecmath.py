@@ -128,3 +128,20 @@ def test_rmuladd_is_a_product_added_with_at_most_one_rounding_each():
 def test_rmuladd_rejects_complex():
     with pytest.raises(numba.TypingError):
         _dot(np.ones(2, complex), np.ones(2, complex), 0j)
+
+
+@njit
+def _extrema(x, acc_max, acc_min):
+    for i in range(x.size):
+        acc_max = vecmath.fmax(acc_max, x[i])
+        acc_min = vecmath.fmin(acc_min, x[i])
+    return acc_max, acc_min
+
+
+def test_fmax_fmin_are_numpy_maximum_minimum_with_nan():
+    x = np.random.default_rng(5).standard_normal(1001)
+    assert _extrema(x, -np.inf, np.inf) == (x.max(), x.min())
+    x[500] = np.nan
+    assert all(np.isnan(v) for v in _extrema(x, -np.inf, np.inf))
+    assert _extrema(np.arange(7), -5, 5) == (6, 0)  # integers: numpy's own maximum
+    assert _extrema(np.float32([1.5, -2.5]), np.float64(0), np.float64(0)) == (1.5, -2.5)

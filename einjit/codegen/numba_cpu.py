@@ -43,8 +43,9 @@ _NUMPY = {"maximum": "np.maximum", "minimum": "np.minimum", "exp": "vm.exp",
           "arccos": "np.arccos", "exp2": "np.exp2", "cbrt": "np.cbrt", "abs": "np.abs",
           "hypot": "np.hypot", "arctan2": "np.arctan2", "copysign": "np.copysign",
           "logaddexp": "np.logaddexp"}
-#: Reductions whose accumulation is ``acc = f(acc, value)``.
-_FOLDS = {"maximum": "np.maximum", "minimum": "np.minimum", "logaddexp": "np.logaddexp"}
+#: Reductions whose accumulation is ``acc = f(acc, value)`` (max and min: one LLVM
+#: ``maximum``/``minimum`` each, see :func:`einjit.codegen.vecmath.fmax`).
+_FOLDS = {"maximum": "vm.fmax", "minimum": "vm.fmin", "logaddexp": "np.logaddexp"}
 #: Boolean reductions: ``acc op= value`` on booleans.
 _LOGICAL = {"or": "|", "and": "&"}
 
