@@ -257,10 +257,16 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
                      len(pre))
     if not pre:
         return plan
-    note = (f"first summed over the labels only one operand has: "
-            f"{'; '.join(str(st.kernel).split(':', 1)[1].strip() for st in pre)}"
-            + (f"; then {plan.note}" if plan.note else ""))
-    return Plan(equation, pre + plan.steps, plan.path, note)
+    return Plan(equation, pre + plan.steps, plan.path,
+                _presum_note(pre) + (f"then {plan.note}" if plan.note else ""))
+
+
+def _presum_note(pre: Sequence[Step]) -> str:
+    """What ``explain`` says about :func:`presum`'s steps (empty without them)."""
+    if not pre:
+        return ""
+    return ("first summed over the labels only one operand has: "
+            + "; ".join(str(st.kernel).split(":", 1)[1].strip() for st in pre) + "; ")
 
 
 def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
@@ -356,8 +362,7 @@ def _fold_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict
     fused = _kernel(f"k{done}", inputs, dtypes, output, arith.compute, extent, arith, dynamic,
                     fold)
     single = pre + (Step(fused, tuple(ids), n + done, _flops(fused)),)
-    first = (f"first {'; '.join(str(st.kernel).split(':', 1)[1].strip() for st in pre)}; "
-             if pre else "")
+    first = _presum_note(pre)
     if combine is None:
         why = ("one operand" if n == 1 else "two operands" if n == 2 else
                "not a semiring (the body is not one operator over the operands that "
@@ -375,8 +380,9 @@ def _fold_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict
     verdict = "fused" if single[-1].flops <= 2 * split_flops else "split"
     note = (f"{first}{verdict}: {what} is a semiring ({fold.reduce}, {combine}): one fused "
             f"loop nest costs {single[-1].flops} flops, the pairwise path {split_flops} flops")
-    chosen = single if verdict == "fused" else pre + split.steps
-    return Plan(equation, chosen, split.path, note)
+    if verdict == "fused":
+        return Plan(equation, single, (), note)
+    return Plan(equation, pre + split.steps, split.path, note)
 
 
 def two_pass_logsumexp(plan: Plan, n: int) -> Plan:
