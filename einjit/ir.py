@@ -29,7 +29,7 @@ from typing import Union
 __all__ = [
     "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Dim", "Expr", "Reduction", "SUM", "Kernel",
     "GemmLayout", "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Stmt", "LoopNest", "Step", "Plan",
-    "product", "loads",
+    "product", "loads", "CHUNK", "CHUNKS",
 ]
 
 
@@ -342,6 +342,12 @@ class Schedule:
                 unroll += f", {self.rows} values of {self.band[0]} at once"
         return (f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
                 f"{unroll}{sums}")
+
+
+#: The arguments of a chunked kernel (:attr:`Schedule.threads`): which chunk of the
+#: parallel loop this call runs, and how many there are.  Labels are single characters,
+#: so no label can shadow them (a label ``c`` once did).
+CHUNK, CHUNKS = "chunk", "chunks"
 
 
 # ------------------------------------------------------------------ loop nests

@@ -42,8 +42,8 @@ import itertools
 
 import numpy as np
 
-from .ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout, Index,
-                 Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
+from .ir import (CHUNK, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout,
+                 Index, Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "gemm_roles", "gemm_worthy",
            "thread_count"]
@@ -52,9 +52,6 @@ __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "gemm_roles", "g
 #: characters (``acc``, ``part``, ``vb``, ``v0``, ``rb``, ``fo``...), so it can never be an
 #: einsum label (one letter, or one Greek letter for a broadcast dimension).
 _T = "tb"
-#: The chunk a chunked kernel runs (its argument; the count is ``chunks``).  Labels are
-#: single characters, so no label can shadow it (a label ``c`` once did).
-CHUNK = "chunk"
 
 
 @dataclass(frozen=True)

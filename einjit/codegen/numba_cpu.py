@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ..ir import (Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Index, Init, Let, Load, Loop,
-                  LoopNest, Stmt, Store, Var)
+from ..ir import (CHUNK, CHUNKS, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Index, Init,
+                  Let, Load, Loop, LoopNest, Stmt, Store, Var)
 
 __all__ = ["render_function", "render_module"]
 
@@ -148,8 +148,8 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
         extent = s.extent if isinstance(s.extent, int) else _expr(s.extent)
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
         if s.parallel and ctx.chunked:  # one chunk of the loop, on einjit's threads
-            lines = [f"{indent}for {s.index} in range(({extent} * chunk) // chunks, "
-                     f"({extent} * (chunk + 1)) // chunks):"]
+            lines = [f"{indent}for {s.index} in range(({extent} * {CHUNK}) // {CHUNKS}, "
+                     f"({extent} * ({CHUNK} + 1)) // {CHUNKS}):"]
         inner = indent + "    "
         factors: list[Index] = []
         for ix in reversed(s.unpack):  # row-major: the last unpacked index varies fastest
@@ -194,7 +194,7 @@ def render_function(nest: LoopNest) -> str:
     k = nest.kernel
     chunked = nest.schedule.threads > 0
     args = ", ".join([op.name for op in k.inputs] + [k.output.name]
-                     + (["chunk", "chunks"] if chunked else []))
+                     + ([CHUNK, CHUNKS] if chunked else []))
     lines = [f"def {k.name}({args}):"]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
     for s in nest.body:

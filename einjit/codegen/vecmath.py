@@ -125,15 +125,25 @@ overload(exp, inline="always")(_overload_with(_exp64))
 overload(exp_flush, inline="always")(_overload_with(_exp64_flush))
 
 
+def _widest(*floats):  # type: ignore[no-untyped-def]
+    """The widest of some Numba float types (the first of equals)."""
+    return max(floats, key=lambda t: t.bitwidth)
+
+
+def _widened(context, builder, sig, args, result):  # type: ignore[no-untyped-def]
+    """An intrinsic's arguments, each cast to ``result``."""
+    return [context.cast(builder, v, t, result) for v, t in zip(args, sig.args)]
+
+
 @intrinsic
 def radd(typingctx, a, b):  # type: ignore[no-untyped-def]
     """``a + b`` on floats (the wider of the two) or on one complex type, as LLVM
     ``fadd reassoc``: LLVM may reassociate it with the additions around it."""
     if isinstance(a, types.Float) and isinstance(b, types.Float):
-        result = a if a.bitwidth >= b.bitwidth else b
+        result = _widest(a, b)
 
         def add_floats(context, builder, sig, args):  # type: ignore[no-untyped-def]
-            x, y = (context.cast(builder, v, t, result) for v, t in zip(args, sig.args))
+            x, y = _widened(context, builder, sig, args, result)
             return builder.fadd(x, y, flags=("reassoc",))
 
         return result(a, b), add_floats
@@ -157,11 +167,11 @@ def rmuladd(typingctx, a, b, acc):  # type: ignore[no-untyped-def]
     is not rounded), and LLVM may reassociate it with the additions around it."""
     if not all(isinstance(t, types.Float) for t in (a, b, acc)):
         return None
-    result = max((a, b, acc), key=lambda t: t.bitwidth)
+    result = _widest(a, b, acc)
 
     def muladd(context, builder, sig, args):  # type: ignore[no-untyped-def]
         ty = context.get_value_type(result)
-        x, y, z = (context.cast(builder, v, t, result) for v, t in zip(args, sig.args))
+        x, y, z = _widened(context, builder, sig, args, result)
         fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
                                               llvm_ir.FunctionType(ty, [ty, ty, ty]))
         return builder.call(fn, [x, y, z], fastmath=("reassoc", "contract"))
@@ -177,11 +187,11 @@ def _ieee_extremum(name: str):  # type: ignore[no-untyped-def]
     def extremum(typingctx, a, b):  # type: ignore[no-untyped-def]
         if not (isinstance(a, types.Float) and isinstance(b, types.Float)):
             return None
-        result = a if a.bitwidth >= b.bitwidth else b
+        result = _widest(a, b)
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
             ty = context.get_value_type(result)
-            x, y = (context.cast(builder, v, t, result) for v, t in zip(args, sig.args))
+            x, y = _widened(context, builder, sig, args, result)
             fn = builder.module.declare_intrinsic(name, [ty], llvm_ir.FunctionType(ty, [ty, ty]))
             return builder.call(fn, [x, y])
 
