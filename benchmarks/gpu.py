@@ -11,8 +11,11 @@ Every result is checked against a float64 torch reference (relative error <= 1e-
 the reference's largest magnitude, as issue 5 asks).  For each case the table gives
 milliseconds, einjit / torch, and the achieved TB/s (memory-bound cases: bytes the
 einsum must read and write at least once) or TFLOP/s (contractions) against the
-card's measured ceilings (``--copy-tbs``, ``--matmul-tflops``; default: the H200
-figures in shared/MEASURED.md).
+card's ceilings, which the script measures first on the same card: a 2 GiB device copy
+(torch, read + write) and a 8192^3 fp32 matmul with TF32 off (``--copy-tbs`` and
+``--matmul-tflops`` give them instead).  einjit's first call (planning, compiling and
+one run) is reported apart, in the last column, never mixed into the medians.  A case
+that raises is reported with its error and the run goes on.
 
 Without a GPU, torch or cupy it says what is missing and exits 0 (cupy alone missing:
 the cupy column is left out).
@@ -25,6 +28,7 @@ import json
 import math
 import statistics
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +99,72 @@ def _work(equation: str, shapes: list[tuple[int, ...]], itemsize: int) -> tuple[
     return float(nbytes), float(info.opt_cost)
 
 
+def ceilings(torch: Any, repeat: int = 10) -> tuple[float, float]:
+    """(device copy TB/s counting bytes read and written, fp32 matmul TFLOP/s, TF32 off),
+    medians of ``repeat`` timed runs on the current card."""
+    src = torch.empty(1 << 29, device="cuda", dtype=torch.float32)  # 2 GiB
+    dst = torch.empty_like(src)
+    a = torch.randn(8192, 8192, device="cuda")
+    b = torch.randn(8192, 8192, device="cuda")
+    for _ in range(2):
+        dst.copy_(src)
+        torch.matmul(a, b)
+    copy_ms = statistics.median(_time(lambda: dst.copy_(src), torch) for _ in range(repeat))
+    mm_ms = statistics.median(_time(lambda: torch.matmul(a, b), torch) for _ in range(repeat))
+    del src, dst, a, b
+    torch.cuda.empty_cache()
+    return 2 * 4 * (1 << 29) / copy_ms / 1e9, 2 * 8192 ** 3 / mm_ms / 1e9
+
+
+def _case(name: str, equation: str, shapes: list[tuple[int, ...]], kind: str, repeat: int,
+          warmup: int, copy_tbs: float, matmul_tflops: float, torch: Any, cupy: Any,
+          einjit: Any, gen: Any) -> dict[str, Any]:
+    """One case's row (see the module's docstring)."""
+    import time
+
+    ops = [torch.randn(s, device="cuda", dtype=torch.float32, generator=gen) for s in shapes]
+    contenders: dict[str, Callable[[], Any]] = {
+        "einjit": lambda: einjit.einsum(equation, *ops),
+        "torch": lambda: torch.einsum(equation, *ops),
+    }
+    if cupy is not None:
+        cops = [cupy.asarray(o) for o in ops]
+        contenders["cupy"] = lambda: cupy.einsum(equation, *cops)
+    reference = torch.einsum(equation, *[o.double() for o in ops])
+    scale = float(reference.abs().max()) or 1.0
+    row: dict[str, Any] = {"case": name, "equation": equation, "shapes": shapes}
+    for who, fn in contenders.items():
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        got = _as_torch(fn(), torch)
+        torch.cuda.synchronize()
+        row[f"{who}_first_s"] = time.perf_counter() - t0
+        err = float((got.double() - reference).abs().max()) / scale
+        row[f"{who}_error"] = err
+        if err > 1e-5:
+            print(f"  {name}: {who} differs from the float64 reference by {err:.2e} "
+                  "(relative to its largest element)")
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {who: [] for who in contenders}
+    for _ in range(repeat):  # interleaved rounds: drift hits every contender alike
+        for who, fn in contenders.items():
+            times[who].append(_time(fn, torch))
+    for who in contenders:
+        row[f"{who}_ms"] = statistics.median(times[who])
+    nbytes, flops = _work(equation, shapes, 4)
+    seconds = row["einjit_ms"] / 1e3
+    if kind == "memory":
+        row["achieved"] = nbytes / seconds / 1e12
+        row["ceiling"] = f"{row['achieved']:.2f} TB/s ({row['achieved'] / copy_tbs:.0%} of copy)"
+    else:
+        row["achieved"] = flops / seconds / 1e12
+        row["ceiling"] = (f"{row['achieved']:.2f} TFLOP/s "
+                          f"({row['achieved'] / matmul_tflops:.0%} of matmul)")
+    row["vs_torch"] = row["einjit_ms"] / row["torch_ms"]
+    return row
+
+
 def run(cases: list[str], repeat: int, warmup: int, copy_tbs: float, matmul_tflops: float
         ) -> list[dict[str, Any]]:
     import torch
@@ -113,46 +183,21 @@ def run(cases: list[str], repeat: int, warmup: int, copy_tbs: float, matmul_tflo
     for name, equation, shapes, kind in CASES:
         if cases and name not in cases:
             continue
-        ops = [torch.randn(s, device="cuda", dtype=torch.float32, generator=gen) for s in shapes]
-        contenders: dict[str, Callable[[], Any]] = {
-            "einjit": lambda eq=equation, ops=ops: einjit.einsum(eq, *ops),
-            "torch": lambda eq=equation, ops=ops: torch.einsum(eq, *ops),
-        }
-        if cupy is not None:
-            cops = [cupy.asarray(o) for o in ops]
-            contenders["cupy"] = lambda eq=equation, cops=cops: cupy.einsum(eq, *cops)
-        reference = torch.einsum(equation, *[o.double() for o in ops])
-        scale = float(reference.abs().max()) or 1.0
-        row: dict[str, Any] = {"case": name, "equation": equation, "shapes": shapes}
-        for who, fn in contenders.items():
-            got = _as_torch(fn(), torch).double()
-            err = float((got - reference).abs().max()) / scale
-            row[f"{who}_error"] = err
-            if err > 1e-5:
-                print(f"  {name}: {who} differs from the float64 reference by {err:.2e} "
-                      "(relative to its largest element)")
-            for _ in range(warmup):
-                fn()
-        times: dict[str, list[float]] = {who: [] for who in contenders}
-        for _ in range(repeat):  # interleaved rounds: drift hits every contender alike
-            for who, fn in contenders.items():
-                times[who].append(_time(fn, torch))
-        for who in contenders:
-            row[f"{who}_ms"] = statistics.median(times[who])
-        nbytes, flops = _work(equation, shapes, 4)
-        seconds = row["einjit_ms"] / 1e3
-        if kind == "memory":
-            row["achieved"] = nbytes / seconds / 1e12
-            row["ceiling"] = f"{row['achieved']:.2f} TB/s ({row['achieved'] / copy_tbs:.0%} of copy)"
-        else:
-            row["achieved"] = flops / seconds / 1e12
-            row["ceiling"] = (f"{row['achieved']:.2f} TFLOP/s "
-                              f"({row['achieved'] / matmul_tflops:.0%} of matmul)")
-        row["vs_torch"] = row["einjit_ms"] / row["torch_ms"]
+        try:
+            row = _case(name, equation, shapes, kind, repeat, warmup, copy_tbs, matmul_tflops,
+                        torch, cupy, einjit, gen)
+        except Exception as exc:  # noqa: BLE001 (report the case, go on with the suite)
+            traceback.print_exc()
+            print(f"| {name} | `{equation}` | failed: {type(exc).__name__}: {exc} |", flush=True)
+            rows.append({"case": name, "equation": equation, "error": repr(exc)})
+            torch.cuda.empty_cache()
+            continue
         rows.append(row)
         cupy_ms = f"{row['cupy_ms']:.3f}" if "cupy_ms" in row else "-"
         print(f"| {name} | `{equation}` | {row['einjit_ms']:.3f} | {row['torch_ms']:.3f} | "
-              f"{cupy_ms} | {row['vs_torch']:.2f} | {row['ceiling']} |", flush=True)
+              f"{cupy_ms} | {row['vs_torch']:.2f} | {row['ceiling']} | "
+              f"{row['einjit_first_s']:.2f} |", flush=True)
+        torch.cuda.empty_cache()
     return rows
 
 
@@ -161,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--copy-tbs", type=float, default=4.15,
-                        help="measured device copy bandwidth, TB/s (H200: 4.15)")
-    parser.add_argument("--matmul-tflops", type=float, default=50.6,
-                        help="measured fp32 matmul rate with TF32 off, TFLOP/s (H200: 50.6)")
+    parser.add_argument("--copy-tbs", type=float, default=0.0,
+                        help="device copy bandwidth, TB/s (default: measured; H200: 4.15)")
+    parser.add_argument("--matmul-tflops", type=float, default=0.0,
+                        help="fp32 matmul rate with TF32 off, TFLOP/s (default: measured)")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     why = _missing()
@@ -173,18 +218,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
+    torch.backends.cuda.matmul.allow_tf32 = False
+    copy_tbs, matmul_tflops = args.copy_tbs, args.matmul_tflops
+    if not (copy_tbs and matmul_tflops):
+        measured = ceilings(torch)
+        copy_tbs, matmul_tflops = copy_tbs or measured[0], matmul_tflops or measured[1]
     print(f"device: {torch.cuda.get_device_name()}; float32, TF32 off, median ms of "
-          f"{args.repeat} interleaved rounds (CUDA events)\n")
-    print("| case | equation | einjit ms | torch ms | cupy ms | einjit / torch | einjit achieved |")
-    print("|---|---|---|---|---|---|---|")
+          f"{args.repeat} interleaved rounds (CUDA events); ceilings: device copy "
+          f"{copy_tbs:.2f} TB/s, fp32 matmul {matmul_tflops:.1f} TFLOP/s\n")
+    print("| case | equation | einjit ms | torch ms | cupy ms | einjit / torch | einjit achieved "
+          "| einjit first call s |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = run([c for c in args.cases.split(",") if c], args.repeat, args.warmup,
-               args.copy_tbs, args.matmul_tflops)
-    if rows:
-        geo = math.exp(statistics.mean(math.log(r["vs_torch"]) for r in rows))
-        print(f"\ngeometric mean of einjit / torch.einsum: {geo:.2f}")
+               copy_tbs, matmul_tflops)
+    ratios = [r["vs_torch"] for r in rows if "vs_torch" in r]
+    if ratios:
+        geo = math.exp(statistics.mean(math.log(r) for r in ratios))
+        print(f"\ngeometric mean of einjit / torch.einsum over {len(ratios)} cases: {geo:.2f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, fh, indent=1)
+            json.dump({"device": torch.cuda.get_device_name(), "copy_tbs": copy_tbs,
+                       "matmul_tflops": matmul_tflops, "rows": rows}, fh, indent=1)
     return 0
 
 

@@ -29,6 +29,7 @@ same planner, scheduled per step by :mod:`einjit.schedule_cuda` and rendered by
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -49,6 +50,18 @@ __all__ = ["CudaPlan", "clear_cache", "einsum", "on_device", "wants_device", "wa
 
 _NUMBERS = (bool, int, float, complex)
 
+#: Array types met so far -> "torch", "cupy" or "numba" (device arrays only for the last
+#: two; a torch tensor may live on the host).  Filled by :func:`_kind_of_type`.
+_KINDS: dict[type, str] = {}
+
+
+def _kind_of_type(t: type) -> str:
+    kind = _KINDS.get(t)
+    if kind is None:
+        module = t.__module__.split(".")[0]
+        kind = _KINDS[t] = module if module in ("torch", "cupy") else "numba"
+    return kind
+
 
 # --------------------------------------------------------------------------- where operands live
 
@@ -62,6 +75,11 @@ def on_device(x: Any) -> bool:
     Numba's CUDA simulator)."""
     if type(x) is np.ndarray or isinstance(x, _NUMBERS + (str, list, tuple)):
         return False
+    kind = _KINDS.get(type(x))
+    if kind == "torch":
+        return bool(x.is_cuda)  # torch's __cuda_array_interface__ raises for host tensors
+    if kind == "cupy":
+        return True
     if _is_simulated(x):
         return True
     try:
@@ -152,28 +170,35 @@ def _span(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
     return low, high - low + 1
 
 
-class _Interface:
-    """A bare ``__cuda_array_interface__`` for a flat view (keeps its owner alive)."""
+def _pointer(x: Any) -> int:
+    """The device address of ``x``'s element (0, ..., 0)."""
+    kind = _kind(x)
+    if kind == "torch":
+        return int(x.data_ptr())
+    if kind == "cupy":
+        return int(x.data.ptr)
+    return int(x.__cuda_array_interface__["data"][0])
 
-    def __init__(self, desc: dict[str, Any], owner: Any) -> None:
-        self.__cuda_array_interface__ = desc
-        self.owner = owner
+
+def _numba_flat(cuda: Any, owner: Any, address: int, count: int, dtype: np.dtype) -> Any:
+    """A 1-D Numba device array of ``count`` elements at ``address`` (kept alive by
+    ``owner``).  No stream synchronisation: einjit launches on the operands' stream."""
+    if count == 0:
+        return cuda.device_array(0, dtype=dtype)
+    desc = {"shape": (count,), "strides": None, "typestr": dtype.str, "version": 3,
+            "data": (address, False)}
+    return cuda.from_cuda_array_interface(desc, owner=owner, sync=False)
 
 
-def _flat_device(cuda: Any, x: Any, geo: _Geometry) -> tuple[Any, int]:
-    """A 1-D device array over ``x``'s memory and the offset of its element (0, ..., 0)."""
-    low, count = _span(geo.shape, geo.strides)
+def _flat_device(cuda: Any, x: Any, geo: _Geometry, low: int, count: int) -> Any:
+    """A 1-D device array over ``x``'s memory from its lowest element, ``low`` elements
+    before element (0, ..., 0) (see :func:`_span`)."""
     if _is_simulated(x):
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-        return FakeCUDAArray(_flat_host(x._ary, geo.shape, geo.strides, low, count)), -low
+        return FakeCUDAArray(_flat_host(x._ary, geo.shape, geo.strides, low, count))
     if count == 0:
-        return cuda.device_array(0, dtype=geo.dtype), 0
-    cai = x.__cuda_array_interface__
-    desc = {"shape": (count,), "strides": None, "typestr": geo.dtype.str, "version": 3,
-            "data": (int(cai["data"][0]) + low * geo.dtype.itemsize, False)}
-    if cai.get("stream") is not None:
-        desc["stream"] = cai["stream"]
-    return cuda.as_cuda_array(_Interface(desc, x)), -low
+        return cuda.device_array(0, dtype=geo.dtype)
+    return _numba_flat(cuda, x, _pointer(x) + low * geo.dtype.itemsize, count, geo.dtype)
 
 
 def _flat_host(a: np.ndarray, shape: Sequence[int], strides: Sequence[int], low: int,
@@ -199,6 +224,39 @@ def _canonical(geo: _Geometry, labels: tuple[str, ...], extent: dict[str, int]
 
 # --------------------------------------------------------------------------- compiled plans
 
+@dataclass(frozen=True)
+class _StepRun:
+    """How one planned step runs: the values it reads and writes (the plan's numbering),
+    its result's size, and its kernels with their launch configurations."""
+
+    args: tuple[int, ...]
+    result: int
+    count: int                      # elements of the result
+    dtype: np.dtype                 # the result's dtype
+    scratch: int                    # partial sums between two kernels, or 0
+    scratch_dtype: np.dtype
+    kernels: tuple[tuple[Any, schedule_cuda.Launch], ...]  # (kernel, launch), in order
+    configured: tuple[Any, ...]     # the same kernels configured for the default stream
+
+    def run(self, cuda: Any, values: dict[int, Any], target: Any, stream: Any) -> None:
+        args = [values[a] for a in self.args]
+        if stream is None:
+            launchers = self.configured
+        else:
+            launchers = tuple(fn[launch.grid, launch.block, stream] if launch.grid else None
+                              for fn, launch in self.kernels)
+        if self.scratch:
+            part = (cuda.device_array(self.scratch, dtype=self.scratch_dtype) if stream is None
+                    else cuda.device_array(self.scratch, dtype=self.scratch_dtype,
+                                           stream=stream))
+            if launchers[0] is not None:
+                launchers[0](*args, part)
+            if launchers[1] is not None:
+                launchers[1](part, target)
+        elif launchers[0] is not None:
+            launchers[0](*args, target)
+
+
 @dataclass
 class CudaPlan:
     """A plan with every step scheduled for the device, rendered and loaded."""
@@ -207,6 +265,7 @@ class CudaPlan:
     schedules: tuple[GpuSchedule, ...]
     sources: tuple[str, ...]
     functions: tuple[tuple[Callable[..., Any], ...], ...]
+    runs: tuple[_StepRun, ...] = ()
 
 
 _PLANS: dict[Hashable, CudaPlan] = {}
@@ -217,6 +276,7 @@ def clear_cache() -> None:
     """Forget the compiled CUDA plans of this process (the disk cache stays)."""
     with _lock:
         _PLANS.clear()
+        _FAST.clear()
 
 
 def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: str
@@ -228,7 +288,7 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
     plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
                      call.arith, call.optimize, fold=call.fold)
     layouts: dict[int, Layout] = dict(enumerate(inputs))
-    schedules, sources, functions = [], [], []
+    schedules, sources, functions, runs = [], [], [], []
     for i, step in enumerate(plan.steps):
         kernel = step.kernel
         if i == len(plan.steps) - 1:
@@ -240,49 +300,43 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         source = render.render_module(kernel, sched, f"{plan.equation} step {kernel.name}")
         fns = tuple(cache.load_module_function(source, name, target=target)
                     for name in render.kernel_names(kernel, sched))
+        launches = [sched.mapping.launch]
+        if sched.scratch:
+            launches.append(sched.mapping.finish)  # type: ignore[union-attr]
+        kernels = tuple(zip(fns, launches))
+        runs.append(_StepRun(
+            tuple(step.args), step.result, math.prod(size[lb] for lb in kernel.output.indices),
+            np.dtype(kernel.output.dtype), sched.scratch, np.dtype(kernel.accumulate), kernels,
+            tuple(fn[launch.grid, launch.block] if launch.grid else None
+                  for fn, launch in kernels)))
         schedules.append(sched)
         sources.append(source)
         functions.append(fns)
     cache.STATS.compile_seconds += time.perf_counter() - start
-    return CudaPlan(plan, tuple(schedules), tuple(sources), tuple(functions))
+    return CudaPlan(plan, tuple(schedules), tuple(sources), tuple(functions), tuple(runs))
 
 
-def _launch(fn: Any, launch: schedule_cuda.Launch, *args: Any) -> None:
-    if launch.grid > 0:
-        fn[launch.grid, launch.block](*args)
-
-
-def _execute(cuda: Any, compiled: CudaPlan, call: engine.Call, flats: Sequence[Any],
-             final: Any) -> None:
-    """Run every step in order; intermediates are allocated on the device."""
-    size = call.spec.size
+def _execute(cuda: Any, compiled: CudaPlan, flats: Sequence[Any], final: Any,
+             stream: Any = None) -> None:
+    """Run every step in order on ``stream`` (None: the default stream); intermediates
+    are allocated on the device."""
     values: dict[int, Any] = dict(enumerate(flats))
-    steps = compiled.plan.steps
-    for i, (step, sched, fns) in enumerate(zip(steps, compiled.schedules, compiled.functions)):
-        kernel = step.kernel
-        if i == len(steps) - 1:
+    last = len(compiled.runs) - 1
+    for i, step in enumerate(compiled.runs):
+        if i == last:
             target = final
+        elif stream is None:
+            target = cuda.device_array(step.count, dtype=step.dtype)
         else:
-            count = 1
-            for lb in kernel.output.indices:
-                count *= size[lb]
-            target = cuda.device_array(count, dtype=np.dtype(kernel.output.dtype))
-        args = [values[a] for a in step.args]
-        mapping = sched.mapping
-        if sched.scratch:
-            part = cuda.device_array(sched.scratch, dtype=np.dtype(kernel.accumulate))
-            _launch(fns[0], mapping.launch, *args, part)
-            _launch(fns[1], mapping.finish, part, target)  # type: ignore[union-attr]
-        else:
-            _launch(fns[0], mapping.launch, *args, target)
+            target = cuda.device_array(step.count, dtype=step.dtype, stream=stream)
+        step.run(cuda, values, target, stream)
         values[step.result] = target
 
 
 # --------------------------------------------------------------------------- results
 
 def _kind(x: Any) -> str:
-    module = type(x).__module__.split(".")[0]
-    return module if module in ("torch", "cupy") else "numba"
+    return _kind_of_type(type(x))
 
 
 def _device_id(x: Any) -> int | None:
@@ -298,16 +352,52 @@ def _allocate(cuda: Any, kind: str, like: Any, count: int, dtype: np.dtype) -> t
     """``(library array, flat numba view)`` of ``count`` elements on ``like``'s device."""
     if kind == "torch":
         import torch
-        t = torch.empty(count, dtype=torch.from_numpy(np.empty(0, dtype)).dtype,
-                        device=like.device)
-        return t, cuda.as_cuda_array(t) if count else cuda.device_array(0, dtype=dtype)
+        t = torch.empty(count, dtype=_torch_dtype(dtype), device=like.device)
+        return t, _numba_flat(cuda, t, t.data_ptr(), count, dtype)
     if kind == "cupy":
         import cupy
         with like.device:
             c = cupy.empty(count, dtype=dtype)
-        return c, cuda.as_cuda_array(c) if count else cuda.device_array(0, dtype=dtype)
+        return c, _numba_flat(cuda, c, c.data.ptr, count, dtype)
     flat = cuda.device_array(count, dtype=dtype)
     return flat, flat
+
+
+_TORCH_DTYPES: dict[np.dtype, Any] = {}
+
+
+def _torch_dtype(dtype: np.dtype) -> Any:
+    t = _TORCH_DTYPES.get(dtype)
+    if t is None:
+        import torch
+        t = _TORCH_DTYPES[dtype] = torch.from_numpy(np.empty(0, dtype)).dtype
+    return t
+
+
+def _stream(cuda: Any, kind: str, x: Any) -> Any:
+    """The stream the call's kernels launch on: the current stream of ``x``'s library
+    (None: the default stream, which the Numba launches use by default)."""
+    if _simulator(cuda):
+        return None
+    if kind == "torch":
+        import torch
+        handle = torch.cuda.current_stream(x.device).cuda_stream
+    elif kind == "cupy":
+        import cupy
+        handle = cupy.cuda.get_current_stream().ptr
+    else:
+        handle = x.__cuda_array_interface__.get("stream")
+    if not handle or handle == 1:  # 1: the legacy default stream in the interface
+        return None
+    if handle == 2:
+        return cuda.per_thread_default_stream()
+    stream = _STREAMS.get(handle)
+    if stream is None:
+        stream = _STREAMS[handle] = cuda.external_stream(handle)
+    return stream
+
+
+_STREAMS: dict[int, Any] = {}
 
 
 def _strided(cuda: Any, kind: str, base: Any, shape: tuple[int, ...],
@@ -358,11 +448,25 @@ def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
     function its body was translated from (it decides the result dtype, see
     :func:`einjit.body.body_dtypes`).
     """
+    how = _Fold(fold, body)
+    key: Hashable = None
+    if out is None and dtype is None and order == "K" and casting == "safe" and operands \
+            and type(operands[0]) is str:
+        sig = _signature(operands[1:])
+        if sig is not None:
+            key = (operands[0], None if fold.default else how,
+                   None if optimize is engine.DEFAULT_OPTIMIZE else optimize, sig)
+            try:
+                bound = _FAST.get(key)
+            except TypeError:  # an unhashable optimize= path: no fast path
+                bound = key = None
+            if bound is not None and bound.policy is schedule_cuda.POLICY:
+                cache.STATS.hits += 1
+                return bound(operands[1:])
     equation, arrays = split_arguments(operands)
     if not fold.default and (dtype is not None or casting != "safe"):
         raise TypeError("einsum: dtype= and casting= apply to plain einsums; with a body or "
                         "a reduction the result dtype follows the body (cast inside it)")
-    how = _Fold(fold, body)
     device = [on_device(a) for a in arrays]
     if any(device):
         for k, (a, d) in enumerate(zip(arrays, device)):
@@ -381,13 +485,14 @@ def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
                             f"the device (got {type(out).__name__})")
         device_id = ids.pop() if ids else None
     cuda = _cuda()
-    if any(device) and device_id is not None and not _simulator(cuda):
-        with cuda.gpus[device_id]:
-            return _einsum_device(cuda, equation, arrays, device, out, dtype, order, casting,
-                                  optimize, plans, how)
     if any(device):
-        return _einsum_device(cuda, equation, arrays, device, out, dtype, order, casting,
-                              optimize, plans, how)
+        gpu = (None if device_id is None or _simulator(cuda) or len(cuda.gpus) == 1
+               else cuda.gpus[device_id])
+        bound = _bind(cuda, equation, arrays, device, out, dtype, order, casting, optimize,
+                      plans, how, gpu)
+        if key is not None and out is None:
+            _FAST[key] = bound
+        return bound(arrays, out)
     return _einsum_host(cuda, equation, arrays, out, dtype, order, casting, optimize, plans,
                         how)
 
@@ -407,11 +512,11 @@ class _Fold:
                                            optimize)
         return engine.prepare_fold(equation, arrays, out, self.fold, self.fn, optimize, order)
 
-    def run(self, cuda: Any, compiled: CudaPlan, call: engine.Call, flats: Sequence[Any],
-            final: Any) -> None:
+    def run(self, cuda: Any, compiled: CudaPlan, flats: Sequence[Any], final: Any,
+            stream: Any = None) -> None:
         """:func:`_execute`; Numba's failure to compile a body names the function."""
         with compile_errors(self.fn, "einsum", "the CUDA target with these operands"):
-            _execute(cuda, compiled, call, flats, final)
+            _execute(cuda, compiled, flats, final, stream)
 
 
 def _lookup(call: engine.Call, inputs: Sequence[Layout], output: Layout, cuda: Any,
@@ -458,7 +563,7 @@ def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtyp
     count = int(np.prod(shape, dtype=np.int64))
     compute = np.dtype(call.arith.compute)
     final = cuda.device_array(count, dtype=compute)
-    how.run(cuda, compiled, call, flats, final)
+    how.run(cuda, compiled, flats, final)
     host = final.copy_to_host()
     result = np.ndarray(shape, compute, buffer=host,
                         strides=tuple(s * compute.itemsize for s in strides))
@@ -470,10 +575,102 @@ def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtyp
     return result[()] if result.ndim == 0 and call.scalar else result
 
 
-def _einsum_device(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool],
-                   out: Any, dtype: Any, order: str, casting: str, optimize: Any,
-                   plans: dict[Hashable, CudaPlan] | None, how: _Fold) -> Any:
-    """Device operands: compute where they are, return the same kind of array."""
+def _signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
+    """A cheap key for the operands' kinds, devices, shapes, strides and dtypes, or None
+    when one is not a device array (a number, a host array)."""
+    sig = []
+    for x in arrays:
+        t = type(x)
+        kind = _KINDS.get(t) or _kind_of_type(t)
+        if kind == "torch":
+            if not x.is_cuda:
+                return None
+            sig.append((t, x.dtype, x.shape, x.stride(), x.device.index))
+        elif kind == "cupy":
+            sig.append((t, x.dtype, x.shape, x.strides, x.device.id))
+        elif _is_simulated(x):
+            a = x._ary
+            sig.append((t, a.dtype, a.shape, a.strides))
+        elif t is np.ndarray or isinstance(x, _NUMBERS + (str, list, tuple)):
+            return None
+        else:
+            try:
+                cai = x.__cuda_array_interface__
+            except Exception:  # noqa: BLE001 (not a device array)
+                return None
+            sig.append((t, cai["typestr"], tuple(cai["shape"]), cai.get("strides")))
+    return tuple(sig)
+
+
+#: (equation, fold, optimize, operand signature) -> the bound call (device operands only).
+_FAST: dict[Hashable, "_Bound"] = {}
+
+
+@dataclass(frozen=True)
+class _Operand:
+    """One operand of a bound call: a device array's geometry and span, or the value of
+    a Python number (copied in on each call)."""
+
+    geo: _Geometry | None
+    low: int = 0
+    count: int = 0
+    value: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A validated, planned and compiled device call for one operand signature: what is
+    left to do per call is taking flat views, allocating the result and launching."""
+
+    kind: str
+    policy: schedule_cuda.Policy
+    how: _Fold
+    gpu: Any                        # the device's context manager, or None
+    view: tuple[tuple[int, ...], tuple[int, ...], np.dtype] | None  # result is a view
+    compiled: CudaPlan | None
+    operands: tuple[_Operand, ...]
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    compute: np.dtype
+
+    def __call__(self, arrays: Sequence[Any], out: Any = None) -> Any:
+        cuda = _cuda_module()
+        if self.gpu is None:
+            return self._run(cuda, arrays, out)
+        with self.gpu:
+            return self._run(cuda, arrays, out)
+
+    def _run(self, cuda: Any, arrays: Sequence[Any], out: Any) -> Any:
+        first = next(a for a, op in zip(arrays, self.operands) if op.geo is not None)
+        if self.view is not None:
+            return _strided(cuda, self.kind, first, *self.view)
+        assert self.compiled is not None
+        flats = [cuda.to_device(op.value) if op.geo is None
+                 else _flat_device(cuda, a, op.geo, op.low, op.count)
+                 for a, op in zip(arrays, self.operands)]
+        stream = _stream(cuda, self.kind, first)
+        if out is not None:
+            geo = _geometry(out)
+            low, count = _span(geo.shape, geo.strides)
+            self.how.run(cuda, self.compiled, flats, _flat_device(cuda, out, geo, low, count),
+                         stream)
+            return out
+        count = math.prod(self.shape)
+        result, final = _allocate(cuda, self.kind, first, count, self.compute)
+        self.how.run(cuda, self.compiled, flats, final, stream)
+        return _strided(cuda, self.kind, result, self.shape, self.strides, self.compute)
+
+
+def _cuda_module() -> Any:
+    from numba import cuda
+    return cuda
+
+
+def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool], out: Any,
+          dtype: Any, order: str, casting: str, optimize: Any,
+          plans: dict[Hashable, CudaPlan] | None, how: _Fold, gpu: Any) -> _Bound:
+    """Validate, plan and compile a call on device operands (the result is the operands'
+    kind of array; see the module docstring)."""
     geos: list[_Geometry | None] = []
     stand_ins: list[Any] = []
     for a, d in zip(arrays, device):
@@ -487,30 +684,31 @@ def _einsum_device(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequ
     call = how.prepare(equation, stand_ins, None, dtype, order, casting, optimize)
     first = next(a for a, d in zip(arrays, device) if d)
     kind = _kind(first)
+    policy = schedule_cuda.POLICY
     if call.view is not None:  # numpy answers with a view: so does the device
         geo = geos[0]
         if geo is None:  # pragma: no cover - a one-operand call has its device operand first
             raise TypeError("einsum: the operand is not a device array")
         shape, strides = view_geometry(geo.shape, geo.strides, call.spec.inputs[0],
                                        call.spec.output)
-        return _strided(cuda, kind, first, shape, strides, geo.dtype)
+        return _Bound(kind, policy, how, gpu, (shape, strides, geo.dtype), None,
+                      (_Operand(geo),), (), (), geo.dtype)
     if call.arith.backend != "numba" or call.arith.compute != call.arith.result:
         raise TypeError(f"einsum: the CUDA target does not compute {call.result} results "
                         "yet (float16, long double and object arrays run on the CPU)")
     size = call.spec.size
-    flats, inputs = [], []
-    for a, geo, view, labels, term in zip(arrays, geos, call.views, call.labels,
-                                          call.spec.inputs):
-        if geo is None:  # a Python number: copy it in
-            flats.append(cuda.to_device(np.asarray(view).reshape(1)))
+    operands, inputs = [], []
+    for geo, view, labels, term in zip(geos, call.views, call.labels, call.spec.inputs):
+        if geo is None:  # a Python number: copied in on each call
+            operands.append(_Operand(None, value=np.asarray(view).reshape(1)))
             inputs.append(Layout(0, tuple(0 for _ in labels)))
             continue
         if view.dtype != geo.dtype:
             raise TypeError(f"einsum: a {geo.dtype} device operand would need converting to "
                             f"{view.dtype} first; the CUDA target does not convert on the device")
-        flat, offset = _flat_device(cuda, a, geo)
-        flats.append(flat)
-        inputs.append(Layout(offset, _canonical(geo, term, size)))
+        low, count = _span(geo.shape, geo.strides)
+        operands.append(_Operand(geo, low, count))
+        inputs.append(Layout(-low, _canonical(geo, term, size)))
     shape = tuple(size[lb] for lb in call.spec.output)
     compute = np.dtype(call.arith.compute)
     if out is not None:
@@ -518,18 +716,12 @@ def _einsum_device(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequ
         if ogeo.shape != shape or ogeo.dtype != compute:
             raise TypeError(f"einsum: out= must have shape {shape} and dtype {compute} on the "
                             f"device (got {ogeo.shape} and {ogeo.dtype})")
-        final, offset = _flat_device(cuda, out, ogeo)
-        output = Layout(offset, ogeo.strides)
+        output = Layout(-_span(ogeo.shape, ogeo.strides)[0], ogeo.strides)
     else:
         output = Layout(0, _out_strides(shape, call.order))
     compiled = _lookup(call, inputs, output, cuda, plans)
-    if out is not None:
-        how.run(cuda, compiled, call, flats, final)
-        return out
-    count = int(np.prod(shape, dtype=np.int64))
-    result, final = _allocate(cuda, kind, first, count, compute)
-    how.run(cuda, compiled, call, flats, final)
-    return _strided(cuda, kind, result, shape, output.strides, compute)
+    return _Bound(kind, policy, how, gpu, None, compiled, tuple(operands), shape,
+                  output.strides, compute)
 
 
 def warm(equation: str, shapes: Sequence[Sequence[int]], dtype: Any = "float64",

@@ -234,6 +234,30 @@ def test_device_diagonal_broadcast_view_and_out():
     assert np.allclose(einjit.einsum(",ij->ij", 2.0, da).copy_to_host(), 2 * a)
 
 
+def test_repeated_calls_take_the_fast_path():
+    rng = np.random.default_rng(12)
+    a, b = _data((5, 4), "float64", rng), _data((4, 3), "float64", rng)
+    da, db = cuda.to_device(a), cuda.to_device(b)
+    fa = cuda.to_device(np.asfortranarray(a))
+    for _ in range(2):  # the second round is served by the signature table
+        _check(einjit.einsum("ij,jk->ik", da, db).copy_to_host(), [a, b], "ij,jk->ik")
+        _check(einjit.einsum("ij,jk->ik", fa, db).copy_to_host(), [a, b], "ij,jk->ik")
+        np.testing.assert_array_equal(einjit.einsum("ij->ji", da).copy_to_host(), a.T)
+        _check(einjit.einsum("ij,jk->ik", da, db, optimize="greedy").copy_to_host(), [a, b],
+               "ij,jk->ik")
+    hits = einjit.cache_info()["hits"]
+    einjit.einsum("ij,jk->ik", da, db)
+    assert einjit.cache_info()["hits"] == hits + 1
+    # another shape is another signature; a new policy is never served a stale plan
+    c = _data((4, 6), "float64", rng)
+    _check(einjit.einsum("ij,jk->ik", da, cuda.to_device(c)).copy_to_host(), [a, c],
+           "ij,jk->ik")
+    schedule_cuda.set_policy(Policy())
+    _check(einjit.einsum("ij,jk->ik", da, db).copy_to_host(), [a, b], "ij,jk->ik")
+    key = ("ij,jk->ik", None, None, cuda_target._signature((da, db)))
+    assert cuda_target._FAST[key].policy is schedule_cuda.POLICY
+
+
 def test_mixing_host_and_device_is_an_error():
     a = np.ones((2, 2))
     with pytest.raises(TypeError, match="operand 1 .* is on the host"):
