@@ -39,48 +39,29 @@ from typing import Any
 import numpy as np
 
 from . import cache, engine, schedule_cuda
+from .body import compile_errors
+from .device_arrays import Arrays, arrays_for, flat_host, is_simulated, kind_of, span
 from .ir import Plan
 from .parser import split_arguments
-from .body import compile_errors
 from .planner import DEFAULT_FOLD, Fold, make_plan
-from .schedule_cuda import GpuSchedule, Layout, schedule_gpu
+from .schedule_cuda import GpuSchedule, Layout, LibraryGemm, schedule_gpu
 from .views import c_strides, view_geometry
 
 __all__ = ["CudaPlan", "clear_cache", "einsum", "on_device", "wants_device", "warm"]
 
 _NUMBERS = (bool, int, float, complex)
 
-#: Array types met so far -> "torch", "cupy" or "numba" (device arrays only for the last
-#: two; a torch tensor may live on the host).  Filled by :func:`_kind_of_type`.
-_KINDS: dict[type, str] = {}
-
-
-def _kind_of_type(t: type) -> str:
-    kind = _KINDS.get(t)
-    if kind is None:
-        module = t.__module__.split(".")[0]
-        kind = _KINDS[t] = module if module in ("torch", "cupy") else "numba"
-    return kind
-
-
-# --------------------------------------------------------------------------- where operands live
-
-def _is_simulated(x: Any) -> bool:
-    t = type(x)
-    return t.__name__ == "FakeCUDAArray" and t.__module__.startswith("numba.cuda.simulator")
-
-
 def on_device(x: Any) -> bool:
     """True when ``x`` is a device array (``__cuda_array_interface__``, or an array of
     Numba's CUDA simulator)."""
     if type(x) is np.ndarray or isinstance(x, _NUMBERS + (str, list, tuple)):
         return False
-    kind = _KINDS.get(type(x))
+    kind = kind_of(x)
     if kind == "torch":
         return bool(x.is_cuda)  # torch's __cuda_array_interface__ raises for host tensors
     if kind == "cupy":
         return True
-    if _is_simulated(x):
+    if is_simulated(x):
         return True
     try:
         return hasattr(x, "__cuda_array_interface__")
@@ -145,7 +126,7 @@ class _Geometry:
 
 
 def _geometry(x: Any) -> _Geometry:
-    if _is_simulated(x):
+    if is_simulated(x):
         a = x._ary
         return _Geometry(a.shape, tuple(s // a.itemsize for s in a.strides), a.dtype)
     cai = x.__cuda_array_interface__
@@ -158,57 +139,6 @@ def _geometry(x: Any) -> _Geometry:
         raise ValueError(f"einsum: a device operand has strides {tuple(strides)} that are not "
                          f"multiples of its item size {dtype.itemsize}")
     return _Geometry(shape, tuple(s // dtype.itemsize for s in strides), dtype)
-
-
-def _span(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
-    """``(low, count)``: the lowest element offset reached and how many elements the
-    array's memory spans from there."""
-    if any(n == 0 for n in shape):
-        return 0, 0
-    low = sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
-    high = sum((n - 1) * s for n, s in zip(shape, strides) if s > 0)
-    return low, high - low + 1
-
-
-def _pointer(x: Any) -> int:
-    """The device address of ``x``'s element (0, ..., 0)."""
-    kind = _kind(x)
-    if kind == "torch":
-        return int(x.data_ptr())
-    if kind == "cupy":
-        return int(x.data.ptr)
-    return int(x.__cuda_array_interface__["data"][0])
-
-
-def _numba_flat(cuda: Any, owner: Any, address: int, count: int, dtype: np.dtype) -> Any:
-    """A 1-D Numba device array of ``count`` elements at ``address`` (kept alive by
-    ``owner``).  No stream synchronisation: einjit launches on the operands' stream."""
-    if count == 0:
-        return cuda.device_array(0, dtype=dtype)
-    desc = {"shape": (count,), "strides": None, "typestr": dtype.str, "version": 3,
-            "data": (address, False)}
-    return cuda.from_cuda_array_interface(desc, owner=owner, sync=False)
-
-
-def _flat_device(cuda: Any, x: Any, geo: _Geometry, low: int, count: int) -> Any:
-    """A 1-D device array over ``x``'s memory from its lowest element, ``low`` elements
-    before element (0, ..., 0) (see :func:`_span`)."""
-    if _is_simulated(x):
-        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-        return FakeCUDAArray(_flat_host(x._ary, geo.shape, geo.strides, low, count))
-    if count == 0:
-        return cuda.device_array(0, dtype=geo.dtype)
-    return _numba_flat(cuda, x, _pointer(x) + low * geo.dtype.itemsize, count, geo.dtype)
-
-
-def _flat_host(a: np.ndarray, shape: Sequence[int], strides: Sequence[int], low: int,
-               count: int) -> np.ndarray:
-    """A 1-D view of ``count`` elements of ``a``'s memory from its lowest address."""
-    if count == 0:
-        return np.empty(0, dtype=a.dtype)
-    corner = tuple(slice(n - 1, n) if s < 0 else slice(0, 1) for n, s in zip(shape, strides))
-    start = a[corner] if a.ndim else a.reshape(1)
-    return np.lib.stride_tricks.as_strided(start, (count,), (a.itemsize,))
 
 
 def _canonical(geo: _Geometry, labels: tuple[str, ...], extent: dict[str, int]
@@ -227,7 +157,9 @@ def _canonical(geo: _Geometry, labels: tuple[str, ...], extent: dict[str, int]
 @dataclass(frozen=True)
 class _StepRun:
     """How one planned step runs: the values it reads and writes (the plan's numbering),
-    its result's size, and its kernels with their launch configurations."""
+    its result's size, and its kernels with their launch configurations (or, for a
+    :class:`~einjit.schedule_cuda.LibraryGemm`, the Python function that calls the
+    array library's matrix product)."""
 
     args: tuple[int, ...]
     result: int
@@ -237,15 +169,21 @@ class _StepRun:
     scratch_dtype: np.dtype
     kernels: tuple[tuple[Any, schedule_cuda.Launch], ...]  # (kernel, launch), in order
     configured: tuple[Any, ...]     # the same kernels configured for the default stream
+    library: bool = False           # kernels[0][0] is a library GEMM function
 
-    def run(self, cuda: Any, values: dict[int, Any], target: Any, stream: Any) -> None:
-        args = [values[a] for a in self.args]
+    def run(self, arrays: Arrays, values: dict[int, Any], target: Any, stream: Any) -> None:
+        if self.library:
+            self.kernels[0][0](arrays, *[values[a] for a in self.args], target)
+            return
+        args = [arrays.kernel_arg(values[a]) for a in self.args]
+        target = arrays.kernel_arg(target)
         if stream is None:
             launchers = self.configured
         else:
             launchers = tuple(fn[launch.grid, launch.block, stream] if launch.grid else None
                               for fn, launch in self.kernels)
         if self.scratch:
+            cuda = arrays.cuda
             part = (cuda.device_array(self.scratch, dtype=self.scratch_dtype) if stream is None
                     else cuda.device_array(self.scratch, dtype=self.scratch_dtype,
                                            stream=stream))
@@ -279,8 +217,8 @@ def clear_cache() -> None:
         _FAST.clear()
 
 
-def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: str
-           ) -> CudaPlan:
+def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: str,
+           library: bool) -> CudaPlan:
     from .codegen import cuda as render
 
     start = time.perf_counter()
@@ -296,7 +234,7 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         else:
             out = Layout(0, c_strides([size[lb] for lb in kernel.output.indices]))
         layouts[step.result] = out
-        sched = schedule_gpu(kernel, [layouts[a] for a in step.args], out)
+        sched = schedule_gpu(kernel, [layouts[a] for a in step.args], out, library=library)
         source = render.render_module(kernel, sched, f"{plan.equation} step {kernel.name}")
         fns = tuple(cache.load_module_function(source, name, target=target)
                     for name in render.kernel_names(kernel, sched))
@@ -304,11 +242,12 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         if sched.scratch:
             launches.append(sched.mapping.finish)  # type: ignore[union-attr]
         kernels = tuple(zip(fns, launches))
+        on_library = isinstance(sched.mapping, LibraryGemm)
         runs.append(_StepRun(
             tuple(step.args), step.result, math.prod(size[lb] for lb in kernel.output.indices),
             np.dtype(kernel.output.dtype), sched.scratch, np.dtype(kernel.accumulate), kernels,
-            tuple(fn[launch.grid, launch.block] if launch.grid else None
-                  for fn, launch in kernels)))
+            () if on_library else tuple(fn[launch.grid, launch.block] if launch.grid else None
+                                        for fn, launch in kernels), on_library))
         schedules.append(sched)
         sources.append(source)
         functions.append(fns)
@@ -316,114 +255,27 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
     return CudaPlan(plan, tuple(schedules), tuple(sources), tuple(functions), tuple(runs))
 
 
-def _execute(cuda: Any, compiled: CudaPlan, flats: Sequence[Any], final: Any,
-             stream: Any = None) -> None:
-    """Run every step in order on ``stream`` (None: the default stream); intermediates
-    are allocated on the device."""
+def _execute(compiled: CudaPlan, arrays: Arrays, flats: Sequence[Any], final: Any) -> None:
+    """Run every step in order on the adapter's stream; intermediates are new flat
+    arrays of the call's kind."""
+    stream = arrays.stream()
     values: dict[int, Any] = dict(enumerate(flats))
     last = len(compiled.runs) - 1
     for i, step in enumerate(compiled.runs):
-        if i == last:
-            target = final
-        elif stream is None:
-            target = cuda.device_array(step.count, dtype=step.dtype)
-        else:
-            target = cuda.device_array(step.count, dtype=step.dtype, stream=stream)
-        step.run(cuda, values, target, stream)
+        target = final if i == last else arrays.empty(step.count, step.dtype)
+        step.run(arrays, values, target, stream)
         values[step.result] = target
 
 
 # --------------------------------------------------------------------------- results
 
-def _kind(x: Any) -> str:
-    return _kind_of_type(type(x))
-
-
 def _device_id(x: Any) -> int | None:
-    kind = _kind(x)
+    kind = kind_of(x)
     if kind == "torch":
         return x.device.index
     if kind == "cupy":
         return int(x.device.id)
     return None
-
-
-def _allocate(cuda: Any, kind: str, like: Any, count: int, dtype: np.dtype) -> tuple[Any, Any]:
-    """``(library array, flat numba view)`` of ``count`` elements on ``like``'s device."""
-    if kind == "torch":
-        import torch
-        t = torch.empty(count, dtype=_torch_dtype(dtype), device=like.device)
-        return t, _numba_flat(cuda, t, t.data_ptr(), count, dtype)
-    if kind == "cupy":
-        import cupy
-        with like.device:
-            c = cupy.empty(count, dtype=dtype)
-        return c, _numba_flat(cuda, c, c.data.ptr, count, dtype)
-    flat = cuda.device_array(count, dtype=dtype)
-    return flat, flat
-
-
-_TORCH_DTYPES: dict[np.dtype, Any] = {}
-
-
-def _torch_dtype(dtype: np.dtype) -> Any:
-    t = _TORCH_DTYPES.get(dtype)
-    if t is None:
-        import torch
-        t = _TORCH_DTYPES[dtype] = torch.from_numpy(np.empty(0, dtype)).dtype
-    return t
-
-
-def _stream(cuda: Any, kind: str, x: Any) -> Any:
-    """The stream the call's kernels launch on: the current stream of ``x``'s library
-    (None: the default stream, which the Numba launches use by default)."""
-    if _simulator(cuda):
-        return None
-    if kind == "torch":
-        import torch
-        handle = torch.cuda.current_stream(x.device).cuda_stream
-    elif kind == "cupy":
-        import cupy
-        handle = cupy.cuda.get_current_stream().ptr
-    else:
-        handle = x.__cuda_array_interface__.get("stream")
-    if not handle or handle == 1:  # 1: the legacy default stream in the interface
-        return None
-    if handle == 2:
-        return cuda.per_thread_default_stream()
-    stream = _STREAMS.get(handle)
-    if stream is None:
-        stream = _STREAMS[handle] = cuda.external_stream(handle)
-    return stream
-
-
-_STREAMS: dict[int, Any] = {}
-
-
-def _strided(cuda: Any, kind: str, base: Any, shape: tuple[int, ...],
-             strides: tuple[int, ...], dtype: np.dtype, offset: int = 0) -> Any:
-    """``base`` (a flat array, or the operand a view is taken of) seen with this shape
-    and element strides, starting ``offset`` elements in: the same kind of array."""
-    if kind == "torch":
-        return base.as_strided(shape, strides, base.storage_offset() + offset)
-    if kind == "cupy":
-        from cupy.lib.stride_tricks import as_strided
-        view = base if not offset else base.ravel()[offset:]
-        return as_strided(view, shape, tuple(s * dtype.itemsize for s in strides))
-    if _is_simulated(base):
-        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-        a = base._ary
-        low, count = _span(a.shape, tuple(s // a.itemsize for s in a.strides))
-        flat = _flat_host(a, a.shape, tuple(s // a.itemsize for s in a.strides), low, count)
-        start = flat[offset - low:] if count else flat
-        return FakeCUDAArray(np.lib.stride_tricks.as_strided(
-            start, shape, tuple(s * dtype.itemsize for s in strides)))
-    from numba.cuda.cudadrv.devicearray import DeviceNDArray
-    data = base.gpu_data
-    if offset:
-        data = data.view(offset * dtype.itemsize)
-    return DeviceNDArray(shape, tuple(s * dtype.itemsize for s in strides), dtype,
-                         gpu_data=data)
 
 
 def _out_strides(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
@@ -512,19 +364,20 @@ class _Fold:
                                            optimize)
         return engine.prepare_fold(equation, arrays, out, self.fold, self.fn, optimize, order)
 
-    def run(self, cuda: Any, compiled: CudaPlan, flats: Sequence[Any], final: Any,
-            stream: Any = None) -> None:
+    def run(self, compiled: CudaPlan, arrays: Arrays, flats: Sequence[Any], final: Any
+            ) -> None:
         """:func:`_execute`; Numba's failure to compile a body names the function."""
         with compile_errors(self.fn, "einsum", "the CUDA target with these operands"):
-            _execute(cuda, compiled, flats, final, stream)
+            _execute(compiled, arrays, flats, final)
 
 
 def _lookup(call: engine.Call, inputs: Sequence[Layout], output: Layout, cuda: Any,
-            plans: dict[Hashable, CudaPlan] | None) -> CudaPlan:
+            plans: dict[Hashable, CudaPlan] | None, library: bool) -> CudaPlan:
+    """The compiled plan (``library``: GEMM steps may call the arrays' matrix product)."""
     target = _target_key(cuda)
     opt = call.optimize if isinstance(call.optimize, (str, bool)) else repr(call.optimize)
     key = (call.spec, tuple(call.labels), tuple(v.dtype.str for v in call.views), tuple(inputs),
-           output, call.arith, opt, schedule_cuda.POLICY, target, call.fold)
+           output, call.arith, opt, schedule_cuda.POLICY, target, call.fold, library)
     table = _PLANS if plans is None else plans
     compiled = table.get(key)
     if compiled is not None:
@@ -534,7 +387,7 @@ def _lookup(call: engine.Call, inputs: Sequence[Layout], output: Layout, cuda: A
         compiled = table.get(key) or _PLANS.get(key)
         if compiled is None:
             cache.STATS.misses += 1
-            compiled = _build(call, inputs, output, target)
+            compiled = _build(call, inputs, output, target, library)
             _PLANS[key] = compiled
         table[key] = compiled
     return compiled
@@ -553,17 +406,18 @@ def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtyp
     flats, inputs = [], []
     for v in call.views:
         strides = tuple(s // v.itemsize for s in v.strides)
-        low, count = _span(v.shape, strides)
-        flats.append(cuda.to_device(np.ascontiguousarray(_flat_host(v, v.shape, strides, low,
-                                                                     count))))
+        low, count = span(v.shape, strides)
+        flats.append(cuda.to_device(np.ascontiguousarray(flat_host(v, v.shape, strides, low,
+                                                                    count))))
         inputs.append(Layout(-low, strides))
     shape = tuple(call.spec.size[lb] for lb in call.spec.output)
     strides = _out_strides(shape, call.order)
-    compiled = _lookup(call, inputs, Layout(0, strides), cuda, plans)
     count = int(np.prod(shape, dtype=np.int64))
     compute = np.dtype(call.arith.compute)
     final = cuda.device_array(count, dtype=compute)
-    how.run(cuda, compiled, flats, final)
+    arrays = arrays_for(cuda, final)
+    compiled = _lookup(call, inputs, Layout(0, strides), cuda, plans, arrays.matrix_product)
+    how.run(compiled, arrays, flats, final)
     host = final.copy_to_host()
     result = np.ndarray(shape, compute, buffer=host,
                         strides=tuple(s * compute.itemsize for s in strides))
@@ -581,14 +435,14 @@ def _signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
     sig = []
     for x in arrays:
         t = type(x)
-        kind = _KINDS.get(t) or _kind_of_type(t)
+        kind = kind_of(x)
         if kind == "torch":
             if not x.is_cuda:
                 return None
             sig.append((t, x.dtype, x.shape, x.stride(), x.device.index))
         elif kind == "cupy":
             sig.append((t, x.dtype, x.shape, x.strides, x.device.id))
-        elif _is_simulated(x):
+        elif is_simulated(x):
             a = x._ary
             sig.append((t, a.dtype, a.shape, a.strides))
         elif t is np.ndarray or isinstance(x, _NUMBERS + (str, list, tuple)):
@@ -603,7 +457,7 @@ def _signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
 
 
 #: (equation, fold, optimize, operand signature) -> the bound call (device operands only).
-_FAST: dict[Hashable, "_Bound"] = {}
+_FAST: dict[Hashable, _Bound] = {}
 
 
 @dataclass(frozen=True)
@@ -622,7 +476,6 @@ class _Bound:
     """A validated, planned and compiled device call for one operand signature: what is
     left to do per call is taking flat views, allocating the result and launching."""
 
-    kind: str
     policy: schedule_cuda.Policy
     how: _Fold
     gpu: Any                        # the device's context manager, or None
@@ -640,25 +493,30 @@ class _Bound:
         with self.gpu:
             return self._run(cuda, arrays, out)
 
-    def _run(self, cuda: Any, arrays: Sequence[Any], out: Any) -> Any:
-        first = next(a for a, op in zip(arrays, self.operands) if op.geo is not None)
+    def _run(self, cuda: Any, operands: Sequence[Any], out: Any) -> Any:
+        first = next(a for a, op in zip(operands, self.operands) if op.geo is not None)
+        arrays = arrays_for(cuda, first)
         if self.view is not None:
-            return _strided(cuda, self.kind, first, *self.view)
+            return arrays.strided(first, *self.view)
         assert self.compiled is not None
-        flats = [cuda.to_device(op.value) if op.geo is None
-                 else _flat_device(cuda, a, op.geo, op.low, op.count)
-                 for a, op in zip(arrays, self.operands)]
-        stream = _stream(cuda, self.kind, first)
+        flats = [arrays.flat(a, op.geo.dtype, op.low, op.count) if op.geo is not None
+                 else _number(arrays, op.value) for a, op in zip(operands, self.operands)]
         if out is not None:
             geo = _geometry(out)
-            low, count = _span(geo.shape, geo.strides)
-            self.how.run(cuda, self.compiled, flats, _flat_device(cuda, out, geo, low, count),
-                         stream)
+            low, count = span(geo.shape, geo.strides)
+            self.how.run(self.compiled, arrays, flats,
+                         arrays.flat(out, geo.dtype, low, count))
             return out
-        count = math.prod(self.shape)
-        result, final = _allocate(cuda, self.kind, first, count, self.compute)
-        self.how.run(cuda, self.compiled, flats, final, stream)
-        return _strided(cuda, self.kind, result, self.shape, self.strides, self.compute)
+        result = arrays.empty(math.prod(self.shape), self.compute)
+        self.how.run(self.compiled, arrays, flats, result)
+        return arrays.strided(result, self.shape, self.strides, self.compute)
+
+
+def _number(arrays: Arrays, value: np.ndarray) -> Any:
+    """A Python number's one-element flat array of the call's kind."""
+    flat = arrays.empty(1, value.dtype)
+    arrays.kernel_arg(flat).copy_to_device(value)
+    return flat
 
 
 def _cuda_module() -> Any:
@@ -683,7 +541,7 @@ def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool
             stand_ins.append(a)
     call = how.prepare(equation, stand_ins, None, dtype, order, casting, optimize)
     first = next(a for a, d in zip(arrays, device) if d)
-    kind = _kind(first)
+    arrays_in, arrays = arrays, arrays_for(cuda, first)
     policy = schedule_cuda.POLICY
     if call.view is not None:  # numpy answers with a view: so does the device
         geo = geos[0]
@@ -691,7 +549,7 @@ def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool
             raise TypeError("einsum: the operand is not a device array")
         shape, strides = view_geometry(geo.shape, geo.strides, call.spec.inputs[0],
                                        call.spec.output)
-        return _Bound(kind, policy, how, gpu, (shape, strides, geo.dtype), None,
+        return _Bound(policy, how, gpu, (shape, strides, geo.dtype), None,
                       (_Operand(geo),), (), (), geo.dtype)
     if call.arith.backend != "numba" or call.arith.compute != call.arith.result:
         raise TypeError(f"einsum: the CUDA target does not compute {call.result} results "
@@ -706,7 +564,7 @@ def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool
         if view.dtype != geo.dtype:
             raise TypeError(f"einsum: a {geo.dtype} device operand would need converting to "
                             f"{view.dtype} first; the CUDA target does not convert on the device")
-        low, count = _span(geo.shape, geo.strides)
+        low, count = span(geo.shape, geo.strides)
         operands.append(_Operand(geo, low, count))
         inputs.append(Layout(-low, _canonical(geo, term, size)))
     shape = tuple(size[lb] for lb in call.spec.output)
@@ -716,11 +574,15 @@ def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool
         if ogeo.shape != shape or ogeo.dtype != compute:
             raise TypeError(f"einsum: out= must have shape {shape} and dtype {compute} on the "
                             f"device (got {ogeo.shape} and {ogeo.dtype})")
-        output = Layout(-_span(ogeo.shape, ogeo.strides)[0], ogeo.strides)
+        output = Layout(-span(ogeo.shape, ogeo.strides)[0], ogeo.strides)
     else:
         output = Layout(0, _out_strides(shape, call.order))
-    compiled = _lookup(call, inputs, output, cuda, plans)
-    return _Bound(kind, policy, how, gpu, None, compiled, tuple(operands), shape,
+    # The library's matrix product takes its own arrays only: not with operands (or an
+    # out=) of several kinds, whose flat views are Numba device arrays.
+    library = arrays.matrix_product and all(
+        kind_of(a) == arrays.kind for a in [*arrays_in, out] if a is not None and on_device(a))
+    compiled = _lookup(call, inputs, output, cuda, plans, library)
+    return _Bound(policy, how, gpu, None, compiled, tuple(operands), shape,
                   output.strides, compute)
 
 

@@ -24,6 +24,12 @@ Three mappings, chosen by :func:`schedule_gpu`:
   each operand's contiguous axis), each thread accumulating a ``reg_m x reg_n``
   register block.
 
+* :class:`LibraryGemm`: the same GEMM-shaped sums of products of float or complex
+  operands, when the call's arrays come from a library with a matrix product (PyTorch
+  and CuPy: cuBLAS; see :mod:`einjit.device_arrays`): strided views of the flat arrays,
+  reshaped (the library copies where the groups do not merge) and multiplied by the
+  library, written into the output directly when its m and n groups merge.
+
 Arrays reach a kernel as flat 1-D device arrays; a :class:`Layout` gives the element
 offset of index (0, ..., 0) and one stride per index (0 for a broadcast axis; repeated
 labels were folded into a diagonal stride before planning).  Sizes and strides are
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from .ir import Kernel
 from .schedule import gemm_roles
@@ -53,6 +60,7 @@ __all__ = [
     "GpuSchedule",
     "Launch",
     "Layout",
+    "LibraryGemm",
     "Mapping",
     "Policy",
     "ThreadPerOutput",
@@ -77,6 +85,8 @@ class Policy:
     ``max_blocks``: the most blocks a grid-stride launch uses.  ``tile``: a GEMM
     block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's ``(reg_m, reg_n)``
     register block.  ``gemm_min``: the smallest m, n and k extents run as a tiled GEMM.
+    ``library``: whether GEMM-shaped steps use the arrays' library's matrix product
+    where the call's arrays have one (:class:`LibraryGemm`).
     Tests swap the policy (:func:`set_policy`) to drive every mapping at tiny sizes.
     """
 
@@ -91,6 +101,7 @@ class Policy:
     tile: tuple[int, int, int] = (64, 64, 16)
     reg: tuple[int, int] = (4, 4)
     gemm_min: tuple[int, int, int] = (16, 16, 8)
+    library: bool = True
 
 
 POLICY = Policy()
@@ -203,7 +214,32 @@ class TiledGemm:
                 f"{self.b_fast}; {self.launch}")
 
 
-Mapping = ThreadPerOutput | BlockPerOutput | TiledGemm
+@dataclass(frozen=True)
+class LibraryGemm:
+    """``out[batch, m, n] = sum_k a[batch, m, k] * b[batch, k, n]`` by the array
+    library's batched matrix product (no kernel of einjit's: ``launch`` is empty).
+
+    Groups list their indices in merge order (row-major, slowest first).  ``direct``:
+    the output's m and n groups each merge into one strided axis, so the product is
+    written in place; otherwise it is computed, then copied into the output's view.
+    """
+
+    batch: tuple[str, ...]
+    m: tuple[str, ...]
+    n: tuple[str, ...]
+    k: tuple[str, ...]
+    direct: bool
+    launch: Launch = Launch(0, 0)
+
+    def __str__(self) -> str:
+        def g(x: tuple[str, ...]) -> str:
+            return "".join(x) or "-"
+        into = "in place" if self.direct else "then copied into the output"
+        return (f"library GEMM (the arrays' matrix product, cuBLAS): batch {g(self.batch)}; "
+                f"m {g(self.m)}; n {g(self.n)}; k {g(self.k)}; written {into}")
+
+
+Mapping = ThreadPerOutput | BlockPerOutput | TiledGemm | LibraryGemm
 
 
 @dataclass(frozen=True)
@@ -245,8 +281,12 @@ def _count(names: Sequence[str], extent: dict[str, int]) -> int:
 
 
 def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
-                 policy: Policy | None = None) -> GpuSchedule:
-    """Decide how ``kernel`` runs on the device (see the module docstring for examples)."""
+                 policy: Policy | None = None, library: bool = False) -> GpuSchedule:
+    """Decide how ``kernel`` runs on the device (see the module docstring for examples).
+
+    ``library``: the call's arrays come from a library with a matrix product (see
+    :mod:`einjit.device_arrays`), which GEMM-shaped float and complex steps then use.
+    """
     p = POLICY if policy is None else policy
     extent = kernel.extent
     cost = {ix.name: 0 for ix in kernel.indices}
@@ -267,7 +307,9 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
     n_red = _count(reduce, extent)
     layouts = (tuple(inputs), output)
 
-    gemm = _tiled_gemm(kernel, inputs, output, p, n_out)
+    gemm = _library_gemm(kernel, inputs, output, p) if library and p.library else None
+    if gemm is None:
+        gemm = _tiled_gemm(kernel, inputs, output, p, n_out)
     if gemm is not None:
         return GpuSchedule(gemm, *layouts)
     if n_out and n_red >= max(p.cooperate_min, 2) and (
@@ -292,30 +334,70 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
     return GpuSchedule(ThreadPerOutput(outputs, reduce, Launch(grid, block)), *layouts)
 
 
-def _tiled_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: Policy,
-                n_out: int) -> TiledGemm | None:
-    """A :class:`TiledGemm` when the kernel sums the product of two operands with m, n
-    and k extents of at least ``p.gemm_min`` each, else None."""
-    if kernel.reduce.op != "add":  # the tiles multiply-add: other folds never tile
+_LIBRARY_DTYPES = ("float32", "float64", "complex64", "complex128")
+
+
+def _gemm_groups(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: Policy
+                 ) -> tuple[tuple[str, ...], ...] | None:
+    """``(batch, m, n, k)``, each group in merge order (largest strides first), when the
+    kernel sums the product of two operands with m, n and k extents of at least
+    ``p.gemm_min`` each, else None."""
+    if kernel.reduce.op != "add":  # matrix products multiply-add: other folds never do
         return None
     roles = gemm_roles(kernel)
-    if roles is None or not n_out:
+    if roles is None:
         return None
     extent = kernel.extent
     batch, m, n, k = roles
     M, N, K = (_count(g, extent) for g in (m, n, k))
     if M < p.gemm_min[0] or N < p.gemm_min[1] or K < p.gemm_min[2]:
         return None
-    a, b = kernel.inputs
-    sa = dict(zip(a.indices, inputs[0].strides))
-    sb = dict(zip(b.indices, inputs[1].strides))
+    sa = dict(zip(kernel.inputs[0].indices, inputs[0].strides))
+    sb = dict(zip(kernel.inputs[1].indices, inputs[1].strides))
     so = dict(zip(kernel.output.indices, output.strides))
 
     def order(group: Sequence[str], *strides: dict[str, int]) -> tuple[str, ...]:
         return tuple(sorted(group, key=lambda g: -sum(abs(s.get(g, 0)) for s in strides)))
 
-    mo, no, ko = order(m, sa, so), order(n, sb, so), order(k, sa, sb)
-    bo = order(batch, so, sa, sb)
+    return order(batch, so, sa, sb), order(m, sa, so), order(n, sb, so), order(k, sa, sb)
+
+
+def _merges(group: Sequence[str], strides: dict[str, int], extent: dict[str, int]) -> bool:
+    """Whether the group's axes, in this order, walk memory as one strided axis."""
+    return all(strides[a] == strides[b] * extent[b] for a, b in pairwise(group))
+
+
+def _library_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: Policy
+                  ) -> LibraryGemm | None:
+    """A :class:`LibraryGemm` for a GEMM-shaped float or complex step whose arrays all
+    have the accumulator's dtype and no negative stride (library views cannot walk
+    backwards), else None."""
+    dtypes = {op.dtype for op in kernel.inputs} | {kernel.output.dtype, kernel.accumulate}
+    if len(dtypes) != 1 or kernel.accumulate not in _LIBRARY_DTYPES:
+        return None
+    if any(s < 0 for lay in (*inputs, output) for s in lay.strides):
+        return None
+    groups = _gemm_groups(kernel, inputs, output, p)
+    if groups is None:
+        return None
+    batch, m, n, k = groups
+    so = dict(zip(kernel.output.indices, output.strides))
+    direct = _merges(m, so, kernel.extent) and _merges(n, so, kernel.extent)
+    return LibraryGemm(batch, m, n, k, direct)
+
+
+def _tiled_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: Policy,
+                n_out: int) -> TiledGemm | None:
+    """A :class:`TiledGemm` when the kernel sums the product of two operands with m, n
+    and k extents of at least ``p.gemm_min`` each, else None."""
+    groups = _gemm_groups(kernel, inputs, output, p) if n_out else None
+    if groups is None:
+        return None
+    extent = kernel.extent
+    bo, mo, no, ko = groups
+    M, N = _count(mo, extent), _count(no, extent)
+    sa = dict(zip(kernel.inputs[0].indices, inputs[0].strides))
+    sb = dict(zip(kernel.inputs[1].indices, inputs[1].strides))
     a_fast = "m" if abs(sa[mo[-1]]) < abs(sa[ko[-1]]) else "k"
     b_fast = "n" if abs(sb[no[-1]]) < abs(sb[ko[-1]]) else "k"
     tm, tn, _ = p.tile

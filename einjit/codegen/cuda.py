@@ -44,6 +44,7 @@ from ..schedule_cuda import (
     BlockPerOutput,
     GpuSchedule,
     Layout,
+    LibraryGemm,
     ThreadPerOutput,
     TiledGemm,
 )
@@ -502,11 +503,54 @@ def _tiled_gemm(p: _Printer, g: TiledGemm) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _library_gemm(kernel: Kernel, sched: GpuSchedule, g: LibraryGemm) -> str:
+    """A plain Python function ``name(xp, a0, a1, out)`` that multiplies strided views of
+    the flat arrays with the library adapter ``xp`` (:mod:`einjit.device_arrays`)."""
+    extent = kernel.extent
+
+    def view(name: str, indices: tuple[str, ...], layout: Layout, groups: tuple[tuple[str, ...], ...]
+             ) -> tuple[str, tuple[int, ...]]:
+        stride = dict(zip(indices, layout.strides))
+        shape = [extent[b] if b in indices else 1 for b in g.batch]
+        strides = [stride.get(b, 0) for b in g.batch]
+        for group in groups:
+            shape += [extent[x] for x in group]
+            strides += [stride[x] for x in group]
+        merged = tuple(shape[:len(g.batch)]) + tuple(math.prod(extent[x] for x in group)
+                                                      for group in groups)
+        return (f"xp.view({name}, {tuple(shape)!r}, {tuple(strides)!r}, {layout.offset})",
+                merged)
+
+    (a, b), out = kernel.inputs, kernel.output
+    va, sa = view(a.name, a.indices, sched.inputs[0], (g.m, g.k))
+    vb, sb = view(b.name, b.indices, sched.inputs[1], (g.k, g.n))
+    lines = [f"def {kernel.name}(xp, {a.name}, {b.name}, out):",
+             f"    # {g}",
+             f"    x = {va}.reshape({sa!r})",
+             f"    y = {vb}.reshape({sb!r})"]
+    so = dict(zip(out.indices, sched.output.strides))
+    batch = tuple(extent[x] for x in g.batch)
+    if g.direct:
+        shape = batch + (math.prod(extent[x] for x in g.m), math.prod(extent[x] for x in g.n))
+        strides = tuple(so[x] for x in g.batch) + tuple(
+            so[group[-1]] if group else 1 for group in (g.m, g.n))
+        lines.append(f"    xp.matmul(x, y, xp.view(out, {shape!r}, {strides!r}, "
+                     f"{sched.output.offset}))")
+    else:
+        vo, _ = view("out", out.indices, sched.output, (g.m, g.n))
+        full = batch + tuple(extent[x] for x in g.m + g.n)
+        lines.append(f"    xp.copy({vo}, xp.matmul(x, y).reshape({full!r}))")
+    return "\n".join(lines) + "\n"
+
+
 def render_functions(kernel: Kernel, sched: GpuSchedule) -> str:
     """The decorated ``@cuda.jit`` function(s) of one scheduled kernel, after the device
-    functions they call."""
-    p = _Printer(kernel, sched)
+    functions they call (for a :class:`~einjit.schedule_cuda.LibraryGemm`, the Python
+    function calling the library)."""
     m = sched.mapping
+    if isinstance(m, LibraryGemm):
+        return _library_gemm(kernel, sched, m)
+    p = _Printer(kernel, sched)
     if isinstance(m, ThreadPerOutput):
         text = _thread_per_output(p, m)
     elif isinstance(m, BlockPerOutput):

@@ -12,6 +12,7 @@ are compared with numpy's broadcast-then-reduce in float64, as ``tests/test_body
 does on the CPU; the body functions live at module level so their source can be read.
 """
 
+import dataclasses
 import math
 import os
 import sys
@@ -29,7 +30,8 @@ import einjit
 from einjit import cuda as cuda_target
 from einjit import schedule_cuda
 from einjit.body import body_dtypes
-from einjit.schedule_cuda import BlockPerOutput, Policy, ThreadPerOutput, TiledGemm
+from einjit.schedule_cuda import (BlockPerOutput, LibraryGemm, Policy, ThreadPerOutput,
+                                  TiledGemm)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _bodies import (REDUCTIONS, absdiff, clipped, gauss, greater,  # noqa: E402  (tests/)
@@ -37,7 +39,8 @@ from _bodies import (REDUCTIONS, absdiff, clipped, gauss, greater,  # noqa: E402
 from _reference import fold_reference as reference  # noqa: E402  (tests/, one level up)
 
 TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
-              split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2))
+              split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2),
+              library=False)
 
 
 @pytest.fixture(autouse=True)
@@ -194,6 +197,36 @@ def test_every_mapping_is_exercised():
     assert any(s.scratch for p in cuda_target._PLANS.values() for s in p.schedules)
 
 
+GEMM_CASES = [  # the library's matrix product: batch broadcasting, transposes, permutations
+    ("ij,jk->ik", [(4, 3), (3, 5)]),
+    ("ij,kj->ki", [(4, 3), (5, 3)]),             # written through a copy (n, m order)
+    ("bij,bjk->bik", [(2, 5, 3), (2, 3, 4)]),
+    ("bij,jk->bik", [(2, 5, 3), (3, 4)]),        # the second operand broadcasts over b
+    ("abcd,dbef->aecf", [(2, 3, 2, 4), (4, 3, 2, 3)]),
+    ("ijk,jl->ilk", [(3, 4, 2), (4, 5)]),
+    ("ij,jk,kl->il", [(3, 4), (4, 5), (5, 2)]),  # intermediates of the call's kind
+]
+
+
+@pytest.mark.parametrize("equation,shapes", GEMM_CASES, ids=[e for e, _ in GEMM_CASES])
+def test_library_matrix_products(equation, shapes):
+    schedule_cuda.set_policy(dataclasses.replace(TINY, library=True))
+    cuda_target.clear_cache()
+    rng = np.random.default_rng(13)
+    for dtype in ("float64", "complex64"):
+        ops = [_data(s, dtype, rng) for s in shapes]
+        _check(einjit.einsum(equation, *[cuda.to_device(o) for o in ops]).copy_to_host(), ops,
+               equation)
+        _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+    mappings = {type(s.mapping) for p in cuda_target._PLANS.values() for s in p.schedules}
+    assert LibraryGemm in mappings
+    # integers, reversed operands and other reductions stay einjit's own kernels
+    ops = [_data(s, "int32", rng) for s in shapes]
+    _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+    ops = [_data(s, "float64", rng)[(slice(None, None, -1),) * len(s)] for s in shapes]
+    _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+
+
 def test_default_policy_runs_too():
     schedule_cuda.set_policy(Policy())
     rng = np.random.default_rng(7)
@@ -320,6 +353,62 @@ def test_cupy_arrays_give_cupy_results():
     got = einjit.einsum("ij,ij->i", a, b)
     assert isinstance(got, cupy.ndarray)
     cupy.testing.assert_allclose(got, (a * b).sum(1))
+
+
+@gpu
+@pytest.mark.parametrize("library", ["torch", "cupy"])
+@pytest.mark.parametrize("equation,shapes", GEMM_CASES + CASES[:12],
+                         ids=[e for e, _ in GEMM_CASES + CASES[:12]])
+def test_library_arrays_every_plan(library, equation, shapes):
+    """Each library's arrays through the default policy (its matrix product included),
+    at sizes where GEMM steps go to cuBLAS, and strided views of them."""
+    xp = pytest.importorskip(library)
+    schedule_cuda.set_policy(Policy())
+    rng = np.random.default_rng(14)
+    scale = {c: 1 + 7 * (k % 3) for k, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
+    terms = equation.split("->")[0].split(",")
+    shapes = [tuple(n * scale[c] if n > 1 else n for n, c in zip(s, t))
+              for s, t in zip(shapes, terms)]
+    for dtype in ("float64", "float32"):
+        ops = [_data(s, dtype, rng) for s in shapes]
+        dev = [xp.asarray(o, device="cuda") if library == "torch" else xp.asarray(o)
+               for o in ops]
+        got = einjit.einsum(equation, *dev)
+        assert type(got).__module__.split(".")[0] == library
+        host = got.cpu().numpy() if library == "torch" else got.get()
+        _check(host, ops, equation)
+        if all(o.ndim for o in ops):  # every other element of the last axis: strided
+            view = [d[..., ::2] for d in dev]
+            sub = [o[..., ::2] for o in ops]
+            if _valid(equation, sub):
+                got = einjit.einsum(equation, *view)
+                host = got.cpu().numpy() if library == "torch" else got.get()
+                _check(host, sub, equation)
+
+
+def _valid(equation, ops):
+    try:
+        np.einsum(equation, *ops)
+    except ValueError:
+        return False
+    return True
+
+
+@gpu
+def test_mixed_libraries_and_streams():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(15)
+    a, b = _data((64, 48), "float32", rng), _data((48, 40), "float32", rng)
+    ta = torch.asarray(a, device="cuda")
+    got = einjit.einsum("ij,jk->ik", ta, cuda.to_device(b))   # torch with a Numba array
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(got.cpu().numpy(), a @ b, rtol=1e-5, atol=1e-5)
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):   # launched on the side stream, ordered after its work
+        tb = torch.asarray(b, device="cuda") * 2
+        got = einjit.einsum("ij,jk->ik", ta, tb) + 1
+    side.synchronize()
+    np.testing.assert_allclose(got.cpu().numpy(), 2 * a @ b + 1, rtol=1e-5, atol=1e-4)
 
 
 # ---------------------------------------------------------------- bodies and reductions

@@ -1,0 +1,317 @@
+"""The array libraries the CUDA target meets, behind one small interface.
+
+A device call's operands are PyTorch CUDA tensors, CuPy arrays, Numba device arrays (or
+anything else with ``__cuda_array_interface__``), or the arrays of Numba's CUDA
+simulator.  :func:`arrays_for` picks the adapter for the call's first device operand;
+:mod:`einjit.cuda` runs a plan through it:
+
+* ``flat(x, dtype, low, count)``: a 1-D array of the operand's kind over its memory,
+  ``count`` elements from ``low`` elements before element (0, ..., 0);
+* ``empty(count, dtype)``: a new flat array of that kind (results and intermediates);
+* ``kernel_arg(flat)``: the same memory as a Numba device array, for a kernel launch
+  (no stream synchronisation: the launches go to :meth:`Arrays.stream`);
+* ``strided(base, shape, strides, dtype, offset)``: the result the user gets, a view of
+  the operand's kind;
+* ``matmul(a, b, out)`` and ``view``/``copy``: the library's batched matrix product
+  (cuBLAS under PyTorch and CuPy, numpy on the simulator) for steps the scheduler made
+  a :class:`~einjit.schedule_cuda.LibraryGemm`.  Plain Numba device arrays have none
+  (``matrix_product`` is False): their GEMM steps run as tiled kernels.
+
+Strides and offsets are in elements.
+
+>>> kind_of_type(int), kind_of_type(type(np.ones(1)))
+('numba', 'numba')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Arrays", "arrays_for", "flat_host", "is_simulated", "kind_of", "kind_of_type",
+           "span"]
+
+#: Array types met so far -> "torch", "cupy" or "numba" (all other kinds).
+_KINDS: dict[type, str] = {}
+
+
+def kind_of_type(t: type) -> str:
+    """``"torch"``, ``"cupy"`` or ``"numba"`` (any other array) for a type."""
+    kind = _KINDS.get(t)
+    if kind is None:
+        module = t.__module__.split(".")[0]
+        kind = _KINDS[t] = module if module in ("torch", "cupy") else "numba"
+    return kind
+
+
+def kind_of(x: Any) -> str:
+    """:func:`kind_of_type` of ``type(x)``."""
+    return _KINDS.get(type(x)) or kind_of_type(type(x))
+
+
+def is_simulated(x: Any) -> bool:
+    """Whether ``x`` is an array of Numba's CUDA simulator."""
+    t = type(x)
+    return t.__name__ == "FakeCUDAArray" and t.__module__.startswith("numba.cuda.simulator")
+
+
+def span(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
+    """``(low, count)``: the lowest element offset reached and how many elements the
+    array's memory spans from there.
+
+    >>> span((3, 4), (4, 1)), span((3,), (-2,)), span((0, 5), (5, 1))
+    ((0, 12), (-4, 5), (0, 0))
+    """
+    if any(n == 0 for n in shape):
+        return 0, 0
+    low = sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
+    high = sum((n - 1) * s for n, s in zip(shape, strides) if s > 0)
+    return low, high - low + 1
+
+
+def flat_host(a: np.ndarray, shape: Sequence[int], strides: Sequence[int], low: int,
+              count: int) -> np.ndarray:
+    """A 1-D view of ``count`` elements of ``a``'s memory from its lowest address."""
+    if count == 0:
+        return np.empty(0, dtype=a.dtype)
+    corner = tuple(slice(n - 1, n) if s < 0 else slice(0, 1) for n, s in zip(shape, strides))
+    start = a[corner] if a.ndim else a.reshape(1)
+    return np.lib.stride_tricks.as_strided(start, (count,), (a.itemsize,))
+
+
+def _numba_view(cuda: Any, owner: Any, address: int, count: int, dtype: np.dtype) -> Any:
+    """A 1-D Numba device array of ``count`` elements at ``address`` (``owner`` keeps
+    the memory alive), imported without synchronising any stream."""
+    if count == 0:
+        return cuda.device_array(0, dtype=dtype)
+    desc = {"shape": (count,), "strides": None, "typestr": dtype.str, "version": 3,
+            "data": (address, False)}
+    return cuda.from_cuda_array_interface(desc, owner=owner, sync=False)
+
+
+_STREAMS: dict[int, Any] = {}
+
+
+def _numba_stream(cuda: Any, handle: int | None) -> Any:
+    """Numba's stream for a ``__cuda_array_interface__`` stream handle (None: default)."""
+    if not handle or handle == 1:  # 1: the legacy default stream in the interface
+        return None
+    if handle == 2:
+        return cuda.per_thread_default_stream()
+    stream = _STREAMS.get(handle)
+    if stream is None:
+        stream = _STREAMS[handle] = cuda.external_stream(handle)
+    return stream
+
+
+class Arrays:
+    """Numba device arrays and other ``__cuda_array_interface__`` objects (the base
+    adapter: the flat arrays are Numba device arrays, and there is no matrix product)."""
+
+    kind = "numba"
+    matrix_product = False
+
+    def __init__(self, cuda: Any, like: Any) -> None:
+        self.cuda = cuda
+        self.like = like
+
+    def flat(self, x: Any, dtype: np.dtype, low: int, count: int) -> Any:
+        if count == 0:
+            return self.cuda.device_array(0, dtype=dtype)
+        address = int(x.__cuda_array_interface__["data"][0]) + low * dtype.itemsize
+        return _numba_view(self.cuda, x, address, count, dtype)
+
+    def empty(self, count: int, dtype: np.dtype) -> Any:
+        stream = self.stream()
+        if stream is None:
+            return self.cuda.device_array(count, dtype=dtype)
+        return self.cuda.device_array(count, dtype=dtype, stream=stream)
+
+    def kernel_arg(self, flat: Any) -> Any:
+        return flat
+
+    def stream(self) -> Any:
+        """The stream the call's kernels launch on (None: the default stream)."""
+        return _numba_stream(self.cuda, self.like.__cuda_array_interface__.get("stream"))
+
+    def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],
+                dtype: np.dtype, offset: int = 0) -> Any:
+        """``base`` (a flat array, or the operand a view is taken of) seen with this shape
+        and element strides, starting ``offset`` elements in: the same kind of array."""
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray
+        data = base.gpu_data
+        if offset:
+            data = data.view(offset * dtype.itemsize)
+        return DeviceNDArray(shape, tuple(s * dtype.itemsize for s in strides), dtype,
+                             gpu_data=data)
+
+    # The matrix product (subclasses with a library).
+    def view(self, flat: Any, shape: tuple[int, ...], strides: tuple[int, ...],
+             offset: int) -> Any:
+        raise TypeError(f"{type(self).__name__} has no matrix product")
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        raise TypeError(f"{type(self).__name__} has no matrix product")
+
+    def copy(self, dst: Any, src: Any) -> None:
+        raise TypeError(f"{type(self).__name__} has no matrix product")
+
+
+_TORCH_DTYPES: dict[np.dtype, Any] = {}
+
+
+class TorchArrays(Arrays):
+    """PyTorch CUDA tensors: flat arrays are 1-D tensor views, products ``torch.matmul``."""
+
+    kind = "torch"
+    matrix_product = True
+
+    def __init__(self, cuda: Any, like: Any) -> None:
+        import torch
+
+        super().__init__(cuda, like)
+        self.torch = torch
+
+    def _dtype(self, dtype: np.dtype) -> Any:
+        t = _TORCH_DTYPES.get(dtype)
+        if t is None:
+            t = _TORCH_DTYPES[dtype] = self.torch.from_numpy(np.empty(0, dtype)).dtype
+        return t
+
+    def flat(self, x: Any, dtype: np.dtype, low: int, count: int) -> Any:
+        if not isinstance(x, self.torch.Tensor):  # another library's operand
+            return super().flat(x, dtype, low, count)
+        return x.as_strided((count,), (1,), x.storage_offset() + low)
+
+    def empty(self, count: int, dtype: np.dtype) -> Any:
+        return self.torch.empty(count, dtype=self._dtype(dtype), device=self.like.device)
+
+    def kernel_arg(self, flat: Any) -> Any:
+        if not isinstance(flat, self.torch.Tensor):
+            return flat
+        dtype = np.dtype(str(flat.dtype).replace("torch.", ""))
+        return _numba_view(self.cuda, flat, flat.data_ptr(), flat.numel(), dtype)
+
+    def stream(self) -> Any:
+        return _numba_stream(self.cuda,
+                             self.torch.cuda.current_stream(self.like.device).cuda_stream)
+
+    def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],
+                dtype: np.dtype, offset: int = 0) -> Any:
+        return base.as_strided(shape, strides, base.storage_offset() + offset)
+
+    def view(self, flat: Any, shape: tuple[int, ...], strides: tuple[int, ...],
+             offset: int) -> Any:
+        return flat.as_strided(shape, strides, flat.storage_offset() + offset)
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        if out is None:
+            return self.torch.matmul(a, b)
+        if out.is_contiguous():
+            return self.torch.matmul(a, b, out=out)
+        out.copy_(self.torch.matmul(a, b))
+        return out
+
+    def copy(self, dst: Any, src: Any) -> None:
+        dst.copy_(src)
+
+
+class CupyArrays(Arrays):
+    """CuPy arrays: flat arrays are 1-D CuPy views, products ``cupy.matmul``."""
+
+    kind = "cupy"
+    matrix_product = True
+
+    def __init__(self, cuda: Any, like: Any) -> None:
+        import cupy
+
+        super().__init__(cuda, like)
+        self.cupy = cupy
+
+    def flat(self, x: Any, dtype: np.dtype, low: int, count: int) -> Any:
+        if not isinstance(x, self.cupy.ndarray):  # another library's operand
+            return super().flat(x, dtype, low, count)
+        if count == 0:
+            return self.cupy.empty(0, dtype=dtype)
+        mem = x.data.mem  # the allocation: the flat run starts ``low`` elements before x's
+        start = self.cupy.cuda.MemoryPointer(mem, x.data.ptr - mem.ptr + low * dtype.itemsize)
+        return self.cupy.ndarray((count,), dtype, start)
+
+    def empty(self, count: int, dtype: np.dtype) -> Any:
+        with self.like.device:
+            return self.cupy.empty(count, dtype=dtype)
+
+    def kernel_arg(self, flat: Any) -> Any:
+        if not isinstance(flat, self.cupy.ndarray):
+            return flat
+        return _numba_view(self.cuda, flat, flat.data.ptr, flat.size, flat.dtype)
+
+    def stream(self) -> Any:
+        return _numba_stream(self.cuda, self.cupy.cuda.get_current_stream().ptr)
+
+    def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],
+                dtype: np.dtype, offset: int = 0) -> Any:
+        return self.cupy.ndarray(shape, dtype, base.data + offset * dtype.itemsize,
+                                 strides=tuple(s * dtype.itemsize for s in strides))
+
+    def view(self, flat: Any, shape: tuple[int, ...], strides: tuple[int, ...],
+             offset: int) -> Any:
+        return self.strided(flat, shape, strides, flat.dtype, offset)
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self.cupy.matmul(a, b, out=out)
+
+    def copy(self, dst: Any, src: Any) -> None:
+        dst[...] = src
+
+
+class SimulatedArrays(Arrays):
+    """The CUDA simulator's arrays (numpy arrays inside): products ``numpy.matmul``, so
+    the library-GEMM steps run on the simulator too."""
+
+    matrix_product = True
+
+    def flat(self, x: Any, dtype: np.dtype, low: int, count: int) -> Any:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        a = x._ary
+        strides = tuple(s // a.itemsize for s in a.strides)
+        return FakeCUDAArray(flat_host(a, a.shape, strides, low, count))
+
+    def stream(self) -> Any:
+        return None
+
+    def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],
+                dtype: np.dtype, offset: int = 0) -> Any:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        return FakeCUDAArray(self.view(base, shape, strides, offset))
+
+    def view(self, flat: Any, shape: tuple[int, ...], strides: tuple[int, ...],
+             offset: int) -> np.ndarray:
+        a = flat._ary
+        a_strides = tuple(s // a.itemsize for s in a.strides)
+        low, count = span(a.shape, a_strides)
+        start = flat_host(a, a.shape, a_strides, low, count)[offset - low:] if count else a
+        return np.lib.stride_tricks.as_strided(start, shape,
+                                               tuple(s * a.itemsize for s in strides))
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        return np.matmul(a, b, out=out)
+
+    def copy(self, dst: Any, src: Any) -> None:
+        np.copyto(dst, src)
+
+
+def arrays_for(cuda: Any, like: Any) -> Arrays:
+    """The adapter for a call whose first device operand is ``like``."""
+    if is_simulated(like):
+        return SimulatedArrays(cuda, like)
+    kind = kind_of(like)
+    if kind == "torch":
+        return TorchArrays(cuda, like)
+    if kind == "cupy":
+        return CupyArrays(cuda, like)
+    return Arrays(cuda, like)
