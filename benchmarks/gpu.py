@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="device copy bandwidth, TB/s (default: measured; H200: 4.15)")
     parser.add_argument("--matmul-tflops", type=float, default=0.0,
                         help="fp32 matmul rate with TF32 off, TFLOP/s (default: measured)")
+    parser.add_argument("--policy", default="",
+                        help="integer fields of the GPU scheduler's policy, e.g. "
+                             "reduce_threads=64,max_blocks=4096 (einjit.schedule_cuda.Policy)")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     why = _missing()
@@ -219,6 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
+    if args.policy:
+        import dataclasses
+
+        from einjit import schedule_cuda
+
+        fields = {k: int(v) for k, v in (item.split("=") for item in args.policy.split(","))}
+        bad = [k for k in fields if type(getattr(schedule_cuda.POLICY, k, None)) is not int]
+        if bad:
+            parser.error(f"--policy: {', '.join(bad)} are not integer fields of the policy")
+        schedule_cuda.set_policy(dataclasses.replace(schedule_cuda.POLICY, **fields))
+        print(f"policy: {schedule_cuda.POLICY}")
     copy_tbs, matmul_tflops = args.copy_tbs, args.matmul_tflops
     if not (copy_tbs and matmul_tflops):
         measured = ceilings(torch)

@@ -219,7 +219,8 @@ def test_library_matrix_products(equation, shapes):
                equation)
         _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
     mappings = {type(s.mapping) for p in cuda_target._PLANS.values() for s in p.schedules}
-    assert LibraryGemm in mappings
+    # the simulator's arrays multiply with numpy; a GPU's Numba arrays have no library
+    assert (LibraryGemm in mappings) is not REAL
     # integers, reversed operands and other reductions stay einjit's own kernels
     ops = [_data(s, "int32", rng) for s in shapes]
     _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
