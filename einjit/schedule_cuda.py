@@ -11,10 +11,11 @@ Three mappings, chosen by :func:`schedule_gpu`:
   output index with the smallest strides varies fastest across consecutive threads
   (coalesced loads and stores); each thread sums its reduction serially, loops ordered
   by falling stride.  Element-wise, outer products, column reductions.
-* :class:`BlockPerOutput`: a block of threads cooperates on each output element: the
+* :class:`BlockPerOutput`: a team of threads cooperates on each output element: the
   threads stride over the flattened reduction (its smallest-stride index fastest, so a
   warp reads consecutive memory) and combine partial sums with a tree in shared memory.
-  With few outputs and a long reduction, ``split`` blocks share one output: each writes
+  A team is sized so that each thread sums ``team_terms`` terms or more (at least a
+  warp); a block holds several teams when one is smaller than a block.  With few outputs and a long reduction, ``split`` blocks share one output: each writes
   a partial sum to a scratch buffer and a second kernel adds them.  Row reductions,
   full reductions (``i,i->``, ``ij,ij->``).
 * :class:`TiledGemm`: GEMM-shaped sums of products (batch, m, n, k index groups; never
@@ -40,7 +41,7 @@ literals in the generated source.
 ...            Operand("out", "float32", ("i",)), (Index("i", 4096), Index("j", 1024)),
 ...            product(2, (("i", "j"), ("i", "j"))), SUM, "float32")
 >>> print(schedule_gpu(k, (Layout(0, (1024, 1)), Layout(0, (1024, 1))), Layout(0, (1,))))
-block per output: outputs i, 256 threads stride over j, tree in shared memory; grid 4096 x 256 threads
+block per output: outputs i, 64 threads stride over j (4 outputs per block), tree in shared memory; grid 1024 x 256 threads
 >>> print(schedule_gpu(k, (Layout(0, (1, 4096)), Layout(0, (1, 4096))), Layout(0, (1,))))
 thread per output: threads over i (i fastest), serial loops j; grid 16 x 256 threads
 """
@@ -82,7 +83,9 @@ class Policy:
     ``fill_blocks``: blocks that keep every multiprocessor busy (an H100 has 132).
     ``split_min``: reduction length from which few outputs split their reduction over
     several blocks; ``split_terms``: terms each thread should at least sum then.
-    ``max_blocks``: the most blocks a grid-stride launch uses.  ``tile``: a GEMM
+    ``max_blocks``: the most blocks a grid-stride launch uses.  ``team_terms``: terms
+    each thread of a cooperating team should sum at least, which sizes the team (at
+    least a ``warp``) and so how many outputs share a block.  ``tile``: a GEMM
     block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's ``(reg_m, reg_n)``
     register block.  ``gemm_min``: the smallest m, n and k extents run as a tiled GEMM.
     ``library``: whether GEMM-shaped steps use the arrays' library's matrix product
@@ -98,6 +101,7 @@ class Policy:
     split_min: int = 1 << 15
     split_terms: int = 16
     max_blocks: int = 1 << 16
+    team_terms: int = 16
     tile: tuple[int, int, int] = (64, 64, 16)
     reg: tuple[int, int] = (4, 4)
     gemm_min: tuple[int, int, int] = (16, 16, 8)
@@ -167,7 +171,9 @@ class BlockPerOutput:
     indices flattened in this order, the last one fastest across threads.  With
     ``split > 1`` the blocks write partial sums into a scratch buffer of
     ``outputs x split`` accumulators and ``finish`` (one block of ``threads`` per output)
-    adds them.
+    adds them.  With ``rows > 1`` (and no split) a block of ``threads x rows`` threads
+    holds ``rows`` teams, each reducing its own output: short reductions keep every
+    thread busy with several terms and the tree has fewer levels.
     """
 
     outputs: tuple[str, ...]
@@ -176,13 +182,15 @@ class BlockPerOutput:
     split: int
     launch: Launch
     finish: Launch | None = None
+    rows: int = 1
 
     def __str__(self) -> str:
         split = (f", {self.split} blocks per output into partial sums, then {self.finish}"
                  if self.split > 1 else "")
+        rows = f" ({self.rows} outputs per block)" if self.rows > 1 else ""
         return (f"block per output: outputs {''.join(self.outputs) or '(scalar)'}, "
-                f"{self.threads} threads stride over {''.join(self.reduce)}, tree in shared "
-                f"memory{split}; {self.launch}")
+                f"{self.threads} threads stride over {''.join(self.reduce)}{rows}, tree in "
+                f"shared memory{split}; {self.launch}")
 
 
 @dataclass(frozen=True)
@@ -269,6 +277,13 @@ def _pow2_floor(n: int) -> int:
     return p
 
 
+def _pow2_ceil(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -326,8 +341,11 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
             mapping: Mapping = BlockPerOutput(outputs, reduce, threads, split,
                                               Launch(grid, threads), finish)
         else:
-            mapping = BlockPerOutput(outputs, reduce, threads, 1,
-                                     Launch(min(n_out, p.max_blocks), threads))
+            team = min(threads, max(p.warp, _pow2_floor(max(1, n_red // p.team_terms))))
+            rows = min(threads // team, _pow2_ceil(n_out))
+            mapping = BlockPerOutput(outputs, reduce, team, 1,
+                                     Launch(min(_ceil_div(n_out, rows), p.max_blocks),
+                                            team * rows), rows=rows)
         return GpuSchedule(mapping, *layouts)
     block = min(p.threads, max(p.warp, _ceil_div(n_out, p.warp) * p.warp))
     grid = min(_ceil_div(n_out, block), p.max_blocks)

@@ -55,7 +55,9 @@ def _c(shape):
 def test_rowdot_cooperates_along_the_contiguous_reduction():
     k = _kernel(["ij", "ij"], "i", {"i": 65536, "j": 1024})
     s = schedule_gpu(k, (_c((65536, 1024)),) * 2, _c((65536,)))
-    assert s.mapping == BlockPerOutput(("i",), ("j",), 256, 1, Launch(65536, 256))
+    # teams of 64 threads, 16 terms each, four rows to a block of 256
+    assert s.mapping == BlockPerOutput(("i",), ("j",), 64, 1, Launch(16384, 256), rows=4)
+    assert "64 threads stride over j (4 outputs per block)" in str(s)
 
 
 def test_column_sum_maps_threads_to_the_contiguous_output():
@@ -120,7 +122,8 @@ def test_renderer_casts_bool_and_small_integers_as_numpy():
 
 # Under this policy every mapping appears at tiny extents (as in tests/cuda_sim).
 TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
-              split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2))
+              split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2),
+              team_terms=1)
 
 
 def _fold_kernel(reduce, dtype="float64", body=None, out_dtype=None, acc=None):

@@ -333,12 +333,13 @@ def _thread_per_output(p: _Printer, m: ThreadPerOutput) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tree(p: _Printer, threads: int, acc: str, indent: str) -> list[str]:
-    """Fold ``shared[0:threads]`` into ``shared[0]`` (every thread runs every barrier)."""
+def _tree(p: _Printer, threads: int, acc: str, indent: str, lane: str = "tid") -> list[str]:
+    """Fold each team's ``threads`` values of ``shared`` into its first one (every thread
+    runs every barrier; ``lane`` is a thread's place in its team)."""
     lines = [f"{indent}shared[tid] = {acc}", f"{indent}cuda.syncthreads()"]
     width = threads // 2
     while width:
-        lines += [f"{indent}if tid < {width}:",
+        lines += [f"{indent}if {lane} < {width}:",
                   f"{indent}    {p.accumulate('shared[tid]', f'shared[tid + {width}]')}",
                   f"{indent}cuda.syncthreads()"]
         width //= 2
@@ -356,6 +357,8 @@ def _block_per_output(p: _Printer, m: BlockPerOutput) -> str:
     acc_t = _dtype(k.accumulate)
     ins = ", ".join(op.name for op in k.inputs)
     split = m.split
+    if split == 1:
+        return _teams(p, m, n_out, n_red)
     first = f"{k.name}_part" if split > 1 else k.name
     lines = [f"def {first}({ins}, {'part' if split > 1 else 'out'}):",
              "    tid = cuda.threadIdx.x",
@@ -398,6 +401,42 @@ def _block_per_output(p: _Printer, m: BlockPerOutput) -> str:
     lines += [f"{ind}if tid == 0:", f"{ind}    {p.store('shared[0]', k.accumulate)}",
               f"{ind}cuda.syncthreads()"]
     return text + "\n\n@cuda.jit(cache=True)\n" + "\n".join(lines) + "\n"
+
+
+def _teams(p: _Printer, m: BlockPerOutput, n_out: int, n_red: int) -> str:
+    """A block of ``m.rows`` teams of ``m.threads`` threads, a team per output: each
+    thread folds every ``threads``-th term (a loop with a constant trip count, then the
+    remainder), then the team's tree."""
+    k, extent = p.kernel, p.extent
+    team, rows = m.threads, m.rows
+    ins = ", ".join(op.name for op in k.inputs)
+    ind = "        "
+    lines = [f"def {k.name}({ins}, out):",
+             "    tid = cuda.threadIdx.x",
+             f"    lane = tid % {team}" if rows > 1 else "    lane = tid",
+             f"    shared = cuda.shared.array({team * rows}, {_dtype(k.accumulate)})",
+             f"    for blk in range(cuda.blockIdx.x, {-(-n_out // rows)}, cuda.gridDim.x):",
+             f"{ind}oo = blk * {rows} + tid // {team}" if rows > 1 else f"{ind}oo = blk",
+             f"{ind}acc = {p.identity()}"]
+    body = [f"{ind}    {p.accumulate('acc', p.expr(k.body))}"]
+    lines += _unflatten("oo", m.outputs, extent, ind)
+    inner = ind + "    " if n_out % rows else ind
+    if n_out % rows:  # the last block's spare teams sum nothing (and store nothing)
+        lines.append(f"{ind}if oo < {n_out}:")
+    main = n_red - n_red % team
+    if main:
+        lines += [f"{inner}for r0 in range(0, {main}, {team}):", f"{inner}    rr = r0 + lane"]
+        lines += _unflatten("rr", m.reduce, extent, inner + "    ")
+        lines += [inner + line[len(ind):] for line in body]
+    if n_red % team:
+        lines += [f"{inner}if lane < {n_red % team}:", f"{inner}    rr = {main} + lane"]
+        lines += _unflatten("rr", m.reduce, extent, inner + "    ")
+        lines += [inner + line[len(ind):] for line in body]
+    lines += _tree(p, team, "acc", ind, "lane")
+    last = f" and oo < {n_out}" if n_out % rows else ""
+    lines += [f"{ind}if lane == 0{last}:", f"{ind}    {p.store('shared[tid]', k.accumulate)}",
+              f"{ind}cuda.syncthreads()"]
+    return "\n".join(lines) + "\n"
 
 
 def _group_addr(layout: Layout, op_indices: tuple[str, ...], names: tuple[str, ...]) -> str:

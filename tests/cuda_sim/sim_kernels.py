@@ -40,7 +40,7 @@ from _reference import fold_reference as reference  # noqa: E402  (tests/, one l
 
 TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
               split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2),
-              library=False)
+              library=False, team_terms=2)
 
 
 @pytest.fixture(autouse=True)
