@@ -41,7 +41,7 @@ literals in the generated source.
 ...            Operand("out", "float32", ("i",)), (Index("i", 4096), Index("j", 1024)),
 ...            product(2, (("i", "j"), ("i", "j"))), SUM, "float32")
 >>> print(schedule_gpu(k, (Layout(0, (1024, 1)), Layout(0, (1024, 1))), Layout(0, (1,))))
-block per output: outputs i, 64 threads stride over j (4 outputs per block), tree in shared memory; grid 1024 x 256 threads
+block per output: outputs i, 256 threads stride over j, tree in shared memory; grid 4096 x 256 threads
 >>> print(schedule_gpu(k, (Layout(0, (1, 4096)), Layout(0, (1, 4096))), Layout(0, (1,))))
 thread per output: threads over i (i fastest), serial loops j; grid 16 x 256 threads
 """
@@ -101,7 +101,7 @@ class Policy:
     split_min: int = 1 << 15
     split_terms: int = 16
     max_blocks: int = 1 << 16
-    team_terms: int = 16
+    team_terms: int = 4
     tile: tuple[int, int, int] = (64, 64, 16)
     reg: tuple[int, int] = (4, 4)
     gemm_min: tuple[int, int, int] = (16, 16, 8)

@@ -55,9 +55,12 @@ def _c(shape):
 def test_rowdot_cooperates_along_the_contiguous_reduction():
     k = _kernel(["ij", "ij"], "i", {"i": 65536, "j": 1024})
     s = schedule_gpu(k, (_c((65536, 1024)),) * 2, _c((65536,)))
-    # teams of 64 threads, 16 terms each, four rows to a block of 256
-    assert s.mapping == BlockPerOutput(("i",), ("j",), 64, 1, Launch(16384, 256), rows=4)
-    assert "64 threads stride over j (4 outputs per block)" in str(s)
+    # a team of 256 threads, 4 terms each, one row to a block
+    assert s.mapping == BlockPerOutput(("i",), ("j",), 256, 1, Launch(65536, 256))
+    k = _kernel(["ij", "ij"], "i", {"i": 65536, "j": 200})
+    s = schedule_gpu(k, (_c((65536, 200)),) * 2, _c((65536,)))  # short rows: 4 per block
+    assert s.mapping == BlockPerOutput(("i",), ("j",), 32, 1, Launch(16384, 128), rows=4)
+    assert "32 threads stride over j (4 outputs per block)" in str(s)
 
 
 def test_column_sum_maps_threads_to_the_contiguous_output():
