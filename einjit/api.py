@@ -10,7 +10,7 @@ import numpy as np
 
 from . import cache, engine
 from .dispatch import FastTable, signature
-from .engine import DEFAULT_OPTIMIZE, CompiledPlan, einsum
+from .engine import DEFAULT_OPTIMIZE, einsum
 from .body import compile_errors, reduction, translate
 from .parser import parse_subscripts
 from .planner import Fold
@@ -62,7 +62,7 @@ class CompiledEinsum:
                             f"{type(reduce).__name__}")
         self._fold = Fold(None, reduction(reduce, "float64"))  # an unknown name fails here
         self._body_fn: Callable[..., Any] | None = None
-        self._plans: dict[Hashable, CompiledPlan] = {}
+        self._plans = engine.PlanTable()
         self._fast = FastTable()
         self._fast_get = self._fast.get  # (bound once: this runs on every call)
         self.__wrapped__ = fn

@@ -396,7 +396,17 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
     return result[()] if result.ndim == 0 and call.scalar else result
 
 
-_PLANS: dict[Hashable, CompiledPlan] = {}
+class PlanTable(dict):  # type: ignore[type-arg]
+    """Compiled plans by call key, with the extents each call family has arrived with
+    (``seen``): the automatic dynamic shapes of :func:`lookup` count per table, so a
+    decorated function's history is its own, as torch.compile's is per function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[Hashable, dict[str, set[int]]] = {}
+
+
+_PLANS = PlanTable()
 FAST = FastTable()
 _STATS = cache.STATS  # one object for the process (reset in place)
 _build_lock = threading.Lock()
@@ -406,18 +416,19 @@ _build_lock = threading.Lock()
 #: layouts) gets kernels generic in its extent from then on, like torch.compile's
 #: automatic dynamic shapes: the first sizes keep their specialised kernels.
 DYNAMIC_AFTER = 3
-_SEEN: dict[Hashable, dict[str, set[int]]] = {}
 _MAX_FAMILIES = 4096
 
 
-def _auto_dynamic(call: Call) -> frozenset[str]:
-    """Record the call's extents; the labels seen with DYNAMIC_AFTER sizes or more."""
+def _auto_dynamic(call: Call, table: dict[Hashable, Any]) -> frozenset[str]:
+    """Record the call's extents in ``table``'s history (the process-wide one for a
+    plain dict); the labels seen with DYNAMIC_AFTER sizes or more."""
+    history = getattr(table, "seen", _PLANS.seen)
     family = call.family()
-    seen = _SEEN.get(family)
+    seen = history.get(family)
     if seen is None:
-        if len(_SEEN) >= _MAX_FAMILIES:
-            _SEEN.clear()
-        seen = _SEEN[family] = {}
+        if len(history) >= _MAX_FAMILIES:
+            history.clear()
+        seen = history[family] = {}
     dynamic = set(call.dynamic)
     for lb, n in call.spec.extents:
         sizes = seen.setdefault(lb, set())
@@ -460,7 +471,7 @@ def lookup(call: Call, plans: dict[Hashable, CompiledPlan] | None = None) -> Com
     with _build_lock:
         compiled = table.get(key)
         if compiled is None:
-            dynamic = _auto_dynamic(call)
+            dynamic = _auto_dynamic(call, table)
             if dynamic != call.dynamic:
                 call.dynamic = dynamic
                 key = call.key()
@@ -548,6 +559,6 @@ def clear_cache() -> None:
     """Forget every compiled plan in memory and reset the counters (disk files stay)."""
     with _build_lock:
         _PLANS.clear()
-        _SEEN.clear()
+        _PLANS.seen.clear()
         FAST.clear()
         cache.STATS.reset()

@@ -62,6 +62,22 @@ def test_named_labels_only():
     assert bmm.signatures == 2
 
 
+def test_a_decorated_function_keeps_its_own_size_history():
+    """Plain einsum calls that made ``i`` dynamic do not make it dynamic for a function."""
+    rng = np.random.default_rng(2)
+    for n in (3, 5, 6, 7):
+        a, b = rng.random((2, n, 4)), rng.random((2, 4, 2))
+        np.testing.assert_allclose(einjit.einsum("bij,bjk->bik", a, b), a @ b, rtol=1e-12)
+
+    @einjit.compile("bij,bjk->bik")
+    def bmm(a, b): ...
+
+    for n in (3, 5):
+        a, b = rng.random((2, n, 4)), rng.random((2, 4, 2))
+        np.testing.assert_allclose(bmm(a, b), a @ b, rtol=1e-12)
+    assert bmm.signatures == 2  # two specialised kernels: its own history has two sizes
+
+
 def test_a_label_that_keeps_changing_goes_dynamic():
     """After DYNAMIC_AFTER distinct sizes, every new size reuses one generic kernel."""
     rng = np.random.default_rng(1)
