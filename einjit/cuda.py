@@ -40,7 +40,7 @@ import numpy as np
 
 from . import cache, engine, schedule_cuda
 from .body import compile_errors
-from .device_arrays import Arrays, arrays_for, flat_host, is_simulated, kind_of, span
+from .device_arrays import Arrays, arrays_for, flat_host, is_simulated, kind_of, resolved, span
 from .ir import Plan
 from .parser import split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan
@@ -316,6 +316,7 @@ def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
                 cache.STATS.hits += 1
                 return bound(operands[1:])
     equation, arrays = split_arguments(operands)
+    arrays = [resolved(a) for a in arrays]
     if not fold.default and (dtype is not None or casting != "safe"):
         raise TypeError("einsum: dtype= and casting= apply to plain einsums; with a body or "
                         "a reduction the result dtype follows the body (cast inside it)")
@@ -437,7 +438,7 @@ def _signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
         t = type(x)
         kind = kind_of(x)
         if kind == "torch":
-            if not x.is_cuda:
+            if not x.is_cuda or x.is_conj() or x.is_neg():  # lazy views: the slow path
                 return None
             sig.append((t, x.dtype, x.shape, x.stride(), x.device.index))
         elif kind == "cupy":

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Arrays", "arrays_for", "flat_host", "is_simulated", "kind_of", "kind_of_type",
-           "span"]
+           "resolved", "span"]
 
 #: Array types met so far -> "torch", "cupy" or "numba" (all other kinds).
 _KINDS: dict[type, str] = {}
@@ -49,6 +49,14 @@ def kind_of_type(t: type) -> str:
 def kind_of(x: Any) -> str:
     """:func:`kind_of_type` of ``type(x)``."""
     return _KINDS.get(type(x)) or kind_of_type(type(x))
+
+
+def resolved(x: Any) -> Any:
+    """``x``, or for a PyTorch tensor whose conjugation or negation is a lazy bit (``.conj()``
+    of a complex tensor, say) the tensor with those values in memory: kernels read memory."""
+    if kind_of(x) == "torch" and (x.is_conj() or x.is_neg()):
+        return x.resolve_conj().resolve_neg()
+    return x
 
 
 def is_simulated(x: Any) -> bool:

@@ -412,6 +412,17 @@ def test_mixed_libraries_and_streams():
     np.testing.assert_allclose(got.cpu().numpy(), 2 * a @ b + 1, rtol=1e-5, atol=1e-4)
 
 
+@gpu
+def test_torch_lazy_conjugates_are_read_as_values():
+    torch = pytest.importorskip("torch")
+    a = torch.randn(64, 32, dtype=torch.complex128, device="cuda")
+    b = torch.randn(64, 32, dtype=torch.complex128, device="cuda")
+    for _ in range(2):  # a repeated call too
+        got = einjit.einsum("ij,ij->i", a.conj(), b)
+        torch.testing.assert_close(got, (a.conj() * b).sum(1))
+        torch.testing.assert_close(einjit.einsum("ij->i", -a.conj().T.T), -(a.conj()).sum(1))
+
+
 # ---------------------------------------------------------------- bodies and reductions
 
 def trig(x, y):
