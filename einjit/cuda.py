@@ -40,7 +40,15 @@ import numpy as np
 
 from . import cache, engine, schedule_cuda
 from .body import compile_errors
-from .device_arrays import Arrays, arrays_for, flat_host, is_simulated, kind_of, resolved, span
+from .device_arrays import (
+    Arrays,
+    arrays_for,
+    flat_host,
+    is_simulated,
+    kind_of,
+    resolved,
+    span,
+)
 from .ir import Plan
 from .parser import split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan
