@@ -15,6 +15,13 @@ same planner, scheduled per step by :mod:`einjit.schedule_cuda` and rendered by
   an n-ary plan live on the device.  The result is the operands' kind of array: a
   PyTorch tensor or a CuPy array (allocated by that library) when the first device
   operand is one, a Numba device array otherwise.
+* GEMM-shaped float and complex steps of PyTorch and CuPy calls run as that library's
+  matrix product (cuBLAS) on strided views of the same memory
+  (:class:`~einjit.schedule_cuda.LibraryGemm`, :mod:`einjit.device_arrays`).
+* Kernels launch on the operands' library's current stream, without synchronising.  A
+  repeated call with the same operand signature (kinds, devices, shapes, strides,
+  dtypes) skips validation and planning: a bound call (``_Bound``) takes the flat views,
+  allocates the result and launches.
 * Mixing host arrays with device arrays, or operands on different devices, is an error.
   Python numbers may join device operands (they are copied in).
 * A body and a reduction other than the sum (``einjit.compile(..., reduce=...)``, a
@@ -485,6 +492,7 @@ class _Bound:
     """A validated, planned and compiled device call for one operand signature: what is
     left to do per call is taking flat views, allocating the result and launching."""
 
+    cuda: Any                       # numba.cuda (or its simulator)
     policy: schedule_cuda.Policy
     how: _Fold
     gpu: Any                        # the device's context manager, or None
@@ -496,15 +504,14 @@ class _Bound:
     compute: np.dtype
 
     def __call__(self, arrays: Sequence[Any], out: Any = None) -> Any:
-        cuda = _cuda_module()
         if self.gpu is None:
-            return self._run(cuda, arrays, out)
+            return self._run(arrays, out)
         with self.gpu:
-            return self._run(cuda, arrays, out)
+            return self._run(arrays, out)
 
-    def _run(self, cuda: Any, operands: Sequence[Any], out: Any) -> Any:
+    def _run(self, operands: Sequence[Any], out: Any) -> Any:
         first = next(a for a, op in zip(operands, self.operands) if op.geo is not None)
-        arrays = arrays_for(cuda, first)
+        arrays = arrays_for(self.cuda, first)
         if self.view is not None:
             return arrays.strided(first, *self.view)
         assert self.compiled is not None
@@ -526,11 +533,6 @@ def _number(arrays: Arrays, value: np.ndarray) -> Any:
     flat = arrays.empty(1, value.dtype)
     arrays.kernel_arg(flat).copy_to_device(value)
     return flat
-
-
-def _cuda_module() -> Any:
-    from numba import cuda
-    return cuda
 
 
 def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool], out: Any,
@@ -558,7 +560,7 @@ def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool
             raise TypeError("einsum: the operand is not a device array")
         shape, strides = view_geometry(geo.shape, geo.strides, call.spec.inputs[0],
                                        call.spec.output)
-        return _Bound(policy, how, gpu, (shape, strides, geo.dtype), None,
+        return _Bound(cuda, policy, how, gpu, (shape, strides, geo.dtype), None,
                       (_Operand(geo),), (), (), geo.dtype)
     if call.arith.backend != "numba" or call.arith.compute != call.arith.result:
         raise TypeError(f"einsum: the CUDA target does not compute {call.result} results "
@@ -591,7 +593,7 @@ def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool
     library = arrays.matrix_product and all(
         kind_of(a) == arrays.kind for a in [*arrays_in, out] if a is not None and on_device(a))
     compiled = _lookup(call, inputs, output, cuda, plans, library)
-    return _Bound(policy, how, gpu, None, compiled, tuple(operands), shape,
+    return _Bound(cuda, policy, how, gpu, None, compiled, tuple(operands), shape,
                   output.strides, compute)
 
 
