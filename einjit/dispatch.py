@@ -15,6 +15,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import buffers
 from .threads import Chunked
 from .views import allocate, permuted_view, view_geometry
 
@@ -62,6 +63,7 @@ class Runner:
 
     def __init__(self, call: Any, compiled: Any, arrays: Sequence[np.ndarray]) -> None:
         names: dict[str, Any] = {"ndarray": np.ndarray, "empty": np.empty,
+                                 "pooled": buffers.empty,
                                  "allocate": allocate, "as_strided": as_strided,
                                  "permuted_view": permuted_view}
         args = ", ".join(f"a{k}" for k in range(len(arrays)))
@@ -135,7 +137,8 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         names[f"k{i}"] = _entry_point(fn, [values[a] for a in step.args + (step.result,)])
         names[f"t{i}"] = np.dtype(out.dtype)
         if axes == tuple(range(len(shape))):
-            lines.append(f"    v{step.result} = empty({shape!r}, t{i})")
+            new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
+            lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")
         else:
             lines.append(f"    v{step.result} = allocate({shape!r}, t{i}, {axes!r})")
         lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "

@@ -15,7 +15,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from . import cache
+from . import buffers, cache
 from .codegen import blas, numba_cpu, numpy_ufunc
 from .dispatch import FastTable, Runner, signature
 from .threads import Chunked
@@ -306,7 +306,7 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)
         if i < len(plan.steps) - 1:
-            targets.append(np.empty(shape, dtype=out.dtype))
+            targets.append(buffers.empty(shape, out.dtype))
         elif call.direct_out:
             targets.append(call.out)
         else:
@@ -561,4 +561,5 @@ def clear_cache() -> None:
         _PLANS.clear()
         _PLANS.seen.clear()
         FAST.clear()
+        buffers.clear()
         cache.STATS.reset()
