@@ -167,7 +167,8 @@ class Arrays:
         raise TypeError(f"{type(self).__name__} has no matrix product")
 
 
-_TORCH_DTYPES: dict[np.dtype, Any] = {}
+_TORCH_DTYPES: dict[np.dtype, Any] = {}   # numpy dtype -> torch dtype
+_NUMPY_DTYPES: dict[Any, np.dtype] = {}   # torch dtype -> numpy dtype
 
 
 class TorchArrays(Arrays):
@@ -199,7 +200,9 @@ class TorchArrays(Arrays):
     def kernel_arg(self, flat: Any) -> Any:
         if not isinstance(flat, self.torch.Tensor):
             return flat
-        dtype = np.dtype(str(flat.dtype).replace("torch.", ""))
+        dtype = _NUMPY_DTYPES.get(flat.dtype)
+        if dtype is None:
+            dtype = _NUMPY_DTYPES[flat.dtype] = np.dtype(str(flat.dtype).replace("torch.", ""))
         return _numba_view(self.cuda, flat, flat.data_ptr(), flat.numel(), dtype)
 
     def stream(self) -> Any:
