@@ -64,7 +64,7 @@ class Runner:
     def __init__(self, call: Any, compiled: Any, arrays: Sequence[np.ndarray]) -> None:
         names: dict[str, Any] = {"ndarray": np.ndarray, "empty": np.empty,
                                  "pooled": buffers.empty,
-                                 "allocate": allocate, "as_strided": as_strided,
+                                 "as_strided": as_strided,
                                  "permuted_view": permuted_view}
         args = ", ".join(f"a{k}" for k in range(len(arrays)))
         lines = ["def run(arrays):", f"    {args}{',' if len(arrays) == 1 else ''} = arrays"]
@@ -136,11 +136,13 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         values.append(allocate(shape, out.dtype, axes))
         names[f"k{i}"] = _entry_point(fn, [values[a] for a in step.args + (step.result,)])
         names[f"t{i}"] = np.dtype(out.dtype)
+        new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
         if axes == tuple(range(len(shape))):
-            new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
             lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")
-        else:
-            lines.append(f"    v{step.result} = allocate({shape!r}, t{i}, {axes!r})")
+        else:  # allocated in memory order, then seen in the output's (see views.allocate)
+            base = tuple(shape[a] for a in axes)
+            perm = tuple(int(p) for p in np.argsort(axes))
+            lines.append(f"    v{step.result} = {new}({base!r}, t{i}).transpose({perm!r})")
         lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "
                      f"v{step.result})")
     result = f"v{steps[-1].result}"

@@ -16,6 +16,8 @@ CASES = [
     ("ij,jk,kl->il", [(3, 4), (4, 5), (5, 2)]),  # several steps
     ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
     ("...i,...i", [(2, 3), (3,)]),
+    ("ba,ba->ab", [(2, 3), (2, 3)]),           # results in the operands' memory order
+    ("a,bc->acb", [(3,), (4, 2)]),
 ]
 
 
