@@ -290,8 +290,13 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     """Pick loop order and parallel loop from the arrays' strides (in elements)."""
     threads = thread_count() if threads is None else threads
     if _use_gemm(kernel):
-        return Schedule(tuple(ix.name for ix in kernel.indices),
-                        gemm=_gemm_layout(kernel, input_strides, output_strides, threads))
+        layout = _gemm_layout(kernel, input_strides, output_strides, threads)
+        extent = kernel.extent
+        thin = min(_product(extent[g] for g in layout.m), _product(extent[g] for g in layout.n))
+        # A matrix-vector product is memory-bound: BLAS gains nothing on a loop nest that
+        # reads each operand once, so it is not worth a transposing copy of an operand.
+        if not (any(layout.copy) and thin < 8):
+            return Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout)
     cost = {ix.name: 0 for ix in kernel.indices}
     for op, strides in zip(kernel.inputs + (kernel.output,),
                            tuple(input_strides) + (tuple(output_strides),)):

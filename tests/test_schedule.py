@@ -74,7 +74,8 @@ def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated(chun
     src = einjit.explain("i,i,i->", x, x, x).sources[0]
     # the terms of a chunk of 1024 are summed with the reassociating multiply-add
     assert nest.schedule.contract
-    assert "part = vm.rmuladd(a0[i] * a1[i], a2[i], part)" in src
+    assert ("part = vm.rmuladd(a0[np.uintp(i)] * a1[np.uintp(i)], a2[np.uintp(i)], part)"
+            in src)  # i = r0 + tb: cast so that no wraparound select stops the vectoriser
     if chunked:  # einjit's threads: each writes its partial, a second kernel folds them
         assert nest.schedule.threads > 1 and "out[chunk] = acc" in src
         fold = einjit.schedule.partials(nest)
@@ -207,3 +208,17 @@ def test_every_label_survives_blocking_and_chunking(label, unroll, monkeypatch):
         np.testing.assert_array_equal(got, np.einsum(eq, *ops))
     x = RNG.random((3, 5))
     np.testing.assert_allclose(einjit.einsum(f"{i}{label}->{i}", x), x.sum(axis=1), rtol=1e-12)
+
+
+def test_matrix_vector_products_that_need_a_copy_run_as_loops():
+    # k = (a, b) does not merge in a1[a, c, b]: BLAS would need a transposing copy of a1
+    # for a product with one row, which loops that read a1 once beat
+    a, b = RNG.standard_normal((32, 150)), RNG.standard_normal((32, 250, 150))
+    (nest,) = _check("ab,acb->c", a, b, rtol=1e-10)
+    assert nest.schedule.gemm is None
+    # the same product whose k merges (a1[a, b, c]) stays a BLAS call, and so does a
+    # true matrix product that needs the copy
+    (nest,) = _check("ab,abc->c", a, RNG.standard_normal((32, 150, 250)), rtol=1e-10)
+    assert nest.schedule.gemm is not None and not any(nest.schedule.gemm.copy)
+    (nest,) = _check("dab,acb->dc", RNG.standard_normal((16, 32, 150)), b, rtol=1e-10)
+    assert nest.schedule.gemm is not None and any(nest.schedule.gemm.copy)

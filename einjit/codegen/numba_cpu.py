@@ -50,51 +50,61 @@ _FOLDS = {"maximum": "vm.fmax", "minimum": "vm.fmin", "logaddexp": "np.logaddexp
 _LOGICAL = {"or": "|", "and": "&"}
 
 
-def _index(indices: tuple[str, ...]) -> str:
-    return ", ".join(indices) if indices else "()"
+def _index(indices: tuple[str, ...], unsigned: frozenset[str] = frozenset()) -> str:
+    """A subscript.  Indices LLVM cannot prove non-negative (computed ones, see
+    :func:`_computed`) are cast to ``np.uintp``: Numba then emits no negative-index
+    wraparound, whose select per access stops a loop from vectorising."""
+    if not indices:
+        return "()"
+    return ", ".join(f"np.uintp({i})" if i in unsigned else i for i in indices)
 
 
-def _expr(e: Expr) -> str:
+def _expr(e: Expr, unsigned: frozenset[str] = frozenset()) -> str:
     if isinstance(e, Load):
         if not e.indices:  # read once at the top (Numba's parfors reject a 0-d getitem)
             return f"s{e.operand}"
-        return f"a{e.operand}[{_index(e.indices)}]"
+        return f"a{e.operand}[{_index(e.indices, unsigned)}]"
     if isinstance(e, Var):
-        return e.name if e.at is None else f"{e.name}[{_expr(e.at)}]"
+        if e.at is None:
+            return e.name
+        at = e.at
+        if isinstance(at, Var) and at.at is None and at.name in unsigned:
+            return f"{e.name}[np.uintp({at.name})]"
+        return f"{e.name}[{_expr(at, unsigned)}]"
     if isinstance(e, Const):
         return _literal(e.value)
     if isinstance(e, Dim):
         return f"{e.array}.shape[{e.axis}]"
     if isinstance(e, Cast):
         if e.dtype == "bool":  # (a > b) != 0, never the chained a > b != 0
-            return f"({_operand(e.value)} != 0)"
-        return f"{_np(e.dtype)}({_expr(e.value)})"
+            return f"({_operand(e.value, unsigned)} != 0)"
+        return f"{_np(e.dtype)}({_expr(e.value, unsigned)})"
     if isinstance(e, Call):
         if e.op in ("min", "max"):  # index arithmetic (block lengths)
-            return f"{e.op}({', '.join(_expr(a) for a in e.args)})"
+            return f"{e.op}({', '.join(_expr(a, unsigned) for a in e.args)})"
         if e.op in _NUMPY:
-            return f"{_NUMPY[e.op]}({', '.join(_expr(a) for a in e.args)})"
+            return f"{_NUMPY[e.op]}({', '.join(_expr(a, unsigned) for a in e.args)})"
         if e.op == "neg":
-            return f"-{_operand(e.args[0])}"
+            return f"-{_operand(e.args[0], unsigned)}"
         if e.op == "not":
-            return f"(not {_operand(e.args[0])})"
+            return f"(not {_operand(e.args[0], unsigned)})"
         if e.op in _LOGICAL:
-            return f" {_LOGICAL[e.op]} ".join(_operand(a) for a in e.args)
+            return f" {_LOGICAL[e.op]} ".join(_operand(a, unsigned) for a in e.args)
         if e.op == "where":
-            cond, yes, no = (_expr(a) for a in e.args)
+            cond, yes, no = (_expr(a, unsigned) for a in e.args)
             return f"({yes} if {cond} else {no})"
         sym = _BINARY.get(e.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for operator {e.op!r}")
         if len(e.args) == 1:
-            return _expr(e.args[0])
-        return f" {sym} ".join(_operand(a) for a in e.args)
+            return _expr(e.args[0], unsigned)
+        return f" {sym} ".join(_operand(a, unsigned) for a in e.args)
     raise TypeError(f"not an expression: {e!r}")
 
 
-def _operand(e: Expr) -> str:
+def _operand(e: Expr, unsigned: frozenset[str] = frozenset()) -> str:
     """``e`` as an operand of an infix operator (parenthesised when it is one itself)."""
-    text = _expr(e)
+    text = _expr(e, unsigned)
     if isinstance(e, Call) and (e.op in _BINARY or e.op in _LOGICAL or e.op == "neg"):
         return f"({text})"
     if isinstance(e, Const) and isinstance(e.value, (int, float)) and e.value < 0:
@@ -140,12 +150,13 @@ class _Context:
 
     reassociate: bool = False
     chunked: bool = False
+    unsigned: frozenset[str] = frozenset()  # computed indices (see _index)
 
 
 def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
     if isinstance(s, Loop):
         rng = "prange" if s.parallel else "range"
-        extent = s.extent if isinstance(s.extent, int) else _expr(s.extent)
+        extent = s.extent if isinstance(s.extent, int) else _expr(s.extent, ctx.unsigned)
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
         if s.parallel and ctx.chunked:  # one chunk of the loop, on einjit's threads
             lines = [f"{indent}for {s.index} in range(({extent} * {CHUNK}) // {CHUNKS}, "
@@ -164,28 +175,31 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
                            else ctx)
         return lines
     if isinstance(s, Init):
-        return [f"{indent}{_expr(s.acc)} = {_np(s.dtype)}({_literal(s.value)})"]
+        return [f"{indent}{_expr(s.acc, ctx.unsigned)} = {_np(s.dtype)}({_literal(s.value)})"]
     if isinstance(s, Accumulate):
-        acc = _expr(s.acc)
+        acc = _expr(s.acc, ctx.unsigned)
         if s.op in _FOLDS:
-            return [f"{indent}{acc} = {_FOLDS[s.op]}({acc}, {_expr(s.value)})"]
+            return [f"{indent}{acc} = {_FOLDS[s.op]}({acc}, {_expr(s.value, ctx.unsigned)})"]
         if s.op == "add" and ctx.reassociate:  # a sum LLVM may vectorise (see vecmath.radd)
-            return [f"{indent}{acc} = vm.radd({acc}, {_expr(s.value)})"]
+            return [f"{indent}{acc} = vm.radd({acc}, {_expr(s.value, ctx.unsigned)})"]
         if s.op == "muladd":  # acc + p * q (the value is the product p * q)
             p, q = s.value.args  # type: ignore[union-attr]
             if ctx.reassociate:
-                return [f"{indent}{acc} = vm.rmuladd({_expr(p)}, {_expr(q)}, {acc})"]
-            return [f"{indent}{acc} += {_operand(p)} * {_operand(q)}"]
+                return [(f"{indent}{acc} = vm.rmuladd({_expr(p, ctx.unsigned)}, "
+                         f"{_expr(q, ctx.unsigned)}, {acc})")]
+            return [(f"{indent}{acc} += {_operand(p, ctx.unsigned)} * "
+                     f"{_operand(q, ctx.unsigned)}")]
         sym = _BINARY.get(s.op) or _LOGICAL.get(s.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for reduction {s.op!r}")
-        return [f"{indent}{acc} {sym}= {_expr(s.value)}"]
+        return [f"{indent}{acc} {sym}= {_expr(s.value, ctx.unsigned)}"]
     if isinstance(s, Alloc):
         return [f"{indent}{s.name} = np.empty({s.size}, dtype={_np(s.dtype)})"]
     if isinstance(s, Let):
-        return [f"{indent}{s.name} = {_expr(s.value)}"]
+        return [f"{indent}{s.name} = {_expr(s.value, ctx.unsigned)}"]
     if isinstance(s, Store):
-        return [f"{indent}{s.output.name}[{_index(s.output.indices)}] = {_expr(s.value)}"]
+        return [(f"{indent}{s.output.name}[{_index(s.output.indices, ctx.unsigned)}] = "
+                 f"{_expr(s.value, ctx.unsigned)}")]
     raise TypeError(f"not a statement: {s!r}")
 
 
@@ -197,11 +211,32 @@ def render_function(nest: LoopNest) -> str:
                      + ([CHUNK, CHUNKS] if chunked else []))
     lines = [f"def {k.name}({args}):"]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
+    ctx = _Context(nest.schedule.reassociate, chunked, _computed(nest.body, chunked))
     for s in nest.body:
         if chunked and isinstance(s, Loop) and not s.parallel:
             raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
-        lines += _stmt(s, "    ", _Context(nest.schedule.reassociate, chunked))
+        lines += _stmt(s, "    ", ctx)
     return "\n".join(lines) + "\n"
+
+
+def _computed(body: tuple[Stmt, ...], chunked: bool) -> frozenset[str]:
+    """Indices whose values LLVM cannot prove non-negative: those a ``Let`` computes,
+    those unpacked from a fused loop by ``//`` and ``%``, and a chunked loop's (its
+    bounds come from the chunk arguments).  Loops over ``range(n)`` are not among them."""
+    names: set[str] = set()
+
+    def walk(stmts: tuple[Stmt, ...]) -> None:
+        for st in stmts:
+            if isinstance(st, Let):
+                names.add(st.name)
+            elif isinstance(st, Loop):
+                names.update(ix.name for ix in st.unpack)
+                if st.parallel and chunked:
+                    names.add(st.index)
+                walk(st.body)
+
+    walk(body)
+    return frozenset(names)
 
 
 def render_module(nest: LoopNest, title: str) -> str:
