@@ -199,9 +199,8 @@ class _StepRun:
                               for fn, launch in self.kernels)
         if self.scratch:
             cuda = arrays.cuda
-            part = (cuda.device_array(self.scratch, dtype=self.scratch_dtype) if stream is None
-                    else cuda.device_array(self.scratch, dtype=self.scratch_dtype,
-                                           stream=stream))
+            part = cuda.device_array(self.scratch, dtype=self.scratch_dtype,
+                                     stream=0 if stream is None else stream)
             if launchers[0] is not None:
                 launchers[0](*args, part)
             if launchers[1] is not None:

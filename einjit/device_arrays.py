@@ -25,6 +25,7 @@ Strides and offsets are in elements.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,6 +101,7 @@ def _numba_view(cuda: Any, owner: Any, address: int, count: int, dtype: np.dtype
 
 
 _STREAMS: dict[int, Any] = {}
+_UNSET = object()
 
 
 def _numba_stream(cuda: Any, handle: int | None) -> Any:
@@ -120,10 +122,13 @@ class Arrays:
 
     kind = "numba"
     matrix_product = False
+    module: str | None = None  # the library a subclass imports (``self.lib``)
 
     def __init__(self, cuda: Any, like: Any) -> None:
         self.cuda = cuda
         self.like = like
+        self.lib = importlib.import_module(self.module) if self.module else None
+        self._stream: Any = _UNSET
 
     def flat(self, x: Any, dtype: np.dtype, low: int, count: int) -> Any:
         if count == 0:
@@ -133,16 +138,21 @@ class Arrays:
 
     def empty(self, count: int, dtype: np.dtype) -> Any:
         stream = self.stream()
-        if stream is None:
-            return self.cuda.device_array(count, dtype=dtype)
-        return self.cuda.device_array(count, dtype=dtype, stream=stream)
+        return self.cuda.device_array(count, dtype=dtype, stream=0 if stream is None else stream)
 
     def kernel_arg(self, flat: Any) -> Any:
         return flat
 
     def stream(self) -> Any:
-        """The stream the call's kernels launch on (None: the default stream)."""
-        return _numba_stream(self.cuda, self.like.__cuda_array_interface__.get("stream"))
+        """The stream the call's kernels launch on (None: the default stream), looked
+        up once per call."""
+        if self._stream is _UNSET:
+            self._stream = _numba_stream(self.cuda, self._stream_handle())
+        return self._stream
+
+    def _stream_handle(self) -> int | None:
+        """The library's current stream, as ``__cuda_array_interface__`` spells it."""
+        return self.like.__cuda_array_interface__.get("stream")
 
     def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],
                 dtype: np.dtype, offset: int = 0) -> Any:
@@ -176,38 +186,32 @@ class TorchArrays(Arrays):
 
     kind = "torch"
     matrix_product = True
-
-    def __init__(self, cuda: Any, like: Any) -> None:
-        import torch
-
-        super().__init__(cuda, like)
-        self.torch = torch
+    module = "torch"
 
     def _dtype(self, dtype: np.dtype) -> Any:
         t = _TORCH_DTYPES.get(dtype)
         if t is None:
-            t = _TORCH_DTYPES[dtype] = self.torch.from_numpy(np.empty(0, dtype)).dtype
+            t = _TORCH_DTYPES[dtype] = self.lib.from_numpy(np.empty(0, dtype)).dtype
         return t
 
     def flat(self, x: Any, dtype: np.dtype, low: int, count: int) -> Any:
-        if not isinstance(x, self.torch.Tensor):  # another library's operand
+        if not isinstance(x, self.lib.Tensor):  # another library's operand
             return super().flat(x, dtype, low, count)
         return x.as_strided((count,), (1,), x.storage_offset() + low)
 
     def empty(self, count: int, dtype: np.dtype) -> Any:
-        return self.torch.empty(count, dtype=self._dtype(dtype), device=self.like.device)
+        return self.lib.empty(count, dtype=self._dtype(dtype), device=self.like.device)
 
     def kernel_arg(self, flat: Any) -> Any:
-        if not isinstance(flat, self.torch.Tensor):
+        if not isinstance(flat, self.lib.Tensor):
             return flat
         dtype = _NUMPY_DTYPES.get(flat.dtype)
         if dtype is None:
             dtype = _NUMPY_DTYPES[flat.dtype] = np.dtype(str(flat.dtype).replace("torch.", ""))
         return _numba_view(self.cuda, flat, flat.data_ptr(), flat.numel(), dtype)
 
-    def stream(self) -> Any:
-        return _numba_stream(self.cuda,
-                             self.torch.cuda.current_stream(self.like.device).cuda_stream)
+    def _stream_handle(self) -> int | None:
+        return self.lib.cuda.current_stream(self.like.device).cuda_stream
 
     def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],
                 dtype: np.dtype, offset: int = 0) -> Any:
@@ -215,14 +219,14 @@ class TorchArrays(Arrays):
 
     def view(self, flat: Any, shape: tuple[int, ...], strides: tuple[int, ...],
              offset: int) -> Any:
-        return flat.as_strided(shape, strides, flat.storage_offset() + offset)
+        return self.strided(flat, shape, strides, flat.dtype, offset)
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         if out is None:
-            return self.torch.matmul(a, b)
+            return self.lib.matmul(a, b)
         if out.is_contiguous():
-            return self.torch.matmul(a, b, out=out)
-        out.copy_(self.torch.matmul(a, b))
+            return self.lib.matmul(a, b, out=out)
+        out.copy_(self.lib.matmul(a, b))
         return out
 
     def copy(self, dst: Any, src: Any) -> None:
@@ -234,37 +238,32 @@ class CupyArrays(Arrays):
 
     kind = "cupy"
     matrix_product = True
-
-    def __init__(self, cuda: Any, like: Any) -> None:
-        import cupy
-
-        super().__init__(cuda, like)
-        self.cupy = cupy
+    module = "cupy"
 
     def flat(self, x: Any, dtype: np.dtype, low: int, count: int) -> Any:
-        if not isinstance(x, self.cupy.ndarray):  # another library's operand
+        if not isinstance(x, self.lib.ndarray):  # another library's operand
             return super().flat(x, dtype, low, count)
         if count == 0:
-            return self.cupy.empty(0, dtype=dtype)
+            return self.lib.empty(0, dtype=dtype)
         mem = x.data.mem  # the allocation: the flat run starts ``low`` elements before x's
-        start = self.cupy.cuda.MemoryPointer(mem, x.data.ptr - mem.ptr + low * dtype.itemsize)
-        return self.cupy.ndarray((count,), dtype, start)
+        start = self.lib.cuda.MemoryPointer(mem, x.data.ptr - mem.ptr + low * dtype.itemsize)
+        return self.lib.ndarray((count,), dtype, start)
 
     def empty(self, count: int, dtype: np.dtype) -> Any:
         with self.like.device:
-            return self.cupy.empty(count, dtype=dtype)
+            return self.lib.empty(count, dtype=dtype)
 
     def kernel_arg(self, flat: Any) -> Any:
-        if not isinstance(flat, self.cupy.ndarray):
+        if not isinstance(flat, self.lib.ndarray):
             return flat
         return _numba_view(self.cuda, flat, flat.data.ptr, flat.size, flat.dtype)
 
-    def stream(self) -> Any:
-        return _numba_stream(self.cuda, self.cupy.cuda.get_current_stream().ptr)
+    def _stream_handle(self) -> int | None:
+        return self.lib.cuda.get_current_stream().ptr
 
     def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],
                 dtype: np.dtype, offset: int = 0) -> Any:
-        return self.cupy.ndarray(shape, dtype, base.data + offset * dtype.itemsize,
+        return self.lib.ndarray(shape, dtype, base.data + offset * dtype.itemsize,
                                  strides=tuple(s * dtype.itemsize for s in strides))
 
     def view(self, flat: Any, shape: tuple[int, ...], strides: tuple[int, ...],
@@ -272,7 +271,7 @@ class CupyArrays(Arrays):
         return self.strided(flat, shape, strides, flat.dtype, offset)
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
-        return self.cupy.matmul(a, b, out=out)
+        return self.lib.matmul(a, b, out=out)
 
     def copy(self, dst: Any, src: Any) -> None:
         dst[...] = src
@@ -291,7 +290,7 @@ class SimulatedArrays(Arrays):
         strides = tuple(s // a.itemsize for s in a.strides)
         return FakeCUDAArray(flat_host(a, a.shape, strides, low, count))
 
-    def stream(self) -> Any:
+    def _stream_handle(self) -> int | None:
         return None
 
     def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],

@@ -359,32 +359,22 @@ def _block_per_output(p: _Printer, m: BlockPerOutput) -> str:
     split = m.split
     if split == 1:
         return _teams(p, m, n_out, n_red)
-    first = f"{k.name}_part" if split > 1 else k.name
-    lines = [f"def {first}({ins}, {'part' if split > 1 else 'out'}):",
+    # Split: each block folds every (split * threads)-th term into a partial sum ...
+    ind = "        "
+    lines = [f"def {k.name}_part({ins}, part):",
              "    tid = cuda.threadIdx.x",
              f"    shared = cuda.shared.array({m.threads}, {acc_t})",
-             f"    for blk in range(cuda.blockIdx.x, {n_out * split}, cuda.gridDim.x):"]
-    ind = "        "
-    if split > 1:
-        lines += [f"{ind}oo = blk // {split}", f"{ind}ss = blk % {split}"]
-        start, step = f"ss * {m.threads} + tid", m.threads * split
-    else:
-        lines.append(f"{ind}oo = blk")
-        start, step = "tid", m.threads
+             f"    for blk in range(cuda.blockIdx.x, {n_out * split}, cuda.gridDim.x):",
+             f"{ind}oo = blk // {split}", f"{ind}ss = blk % {split}"]
     lines += _unflatten("oo", m.outputs, extent, ind)
     lines += [f"{ind}acc = {p.identity()}",
-              f"{ind}for rr in range({start}, {n_red}, {step}):"]
+              f"{ind}for rr in range(ss * {m.threads} + tid, {n_red}, {m.threads * split}):"]
     lines += _unflatten("rr", m.reduce, extent, ind + "    ")
     lines.append(f"{ind}    {p.accumulate('acc', p.expr(k.body))}")
     lines += _tree(p, m.threads, "acc", ind)
-    if split > 1:
-        lines += [f"{ind}if tid == 0:", f"{ind}    part[blk] = shared[0]"]
-    else:
-        lines += [f"{ind}if tid == 0:", f"{ind}    {p.store('shared[0]', k.accumulate)}"]
-    lines.append(f"{ind}cuda.syncthreads()")
+    lines += [f"{ind}if tid == 0:", f"{ind}    part[blk] = shared[0]", f"{ind}cuda.syncthreads()"]
     text = "\n".join(lines) + "\n"
-    if split == 1:
-        return text
+    # ... and a second kernel folds each output's partial sums.
     fin = m.finish
     if fin is None:  # pragma: no cover - a split without its second launch: scheduler bug
         raise TypeError(f"the CUDA schedule of {k.name} splits its reduction without a "
