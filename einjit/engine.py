@@ -137,7 +137,11 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
                           wanted, casting)
     arith = arithmetic(result)
     if out is not None:
-        check_out_cast(out, result, casting)
+        # numpy's optimized path (an explicit ``optimize=`` other than False, two or more
+        # operands) assigns its last step into ``out``, casting as an assignment does;
+        # its plain path checks ``casting``.
+        assigns = optimize is not False and optimize is not DEFAULT_OPTIMIZE and len(arrays) > 1
+        check_out_cast(out, result, "unsafe" if assigns else casting)
     views, labels = [], []
     for array, term in zip(arrays, spec.inputs):
         if arith.backend == "numba" and (not numba_dtype(array.dtype) or array.dtype.char == "e"

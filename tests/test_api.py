@@ -208,6 +208,23 @@ def test_out_dtype_joins_the_computation_dtype_like_numpy():
     assert out[0, 0] == 3
 
 
+
+def test_optimized_path_assigns_into_out_like_numpy():
+    # numpy's own test gh-31350: with optimize= given, numpy assigns its last step into
+    # ``out`` (an unsafe cast); without it, casting="safe" refuses float64 into int64.
+    a = np.arange(7.0) + 0.75
+    out = np.array(0)
+    assert einjit.einsum("i,i->", a, a, out=out, optimize="optimal") is out
+    assert out == int(np.dot(a, a))
+    b, v = np.arange(12.0).reshape(3, 4) + 0.5, np.ones(4)
+    got = einjit.einsum("ij,j->i", b, v, out=np.zeros(3, int), optimize=True)
+    np.testing.assert_array_equal(got, b.sum(1).astype(int))
+    for optimize in ({}, {"optimize": False}):
+        with pytest.raises(TypeError, match="cannot be cast"):
+            einjit.einsum("i,i->", a, a, out=np.array(0), **optimize)
+    with pytest.raises(TypeError, match="cannot be cast"):  # one operand: numpy checks
+        einjit.einsum("i->", a, out=np.array(0), optimize=True)
+
 def test_order_k_follows_numpys_iterator():
     a = np.ones((2, 3, 5), order="F")
     b = np.ones((4, 3), order="F")
