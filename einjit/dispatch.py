@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import buffers
 from .threads import Chunked
-from .views import allocate, permuted_view, view_geometry
+from .views import permuted_view, view_geometry
 
 __all__ = ["signature", "Runner", "FastTable"]
 
@@ -131,21 +131,17 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
     values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call
     for i, (step, fn) in enumerate(zip(steps, compiled.kernels)):
         out = step.kernel.output
-        shape = tuple(size[lb] for lb in out.indices)
-        axes = call.order if i == len(steps) - 1 else tuple(range(len(shape)))
-        values.append(allocate(shape, out.dtype, axes))
+        shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
+        values.append(buffers.empty(shape, out.dtype))
         names[f"k{i}"] = _entry_point(fn, [values[a] for a in step.args + (step.result,)])
         names[f"t{i}"] = np.dtype(out.dtype)
         new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
-        if axes == tuple(range(len(shape))):
-            lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")
-        else:  # allocated in memory order, then seen in the output's (see views.allocate)
-            base = tuple(shape[a] for a in axes)
-            perm = tuple(int(p) for p in np.argsort(axes))
-            lines.append(f"    v{step.result} = {new}({base!r}, t{i}).transpose({perm!r})")
+        lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")
         lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "
                      f"v{step.result})")
     result = f"v{steps[-1].result}"
+    if call.unpermute is not None:  # seen in the output's axis order
+        result += f".transpose({call.unpermute!r})"
     if np.dtype(steps[-1].kernel.output.dtype) != call.result:
         names["result_dtype"] = call.result
         result += ".astype(result_dtype, order='K')"

@@ -27,7 +27,7 @@ from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path
 from . import schedule as schedule_module
 from .schedule import lower, partials, schedule
-from .views import allocate, c_strides, canonical_view, coalesce, permuted_view, stride_rank
+from .views import c_strides, canonical_view, coalesce, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
            "DEFAULT_OPTIMIZE"]
@@ -94,6 +94,24 @@ class Call:
         if opt is None:  # numpy's path for None: one step over every operand
             return n != 2
         return n == 1  # a path of pairwise steps
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        """The output labels in the order the last kernel writes them: ``out``'s own order
+        when it writes straight into ``out``, else a new result's memory order (slowest
+        first), so that kernel writes a C-ordered array, contiguous innermost (Numba knows
+        nothing of a transposed array's strides and does not vectorise its stores)."""
+        if self.direct_out:
+            return self.spec.output
+        return tuple(self.spec.output[a] for a in self.order)
+
+    @property
+    def unpermute(self) -> tuple[int, ...] | None:
+        """The transpose taking the last kernel's array to the result's axis order, or
+        None when they agree."""
+        if self.direct_out or self.order == tuple(range(len(self.order))):
+            return None
+        return tuple(int(a) for a in np.argsort(self.order))
 
     def family(self) -> Hashable:
         """The key with every extent left out: calls differing only in sizes."""
@@ -280,7 +298,7 @@ def _elements(strides: Sequence[int], itemsize: int) -> tuple[int, ...]:
 def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
     """Plan and schedule a call: the pure part of :func:`build` (also used by explain)."""
     size = call.spec.size
-    plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
+    plan = make_plan(call.labels, call.written, size, [v.dtype.name for v in call.views],
                      call.arith, call.optimize, call.dynamic, call.fold)
     strides: dict[int, tuple[int, ...]] = {
         k: _elements(v.strides, v.itemsize) for k, v in enumerate(call.views)}
@@ -288,12 +306,8 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
     for i, step in enumerate(plan.steps):
         kernel = step.kernel
         shape = tuple(size[lb] for lb in kernel.output.indices)
-        if i == len(plan.steps) - 1:
-            if call.direct_out:
-                out_strides = _elements(call.out.strides, call.out.itemsize)
-            else:
-                target = allocate(shape, kernel.output.dtype, call.order)
-                out_strides = _elements(target.strides, target.itemsize)
+        if i == len(plan.steps) - 1 and call.direct_out:
+            out_strides = _elements(call.out.strides, call.out.itemsize)
         else:
             out_strides = c_strides(shape)
         strides[step.result] = out_strides
@@ -309,12 +323,10 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
     for i, step in enumerate(plan.steps):
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)
-        if i < len(plan.steps) - 1:
-            targets.append(buffers.empty(shape, out.dtype))
-        elif call.direct_out:
+        if i == len(plan.steps) - 1 and call.direct_out:
             targets.append(call.out)
         else:
-            targets.append(allocate(shape, out.dtype, call.order))
+            targets.append(buffers.empty(shape, out.dtype))
     return targets
 
 
@@ -391,6 +403,8 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
         fn(*(values[a] for a in step.args), target)
         values[step.result] = target
     result = targets[-1]
+    if call.unpermute is not None:
+        result = result.transpose(call.unpermute)
     if call.out is not None:
         if result is not call.out:
             np.copyto(call.out, result, casting="unsafe")

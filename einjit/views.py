@@ -18,10 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import buffers
 
 __all__ = ["c_strides", "canonical_view", "coalesce", "permuted_view", "view_geometry",
-           "stride_rank", "allocate"]
+           "stride_rank"]
 
 
 def canonical_view(array: np.ndarray, labels: tuple[str, ...],
@@ -153,11 +152,3 @@ def c_strides(shape: Sequence[int]) -> tuple[int, ...]:
         strides.append(step)
         step *= max(n, 1)
     return tuple(reversed(strides))
-
-
-def allocate(shape: Sequence[int], dtype: Any, axes: Sequence[int]) -> np.ndarray:
-    """An uninitialised array whose axes lie in memory in the order ``axes`` (slowest first)."""
-    if tuple(axes) == tuple(range(len(shape))):
-        return buffers.empty(shape, dtype)
-    base = buffers.empty([shape[a] for a in axes], dtype)
-    return base.transpose(np.argsort(axes))

@@ -118,3 +118,30 @@ def test_replay_tells_aligned_and_unaligned_operands_apart():
         np.testing.assert_allclose(einjit.einsum("ij,ij->i", x, x), (a * a).sum(1),
                                    rtol=1e-12)
         np.testing.assert_allclose(einjit.einsum("ij,kj->ik", x, x), a @ a.T, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("eq", "shapes", "order"), [
+    ("c,ba->abc", [(7,), (5, 3)], "K"),        # result (b, a, c) in memory
+    ("ijk,kl->lji", [(3, 4, 5), (5, 6)], "K"),
+    ("ijk,kj->ik", [(3, 4, 5), (5, 4)], "F"),
+    ("ij,jk->ik", [(30, 40), (40, 20)], "F"),   # a GEMM step writing a transposed result
+    ("abc,cd->dba", [(2, 3, 4), (4, 5)], "C"),
+])
+def test_the_last_kernel_writes_the_result_in_memory_order(eq, shapes, order):
+    # A result whose axes lie in memory in another order is written by a kernel that
+    # sees it C-ordered (Numba vectorises stores only where it knows the strides), then
+    # handed back transposed: numpy's strides, numpy's values, on the first call and on
+    # the fast path.
+    rng = np.random.default_rng(5)
+    ops = [rng.random(s) for s in shapes]
+    ref = np.einsum(eq, *ops, order=order)
+    for _ in range(2):
+        got = einjit.einsum(eq, *ops, order=order)
+        assert got.strides == ref.strides
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    call = engine.prepare((eq, *ops), order=order)
+    plan = engine.lookup(call)
+    written = plan.nests[-1].kernel.output.indices
+    assert written == call.written
+    assert "".join(written) == "".join(
+        sorted(call.spec.output, key=lambda lb: -ref.strides[call.spec.output.index(lb)]))
