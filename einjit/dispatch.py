@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import buffers
 from .threads import Chunked
-from .views import permuted_view, view_geometry
+from .views import permuted_view, transpose_to_c, view_geometry
 
 __all__ = ["signature", "Runner", "FastTable"]
 
@@ -119,13 +119,17 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
     for k, (a, v) in enumerate(zip(arrays, call.views)):
         if v is a:
             names_of[k] = f"a{k}"  # the operand itself
-        elif (a.flags.c_contiguous or a.flags.f_contiguous) and not a.dtype.hasobject:
+            continue
+        # A transposed C-ordered operand is seen C-ordered (see views.memory_ordered).
+        perm = None if a.flags.c_contiguous or a.flags.f_contiguous else transpose_to_c(a)
+        whole = f"a{k}" if perm is None else f"a{k}.transpose({perm!r})"
+        if a.dtype.hasobject or not (perm or a.flags.c_contiguous or a.flags.f_contiguous):
+            lines.append(f"    v{k} = as_strided(a{k}, {v.shape!r}, {v.strides!r})")
+        else:
             # a contiguous array lends its buffer (as_strided is ~10x slower); writeable
             # when ``a`` is, like the canonical view the kernel was compiled for
             names[f"d{k}"] = a.dtype
-            lines.append(f"    v{k} = ndarray({v.shape!r}, d{k}, a{k}, 0, {v.strides!r})")
-        else:
-            lines.append(f"    v{k} = as_strided(a{k}, {v.shape!r}, {v.strides!r})")
+            lines.append(f"    v{k} = ndarray({v.shape!r}, d{k}, {whole}, 0, {v.strides!r})")
     size = call.spec.size
     steps = compiled.plan.steps
     values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call

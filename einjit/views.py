@@ -3,7 +3,9 @@
 Repeated labels in one operand (a diagonal, ``ii``) become one axis whose stride is the
 sum of the repeated axes' strides; a size-1 axis that broadcasts against a larger extent
 gets stride 0.  After this, every kernel operand is indexed by distinct labels at their
-full extents, and the kernels need neither diagonal nor broadcasting logic.
+full extents, and the kernels need neither diagonal nor broadcasting logic.  A transposed
+C-ordered array is seen with its axes in memory order, C-ordered again: Numba knows the
+strides of a C-ordered array, and vectorises loops over it, but not over a transposed one.
 
 >>> import numpy as np
 >>> v, labels = canonical_view(np.arange(9.0).reshape(3, 3), ("i", "i"), {"i": 3})
@@ -19,8 +21,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 
-__all__ = ["c_strides", "canonical_view", "coalesce", "permuted_view", "view_geometry",
-           "stride_rank"]
+__all__ = ["c_strides", "canonical_view", "coalesce", "memory_ordered", "permuted_view",
+           "stride_rank", "transpose_to_c", "view_geometry"]
 
 
 def canonical_view(array: np.ndarray, labels: tuple[str, ...],
@@ -41,12 +43,37 @@ def canonical_view(array: np.ndarray, labels: tuple[str, ...],
             strides[label] = s
             sizes[label] = n
     if len(unique) == array.ndim and all(sizes[lb] == extent[lb] for lb in unique):
-        return array, tuple(unique)
+        return memory_ordered(array, tuple(unique))
     shape = tuple(extent[lb] for lb in unique)
     new_strides = tuple(0 if sizes[lb] != extent[lb] else strides[lb] for lb in unique)
     # Writeable when ``array`` is (kernels never write their inputs): Numba dispatches
     # on writeable arrays several microseconds faster than on read-only ones.
     return as_strided(array, shape, new_strides), tuple(unique)
+
+
+def memory_ordered(array: np.ndarray, labels: tuple[str, ...]
+                   ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``array`` transposed into its memory order, with its labels, when that makes it
+    C-ordered (it is a transposed C-ordered array); else both as they are.
+
+    >>> a = np.zeros((2, 3, 4)).transpose(1, 0, 2)
+    >>> v, labels = memory_ordered(a, ("i", "j", "k"))
+    >>> labels, v.shape, v.flags.c_contiguous
+    (('j', 'i', 'k'), (2, 3, 4), True)
+    """
+    flags = array.flags
+    if array.ndim < 2 or flags.c_contiguous or flags.f_contiguous:
+        return array, labels
+    perm = transpose_to_c(array)
+    if perm is None:
+        return array, labels
+    return array.transpose(perm), tuple(labels[k] for k in perm)
+
+
+def transpose_to_c(array: np.ndarray) -> tuple[int, ...] | None:
+    """The axis order in which ``array`` is C-ordered, or None when there is none."""
+    perm = tuple(sorted(range(array.ndim), key=lambda k: -array.strides[k]))
+    return perm if array.transpose(perm).flags.c_contiguous else None
 
 
 def coalesce(views: Sequence[np.ndarray], labels: Sequence[tuple[str, ...]],

@@ -28,13 +28,17 @@ def _ops(shapes, dtype, seed, layout):
         ops = [np.asfortranarray(o) for o in ops]
     elif layout == "negative":
         ops = [o[::-1] if o.ndim else o for o in ops]
+    elif layout == "transposed":  # C-ordered in memory, axes rotated: neither C nor F
+        rot = [tuple(range(1, o.ndim)) + (0,) for o in ops]
+        ops = [np.ascontiguousarray(o.transpose(r)).transpose(np.argsort(r))
+               if o.ndim > 2 else o for o, r in zip(ops, rot)]
     elif layout == "readonly":
         for o in ops:
             o.flags.writeable = False
     return ops
 
 
-@pytest.mark.parametrize("layout", ["C", "F", "negative", "readonly"])
+@pytest.mark.parametrize("layout", ["C", "F", "negative", "readonly", "transposed"])
 @pytest.mark.parametrize("dtype", [np.float64, np.int32, np.float16])
 @pytest.mark.parametrize(("eq", "shapes"), CASES, ids=[c[0] for c in CASES])
 def test_repeated_signature_gives_fresh_results(eq, shapes, dtype, layout):
@@ -145,3 +149,42 @@ def test_the_last_kernel_writes_the_result_in_memory_order(eq, shapes, order):
     assert written == call.written
     assert "".join(written) == "".join(
         sorted(call.spec.output, key=lambda lb: -ref.strides[call.spec.output.index(lb)]))
+
+
+@pytest.mark.parametrize(("eq", "shape", "axes"), [
+    ("abc,c->ab", (4, 5, 6), (1, 0, 2)),
+    ("abc,abc->ab", (4, 5, 6), (2, 0, 1)),
+    ("abc->", (4, 5, 6), (1, 2, 0)),
+    ("abcd,bd->ca", (3, 4, 5, 6), (3, 1, 0, 2)),
+    ("abc,cd->abd", (4, 5, 6), (2, 0, 1)),
+])
+def test_transposed_operands_are_read_in_memory_order(eq, shape, axes):
+    # An operand that is a transposed C-ordered array reaches its kernel C-ordered, its
+    # labels moved with its axes (Numba vectorises a loop over a C-ordered array only).
+    rng = np.random.default_rng(8)
+    x = rng.random(shape).transpose(axes)
+    assert not (x.flags.c_contiguous or x.flags.f_contiguous)
+    terms = eq.split("->")[0].split(",")
+    size = dict(zip(terms[0], x.shape))
+    others = [rng.random([size.get(lb, 3) for lb in t]) for t in terms[1:]]
+    ref = np.einsum(eq, x, *others)
+    for _ in range(2):  # built, then replayed
+        got = einjit.einsum(eq, x, *others)
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+        assert np.shape(got) == np.shape(ref)
+    view = engine.prepare((eq, x, *others)).views[0]
+    assert view.flags.c_contiguous
+
+
+def test_transposed_operand_with_a_body():
+    rng = np.random.default_rng(9)
+    x = rng.random((3, 4, 5)).transpose(1, 2, 0)
+    y = rng.random((4, 5))
+
+    @einjit.compile("abc,ab->ac", reduce="max")
+    def f(p, q):
+        return abs(p - q)
+
+    ref = np.abs(x - y[:, :, None]).max(axis=1)
+    for _ in range(2):
+        np.testing.assert_allclose(f(x, y), ref, rtol=1e-12)
