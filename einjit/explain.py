@@ -103,7 +103,13 @@ def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
                         for n in nests)
     else:
         sources = tuple(numpy_ufunc.render(s.kernel) for s in plan.steps)
-    note = (f"dynamic dimensions: {', '.join(sorted(call.dynamic))} (sizes read at run time)"
-            if call.dynamic else "")
+    notes = []
+    if call.dynamic:
+        notes.append(f"dynamic dimensions: {', '.join(sorted(call.dynamic))} (sizes read at "
+                     "run time)")
+    if call.unpermute is not None:
+        notes.append(f"the result is written C-ordered as {''.join(call.written)} (its memory "
+                     f"order), then returned transposed to {''.join(call.spec.output)}")
+    note = "\n  ".join(notes)
     return Explanation(subscripts, call.spec.text, str(call.result), call.arith.backend,
                        plan, nests, sources, note)

@@ -188,3 +188,9 @@ def test_transposed_operand_with_a_body():
     ref = np.abs(x - y[:, :, None]).max(axis=1)
     for _ in range(2):
         np.testing.assert_allclose(f(x, y), ref, rtol=1e-12)
+
+
+def test_explain_says_the_result_is_written_in_memory_order():
+    text = str(einjit.explain("c,ba->abc", (7,), (5, 3)))
+    assert "written C-ordered as bac (its memory order), then returned transposed to abc" in text
+    assert "returned transposed" not in str(einjit.explain("ba,c->bac", (5, 3), (7,)))
