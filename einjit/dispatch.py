@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import buffers
 from .threads import Chunked
-from .views import permuted_view, transpose_to_c, view_geometry
+from .views import bound, flat_view, permuted_view, transpose_to_c, view_geometry
 
 __all__ = ["signature", "Runner", "FastTable"]
 
@@ -115,34 +115,39 @@ def _view_lines(call: Any, arrays: Sequence[np.ndarray], names: dict[str, Any]) 
 def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
                   names: dict[str, Any]) -> list[str]:
     names_of: dict[int, str] = {}  # value id -> its local in the launcher
+    lend: dict[int, str] = {}  # operand -> an array lending its buffer, from its first element
     lines = []
     for k, (a, v) in enumerate(zip(arrays, call.views)):
-        if v is a:
-            names_of[k] = f"a{k}"  # the operand itself
-            continue
         # A transposed C-ordered operand is seen C-ordered (see views.memory_ordered).
         perm = None if a.flags.c_contiguous or a.flags.f_contiguous else transpose_to_c(a)
-        whole = f"a{k}" if perm is None else f"a{k}.transpose({perm!r})"
-        if a.dtype.hasobject or not (perm or a.flags.c_contiguous or a.flags.f_contiguous):
-            lines.append(f"    v{k} = as_strided(a{k}, {v.shape!r}, {v.strides!r})")
-        else:
+        if not a.dtype.hasobject and (perm or a.flags.c_contiguous or a.flags.f_contiguous):
             # a contiguous array lends its buffer (as_strided is ~10x slower); writeable
             # when ``a`` is, like the canonical view the kernel was compiled for
             names[f"d{k}"] = a.dtype
-            lines.append(f"    v{k} = ndarray({v.shape!r}, d{k}, {whole}, 0, {v.strides!r})")
+            lend[k] = f"a{k}" if perm is None else f"a{k}.transpose({perm!r})"
+        if v is a:
+            names_of[k] = f"a{k}"  # the operand itself
+        else:
+            lines.append(f"    v{k} = {_strided(v, k, lend)}")
     size = call.spec.size
     steps = compiled.plan.steps
     values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call
-    for i, (step, fn) in enumerate(zip(steps, compiled.kernels)):
+    for i, (step, nest, fn) in enumerate(zip(steps, compiled.nests, compiled.kernels)):
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
         values.append(buffers.empty(shape, out.dtype))
-        names[f"k{i}"] = _entry_point(fn, [values[a] for a in step.args + (step.result,)])
+        names[f"k{i}"] = _entry_point(fn, bound(nest.schedule.flat, [values[a] for a in step.args])
+                                      + [values[step.result]])
         names[f"t{i}"] = np.dtype(out.dtype)
         new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
         lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")
-        lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "
-                     f"v{step.result})")
+        args = [names_of.get(a, f"v{a}") for a in step.args]
+        for pos, st in enumerate(nest.schedule.flat):
+            if st is not None:  # read flat (see views.flat_view): inputs only
+                a = step.args[pos]
+                lines.append(f"    f{i}_{pos} = {_strided(flat_view(values[a]), a, lend)}")
+                args[pos] = f"f{i}_{pos}"
+        lines.append(f"    k{i}({', '.join(args)}, v{step.result})")
     result = f"v{steps[-1].result}"
     if call.unpermute is not None:  # seen in the output's axis order
         result += f".transpose({call.unpermute!r})"
@@ -152,6 +157,14 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
     if not call.spec.output and call.scalar:
         result += "[()]"
     return lines + [f"    return {result}"]
+
+
+def _strided(view: np.ndarray, k: int, lend: dict[int, str]) -> str:
+    """An expression for this call's ``view`` (its shape and strides) of operand ``k``,
+    which starts at the operand's first element."""
+    if k in lend:
+        return f"ndarray({view.shape!r}, d{k}, {lend[k]}, 0, {view.strides!r})"
+    return f"as_strided(a{k}, {view.shape!r}, {view.strides!r})"
 
 
 def _entry_point(fn: Any, args: Sequence[np.ndarray]) -> Any:

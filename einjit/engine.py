@@ -27,7 +27,7 @@ from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path
 from . import schedule as schedule_module
 from .schedule import lower, partials, schedule
-from .views import c_strides, canonical_view, coalesce, permuted_view, stride_rank
+from .views import bound, c_strides, canonical_view, coalesce, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
            "DEFAULT_OPTIMIZE"]
@@ -64,8 +64,10 @@ class Call:
             spec = (self.spec.inputs, self.spec.output,
                     tuple((lb, None if lb in erase else n) for lb, n in self.spec.extents), erase)
         target = self.out if self.direct_out else None
+        # A view neither C- nor Fortran-ordered may be read flat, its strides in the code.
         layouts = tuple((v.dtype.str, _layout(v), v.flags.writeable, v.flags.aligned,
-                         stride_rank(v)) for v in self.views)
+                         stride_rank(v), None if erase or _layout(v) != "A" else v.strides)
+                        for v in self.views)
         out_layout = (None if target is None else
                       (_layout(target), stride_rank(target), target.dtype.str))
         opt = self.optimize if isinstance(self.optimize, (str, bool)) else repr(self.optimize)
@@ -302,6 +304,8 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
                      call.arith, call.optimize, call.dynamic, call.fold)
     strides: dict[int, tuple[int, ...]] = {
         k: _elements(v.strides, v.itemsize) for k, v in enumerate(call.views)}
+    # Inputs read flat have their strides in the code: only where the key holds them.
+    flat = not call.dynamic and all(s % v.itemsize == 0 for v in call.views for s in v.strides)
     nests = []
     for i, step in enumerate(plan.steps):
         kernel = step.kernel
@@ -311,7 +315,7 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
         else:
             out_strides = c_strides(shape)
         strides[step.result] = out_strides
-        sched = schedule(kernel, [strides[a] for a in step.args], out_strides)
+        sched = schedule(kernel, [strides[a] for a in step.args], out_strides, flat=flat)
         nests.append(lower(kernel, sched))
     return plan, tuple(nests)
 
@@ -338,17 +342,20 @@ def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]
     writes one partial each into an array of them instead of the output."""
     import numba
 
-    typ: dict[int, Any] = {k: numba.typeof(v) for k, v in enumerate(call.views)}
+    values: dict[int, Any] = dict(enumerate(call.views))
     sigs = []
     for step, nest, target in zip(plan.steps, nests, _targets(call, plan)):
-        out = typ[step.result] = numba.typeof(target)
+        args = tuple(numba.typeof(v) for v in bound(nest.schedule.flat, [values[a] for a in step.args]))
+        values[step.result] = target
+        out = numba.typeof(target)
         fold: tuple[Any, ...] = ()
         if partials(nest) is not None:
             parts = numba.typeof(np.empty(0, step.kernel.accumulate))
             out, fold = parts, (parts, out)
         chunk = (numba.int64, numba.int64) if nest.schedule.threads else ()
-        sigs.append((tuple(typ[a] for a in step.args) + (out,) + chunk, fold))
+        sigs.append((args + (out,) + chunk, fold))
     return sigs
+
 
 
 def numba_sources(plan: Plan, nest: LoopNest) -> tuple[str, str | None]:
@@ -399,8 +406,9 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
     """Execute a compiled plan on a call's operands; returns what numpy.einsum returns."""
     values: dict[int, np.ndarray] = dict(enumerate(call.views))
     targets = _targets(call, compiled.plan)
-    for step, fn, target in zip(compiled.plan.steps, compiled.kernels, targets):
-        fn(*(values[a] for a in step.args), target)
+    for step, nest, fn, target in zip(compiled.plan.steps, compiled.nests, compiled.kernels,
+                                      targets):
+        fn(*bound(nest.schedule.flat, [values[a] for a in step.args]), target)
         values[step.result] = target
     result = targets[-1]
     if call.unpermute is not None:

@@ -298,6 +298,10 @@ class Schedule:
     ``threads`` (when ``parallel`` is an output loop, the outermost): the parallel loop runs
     in that many chunks on einjit's worker threads (:mod:`einjit.threads`), each a call of
     the serial kernel with its chunk number, rather than as Numba's ``prange``.
+    ``flat`` (per input, or empty): the element strides of an input that is neither C- nor
+    Fortran-ordered (a slice, a diagonal), which the kernel then reads as one flat run
+    of memory with these strides as constants, ``a0[np.uintp(i * 1100 + j)]``: Numba
+    knows nothing of such an array's strides and vectorises no loop over it.
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
     partial sums, as numpy's own pairwise and SIMD sums do.  ``contract`` (with
@@ -317,6 +321,7 @@ class Schedule:
     band: tuple[str, int] | None = None
     rows: int = 1
     contract: bool = False
+    flat: tuple[tuple[int, ...] | None, ...] = ()
 
     def __str__(self) -> str:
         if self.gemm:
@@ -340,8 +345,10 @@ class Schedule:
             unroll += f", {self.band[0]} in bands of {self.band[1]}"
             if self.rows > 1:
                 unroll += f", {self.rows} values of {self.band[0]} at once"
+        flat = "".join(f", a{k} read flat (strides {','.join(map(str, st))})"
+                       for k, st in enumerate(self.flat) if st is not None)
         return (f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
-                f"{unroll}{sums}")
+                f"{unroll}{sums}{flat}")
 
 
 #: The arguments of a chunked kernel (:attr:`Schedule.threads`): which chunk of the

@@ -285,9 +285,46 @@ def thread_count() -> int:
         return os.cpu_count() or 1
 
 
+#: The fewest elements an input read flat has (see :func:`flat_inputs`).
+_FLAT_MIN = 1 << 12
+
+
+def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]
+                ) -> tuple[tuple[int, ...] | None, ...]:
+    """Per input, its strides when the kernel reads it flat (see :class:`Schedule`):
+    neither C- nor Fortran-ordered, every stride non-negative, one of them 1; None for
+    the others."""
+    extent = kernel.extent
+    flat: list[tuple[int, ...] | None] = []
+    for op, strides in zip(kernel.inputs, input_strides):
+        live = [(extent[i], int(s)) for i, s in zip(op.indices, strides) if extent[i] != 1]
+        ordered = any(all(s == expected for (_, s), expected in zip(run, _packed(run)))
+                      for run in (live, live[::-1]))
+        # Only an input with contiguous runs gains: strided alone, vectorised reads
+        # would be gathers (a diagonal, a step-2 slice).  A small one is not worth
+        # making its flat view for (a few microseconds, as_strided).
+        flat.append(None if ordered or any(s < 0 or n == 0 for n, s in live)
+                    or all(s != 1 for _, s in live) or _product(n for n, _ in live) < _FLAT_MIN
+                    else tuple(int(s) for s in strides))
+    return tuple(flat) if any(st is not None for st in flat) else ()
+
+
+def _packed(axes: Sequence[tuple[int, int]]) -> list[int]:
+    """The strides of a C-ordered array of these (extent, stride) axes."""
+    strides, step = [], 1
+    for n, _ in reversed(axes):
+        strides.append(step)
+        step *= n
+    return strides[::-1]
+
+
 def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
-             output_strides: Sequence[int], threads: int | None = None) -> Schedule:
-    """Pick loop order and parallel loop from the arrays' strides (in elements)."""
+             output_strides: Sequence[int], threads: int | None = None,
+             flat: bool = True) -> Schedule:
+    """Pick loop order and parallel loop from the arrays' strides (in elements).
+
+    ``flat``: inputs that are neither C- nor Fortran-ordered may be read flat, with their
+    strides as constants (only where the caller keys its kernels by those strides)."""
     threads = thread_count() if threads is None else threads
     if _use_gemm(kernel):
         layout = _gemm_layout(kernel, input_strides, output_strides, threads)
@@ -384,7 +421,9 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                          and (parallel in outer or not outer)) else 0
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
                     unroll=unroll, reassociate=reassociate, threads=chunks, band=band,
-                    rows=rows, contract=contract)
+                    rows=rows, contract=contract,
+                    flat=flat_inputs(kernel, input_strides)
+                    if flat and not kernel.dynamic else ())
 
 
 def _block_size(n: int, threads: int) -> int:

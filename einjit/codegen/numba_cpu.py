@@ -50,61 +50,83 @@ _FOLDS = {"maximum": "vm.fmax", "minimum": "vm.fmin", "logaddexp": "np.logaddexp
 _LOGICAL = {"or": "|", "and": "&"}
 
 
-def _index(indices: tuple[str, ...], unsigned: frozenset[str] = frozenset()) -> str:
-    """A subscript.  Indices LLVM cannot prove non-negative (computed ones, see
-    :func:`_computed`) are cast to ``np.uintp``: Numba then emits no negative-index
-    wraparound, whose select per access stops a loop from vectorising."""
+@dataclass(frozen=True)
+class _Subscripts:
+    """How to spell subscripts: ``unsigned``, the indices LLVM cannot prove non-negative
+    (computed ones, see :func:`_computed`), and ``flat``, the strides of each input
+    read flat (see :class:`einjit.ir.Schedule`), or None."""
+
+    unsigned: frozenset[str] = frozenset()
+    flat: tuple[tuple[int, ...] | None, ...] = ()
+
+
+_PLAIN = _Subscripts()
+
+
+def _index(indices: tuple[str, ...], subs: _Subscripts = _PLAIN) -> str:
+    """A subscript.  Indices LLVM cannot prove non-negative are cast to ``np.uintp``:
+    Numba then emits no negative-index wraparound, whose select per access stops a loop
+    from vectorising."""
     if not indices:
         return "()"
-    return ", ".join(f"np.uintp({i})" if i in unsigned else i for i in indices)
+    return ", ".join(f"np.uintp({i})" if i in subs.unsigned else i for i in indices)
 
 
-def _expr(e: Expr, unsigned: frozenset[str] = frozenset()) -> str:
+def _flat_index(indices: tuple[str, ...], strides: tuple[int, ...]) -> str:
+    """The offset of ``indices`` in a flat input with these element strides."""
+    terms = [i if s == 1 else f"{i} * {s}" for i, s in zip(indices, strides) if s]
+    return f"np.uintp({' + '.join(terms)})" if terms else "0"
+
+
+def _expr(e: Expr, subs: _Subscripts = _PLAIN) -> str:
     if isinstance(e, Load):
         if not e.indices:  # read once at the top (Numba's parfors reject a 0-d getitem)
             return f"s{e.operand}"
-        return f"a{e.operand}[{_index(e.indices, unsigned)}]"
+        flat = subs.flat[e.operand] if e.operand < len(subs.flat) else None
+        if flat is not None:
+            return f"a{e.operand}[{_flat_index(e.indices, flat)}]"
+        return f"a{e.operand}[{_index(e.indices, subs)}]"
     if isinstance(e, Var):
         if e.at is None:
             return e.name
         at = e.at
-        if isinstance(at, Var) and at.at is None and at.name in unsigned:
+        if isinstance(at, Var) and at.at is None and at.name in subs.unsigned:
             return f"{e.name}[np.uintp({at.name})]"
-        return f"{e.name}[{_expr(at, unsigned)}]"
+        return f"{e.name}[{_expr(at, subs)}]"
     if isinstance(e, Const):
         return _literal(e.value)
     if isinstance(e, Dim):
         return f"{e.array}.shape[{e.axis}]"
     if isinstance(e, Cast):
         if e.dtype == "bool":  # (a > b) != 0, never the chained a > b != 0
-            return f"({_operand(e.value, unsigned)} != 0)"
-        return f"{_np(e.dtype)}({_expr(e.value, unsigned)})"
+            return f"({_operand(e.value, subs)} != 0)"
+        return f"{_np(e.dtype)}({_expr(e.value, subs)})"
     if isinstance(e, Call):
         if e.op in ("min", "max"):  # index arithmetic (block lengths)
-            return f"{e.op}({', '.join(_expr(a, unsigned) for a in e.args)})"
+            return f"{e.op}({', '.join(_expr(a, subs) for a in e.args)})"
         if e.op in _NUMPY:
-            return f"{_NUMPY[e.op]}({', '.join(_expr(a, unsigned) for a in e.args)})"
+            return f"{_NUMPY[e.op]}({', '.join(_expr(a, subs) for a in e.args)})"
         if e.op == "neg":
-            return f"-{_operand(e.args[0], unsigned)}"
+            return f"-{_operand(e.args[0], subs)}"
         if e.op == "not":
-            return f"(not {_operand(e.args[0], unsigned)})"
+            return f"(not {_operand(e.args[0], subs)})"
         if e.op in _LOGICAL:
-            return f" {_LOGICAL[e.op]} ".join(_operand(a, unsigned) for a in e.args)
+            return f" {_LOGICAL[e.op]} ".join(_operand(a, subs) for a in e.args)
         if e.op == "where":
-            cond, yes, no = (_expr(a, unsigned) for a in e.args)
+            cond, yes, no = (_expr(a, subs) for a in e.args)
             return f"({yes} if {cond} else {no})"
         sym = _BINARY.get(e.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for operator {e.op!r}")
         if len(e.args) == 1:
-            return _expr(e.args[0], unsigned)
-        return f" {sym} ".join(_operand(a, unsigned) for a in e.args)
+            return _expr(e.args[0], subs)
+        return f" {sym} ".join(_operand(a, subs) for a in e.args)
     raise TypeError(f"not an expression: {e!r}")
 
 
-def _operand(e: Expr, unsigned: frozenset[str] = frozenset()) -> str:
+def _operand(e: Expr, subs: _Subscripts = _PLAIN) -> str:
     """``e`` as an operand of an infix operator (parenthesised when it is one itself)."""
-    text = _expr(e, unsigned)
+    text = _expr(e, subs)
     if isinstance(e, Call) and (e.op in _BINARY or e.op in _LOGICAL or e.op == "neg"):
         return f"({text})"
     if isinstance(e, Const) and isinstance(e.value, (int, float)) and e.value < 0:
@@ -150,13 +172,13 @@ class _Context:
 
     reassociate: bool = False
     chunked: bool = False
-    unsigned: frozenset[str] = frozenset()  # computed indices (see _index)
+    subs: _Subscripts = _PLAIN  # how to spell subscripts
 
 
 def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
     if isinstance(s, Loop):
         rng = "prange" if s.parallel else "range"
-        extent = s.extent if isinstance(s.extent, int) else _expr(s.extent, ctx.unsigned)
+        extent = s.extent if isinstance(s.extent, int) else _expr(s.extent, ctx.subs)
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
         if s.parallel and ctx.chunked:  # one chunk of the loop, on einjit's threads
             lines = [f"{indent}for {s.index} in range(({extent} * {CHUNK}) // {CHUNKS}, "
@@ -175,31 +197,31 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
                            else ctx)
         return lines
     if isinstance(s, Init):
-        return [f"{indent}{_expr(s.acc, ctx.unsigned)} = {_np(s.dtype)}({_literal(s.value)})"]
+        return [f"{indent}{_expr(s.acc, ctx.subs)} = {_np(s.dtype)}({_literal(s.value)})"]
     if isinstance(s, Accumulate):
-        acc = _expr(s.acc, ctx.unsigned)
+        acc = _expr(s.acc, ctx.subs)
         if s.op in _FOLDS:
-            return [f"{indent}{acc} = {_FOLDS[s.op]}({acc}, {_expr(s.value, ctx.unsigned)})"]
+            return [f"{indent}{acc} = {_FOLDS[s.op]}({acc}, {_expr(s.value, ctx.subs)})"]
         if s.op == "add" and ctx.reassociate:  # a sum LLVM may vectorise (see vecmath.radd)
-            return [f"{indent}{acc} = vm.radd({acc}, {_expr(s.value, ctx.unsigned)})"]
+            return [f"{indent}{acc} = vm.radd({acc}, {_expr(s.value, ctx.subs)})"]
         if s.op == "muladd":  # acc + p * q (the value is the product p * q)
             p, q = s.value.args  # type: ignore[union-attr]
             if ctx.reassociate:
-                return [(f"{indent}{acc} = vm.rmuladd({_expr(p, ctx.unsigned)}, "
-                         f"{_expr(q, ctx.unsigned)}, {acc})")]
-            return [(f"{indent}{acc} += {_operand(p, ctx.unsigned)} * "
-                     f"{_operand(q, ctx.unsigned)}")]
+                return [(f"{indent}{acc} = vm.rmuladd({_expr(p, ctx.subs)}, "
+                         f"{_expr(q, ctx.subs)}, {acc})")]
+            return [(f"{indent}{acc} += {_operand(p, ctx.subs)} * "
+                     f"{_operand(q, ctx.subs)}")]
         sym = _BINARY.get(s.op) or _LOGICAL.get(s.op)
         if sym is None:
             raise ValueError(f"the Numba renderer has no spelling for reduction {s.op!r}")
-        return [f"{indent}{acc} {sym}= {_expr(s.value, ctx.unsigned)}"]
+        return [f"{indent}{acc} {sym}= {_expr(s.value, ctx.subs)}"]
     if isinstance(s, Alloc):
         return [f"{indent}{s.name} = np.empty({s.size}, dtype={_np(s.dtype)})"]
     if isinstance(s, Let):
-        return [f"{indent}{s.name} = {_expr(s.value, ctx.unsigned)}"]
+        return [f"{indent}{s.name} = {_expr(s.value, ctx.subs)}"]
     if isinstance(s, Store):
-        return [(f"{indent}{s.output.name}[{_index(s.output.indices, ctx.unsigned)}] = "
-                 f"{_expr(s.value, ctx.unsigned)}")]
+        return [(f"{indent}{s.output.name}[{_index(s.output.indices, ctx.subs)}] = "
+                 f"{_expr(s.value, ctx.subs)}")]
     raise TypeError(f"not a statement: {s!r}")
 
 
@@ -211,7 +233,8 @@ def render_function(nest: LoopNest) -> str:
                      + ([CHUNK, CHUNKS] if chunked else []))
     lines = [f"def {k.name}({args}):"]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
-    ctx = _Context(nest.schedule.reassociate, chunked, _computed(nest.body, chunked))
+    ctx = _Context(nest.schedule.reassociate, chunked,
+                   _Subscripts(_computed(nest.body, chunked), nest.schedule.flat))
     for s in nest.body:
         if chunked and isinstance(s, Loop) and not s.parallel:
             raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
