@@ -136,8 +136,8 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
         values.append(buffers.empty(shape, out.dtype))
-        names[f"k{i}"] = _entry_point(fn, bound(nest.schedule.flat, [values[a] for a in step.args])
-                                      + [values[step.result]])
+        inputs = bound(nest.schedule.flat, [values[a] for a in step.args])
+        names[f"k{i}"] = _entry_point(fn, inputs + [values[step.result]])
         names[f"t{i}"] = np.dtype(out.dtype)
         new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
         lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")

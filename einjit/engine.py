@@ -345,7 +345,8 @@ def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]
     values: dict[int, Any] = dict(enumerate(call.views))
     sigs = []
     for step, nest, target in zip(plan.steps, nests, _targets(call, plan)):
-        args = tuple(numba.typeof(v) for v in bound(nest.schedule.flat, [values[a] for a in step.args]))
+        inputs = bound(nest.schedule.flat, [values[a] for a in step.args])
+        args = tuple(numba.typeof(v) for v in inputs)
         values[step.result] = target
         out = numba.typeof(target)
         fold: tuple[Any, ...] = ()
@@ -355,7 +356,6 @@ def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]
         chunk = (numba.int64, numba.int64) if nest.schedule.threads else ()
         sigs.append((args + (out,) + chunk, fold))
     return sigs
-
 
 
 def numba_sources(plan: Plan, nest: LoopNest) -> tuple[str, str | None]:
