@@ -235,6 +235,6 @@ def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: li
         shape = tuple(size[lb] for lb in step.kernel.output.indices)
         strides[step.result] = c_strides(shape)
         sched = schedule.schedule(step.kernel, [strides[a] for a in step.args],
-                                  strides[step.result])
+                                  strides[step.result], flat=False)
         nests.append(schedule.lower(step.kernel, sched))
     return plan, nests
