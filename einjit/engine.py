@@ -260,7 +260,9 @@ def output_axes(order: str, output: tuple[str, ...], views: Sequence[np.ndarray]
     # non-zero strides may veto a move; axes no operand compares keep looking further.
     names = list(output) + [lb for t in labels for lb in t if lb not in output]
     names = list(dict.fromkeys(names))
-    strides = [{lb: abs(st) for lb, st in zip(t, v.strides)} for v, t in zip(views, labels)]
+    # Like numpy's iterator, a length-1 axis has no stride to compare.
+    strides = [{lb: abs(st) if n != 1 else 0 for lb, st, n in zip(t, v.strides, v.shape)}
+               for v, t in zip(views, labels)]
     perm = names[::-1]  # fastest first
     for i0 in range(1, len(perm)):
         a0, ipos = perm[i0], i0

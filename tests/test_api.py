@@ -236,6 +236,17 @@ def test_order_k_follows_numpys_iterator():
         einjit.einsum("ij", a[0], order="Q")
 
 
+@pytest.mark.parametrize(("eq", "shapes"), [
+    ("bd,aca->dabc", [(1, 7), (6, 3, 6)]),     # b has length 1: no stride to compare
+    ("cc,ab->bca", [(5, 5), (1, 8)]),
+    ("b,cba->abc", [(3,), (3, 3, 1)]),
+])
+def test_order_k_ignores_the_strides_of_length_1_axes_like_numpy(eq, shapes):
+    ops = [np.ones(s) for s in shapes]
+    ops[0] = np.asfortranarray(ops[0])
+    assert einjit.einsum(eq, *ops).strides == np.einsum(eq, *ops).strides
+
+
 def test_long_float_sums_are_chunked():
     value = 1.0 + np.finfo(np.float64).eps * 8196
     x = np.broadcast_to(np.array(value), 1_000_000)
