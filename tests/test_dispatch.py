@@ -188,6 +188,13 @@ def test_transposed_operand_with_a_body():
     ref = np.abs(x - y[:, :, None]).max(axis=1)
     for _ in range(2):
         np.testing.assert_allclose(f(x, y), ref, rtol=1e-12)
+    # a slice large enough to be read flat
+    x = rng.random((40, 30, 12))[:, :, 2:]
+    y = rng.random((40, 30))
+    ref = np.abs(x - y[:, :, None]).max(axis=1)
+    for _ in range(2):
+        np.testing.assert_allclose(f(x, y), ref, rtol=1e-12)
+    assert "a0 read flat" in str(f.explain(x, y))
 
 
 def test_explain_says_the_result_is_written_in_memory_order():
