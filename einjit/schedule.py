@@ -286,7 +286,7 @@ def thread_count() -> int:
 
 
 #: The fewest elements an input read flat has (see :func:`flat_inputs`).
-_FLAT_MIN = 1 << 12
+_FLAT_MIN = 1 << 14
 
 
 def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]

@@ -189,8 +189,8 @@ def test_transposed_operand_with_a_body():
     for _ in range(2):
         np.testing.assert_allclose(f(x, y), ref, rtol=1e-12)
     # a slice large enough to be read flat
-    x = rng.random((40, 30, 12))[:, :, 2:]
-    y = rng.random((40, 30))
+    x = rng.random((60, 30, 12))[:, :, 2:]
+    y = rng.random((60, 30))
     ref = np.abs(x - y[:, :, None]).max(axis=1)
     for _ in range(2):
         np.testing.assert_allclose(f(x, y), ref, rtol=1e-12)
@@ -204,11 +204,11 @@ def test_explain_says_the_result_is_written_in_memory_order():
 
 
 @pytest.mark.parametrize(("eq", "shapes"), [
-    ("ij,ij->i", [(80, 70), (80, 70)]),
-    ("ij->j", [(80, 70)]),
-    ("ijk,jk->ik", [(6, 20, 40), (20, 40)]),
-    ("ij,jk->ik", [(70, 80), (80, 60)]),        # BLAS steps take the views as they are
-    ("ij,j,ij->", [(90, 50), (50,), (90, 50)]),
+    ("ij,ij->i", [(150, 120), (150, 120)]),
+    ("ij->j", [(150, 120)]),
+    ("ijk,jk->ik", [(10, 40, 50), (40, 50)]),
+    ("ij,jk->ik", [(140, 130), (130, 60)]),     # BLAS steps take the views as they are
+    ("ij,j,ij->", [(150, 120), (120,), (150, 120)]),
 ])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
 def test_sliced_operands_are_read_flat(eq, shapes, dtype):
