@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import buffers
 from .threads import Chunked
-from .views import bound, flat_view, permuted_view, transpose_to_c, view_geometry
+from .views import permuted_view, transpose_to_c, view_geometry
 
 __all__ = ["signature", "Runner", "FastTable"]
 
@@ -132,22 +132,16 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
     size = call.spec.size
     steps = compiled.plan.steps
     values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call
-    for i, (step, nest, fn) in enumerate(zip(steps, compiled.nests, compiled.kernels)):
+    for i, (step, fn) in enumerate(zip(steps, compiled.kernels)):
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
         values.append(buffers.empty(shape, out.dtype))
-        inputs = bound(nest.schedule.flat, [values[a] for a in step.args])
-        names[f"k{i}"] = _entry_point(fn, inputs + [values[step.result]])
+        names[f"k{i}"] = _entry_point(fn, [values[a] for a in step.args + (step.result,)])
         names[f"t{i}"] = np.dtype(out.dtype)
         new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
         lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")
-        args = [names_of.get(a, f"v{a}") for a in step.args]
-        for pos, st in enumerate(nest.schedule.flat):
-            if st is not None:  # read flat (see views.flat_view): inputs only
-                a = step.args[pos]
-                lines.append(f"    f{i}_{pos} = {_strided(flat_view(values[a]), a, lend)}")
-                args[pos] = f"f{i}_{pos}"
-        lines.append(f"    k{i}({', '.join(args)}, v{step.result})")
+        lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "
+                     f"v{step.result})")
     result = f"v{steps[-1].result}"
     if call.unpermute is not None:  # seen in the output's axis order
         result += f".transpose({call.unpermute!r})"

@@ -27,7 +27,7 @@ from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path
 from . import schedule as schedule_module
 from .schedule import lower, partials, schedule
-from .views import bound, c_strides, canonical_view, coalesce, permuted_view, stride_rank
+from .views import c_strides, canonical_view, coalesce, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
            "DEFAULT_OPTIMIZE"]
@@ -347,8 +347,7 @@ def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]
     values: dict[int, Any] = dict(enumerate(call.views))
     sigs = []
     for step, nest, target in zip(plan.steps, nests, _targets(call, plan)):
-        inputs = bound(nest.schedule.flat, [values[a] for a in step.args])
-        args = tuple(numba.typeof(v) for v in inputs)
+        args = tuple(numba.typeof(values[a]) for a in step.args)
         values[step.result] = target
         out = numba.typeof(target)
         fold: tuple[Any, ...] = ()
@@ -408,9 +407,8 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
     """Execute a compiled plan on a call's operands; returns what numpy.einsum returns."""
     values: dict[int, np.ndarray] = dict(enumerate(call.views))
     targets = _targets(call, compiled.plan)
-    for step, nest, fn, target in zip(compiled.plan.steps, compiled.nests, compiled.kernels,
-                                      targets):
-        fn(*bound(nest.schedule.flat, [values[a] for a in step.args]), target)
+    for step, fn, target in zip(compiled.plan.steps, compiled.kernels, targets):
+        fn(*(values[a] for a in step.args), target)
         values[step.result] = target
     result = targets[-1]
     if call.unpermute is not None:

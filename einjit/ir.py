@@ -299,9 +299,10 @@ class Schedule:
     in that many chunks on einjit's worker threads (:mod:`einjit.threads`), each a call of
     the serial kernel with its chunk number, rather than as Numba's ``prange``.
     ``flat`` (per input, or empty): the element strides of an input that is neither C- nor
-    Fortran-ordered (a slice, a diagonal), which the kernel then reads as one flat run
-    of memory with these strides as constants, ``a0[np.uintp(i * 1100 + j)]``: Numba
-    knows nothing of such an array's strides and vectorises no loop over it.
+    Fortran-ordered (a slice), which the kernel then reads as one flat run of memory
+    (``f0 = vm.flat(a0, span)``) with these strides as constants,
+    ``f0[np.uintp(i * 1100 + j)]``: Numba knows nothing of such an array's strides and
+    vectorises no loop over it.
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
     partial sums, as numpy's own pairwise and SIMD sums do.  ``contract`` (with

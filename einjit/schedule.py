@@ -285,10 +285,6 @@ def thread_count() -> int:
         return os.cpu_count() or 1
 
 
-#: The fewest elements an input read flat has (see :func:`flat_inputs`).
-_FLAT_MIN = 1 << 14
-
-
 def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]
                 ) -> tuple[tuple[int, ...] | None, ...]:
     """Per input, its strides when the kernel reads it flat (see :class:`Schedule`):
@@ -301,10 +297,9 @@ def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]
         ordered = any(all(s == expected for (_, s), expected in zip(run, _packed(run)))
                       for run in (live, live[::-1]))
         # Only an input with contiguous runs gains: strided alone, vectorised reads
-        # would be gathers (a diagonal, a step-2 slice).  A small one is not worth
-        # making its flat view for (a few microseconds, as_strided).
+        # would be gathers (a diagonal, a step-2 slice).
         flat.append(None if ordered or any(s < 0 or n == 0 for n, s in live)
-                    or all(s != 1 for _, s in live) or _product(n for n, _ in live) < _FLAT_MIN
+                    or all(s != 1 for _, s in live)
                     else tuple(int(s) for s in strides))
     return tuple(flat) if any(st is not None for st in flat) else ()
 

@@ -21,8 +21,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 
-__all__ = ["bound", "c_strides", "canonical_view", "coalesce", "flat_view", "memory_ordered",
-           "permuted_view", "stride_rank", "transpose_to_c", "view_geometry"]
+__all__ = ["c_strides", "canonical_view", "coalesce", "memory_ordered", "permuted_view",
+           "stride_rank", "transpose_to_c", "view_geometry"]
 
 
 def canonical_view(array: np.ndarray, labels: tuple[str, ...],
@@ -179,24 +179,3 @@ def c_strides(shape: Sequence[int]) -> tuple[int, ...]:
         strides.append(step)
         step *= max(n, 1)
     return tuple(reversed(strides))
-
-
-def flat_view(array: np.ndarray) -> np.ndarray:
-    """The memory an array with non-negative strides spans, from its first element to its
-    last, as a 1-D array: what a kernel reading it flat takes (see ``Schedule.flat``).
-
-    >>> a = np.arange(12.0).reshape(3, 4)[:, 1:3]
-    >>> flat_view(a).tolist()
-    [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
-    """
-    span = sum((n - 1) * s for n, s in zip(array.shape, array.strides)) // array.itemsize
-    return as_strided(array, (span + 1,), (array.itemsize,))
-
-
-def bound(flat: Sequence[Sequence[int] | None], arrays: Sequence[np.ndarray]
-          ) -> list[np.ndarray]:
-    """What a kernel takes for these input arrays: each one it reads flat (``flat``, its
-    schedule's, says which) as :func:`flat_view`, the others as they are."""
-    if not flat:
-        return list(arrays)
-    return [a if st is None else flat_view(a) for a, st in zip(arrays, flat)]

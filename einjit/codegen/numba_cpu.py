@@ -83,8 +83,8 @@ def _expr(e: Expr, subs: _Subscripts = _PLAIN) -> str:
         if not e.indices:  # read once at the top (Numba's parfors reject a 0-d getitem)
             return f"s{e.operand}"
         flat = subs.flat[e.operand] if e.operand < len(subs.flat) else None
-        if flat is not None:
-            return f"a{e.operand}[{_flat_index(e.indices, flat)}]"
+        if flat is not None:  # see render_function
+            return f"f{e.operand}[{_flat_index(e.indices, flat)}]"
         return f"a{e.operand}[{_index(e.indices, subs)}]"
     if isinstance(e, Var):
         if e.at is None:
@@ -233,6 +233,11 @@ def render_function(nest: LoopNest) -> str:
                      + ([CHUNK, CHUNKS] if chunked else []))
     lines = [f"def {k.name}({args}):"]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
+    extent = k.extent
+    for n, (op, strides) in enumerate(zip(k.inputs, nest.schedule.flat)):
+        if strides is not None:  # read flat: the run of memory it spans, as a 1-D array
+            span = 1 + sum((extent[i] - 1) * st for i, st in zip(op.indices, strides))
+            lines.append(f"    f{n} = vm.flat({op.name}, {span})")
     ctx = _Context(nest.schedule.reassociate, chunked,
                    _Subscripts(_computed(nest.body, chunked), nest.schedule.flat))
     for s in nest.body:

@@ -29,6 +29,11 @@ zeros they give +0.0 (max) and -0.0 (min).
 becomes one fused multiply-add (a single rounding) where the CPU has one, with the
 same ``reassoc`` flag.
 
+:func:`flat` views an array of any layout as the 1-D C-ordered run of ``span`` elements
+from its first one, inside the kernel and for free: a kernel reads an input that is
+neither C- nor Fortran-ordered through it, with the strides as constants (see
+``einjit.ir.Schedule.flat``), since Numba vectorises no loop over such an array itself.
+
 :func:`exp_flush` is the same but gives zero for ``x < -708`` (where ``e**x`` is within a
 factor 1.5 of the smallest normal float64, 2**-1022, or below it): subnormal arithmetic
 costs a hundred cycles an operation on x86, and the two-pass logsumexp
@@ -46,9 +51,12 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import njit, types
+from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
+from numba.np.arrayobj import populate_array
 
-__all__ = ["exp", "exp_flush", "fmax", "fmin", "radd", "rmuladd"]
+__all__ = ["exp", "exp_flush", "flat", "fmax", "fmin", "radd", "rmuladd"]
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n * _LN2_HI is exact for |n| < 2**20
@@ -224,3 +232,25 @@ def _extremum_overload(intrinsic_fn, fallback):  # type: ignore[no-untyped-def]
 
 overload(fmax, inline="always")(_extremum_overload(_maximum, np.maximum))
 overload(fmin, inline="always")(_extremum_overload(_minimum, np.minimum))
+
+
+@intrinsic
+def flat(typingctx, array, span):  # type: ignore[no-untyped-def]
+    """``array``'s memory from its first element, ``span`` elements of its dtype, as a 1-D
+    C-ordered array sharing its data (no copy, no call): for non-negative strides only,
+    which the caller has checked."""
+    if not isinstance(array, types.Array) or not isinstance(span, types.Integer):
+        return None
+    result = types.Array(array.dtype, 1, "C", readonly=not array.mutable,
+                         aligned=array.aligned)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        source = context.make_array(sig.args[0])(context, builder, args[0])
+        view = context.make_array(sig.return_type)(context, builder)
+        n = context.cast(builder, args[1], sig.args[1], types.intp)
+        populate_array(view, data=source.data, shape=cgutils.pack_array(builder, [n]),
+                       strides=cgutils.pack_array(builder, [source.itemsize]),
+                       itemsize=source.itemsize, meminfo=source.meminfo, parent=source.parent)
+        return impl_ret_borrowed(context, builder, sig.return_type, view._getvalue())
+
+    return result(array, span), codegen
