@@ -65,9 +65,9 @@ class Call:
                     tuple((lb, None if lb in erase else n) for lb, n in self.spec.extents), erase)
         target = self.out if self.direct_out else None
         # A view neither C- nor Fortran-ordered may be read flat, its strides in the code.
-        layouts = tuple((v.dtype.str, _layout(v), v.flags.writeable, v.flags.aligned,
-                         stride_rank(v), None if erase or _layout(v) != "A" else v.strides)
-                        for v in self.views)
+        layouts = tuple((v.dtype.str, lay, v.flags.writeable, v.flags.aligned, stride_rank(v),
+                         None if erase or lay != "A" else v.strides)
+                        for v, lay in ((v, _layout(v)) for v in self.views))
         out_layout = (None if target is None else
                       (_layout(target), stride_rank(target), target.dtype.str))
         opt = self.optimize if isinstance(self.optimize, (str, bool)) else repr(self.optimize)
@@ -344,18 +344,16 @@ def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]
     writes one partial each into an array of them instead of the output."""
     import numba
 
-    values: dict[int, Any] = dict(enumerate(call.views))
+    typ: dict[int, Any] = {k: numba.typeof(v) for k, v in enumerate(call.views)}
     sigs = []
     for step, nest, target in zip(plan.steps, nests, _targets(call, plan)):
-        args = tuple(numba.typeof(values[a]) for a in step.args)
-        values[step.result] = target
-        out = numba.typeof(target)
+        out = typ[step.result] = numba.typeof(target)
         fold: tuple[Any, ...] = ()
         if partials(nest) is not None:
             parts = numba.typeof(np.empty(0, step.kernel.accumulate))
             out, fold = parts, (parts, out)
         chunk = (numba.int64, numba.int64) if nest.schedule.threads else ()
-        sigs.append((args + (out,) + chunk, fold))
+        sigs.append((tuple(typ[a] for a in step.args) + (out,) + chunk, fold))
     return sigs
 
 
@@ -411,8 +409,9 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
         fn(*(values[a] for a in step.args), target)
         values[step.result] = target
     result = targets[-1]
-    if call.unpermute is not None:
-        result = result.transpose(call.unpermute)
+    unpermute = call.unpermute
+    if unpermute is not None:
+        result = result.transpose(unpermute)
     if call.out is not None:
         if result is not call.out:
             np.copyto(call.out, result, casting="unsafe")

@@ -44,6 +44,7 @@ import numpy as np
 
 from .ir import (CHUNK, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout,
                  Index, Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
+from .views import c_strides
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "gemm_roles", "gemm_worthy",
            "thread_count"]
@@ -294,7 +295,8 @@ def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]
     flat: list[tuple[int, ...] | None] = []
     for op, strides in zip(kernel.inputs, input_strides):
         live = [(extent[i], int(s)) for i, s in zip(op.indices, strides) if extent[i] != 1]
-        ordered = any(all(s == expected for (_, s), expected in zip(run, _packed(run)))
+        ordered = any(all(s == expected for (_, s), expected
+                          in zip(run, c_strides([n for n, _ in run])))
                       for run in (live, live[::-1]))
         # Only an input with contiguous runs gains: strided alone, vectorised reads
         # would be gathers (a diagonal, a step-2 slice).
@@ -302,15 +304,6 @@ def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]
                     or all(s != 1 for _, s in live)
                     else tuple(int(s) for s in strides))
     return tuple(flat) if any(st is not None for st in flat) else ()
-
-
-def _packed(axes: Sequence[tuple[int, int]]) -> list[int]:
-    """The strides of a C-ordered array of these (extent, stride) axes."""
-    strides, step = [], 1
-    for n, _ in reversed(axes):
-        strides.append(step)
-        step *= n
-    return strides[::-1]
 
 
 def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],

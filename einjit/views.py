@@ -20,7 +20,6 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-
 __all__ = ["c_strides", "canonical_view", "coalesce", "memory_ordered", "permuted_view",
            "stride_rank", "transpose_to_c", "view_geometry"]
 
