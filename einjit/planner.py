@@ -269,6 +269,11 @@ def _presum_note(pre: Sequence[Step]) -> str:
             + "; ".join(str(st.kernel).split(":", 1)[1].strip() for st in pre) + "; ")
 
 
+#: Fused iterations from which :func:`presum` weighs each by the operands it reads
+#: (below, a second kernel's call costs more than the loads it saves).
+PRESUM_WEIGHED = 1 << 15
+
+
 def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
            dtypes: Sequence[str], arith: Arithmetic, dynamic: frozenset[str] = frozenset(),
            fold: Fold | None = None
@@ -276,7 +281,12 @@ def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
     """Reduce first, in each operand, the labels that neither another operand nor the
     output has: ``cd,abc->a`` is ``(sum_d cd),abc->a``, a thousandth of the work when
     d has a thousand values.  Only for several operands, and only where it at least
-    halves the cost: it adds a kernel (and an intermediate) to compile and run.
+    halves the cost: it adds a kernel (and an intermediate) to compile and run.  When
+    the fused nest would read another operand across its rows in its innermost loop
+    (along this operand's last label), from :data:`PRESUM_WEIGHED` iterations on, each
+    iteration is weighed by the operands it reads and a saving of a quarter pays: a
+    fused ``cba,ac->a`` loads both operands for each of its c*b*a terms (``ac`` by
+    gathers), the sum over b only ``cba``, contiguously.
 
     Returns the reducing steps and the operands after them: their labels, dtypes and
     value ids (an operand reduced by step s is value ``n + s``).  With ``fold``, each
@@ -297,7 +307,14 @@ def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
         if not alone:
             continue
         cut = math.prod(extent[lb] for lb in alone)
-        if 2 * (math.prod(extent[lb] for lb in t) + total // cut) > total:
+        cost = math.prod(extent[lb] for lb in t) + total // cut
+        # A fused nest runs along this operand's last (contiguous) label innermost: an
+        # operand with that label elsewhere is read across its rows there.
+        gathered = any(t[-1] in u and u[-1] != t[-1] for j, u in enumerate(labels) if j != k)
+        if gathered and total >= PRESUM_WEIGHED:  # iterations weighed by their reads
+            if 4 * (cost + (n - 1) * (total // cut)) > 3 * n * total:
+                continue
+        elif 2 * cost > total:
             continue  # not worth a kernel
         kept = tuple(lb for lb in t if lb not in alone)
         kernel = _kernel(f"k{len(steps)}", [t], [dtypes[k]], kept, arith.compute, extent,

@@ -344,7 +344,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         group = outer if outer else inner
         wide = [n for n in group if extent[n] >= 2]
         if wide:
-            parallel = wide[0]
+            parallel = _balanced(wide, group, extent, threads)
             group.remove(parallel)
             group.insert(0, parallel)
     half = POLICY.max_loop_depth // 2
@@ -412,6 +412,32 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                     rows=rows, contract=contract,
                     flat=flat_inputs(kernel, input_strides)
                     if flat and not kernel.dynamic else ())
+
+
+def _balanced(wide: Sequence[str], loops: Sequence[str], extent: dict[str, int],
+              threads: int) -> str:
+    """The loop to run in parallel among ``wide``, the loops of ``loops`` (outermost
+    first) with at least two values: the outermost whose values the threads share
+    evenly, give or take an eighth, else the one they share the most evenly.  Not one
+    of the two innermost loops (one, of two loops), unless no other is wide: moving it
+    outward would break the contiguous runs and tiles the order was chosen for.
+
+    Three values on two threads are two on one thread and one on the other: the
+    loop takes 2/3 of its serial time, where an even split takes half.
+
+    >>> _balanced(["b", "c", "d", "a"], ["b", "c", "d", "a"],
+    ...           {"b": 3, "c": 32, "d": 125, "a": 128}, 2)
+    'c'
+    """
+    kept = set(loops[-2:] if len(loops) > 2 else loops[1:])
+    candidates = [name for name in wide if name not in kept] or list(wide[:1])
+
+    def slack(name: str) -> float:  # the busiest thread's share over an even share, less 1
+        n = extent[name]
+        return -(-n // threads) * threads / n - 1
+
+    even = [name for name in candidates if slack(name) <= 0.125]
+    return even[0] if even else min(candidates, key=slack)
 
 
 def _block_size(n: int, threads: int) -> int:

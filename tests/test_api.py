@@ -298,6 +298,8 @@ def test_optimize_with_a_memory_limit_as_numpy(optimize):
     ("ae,aed->", ((4, 9), (4, 9, 50)), 1),               # summing d first reads as much
     ("ab,bc->ac", ((20, 30), (30, 40)), 1),                # nothing only one operand has
     ("ij,jk->i", ((3, 4), (4, 2)), 1),                     # k: too small to pay
+    ("cba,ac->a", ((40, 40, 32), (32, 40)), 2),  # fused, ac would be gathered along a
+    ("abc,c->a", ((40, 40, 32), (32,)), 1),      # fused, c is read along its run
 ])
 def test_labels_only_one_operand_has_are_summed_first(eq, shapes, steps):
     rng = np.random.default_rng(5)

@@ -155,11 +155,26 @@ def test_band_inside_a_batch_loop(monkeypatch):
     # bid,bjd->bij: the band walks i inside b; the rows read again are one batch's
     monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
         band=4, band_bytes=64, parallel_min_work=0))
-    a, b = RNG.standard_normal((3, 11, 7)), RNG.standard_normal((3, 10, 7))
+    a, b = RNG.standard_normal((4, 11, 7)), RNG.standard_normal((4, 10, 7))
     (nest,) = _check("bid,bjd->bij", a, b)
     assert nest.schedule.band == ("i", 4) and nest.schedule.parallel == "b"
-    ints = _ints(3, 11, 7), _ints(3, 10, 7)
+    ints = _ints(4, 11, 7), _ints(4, 10, 7)
     assert _check("bid,bjd->bij", *ints)[0].schedule.band == ("i", 4)
+
+
+def test_parallel_loop_the_threads_share_evenly(monkeypatch):
+    # b's 3 values would leave one of two threads idle a third of the time: c runs in
+    # parallel, outermost; the innermost loop stays where the strides put it
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(parallel_min_work=0))
+    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
+    a, b = RNG.standard_normal((4, 3, 8, 7)), RNG.standard_normal((7, 4, 8, 3))
+    (nest,) = _check("cbad,dcab->bdac", a, b)
+    assert nest.schedule.parallel == "c" and nest.schedule.order[0] == "c"
+    assert nest.schedule.order[-1] == "a"
+    (nest,) = _check("cbad,dcab->bdac", a[:, :2], b[..., :2])  # 2 values: even
+    assert nest.schedule.parallel == "b"
+    (nest,) = _check("ab,ab->ab", a[:, 0, :, 0], a[:, 1, :, 0])  # one loop left: the last
+    assert nest.schedule.parallel is not None
 
 
 def test_parallel_outer_output_loop():
