@@ -412,30 +412,33 @@ def _bad_file(exc: BaseException, cache: Any, stem: str) -> str:
     return ", ".join(str(p) for p in files) or str(cache.cache_path)
 
 
-def _guard(fn: Any) -> None:
+def _guard(fn: Any) -> bool:
     """Make a broken Numba cache file a warning and a recompilation, never a crash.
 
     Numba unpickles its index (``.nbi``) and data (``.nbc``) files without catching
     errors; a truncated or garbled one would fail every call.  Here a failed load warns
     once, deletes the module's Numba files and reports a miss, so Numba compiles again
     and writes fresh files.  A failed save (disk full, read-only) warns and keeps the
-    kernel in memory.
+    kernel in memory.  False when ``fn`` has no disk cache.
     """
     cache = _numba_cache(fn)
-    if cache is None or getattr(cache, "_einjit_guarded", False):
-        return
+    if cache is None:
+        return False
+    if getattr(cache, "_einjit_guarded", False):
+        return True
     load, save = cache.load_overload, cache.save_overload
     stem = Path(fn.py_func.__code__.co_filename).stem
 
     def load_overload(sig: Any, target_context: Any) -> Any:
         try:
-            return load(sig, target_context)
+            return _load_without_registries(cache, load, sig, target_context)
         except Exception as exc:  # noqa: BLE001 (any unreadable file: recompile)
             bad = _bad_file(exc, cache, stem)
             warnings.warn(f"einjit: Numba cache file {bad} is corrupted or truncated "
                           f"({type(exc).__name__}: {exc}); deleting it and recompiling",
                           RuntimeWarning, stacklevel=2)
             _remove(_numba_files(Path(cache.cache_path), stem))
+            _start_numba()  # Numba compiles next
             return None
 
     def save_overload(sig: Any, data: Any) -> None:
@@ -448,6 +451,35 @@ def _guard(fn: Any) -> None:
 
     cache.load_overload, cache.save_overload = load_overload, save_overload
     cache._einjit_guarded = True
+    return True
+
+
+def _load_without_registries(cache: Any, load: Any, sig: Any, target_context: Any) -> Any:
+    """Numba's ``Cache.load_overload`` less its ``target_context.refresh()``.
+
+    That refresh imports and installs every typing and lowering registry Numba has (its
+    linear algebra, random numbers, typed containers, jitclass...): about a third of a
+    second in a fresh process, and only compiling needs them (Numba's compiler refreshes
+    the context itself before it compiles).  Machine code loaded from the cache needs
+    Numba's runtime (NRT), started here.  Numba versions without these internals take
+    the plain path."""
+    private = getattr(cache, "_load_overload", None)
+    guard = getattr(cache, "_guard_against_spurious_io_errors", None)
+    try:
+        from numba.core.runtime import rtsys
+    except ImportError:  # pragma: no cover - another Numba layout
+        rtsys = None
+    if private is None or guard is None or rtsys is None:  # pragma: no cover
+        _start_numba()
+        return load(sig, target_context)
+    rtsys.initialize(target_context)
+    with guard():
+        loaded = private(sig, target_context)
+        if loaded is None:
+            _start_numba()  # Numba compiles next
+        return loaded
+    _start_numba()  # pragma: no cover - the guard swallowed a spurious I/O error
+    return None  # pragma: no cover
 
 
 def _tighten(fn: Any) -> None:
@@ -471,20 +503,20 @@ _numba_started = False
 def _start_numba() -> None:
     """Import Numba's array-math registry without importing ``scipy.linalg`` yet.
 
-    Numba's CPU target imports ``numba.np.arraymath`` when it loads or compiles its first
+    Numba's CPU target imports ``numba.np.arraymath`` before it compiles its first
     kernel, and that module probes for BLAS by importing ``scipy.linalg.cython_blas``:
     0.2-0.45 s here, mostly scipy's own imports, and einjit's kernels never call BLAS
     from Numba.  With scipy installed the probe can only succeed (or fail Numba's import
     outright), so its answer is known; it is skipped while that module is imported.
     Every Numba function that really calls BLAS still imports scipy first, when typed.
+    Loading a kernel from the cache needs none of this (:func:`_load_without_registries`):
+    this runs before a compilation only.
     """
     global _numba_started
     if _numba_started:
         return
     _numba_started = True
     import importlib.util
-
-    import numba  # noqa: F401
 
     if "numba.np.arraymath" in sys.modules or importlib.util.find_spec("scipy") is None:
         return
@@ -519,7 +551,6 @@ def compile_kernel(source: str, name: str, signature: Sequence[Any]) -> Any:
     42
     """
     with _module_lock:  # one compilation at a time keeps the counters exact
-        _start_numba()
         fn = load_module_function(source, name)
         if tuple(signature) in fn.overloads:  # compiled earlier in this process
             return fn
@@ -533,7 +564,8 @@ def compile_kernel(source: str, name: str, signature: Sequence[Any]) -> Any:
             path = _place_source(private, key, source)
             module = _modules[key] = _execute(key, path, source)
             fn = getattr(module, name)
-        _guard(fn)
+        if not _guard(fn):
+            _start_numba()  # no disk cache: Numba compiles
         before = sum(fn.stats.cache_hits.values())
         fn.compile(tuple(signature))
         if sum(fn.stats.cache_hits.values()) > before:

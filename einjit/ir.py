@@ -387,14 +387,16 @@ class Accumulate:
 
 @dataclass(frozen=True)
 class Alloc:
-    """``name = empty(size, dtype)``: a local array of accumulators."""
+    """``name = empty(size, dtype)``: a local array of accumulators; ``stack``: on the
+    kernel's stack (``stack(size, dtype)``, a few KiB at most), else on the heap."""
 
     name: str
     dtype: str
     size: int
+    stack: bool = False
 
     def lines(self) -> list[str]:
-        return [f"{self.name} = empty({self.size}, {self.dtype})"]
+        return [f"{self.name} = {'stack' if self.stack else 'empty'}({self.size}, {self.dtype})"]
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ class Policy:
     ``band_bytes`` (they then stay in cache across the band); ``rows`` of its values at
     once when the body is a product (a register tile).  ``contract``: a float sum of
     products may use fused multiply-adds (one rounding per term instead of two).
-    ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
+    ``stack_bytes``: the largest local array of accumulators kept on the kernel's stack
+    rather than the heap.  ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
     over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
     swap the policy to drive every strategy with small shapes.
@@ -92,6 +93,7 @@ class Policy:
     chunked: bool = True
     band: int = 16
     band_bytes: int = 1 << 17
+    stack_bytes: int = 1 << 15
     rows: int = 2
     contract: bool = True
 
@@ -806,7 +808,8 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
     step = Loop(_T, count, (at_v, Accumulate(acc, red.op, kernel.body, kernel.accumulate)))
     store = Loop(_T, count, (at_v, Store(kernel.output, _store_cast(kernel, acc, True))))
     block_body = head + (reset,) + _nest(inner, kernel, (step,), None) + (store,)
-    alloc = Alloc("acc", kernel.accumulate, size)
+    alloc = Alloc("acc", kernel.accumulate, size,
+                  size * np.dtype(kernel.accumulate).itemsize <= POLICY.stack_bytes)
     blocks = _ceil_div(n, size)
     if sched.parallel == v:
         loop = Loop("vb", blocks, (alloc,) + block_body, True)

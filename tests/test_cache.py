@@ -109,6 +109,33 @@ def test_kernels_start_numba_without_scipy_linalg_and_numba_blas_still_works(cac
     assert out.split() == ["False", "True"]
 
 
+def test_cached_kernels_load_without_numbas_registries_and_compiling_still_works(cache_copy):
+    # Loading machine code needs Numba's runtime, not its typing and lowering registries
+    # (about a third of a second to import); a compilation afterwards loads them itself.
+    code = textwrap.dedent("""
+        import json, sys, numpy as np, numba, einjit
+        kernels = json.loads(sys.argv[1])
+        for eq, shapes in kernels:
+            ops = [np.arange(np.prod(s), dtype=float).reshape(s) + 1 for s in shapes]
+            assert np.allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops))
+        loaded = einjit.cache_info()["disk_loads"]
+        print(loaded, "numba.typed.typeddict" in sys.modules, "numba.np.arraymath" in sys.modules)
+        a = np.arange(12.0).reshape(3, 4)
+        assert np.allclose(einjit.einsum("ij,kj->ik", a, a[:2] * 3), a @ (a[:2] * 3).T)
+        def count(x):  # a typed dict: one of the registries the loads left out
+            seen = dict()
+            for v in x.ravel():
+                seen[int(v) % 5] = 1
+            return len(seen)
+        assert numba.njit(count)(a) == 5
+        print(einjit.cache_info()["compilations"])
+    """)
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(KERNELS)],
+                         env=environment(cache_copy), capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == [str(len(KERNELS)), "False", "False", "1"]
+
+
 def test_new_process_loads_every_kernel_an_earlier_one_compiled(tmp_path):
     directory = tmp_path / "new" / "cache"
     first = run_kernels(directory)

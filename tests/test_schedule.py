@@ -32,6 +32,20 @@ def test_blocked_output_with_remainder_serial():
     assert "vn = min(512, 515 - v0)" in einjit.explain("ij,jk->ik", a, b).sources[0]
 
 
+@pytest.mark.parametrize("stack_bytes", [1 << 15, 0])
+def test_blocked_accumulators_on_the_stack_or_the_heap(stack_bytes, monkeypatch):
+    # a block's accumulators live on the kernel's stack up to Policy.stack_bytes
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        block=8, stack_bytes=stack_bytes))
+    for ops in ((_ints(5, 7), _ints(7, 19)), (RNG.random((5, 7)), RNG.random((7, 19)))):
+        (nest,) = _check("ij,jk->ik", *ops)
+        assert nest.schedule.block == ("k", 8)
+        source = einjit.explain("ij,jk->ik", *ops).sources[0]
+        on_stack = f"acc = vm.local(8, np.{ops[0].dtype})" in source
+        assert on_stack == (stack_bytes > 0)
+        assert ("acc = np.empty(8" in source) == (stack_bytes == 0)
+
+
 def test_blocked_output_parallel_outer_loop():
     a, b = _ints(300, 64), _ints(64, 700)
     (nest,) = _check("ij,jk->ik", a, b)

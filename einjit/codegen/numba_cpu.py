@@ -216,6 +216,8 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
             raise ValueError(f"the Numba renderer has no spelling for reduction {s.op!r}")
         return [f"{indent}{acc} {sym}= {_expr(s.value, ctx.subs)}"]
     if isinstance(s, Alloc):
+        if s.stack:
+            return [f"{indent}{s.name} = vm.local({s.size}, {_np(s.dtype)})"]
         return [f"{indent}{s.name} = np.empty({s.size}, dtype={_np(s.dtype)})"]
     if isinstance(s, Let):
         return [f"{indent}{s.name} = {_expr(s.value, ctx.subs)}"]

@@ -33,6 +33,10 @@ same ``reassoc`` flag.
 from its first one, inside the kernel and for free: a kernel reads an input that is
 neither C- nor Fortran-ordered through it, with the strides as constants (see
 ``einjit.ir.Schedule.flat``), since Numba vectorises no loop over such an array itself.
+:func:`local` is a small array of accumulators on the kernel's stack (``einjit.ir.Alloc``
+with ``stack``), aligned to cache lines: no heap allocation, and compiled code that
+references none of Numba's array implementations, which a process loading it from the
+cache then never imports.
 
 :func:`exp_flush` is the same but gives zero for ``x < -708`` (where ``e**x`` is within a
 factor 1.5 of the smallest normal float64, 2**-1022, or below it): subnormal arithmetic
@@ -54,9 +58,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
-from numba.np.arrayobj import populate_array
 
-__all__ = ["exp", "exp_flush", "flat", "fmax", "fmin", "radd", "rmuladd"]
+__all__ = ["exp", "exp_flush", "flat", "fmax", "fmin", "local", "radd", "rmuladd"]
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n * _LN2_HI is exact for |n| < 2**20
@@ -235,6 +238,40 @@ overload(fmin, inline="always")(_extremum_overload(_minimum, np.minimum))
 
 
 @intrinsic
+def local(typingctx, size, dtype):  # type: ignore[no-untyped-def]
+    """A 1-D C-ordered array of ``size`` (a literal integer) values of ``dtype``, on the
+    kernel's stack: no heap allocation per call, and nothing of Numba's array
+    implementations referenced by the compiled code (loading it from the cache imports
+    none of them).  Its values start as zeros; it must not outlive the kernel."""
+    if not isinstance(size, types.IntegerLiteral) or size.literal_value < 1:
+        return None
+    if isinstance(dtype, types.NumberClass):
+        item = dtype.instance_type
+    elif isinstance(dtype, types.DType):
+        item = dtype.dtype
+    else:
+        return None
+    result = types.Array(item, 1, "C")
+    count = size.literal_value
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        from numba.np.arrayobj import populate_array  # compile time only, as in flat
+
+        data_type = context.get_data_type(item)
+        data = cgutils.alloca_once(builder, data_type, size=count)  # in the entry block
+        data.align = 64  # whole cache lines, as Numba's heap arrays: vectors never split
+        itemsize = context.get_abi_sizeof(data_type)
+        view = context.make_array(result)(context, builder)
+        intp = context.get_value_type(types.intp)
+        populate_array(view, data=data, shape=[llvm_ir.Constant(intp, count)],
+                       strides=[llvm_ir.Constant(intp, itemsize)],
+                       itemsize=llvm_ir.Constant(intp, itemsize), meminfo=None)
+        return view._getvalue()
+
+    return result(size, dtype), codegen
+
+
+@intrinsic
 def flat(typingctx, array, span):  # type: ignore[no-untyped-def]
     """``array``'s memory from its first element, ``span`` elements of its dtype, as a 1-D
     C-ordered array sharing its data (no copy, no call): for non-negative strides only,
@@ -245,6 +282,10 @@ def flat(typingctx, array, span):  # type: ignore[no-untyped-def]
                          aligned=array.aligned)
 
     def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        # imported here: loading a cached kernel whose module imports vecmath needs
+        # none of Numba's array implementations (about 50 ms to import)
+        from numba.np.arrayobj import populate_array
+
         source = context.make_array(sig.args[0])(context, builder, args[0])
         view = context.make_array(sig.return_type)(context, builder)
         n = context.cast(builder, args[1], sig.args[1], types.intp)
