@@ -19,7 +19,7 @@ from . import buffers
 from .threads import Chunked
 from .views import permuted_view, transpose_to_c, view_geometry
 
-__all__ = ["signature", "Runner", "FastTable"]
+__all__ = ["signature", "Runner", "FastTable", "entry_point", "numba_type"]
 
 _MAX_ENTRIES = 4096
 
@@ -136,7 +136,7 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
         values.append(buffers.empty(shape, out.dtype))
-        names[f"k{i}"] = _entry_point(fn, [values[a] for a in step.args + (step.result,)])
+        names[f"k{i}"] = entry_point(fn, [values[a] for a in step.args + (step.result,)])
         names[f"t{i}"] = np.dtype(out.dtype)
         new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
         lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")
@@ -161,24 +161,43 @@ def _strided(view: np.ndarray, k: int, lend: dict[int, str]) -> str:
     return f"as_strided(a{k}, {view.shape!r}, {view.strides!r})"
 
 
-def _entry_point(fn: Any, args: Sequence[np.ndarray]) -> Any:
+def entry_point(fn: Any, args: Sequence[np.ndarray]) -> Any:
     """The compiled code of Numba dispatcher ``fn`` for exactly these arguments' types,
     called without Numba's per-call type dispatch; ``fn`` itself when it is not a
     dispatcher or has no such overload.
 
-    Safe only because a launcher serves one signature: shape, strides, dtype and flags
+    A launcher keeps the result for its signature: shape, strides, dtype and flags
     (alignment, writeability) of every operand are part of its key, so each call's
-    arrays have the Numba types the overload was compiled for.
+    arrays have the Numba types the overload was compiled for.  ``engine.run`` looks it
+    up for each call's own arrays.
     """
     if isinstance(fn, Chunked):  # the same for the kernel each chunk calls
         return fn.specialised(args)
     overloads = getattr(fn, "overloads", None)
     if not overloads:
         return fn
+    compiled = overloads.get(tuple(numba_type(a) for a in args))
+    return fn if compiled is None else compiled.entry_point
+
+
+def numba_type(value: Any) -> Any:
+    """``numba.typeof(value)``, for a plain ndarray without the ``numpy.ma`` import that
+    Numba's own makes on its first array (about 40 ms of a process's first call): the
+    same ``Array(dtype, ndim, layout, readonly)``."""
     from numba import typeof
 
-    compiled = overloads.get(tuple(typeof(a) for a in args))
-    return fn if compiled is None else compiled.entry_point
+    if type(value) is not np.ndarray:
+        return typeof(value)
+    from numba.core import types
+    from numba.np.numpy_support import from_dtype
+
+    try:
+        dtype = from_dtype(value.dtype)
+    except Exception:  # noqa: BLE001 - Numba's own error for an unsupported dtype
+        return typeof(value)
+    flags = value.flags
+    layout = "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A"
+    return types.Array(dtype, value.ndim, layout, readonly=not flags.writeable)
 
 
 class FastTable(dict):  # type: ignore[type-arg]

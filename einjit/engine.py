@@ -17,7 +17,7 @@ import numpy as np
 
 from . import buffers, cache
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .dispatch import FastTable, Runner, signature
+from .dispatch import FastTable, Runner, entry_point, numba_type, signature
 from .threads import Chunked
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
@@ -344,13 +344,13 @@ def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]
     writes one partial each into an array of them instead of the output."""
     import numba
 
-    typ: dict[int, Any] = {k: numba.typeof(v) for k, v in enumerate(call.views)}
+    typ: dict[int, Any] = {k: numba_type(v) for k, v in enumerate(call.views)}
     sigs = []
     for step, nest, target in zip(plan.steps, nests, _targets(call, plan)):
-        out = typ[step.result] = numba.typeof(target)
+        out = typ[step.result] = numba_type(target)
         fold: tuple[Any, ...] = ()
         if partials(nest) is not None:
-            parts = numba.typeof(np.empty(0, step.kernel.accumulate))
+            parts = numba_type(np.empty(0, step.kernel.accumulate))
             out, fold = parts, (parts, out)
         chunk = (numba.int64, numba.int64) if nest.schedule.threads else ()
         sigs.append((tuple(typ[a] for a in step.args) + (out,) + chunk, fold))
@@ -406,7 +406,8 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
     values: dict[int, np.ndarray] = dict(enumerate(call.views))
     targets = _targets(call, compiled.plan)
     for step, fn, target in zip(compiled.plan.steps, compiled.kernels, targets):
-        fn(*(values[a] for a in step.args), target)
+        args = [values[a] for a in step.args] + [target]
+        entry_point(fn, args)(*args)  # typed by einjit, not by Numba's dispatch
         values[step.result] = target
     result = targets[-1]
     unpermute = call.unpermute

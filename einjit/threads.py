@@ -114,7 +114,9 @@ class Chunked:
     def specialised(self, arrays: Any) -> "Chunked":
         """The same, calling the compiled code of each Numba function for exactly these
         arrays' types (no per-call type dispatch; see ``einjit.dispatch``)."""
-        from numba import int64, typeof
+        from numba import int64
+
+        from .dispatch import numba_type as typeof
 
         def entry(fn: Any, args: Any) -> Any:
             compiled = getattr(fn, "overloads", {}).get(args)
