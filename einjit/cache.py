@@ -536,6 +536,17 @@ def _start_numba() -> None:
         arraymath.ensure_blas = probe  # it imported the name: later calls probe for real
 
 
+class _NoWarning(Warning):
+    """Stands for a warning class this Numba does not have (filtering it is a no-op)."""
+
+
+def _ir_assumption_warning() -> type[Warning]:
+    """Numba's ``NumbaIRAssumptionWarning``."""
+    from numba.core import errors
+
+    return getattr(errors, "NumbaIRAssumptionWarning", _NoWarning)
+
+
 def compile_kernel(source: str, name: str, signature: Sequence[Any]) -> Any:
     """The Numba dispatcher ``name`` of module ``source``, compiled for ``signature``.
 
@@ -567,7 +578,11 @@ def compile_kernel(source: str, name: str, signature: Sequence[Any]) -> Any:
         if not _guard(fn):
             _start_numba()  # no disk cache: Numba compiles
         before = sum(fn.stats.cache_hits.values())
-        fn.compile(tuple(signature))
+        with warnings.catch_warnings():
+            # Numba's pedantic SSA check warns about the variables of inlined overloads
+            # (vecmath's exp in logsumexp kernels: 15 warnings a kernel); nothing is wrong
+            warnings.simplefilter("ignore", _ir_assumption_warning())
+            fn.compile(tuple(signature))
         if sum(fn.stats.cache_hits.values()) > before:
             STATS.disk_loads += 1
         else:

@@ -136,6 +136,29 @@ def test_cached_kernels_load_without_numbas_registries_and_compiling_still_works
     assert out.split() == [str(len(KERNELS)), "False", "False", "1"]
 
 
+def test_compiling_a_logsumexp_kernel_warns_nothing(tmp_path):
+    # Numba's pedantic SSA check warned 15 times about the inlined exp's variables
+    code = textwrap.dedent("""
+        import warnings, numpy as np, einjit
+        @einjit.compile("ik,kj->ij", reduce="logsumexp")
+        def lm(a, b):
+            return a + b
+        x = np.linspace(-3.0, 3.0, 600).reshape(20, 30)
+        want = np.log(np.exp(x[:, :, None] + x.T[None]).sum(1))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert np.allclose(lm(x, x.T), want)
+        print(einjit.cache_info()["compilations"], len(caught))
+    """)
+    script = tmp_path / "lse.py"  # a file: einjit reads the body's source
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], env=environment(tmp_path / "cache"),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    compilations, warned = map(int, out.stdout.split())
+    assert compilations >= 1 and warned == 0, out.stderr
+
+
 def test_new_process_loads_every_kernel_an_earlier_one_compiled(tmp_path):
     directory = tmp_path / "new" / "cache"
     first = run_kernels(directory)
