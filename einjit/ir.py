@@ -28,7 +28,7 @@ from typing import Union
 
 __all__ = [
     "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Dim", "Expr", "Reduction", "SUM", "Kernel",
-    "GemmLayout", "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Stmt", "LoopNest", "Step", "Plan",
+    "GemmLayout", "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Update", "Stmt", "LoopNest", "Step", "Plan",
     "product", "loads", "CHUNK", "CHUNKS",
 ]
 
@@ -303,6 +303,10 @@ class Schedule:
     (``f0 = vm.flat(a0, span)``) with these strides as constants,
     ``f0[np.uintp(i * 1100 + j)]``: Numba knows nothing of such an array's strides and
     vectorises no loop over it.
+    ``hoist`` (reduction indices): loops run outermost, before the output loops, where
+    they walk an operand's memory in order (``abc,ac->b``: a is its slowest axis); the
+    output is set to the identity first and each pass over it adds the sum of the
+    remaining, inner reductions to each value (:class:`Update`).
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
     partial sums, as numpy's own pairwise and SIMD sums do.  ``contract`` (with
@@ -323,6 +327,7 @@ class Schedule:
     rows: int = 1
     contract: bool = False
     flat: tuple[tuple[int, ...] | None, ...] = ()
+    hoist: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         if self.gemm:
@@ -348,6 +353,9 @@ class Schedule:
                 unroll += f", {self.rows} values of {self.band[0]} at once"
         flat = "".join(f", a{k} read flat (strides {','.join(map(str, st))})"
                        for k, st in enumerate(self.flat) if st is not None)
+        if self.hoist:
+            flat += (f", reductions over {''.join(self.hoist)} outermost (the output "
+                     "accumulated in place)")
         return (f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
                 f"{unroll}{sums}{flat}")
 
@@ -422,6 +430,20 @@ class Store:
 
 
 @dataclass(frozen=True)
+class Update:
+    """``output[indices] = op(output[indices], value)``: an output element that is the
+    reduction's running value across passes (see ``Schedule.hoist``); ``op`` is the
+    reduction's operator."""
+
+    output: Operand
+    op: str
+    value: Expr
+
+    def lines(self) -> list[str]:
+        return [f"{self.output} = {self.op}({self.output}, {self.value})"]
+
+
+@dataclass(frozen=True)
 class Loop:
     """``for index in range(extent): body``; ``parallel`` marks a ``prange`` loop.
 
@@ -459,7 +481,7 @@ class Gemm:
         return [f"{self.out} = gemm({self.a}, {self.b})   # {self.layout}"]
 
 
-Stmt = Union[Loop, Init, Accumulate, Store, Alloc, Let, Gemm]
+Stmt = Union[Loop, Init, Accumulate, Store, Update, Alloc, Let, Gemm]
 
 
 @dataclass(frozen=True)

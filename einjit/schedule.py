@@ -43,7 +43,8 @@ import itertools
 import numpy as np
 
 from .ir import (CHUNK, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout,
-                 Index, Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Var)
+                 Index, Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store,
+                 Update, Var)
 from .views import c_strides
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "gemm_roles", "gemm_worthy",
@@ -74,7 +75,9 @@ class Policy:
     ``band_bytes`` (they then stay in cache across the band); ``rows`` of its values at
     once when the body is a product (a register tile).  ``contract``: a float sum of
     products may use fused multiply-adds (one rounding per term instead of two).
-    ``stack_bytes``: the largest local array of accumulators kept on the kernel's stack
+    ``hoist_min_bytes``, ``hoist_max_bytes``: the smallest input and the largest output
+    of a sum whose outermost reduction loops run outside the output loops
+    (``Schedule.hoist``).  ``stack_bytes``: the largest local array of accumulators kept on the kernel's stack
     rather than the heap.  ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
     over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
@@ -94,6 +97,8 @@ class Policy:
     band: int = 16
     band_bytes: int = 1 << 17
     stack_bytes: int = 1 << 15
+    hoist_min_bytes: int = 1 << 20
+    hoist_max_bytes: int = 1 << 16
     rows: int = 2
     contract: bool = True
 
@@ -353,6 +358,17 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     deep = len(outer) + len(inner) > POLICY.max_loop_depth
     fuse = (len(outer) - half + 1 if deep and len(outer) > half else 0,
             len(inner) - half + 1 if deep and len(inner) > half else 0)
+    hoist = _hoisted(kernel, outer, inner, cost, input_strides, deep, parallel)
+    if hoist:
+        rest = [n for n in inner if n not in hoist]
+        summed = (kernel.accumulate[0] in "fc" and POLICY.reassociate
+                  and extent[rest[-1]] >= 8)
+        return Schedule(tuple(outer + inner), parallel, fuse, reassociate=summed,
+                        contract=(summed and POLICY.contract and kernel.accumulate[0] == "f"
+                                  and multiply_add(kernel.body) is not None),
+                        threads=threads if POLICY.chunked and parallel is not None else 0,
+                        flat=flat_inputs(kernel, input_strides) if flat else (),
+                        hoist=tuple(hoist))
     block = unroll = None
     if inner and outer and not deep:
         v = outer[-1]  # the output index with the smallest strides
@@ -414,6 +430,38 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                     rows=rows, contract=contract,
                     flat=flat_inputs(kernel, input_strides)
                     if flat and not kernel.dynamic else ())
+
+
+def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
+             cost: dict[str, int], input_strides: Sequence[Sequence[int]], deep: bool,
+             parallel: str | None) -> list[str]:
+    """The reduction loops to run outermost (``Schedule.hoist``), in stride order: those
+    whose stride exceeds every output index's, in a sum over an input of at least
+    ``POLICY.hoist_min_bytes`` into an output of at most ``POLICY.hoist_max_bytes``.
+
+    Summed with the output loops outside, such a loop makes each output value walk the
+    input in short runs far apart (``abc->b``: a run of c per a, a's stride away), which
+    the hardware prefetches badly; outermost, the nest reads the input in memory order,
+    and the output, small, stays in cache across the passes.  Only sums kept in the
+    output's dtype (each pass adds into it; float sums only when they may be
+    reassociated), with a reduction loop left inside, and sizes known."""
+    if (not outer or not inner or deep or kernel.dynamic or kernel.reduce.op != "add"
+            or kernel.accumulate != kernel.output.dtype
+            or kernel.accumulate[0] not in "fciu"
+            or (kernel.accumulate[0] in "fc" and not POLICY.reassociate)
+            or (parallel is not None and not POLICY.chunked)):
+        return []
+    extent = kernel.extent
+    itemsize = np.dtype(kernel.accumulate).itemsize
+    if itemsize * _product(extent[i] for i in outer) > POLICY.hoist_max_bytes:
+        return []
+    largest = max(np.dtype(op.dtype).itemsize * _product(extent[i] for i in op.indices)
+                  for op in kernel.inputs)
+    if largest < POLICY.hoist_min_bytes:
+        return []
+    widest = max(cost[o] for o in outer)
+    hoist = [r for r in inner if cost[r] > widest and extent[r] >= 2]
+    return hoist if len(hoist) < len(inner) else []
 
 
 def _balanced(wide: Sequence[str], loops: Sequence[str], extent: dict[str, int],
@@ -533,6 +581,8 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
         return LoopNest(kernel, sched, _dims(kernel) + (Gemm(a, b, kernel.output, sched.gemm),))
     n_out = len(kernel.output_indices)
     outer, inner = sched.order[:n_out], sched.order[n_out:]
+    if sched.hoist:
+        return LoopNest(kernel, sched, _dims(kernel) + _passes(kernel, sched, outer, inner))
     if sched.block is not None:
         body = _blocked(kernel, sched, list(outer), list(inner))
         return LoopNest(kernel, sched, _dims(kernel) + body)
@@ -584,6 +634,30 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
         outer_parallel = None if outer_parallel == u else outer_parallel
     return LoopNest(kernel, sched,
                     _dims(kernel) + _nest(outer, kernel, body, outer_parallel, fuse_out, "fo"))
+
+
+def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequence[str]
+            ) -> tuple[Stmt, ...]:
+    """The nests of a schedule with ``hoist``: the output set to the identity, then the
+    hoisted reduction loops around the output loops, each output value updated with the
+    sum of the remaining reductions::
+
+        for o...: out[o] = 0
+        for h...:                        # hoisted reduction loops
+            for o...:                    # output loops (the parallel one as scheduled)
+                acc = 0
+                for r...: acc += body    # the other reduction loops
+                out[o] += acc
+    """
+    red, acc = kernel.reduce, Var("acc")
+    parallel = sched.parallel if sched.parallel in outer else None
+    rest = [r for r in inner if r not in sched.hoist]
+    reset = _nest(outer, kernel, (Store(kernel.output, Const(red.identity)),), parallel)
+    update = ((Init(acc, kernel.accumulate, red.identity),)
+              + _nest(rest, kernel, (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
+                      None)
+              + (Update(kernel.output, red.op, acc),))
+    return reset + _nest(list(sched.hoist), kernel, _nest(outer, kernel, update, parallel), None)
 
 
 def partials(nest: LoopNest) -> LoopNest | None:

@@ -46,6 +46,46 @@ def test_blocked_accumulators_on_the_stack_or_the_heap(stack_bytes, monkeypatch)
         assert ("acc = np.empty(8" in source) == (stack_bytes == 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_reductions_over_the_slowest_axis_run_outermost(dtype, monkeypatch):
+    # a is the slowest axis of the big operand: summed outermost, the output accumulated
+    # in place (set to 0 first), c summed inside for each output value
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        hoist_min_bytes=0, parallel_min_work=0))
+    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
+    x, y = (RNG.integers(-9, 9, s).astype(dtype) for s in ((7, 5, 3, 20), (7, 20)))
+    for eq, ops in (("aebc,ac->eb", (x, y)), ("abc->b", (x[:, 0],)), ("aebc->be", (x,))):
+        (nest,) = _check(eq, *ops)
+        assert nest.schedule.hoist == ("a",), eq
+        assert "reductions over a outermost" in str(nest.schedule)
+        source = einjit.explain(eq, *ops).sources[0]
+        assert "for a in range(7):" in source and "] += acc" in source
+    # not for a small input (the default policy), a max, or an output too big to keep
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(parallel_min_work=0))
+    assert not _check("abc->b", x[:, 0])[0].schedule.hoist
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        hoist_min_bytes=0, hoist_max_bytes=8))
+    assert not _check("abc->b", x[:, 0])[0].schedule.hoist
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(hoist_min_bytes=0))
+    biggest = einjit.CompiledEinsum("abc->b", _first, reduce="max")
+    np.testing.assert_array_equal(biggest(x[:, 0]), x[:, 0].max(axis=(0, 2)))
+    assert not biggest.explain(x[:, 0]).nests[0].schedule.hoist
+
+
+def _first(a):
+    return a
+
+
+def test_short_innermost_loops_hide_their_trip_count():
+    # LLVM unrolls a short constant loop completely before vectorising; the generated
+    # code hides trip counts of 16 to 64 behind vm.opaque (longer ones stay literals)
+    for c, hidden in ((8, False), (16, True), (64, True), (65, False)):
+        x = RNG.standard_normal((3, 4, c))
+        _check("abc->ab", x)
+        source = einjit.explain("abc->ab", x).sources[0]
+        assert (f"range(vm.opaque({c}))" in source) == hidden, (c, source)
+
+
 def test_blocked_output_parallel_outer_loop():
     a, b = _ints(300, 64), _ints(64, 700)
     (nest,) = _check("ij,jk->ik", a, b)

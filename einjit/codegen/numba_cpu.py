@@ -25,9 +25,18 @@ import re
 from dataclasses import dataclass, replace
 
 from ..ir import (CHUNK, CHUNKS, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Index, Init,
-                  Let, Load, Loop, LoopNest, Stmt, Store, Var)
+                  Let, Load, Loop, LoopNest, Stmt, Store, Update, Var)
 
 __all__ = ["render_function", "render_module"]
+
+#: Innermost loops of a single statement with a constant trip count in this range run
+#: over ``range(vm.opaque(n))``: LLVM would unroll them completely before its loop
+#: vectoriser runs (Numba leaves the SLP vectoriser, which could pack the copies again,
+#: off), so a sum over 32 contiguous floats was 32 scalar additions; with the trip count
+#: hidden the loop is vectorised (``abc->b`` on 1000 x 64 x 32 float32: 0.45 -> 0.28 ms).
+#: Shorter loops gain from the complete unrolling; longer or larger bodies are not
+#: unrolled completely anyway.
+OPAQUE_TRIPS = range(16, 65)
 
 _BINARY = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//", "mod": "%",
            "pow": "**", "xor": "^", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==",
@@ -179,6 +188,9 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
     if isinstance(s, Loop):
         rng = "prange" if s.parallel else "range"
         extent = s.extent if isinstance(s.extent, int) else _expr(s.extent, ctx.subs)
+        if (isinstance(s.extent, int) and s.extent in OPAQUE_TRIPS and not s.parallel
+                and len(s.body) == 1 and not isinstance(s.body[0], Loop)):
+            extent = f"vm.opaque({extent})"
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
         if s.parallel and ctx.chunked:  # one chunk of the loop, on einjit's threads
             lines = [f"{indent}for {s.index} in range(({extent} * {CHUNK}) // {CHUNKS}, "
@@ -224,6 +236,12 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
     if isinstance(s, Store):
         return [(f"{indent}{s.output.name}[{_index(s.output.indices, ctx.subs)}] = "
                  f"{_expr(s.value, ctx.subs)}")]
+    if isinstance(s, Update):
+        sym = _BINARY.get(s.op) or _LOGICAL.get(s.op)
+        if sym is None:
+            raise ValueError(f"the Numba renderer has no spelling for reduction {s.op!r}")
+        return [(f"{indent}{s.output.name}[{_index(s.output.indices, ctx.subs)}] {sym}= "
+                 f"{_expr(s.value, ctx.subs)}")]
     raise TypeError(f"not a statement: {s!r}")
 
 
@@ -243,10 +261,16 @@ def render_function(nest: LoopNest) -> str:
     ctx = _Context(nest.schedule.reassociate, chunked,
                    _Subscripts(_computed(nest.body, chunked), nest.schedule.flat))
     for s in nest.body:
-        if chunked and isinstance(s, Loop) and not s.parallel:
+        if chunked and isinstance(s, Loop) and not _has_parallel(s):
             raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
         lines += _stmt(s, "    ", ctx)
     return "\n".join(lines) + "\n"
+
+
+def _has_parallel(loop: Loop) -> bool:
+    """Whether ``loop`` is the parallel loop or has it inside (a chunked kernel's every
+    loop must be restricted to its chunk)."""
+    return loop.parallel or any(isinstance(s, Loop) and _has_parallel(s) for s in loop.body)
 
 
 def _computed(body: tuple[Stmt, ...], chunked: bool) -> frozenset[str]:

@@ -33,6 +33,8 @@ same ``reassoc`` flag.
 from its first one, inside the kernel and for free: a kernel reads an input that is
 neither C- nor Fortran-ordered through it, with the strides as constants (see
 ``einjit.ir.Schedule.flat``), since Numba vectorises no loop over such an array itself.
+:func:`opaque` hides a loop's constant trip count from LLVM, which would otherwise unroll
+a short loop completely before vectorising it (see ``einjit.codegen.numba_cpu``).
 :func:`local` is a small array of accumulators on the kernel's stack (``einjit.ir.Alloc``
 with ``stack``), aligned to cache lines: no heap allocation, and compiled code that
 references none of Numba's array implementations, which a process loading it from the
@@ -59,7 +61,7 @@ from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "exp_flush", "flat", "fmax", "fmin", "local", "radd", "rmuladd"]
+__all__ = ["exp", "exp_flush", "flat", "fmax", "fmin", "local", "opaque", "radd", "rmuladd"]
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n * _LN2_HI is exact for |n| < 2**20
@@ -235,6 +237,24 @@ def _extremum_overload(intrinsic_fn, fallback):  # type: ignore[no-untyped-def]
 
 overload(fmax, inline="always")(_extremum_overload(_maximum, np.maximum))
 overload(fmin, inline="always")(_extremum_overload(_minimum, np.minimum))
+
+
+@intrinsic
+def opaque(typingctx, n):  # type: ignore[no-untyped-def]
+    """``n`` itself, through an empty inline assembly block LLVM cannot see into: a loop
+    ``range(opaque(32))`` has a trip count LLVM does not know, so it is not unrolled
+    completely before the loop vectoriser runs (which it would be with a small constant
+    one, and Numba leaves the SLP vectoriser, which could repack it, off)."""
+    if not isinstance(n, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        value = context.cast(builder, args[0], sig.args[0], types.intp)
+        ty = context.get_value_type(types.intp)
+        return builder.asm(llvm_ir.FunctionType(ty, [ty]), "", "=r,0", [value],
+                           side_effect=False, name="opaque")
+
+    return types.intp(n), codegen
 
 
 @intrinsic
