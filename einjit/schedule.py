@@ -77,9 +77,9 @@ class Policy:
     products may use fused multiply-adds (one rounding per term instead of two).
     ``hoist_min_bytes``, ``hoist_max_bytes``: the smallest input and the largest output
     of a sum whose outermost reduction loops run outside the output loops
-    (``Schedule.hoist``).  ``stack_bytes``: the largest local array of accumulators kept on the kernel's stack
-    rather than the heap.  ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
-    over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
+    (``Schedule.hoist``).  ``stack_bytes``: the largest local array of accumulators kept
+    on the kernel's stack rather than the heap.  ``gemm_split_max``: the largest matrix
+    product (multiply-adds) whose batch is split over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
     swap the policy to drive every strategy with small shapes.
     """
@@ -358,7 +358,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     deep = len(outer) + len(inner) > POLICY.max_loop_depth
     fuse = (len(outer) - half + 1 if deep and len(outer) > half else 0,
             len(inner) - half + 1 if deep and len(inner) > half else 0)
-    hoist = _hoisted(kernel, outer, inner, cost, input_strides, deep, parallel)
+    hoist = _hoisted(kernel, outer, inner, cost, deep, parallel)
     if hoist:
         rest = [n for n in inner if n not in hoist]
         summed = (kernel.accumulate[0] in "fc" and POLICY.reassociate
@@ -433,8 +433,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
 
 
 def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
-             cost: dict[str, int], input_strides: Sequence[Sequence[int]], deep: bool,
-             parallel: str | None) -> list[str]:
+             cost: dict[str, int], deep: bool, parallel: str | None) -> list[str]:
     """The reduction loops to run outermost (``Schedule.hoist``), in stride order: those
     whose stride exceeds every output index's, in a sum over an input of at least
     ``POLICY.hoist_min_bytes`` into an output of at most ``POLICY.hoist_max_bytes``.

@@ -262,7 +262,8 @@ def local(typingctx, size, dtype):  # type: ignore[no-untyped-def]
     """A 1-D C-ordered array of ``size`` (a literal integer) values of ``dtype``, on the
     kernel's stack: no heap allocation per call, and nothing of Numba's array
     implementations referenced by the compiled code (loading it from the cache imports
-    none of them).  Its values start as zeros; it must not outlive the kernel."""
+    none of them).  It is zero-filled once, when the kernel starts (kernels set each
+    accumulator before they use it); it must not outlive the kernel."""
     if not isinstance(size, types.IntegerLiteral) or size.literal_value < 1:
         return None
     if isinstance(dtype, types.NumberClass):
