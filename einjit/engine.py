@@ -293,6 +293,9 @@ class CompiledPlan:
     sources: tuple[str, ...]
     kernels: tuple[Callable[..., None], ...]
     backend: str
+    #: The kernels' compiled code for this plan's argument types, which its key fixes
+    #: (set by the first :func:`run`: typed once, by einjit, not by Numba on each call).
+    entries: tuple[Callable[..., None], ...] | None = None
 
 
 def _elements(strides: Sequence[int], itemsize: int) -> tuple[int, ...]:
@@ -404,10 +407,16 @@ def build(call: Call) -> CompiledPlan:
 def run(compiled: CompiledPlan, call: Call) -> Any:
     """Execute a compiled plan on a call's operands; returns what numpy.einsum returns."""
     values: dict[int, np.ndarray] = dict(enumerate(call.views))
+    steps = compiled.plan.steps
     targets = _targets(call, compiled.plan)
-    for step, fn, target in zip(compiled.plan.steps, compiled.kernels, targets):
-        args = [values[a] for a in step.args] + [target]
-        entry_point(fn, args)(*args)  # typed by einjit, not by Numba's dispatch
+    entries = compiled.entries
+    if entries is None:
+        typed = values | {step.result: t for step, t in zip(steps, targets)}
+        entries = compiled.entries = tuple(
+            entry_point(fn, [typed[a] for a in step.args] + [target])
+            for step, fn, target in zip(steps, compiled.kernels, targets))
+    for step, fn, target in zip(steps, entries, targets):
+        fn(*(values[a] for a in step.args), target)
         values[step.result] = target
     result = targets[-1]
     unpermute = call.unpermute

@@ -114,21 +114,13 @@ class Chunked:
     def specialised(self, arrays: Any) -> "Chunked":
         """The same, calling the compiled code of each Numba function for exactly these
         arrays' types (no per-call type dispatch; see ``einjit.dispatch``)."""
-        from numba import int64
-
-        from .dispatch import numba_type as typeof
-
-        def entry(fn: Any, args: Any) -> Any:
-            compiled = getattr(fn, "overloads", {}).get(args)
-            return fn if compiled is None else compiled.entry_point
+        from .dispatch import entry_point
 
         if self.fold is None:
-            types = tuple(typeof(a) for a in arrays)
-            return Chunked(entry(self.fn, types + (int64, int64)), self.n)
-        parts = typeof(np.empty(self.n, self.partial))
-        types = tuple(typeof(a) for a in arrays[:-1])
-        return Chunked(entry(self.fn, types + (parts, int64, int64)), self.n,
-                       entry(self.fold, (parts, typeof(arrays[-1]))), self.partial)
+            return Chunked(entry_point(self.fn, [*arrays, 0, 0]), self.n)
+        parts = np.empty(self.n, self.partial)
+        return Chunked(entry_point(self.fn, [*arrays[:-1], parts, 0, 0]), self.n,
+                       entry_point(self.fold, [parts, arrays[-1]]), self.partial)
 
     def _chunks(self, arrays: tuple[Any, ...]) -> None:
         fn, n = self.fn, self.n
