@@ -26,7 +26,7 @@ from .ir import LoopNest, Plan
 from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path
 from . import schedule as schedule_module
-from .schedule import lower, partials, schedule
+from .schedule import lower, partial_spread, partials, schedule
 from .views import c_strides, canonical_view, coalesce, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
@@ -353,7 +353,7 @@ def _signatures(call: Call, plan: Plan, nests: Sequence[LoopNest]
         out = typ[step.result] = numba_type(target)
         fold: tuple[Any, ...] = ()
         if partials(nest) is not None:
-            parts = numba_type(np.empty(0, step.kernel.accumulate))
+            parts = numba_type(np.empty((0,) * (1 + target.ndim), step.kernel.accumulate))
             out, fold = parts, (parts, out)
         chunk = (numba.int64, numba.int64) if nest.schedule.threads else ()
         sigs.append((tuple(typ[a] for a in step.args) + (out,) + chunk, fold))
@@ -389,7 +389,8 @@ def build(call: Call) -> CompiledPlan:
             fn = cache.compile_kernel(source, step.kernel.name, sig)
             if fold_source is not None:  # then the kernel folding the chunks' partials
                 fold_fn = cache.compile_kernel(fold_source, f"{step.kernel.name}p", fold_sig)
-                fn = Chunked(fn, nest.schedule.threads, fold_fn, step.kernel.accumulate)
+                fn = Chunked(fn, nest.schedule.threads, fold_fn, step.kernel.accumulate,
+                             nest.schedule.threads * partial_spread(step.kernel, nest.schedule))
                 source += "\n" + fold_source
             elif nest.schedule.threads:
                 fn = Chunked(fn, nest.schedule.threads)

@@ -47,8 +47,8 @@ from .ir import (CHUNK, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, G
                  Update, Var)
 from .views import c_strides
 
-__all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "gemm_roles", "gemm_worthy",
-           "thread_count"]
+__all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "partial_spread", "gemm_roles",
+           "gemm_worthy", "thread_count"]
 
 #: The block-offset loop variable.  Every name a lowering invents has two or more
 #: characters (``acc``, ``part``, ``vb``, ``v0``, ``rb``, ``fo``...), so it can never be an
@@ -361,7 +361,14 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     hoist = _hoisted(kernel, outer, inner, cost, deep, parallel)
     if hoist:
         rest = [n for n in inner if n not in hoist]
-        summed = (kernel.accumulate[0] in "fc" and POLICY.reassociate
+        split = [h for h in hoist if extent[h] >= 2]
+        if parallel is not None and split:
+            # Each thread sums its part of a hoisted reduction into its own copy of the
+            # (small) output, folded afterwards (``partials``): it reads a contiguous part
+            # of the input, where a parallel output loop would have every thread read
+            # every row in short runs.
+            parallel = _balanced(split, list(hoist) + outer + rest, extent, threads)
+        summed = (kernel.accumulate[0] in "fc" and POLICY.reassociate and bool(rest)
                   and extent[rest[-1]] >= 8)
         return Schedule(tuple(outer + inner), parallel, fuse, reassociate=summed,
                         contract=(summed and POLICY.contract and kernel.accumulate[0] == "f"
@@ -459,8 +466,7 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     if largest < POLICY.hoist_min_bytes:
         return []
     widest = max(cost[o] for o in outer)
-    hoist = [r for r in inner if cost[r] > widest and extent[r] >= 2]
-    return hoist if len(hoist) < len(inner) else []
+    return [r for r in inner if cost[r] > widest and extent[r] >= 2]
 
 
 def _balanced(wide: Sequence[str], loops: Sequence[str], extent: dict[str, int],
@@ -650,19 +656,39 @@ def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequen
     """
     red, acc = kernel.reduce, Var("acc")
     parallel = sched.parallel if sched.parallel in outer else None
+    target, head = kernel.output, ()
+    spread = partial_spread(kernel, sched)
+    if spread > 1:  # a split reduction: this chunk's own partial output, in its slot
+        target = Operand(target.name, kernel.accumulate, ("slot",) + target.indices)
+        head = (Let("slot", Call("mul", (Var(CHUNK), Const(spread)))),)
     rest = [r for r in inner if r not in sched.hoist]
-    reset = _nest(outer, kernel, (Store(kernel.output, Const(red.identity)),), parallel)
+    reset = head + _nest(outer, kernel, (Store(target, Const(red.identity)),), parallel)
     update = ((Init(acc, kernel.accumulate, red.identity),)
               + _nest(rest, kernel, (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
                       None)
-              + (Update(kernel.output, red.op, acc),))
-    return reset + _nest(list(sched.hoist), kernel, _nest(outer, kernel, update, parallel), None)
+              + (Update(target, red.op, acc),))
+    return reset + _nest(list(sched.hoist), kernel, _nest(outer, kernel, update, parallel),
+                         sched.parallel if sched.parallel in sched.hoist else None)
+
+
+def partial_spread(kernel: Kernel, sched: Schedule) -> int:
+    """Slots per chunk in the array of partials of a reduction split over threads: 1
+    for a full reduction (each chunk writes its one partial once), more for a split
+    hoisted reduction, whose chunks update their partial outputs throughout: chunk c
+    then uses slot ``c * spread``, at least 64 bytes (a cache line) from the next
+    chunk's, so no two threads write the same line; the unused slots hold zeros."""
+    if not (sched.threads and sched.parallel in sched.hoist):
+        return 1
+    size = np.dtype(kernel.accumulate).itemsize * _product(kernel.extent[i]
+                                                            for i in kernel.output_indices)
+    return 1 + -(-64 // size)
 
 
 def partials(nest: LoopNest) -> LoopNest | None:
     """For a reduction run in chunks (``threads`` with a reduction loop parallel): the
-    loop nest that folds the chunks' partials (``a0[c]``, in the accumulating dtype) into
-    the output, with the reduction's operator; None for any other nest.
+    loop nest that folds the chunks' partials (``a0[c, ...]``: one value, or with
+    ``hoist`` one copy of the output, per chunk, in the accumulating dtype) into the
+    output, with the reduction's operator; None for any other nest.
 
     >>> from einjit.ir import Index, Kernel, Operand, SUM, product
     >>> k = Kernel("k0", (Operand("a0", "float32", ("i",)),), Operand("out", "float32", ()),
@@ -677,9 +703,13 @@ def partials(nest: LoopNest) -> LoopNest | None:
     k, sched = nest.kernel, nest.schedule
     if not sched.threads or sched.parallel not in k.reduction_indices:
         return None
-    fold = Kernel(f"{k.name}p", (Operand("a0", k.accumulate, ("c",)),), k.output,
-                  (Index("c", sched.threads),), Load(0, ("c",)), k.reduce, k.accumulate)
-    return lower(fold, Schedule(("c",)))
+    kept = k.output.indices
+    part = "c" if "c" not in kept else "ck"  # labels are single letters
+    size, slots = k.extent, sched.threads * partial_spread(k, sched)
+    fold = Kernel(f"{k.name}p", (Operand("a0", k.accumulate, (part,) + kept),), k.output,
+                  tuple(Index(i, size[i]) for i in kept) + (Index(part, slots),),
+                  Load(0, (part,) + kept), k.reduce, k.accumulate)
+    return lower(fold, Schedule(kept + (part,)))
 
 
 def _block_start(prefix: str, n: int | Expr, size: int) -> tuple[tuple[Stmt, ...], int | Var]:

@@ -93,21 +93,30 @@ class Chunked:
     caller runs every chunk itself.
 
     With ``fold`` (a reduction in chunks), the last array (the output) is replaced by an
-    array of n partials of dtype ``partial``, one written by each chunk, and
-    ``fold(partials, output)`` combines them afterwards.
+    array of ``slots`` (default n) partial outputs of dtype ``partial`` (shape
+    ``(slots,) + output.shape``), each chunk writing its own, and ``fold(partials,
+    output)`` combines them afterwards; with more slots than chunks they start as zeros
+    (see :func:`einjit.schedule.partial_spread`).
     """
 
-    __slots__ = ("fn", "n", "fold", "partial")
+    __slots__ = ("fn", "n", "fold", "partial", "slots")
 
     def __init__(self, fn: Callable[..., Any], n: int, fold: Callable[..., Any] | None = None,
-                 partial: Any = None) -> None:
+                 partial: Any = None, slots: int = 0) -> None:
         self.fn, self.n, self.fold, self.partial = fn, n, fold, partial
+        self.slots = slots or n
+
+    def _partials(self, out: np.ndarray) -> np.ndarray:
+        shape = (self.slots,) + out.shape
+        if self.slots == self.n:
+            return np.empty(shape, self.partial)
+        return np.zeros(shape, self.partial)  # spread out: the slots between hold zeros
 
     def __call__(self, *arrays: Any) -> None:
         if self.fold is None:
             self._chunks(arrays)
             return
-        parts = np.empty(self.n, self.partial)
+        parts = self._partials(arrays[-1])
         self._chunks(arrays[:-1] + (parts,))
         self.fold(parts, arrays[-1])
 
@@ -118,9 +127,9 @@ class Chunked:
 
         if self.fold is None:
             return Chunked(entry_point(self.fn, [*arrays, 0, 0]), self.n)
-        parts = np.empty(self.n, self.partial)
+        parts = self._partials(arrays[-1])
         return Chunked(entry_point(self.fn, [*arrays[:-1], parts, 0, 0]), self.n,
-                       entry_point(self.fold, [parts, arrays[-1]]), self.partial)
+                       entry_point(self.fold, [parts, arrays[-1]]), self.partial, self.slots)
 
     def _chunks(self, arrays: tuple[Any, ...]) -> None:
         fn, n = self.fn, self.n

@@ -52,14 +52,21 @@ def test_reductions_over_the_slowest_axis_run_outermost(dtype, monkeypatch):
     # in place (set to 0 first), c summed inside for each output value
     monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
         hoist_min_bytes=0, parallel_min_work=0))
-    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
     x, y = (RNG.integers(-9, 9, s).astype(dtype) for s in ((7, 5, 3, 20), (7, 20)))
-    for eq, ops in (("aebc,ac->eb", (x, y)), ("abc->b", (x[:, 0],)), ("aebc->be", (x,))):
-        (nest,) = _check(eq, *ops)
-        assert nest.schedule.hoist == ("a",), eq
-        assert "reductions over a outermost" in str(nest.schedule)
-        source = einjit.explain(eq, *ops).sources[0]
-        assert "for a in range(7):" in source and "] += acc" in source
+    for threads in (1, 2):
+        monkeypatch.setattr(einjit.schedule, "thread_count", lambda: threads)
+        for eq, ops in (("aebc,ac->eb", (x, y)), ("abc->b", (x[:, 0],)), ("aebc->be", (x,))):
+            (nest,) = _check(eq, *ops)
+            assert nest.schedule.hoist == ("a",), eq
+            assert "reductions over a outermost" in str(nest.schedule)
+            source = einjit.explain(eq, *ops).sources[0]
+            assert "] += acc" in source
+            if threads == 1:
+                assert "for a in range(7):" in source and nest.schedule.parallel is None
+            else:  # a split over the threads, each chunk into its own partial output
+                assert nest.schedule.parallel == "a" and nest.schedule.threads == 2
+                assert "for a in range((7 * chunk) // chunks" in source
+                assert "slot = chunk * " in source and "its partials" in source
     # not for a small input (the default policy), a max, or an output too big to keep
     monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(parallel_min_work=0))
     assert not _check("abc->b", x[:, 0])[0].schedule.hoist
@@ -70,6 +77,28 @@ def test_reductions_over_the_slowest_axis_run_outermost(dtype, monkeypatch):
     biggest = einjit.CompiledEinsum("abc->b", _first, reduce="max")
     np.testing.assert_array_equal(biggest(x[:, 0]), x[:, 0].max(axis=(0, 2)))
     assert not biggest.explain(x[:, 0]).nests[0].schedule.hoist
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_hoisted_reductions_split_over_threads(threads, monkeypatch):
+    # every reduction strided wider than the output: all run outermost, the outermost
+    # split over the threads, each chunk summing into its own partial output (slots a
+    # cache line apart), folded by a second kernel
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        hoist_min_bytes=0, parallel_min_work=0))
+    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: threads)
+    for c in (3, 11):  # 24 bytes of output: 4 slots per chunk; 88 bytes: 2
+        x, y = _ints(13), _ints(13, 5, c)
+        (nest,) = _check("b,bac->c", x, y)
+        assert nest.schedule.hoist == ("b", "a") and nest.schedule.parallel == "b"
+        source = einjit.explain("b,bac->c", x, y).sources[0]
+        assert f"slot = chunk * {4 if c == 3 else 2}" in source
+        assert f"for ck in range({threads * (4 if c == 3 else 2)}):" in source
+        f = RNG.random((13, 5, c))
+        _check("b,bac->c", RNG.random(13), f)
+        out = np.full((2, c), np.nan)[1]  # into a given output (a row of a bigger array)
+        assert einjit.einsum("b,bac->c", x, y, out=out) is out
+        np.testing.assert_array_equal(out, np.einsum("b,bac->c", x, y))
 
 
 def _first(a):
@@ -92,7 +121,10 @@ def test_blocked_output_parallel_outer_loop():
     assert nest.schedule.block == ("k", 512) and nest.schedule.parallel == "i"
 
 
-def test_blocked_loop_itself_parallel():
+def test_blocked_loop_itself_parallel(monkeypatch):
+    # (a big input into a small output is summed hoisted by default: see below)
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        hoist_min_bytes=1 << 40))
     a, x = _ints(1500, 1400), _ints(1500)
     (nest,) = _check("ji,j->i", a, x)
     # 4 blocks of 352 (not 3 of 512): the two threads get two blocks each

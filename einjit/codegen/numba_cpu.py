@@ -261,7 +261,7 @@ def render_function(nest: LoopNest) -> str:
     ctx = _Context(nest.schedule.reassociate, chunked,
                    _Subscripts(_computed(nest.body, chunked), nest.schedule.flat))
     for s in nest.body:
-        if chunked and isinstance(s, Loop) and not _has_parallel(s):
+        if chunked and isinstance(s, Loop) and not (_has_parallel(s) or _own_slot(s)):
             raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
         lines += _stmt(s, "    ", ctx)
     return "\n".join(lines) + "\n"
@@ -271,6 +271,14 @@ def _has_parallel(loop: Loop) -> bool:
     """Whether ``loop`` is the parallel loop or has it inside (a chunked kernel's every
     loop must be restricted to its chunk)."""
     return loop.parallel or any(isinstance(s, Loop) and _has_parallel(s) for s in loop.body)
+
+
+def _own_slot(loop: Loop) -> bool:
+    """Whether ``loop`` writes only its chunk's own partial output (``out[slot, ...]``,
+    see ``schedule.partial_spread``), which each chunk of a split reduction sets up."""
+    writes = [s for s in loop.body if isinstance(s, (Store, Update))]
+    return (all(s.output.indices[:1] == ("slot",) for s in writes)
+            and all(_own_slot(s) for s in loop.body if isinstance(s, Loop)))
 
 
 def _computed(body: tuple[Stmt, ...], chunked: bool) -> frozenset[str]:
