@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .ir import Call, Const, Expr, Load, Reduction, SUM
+from .ir import Call, Cast, Const, Expr, Load, Reduction, SUM
 
 __all__ = ["FUNCTIONS", "REDUCTIONS", "translate", "reduction", "body_dtypes", "semiring",
            "numba_reason", "compile_errors"]
@@ -265,6 +265,8 @@ def with_indices(expr: Expr, labels: Sequence[tuple[str, ...]]) -> Expr:
         return Load(expr.operand, tuple(labels[expr.operand]))
     if isinstance(expr, Call):
         return Call(expr.op, tuple(with_indices(a, labels) for a in expr.args))
+    if isinstance(expr, Cast):
+        return Cast(with_indices(expr.value, labels), expr.dtype)
     return expr
 
 

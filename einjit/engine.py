@@ -24,9 +24,9 @@ from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_
                      check_out_cast, numba_dtype, result_dtype)
 from .ir import LoopNest, Plan
 from .parser import Equation, EinsumSpec, bind, split_arguments
-from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path
+from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path, with_copies
 from . import schedule as schedule_module
-from .schedule import lower, partial_spread, partials, schedule
+from .schedule import copies, lower, partial_spread, partials, schedule
 from .views import c_strides, canonical_view, coalesce, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
@@ -311,7 +311,23 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
         k: _elements(v.strides, v.itemsize) for k, v in enumerate(call.views)}
     # Inputs read flat have their strides in the code: only where the key holds them.
     flat = not call.dynamic and all(s % v.itemsize == 0 for v in call.views for s in v.strides)
-    nests = []
+    known = dict(strides)
+    scheduled = _scheduled(call, plan, known, flat)
+    if call.arith.backend == "numba":
+        wanted = {i: found for i, (step, sched) in enumerate(zip(plan.steps, scheduled))
+                  if (found := copies(step.kernel, sched, [known[a] for a in step.args]))}
+        if wanted:  # inputs gathered in a kernel that reads them often: read copies
+            plan = with_copies(plan, wanted)
+            scheduled = _scheduled(call, plan, dict(strides), flat)
+    return plan, tuple(lower(step.kernel, sched) for step, sched in zip(plan.steps, scheduled))
+
+
+def _scheduled(call: Call, plan: Plan, strides: dict[int, tuple[int, ...]], flat: bool
+               ) -> list[Any]:
+    """Each step's schedule; ``strides`` (of the operands, by value id) gains the steps'
+    results'."""
+    size = call.spec.size
+    found = []
     for i, step in enumerate(plan.steps):
         kernel = step.kernel
         shape = tuple(size[lb] for lb in kernel.output.indices)
@@ -320,9 +336,8 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
         else:
             out_strides = c_strides(shape)
         strides[step.result] = out_strides
-        sched = schedule(kernel, [strides[a] for a in step.args], out_strides, flat=flat)
-        nests.append(lower(kernel, sched))
-    return plan, tuple(nests)
+        found.append(schedule(kernel, [strides[a] for a in step.args], out_strides, flat=flat))
+    return found
 
 
 def _targets(call: Call, plan: Plan) -> list[np.ndarray]:

@@ -37,7 +37,7 @@ from .ir import (SUM, Call, Cast, Const, Expr, Index, Kernel, Load, Operand, Pla
 #: Object-dtype expressions up to this many body evaluations run as one fused step.
 OBJECT_FUSE_LIMIT = 1 << 20
 
-__all__ = ["PATH_FINDERS", "make_plan", "resolve_path", "PathError"]
+__all__ = ["PATH_FINDERS", "make_plan", "resolve_path", "with_copies", "PathError"]
 
 Labels = tuple[str, ...]
 
@@ -261,6 +261,49 @@ def make_plan(inputs: Sequence[Labels], output: Labels, extent: dict[str, int],
                 _presum_note(pre) + (f"then {plan.note}" if plan.note else ""))
 
 
+def with_copies(plan: Plan, copies: dict[int, dict[int, Labels]]) -> Plan:
+    """``plan`` with a copying step before step i for each input position p in
+    ``copies[i]``, which writes that input C-ordered with the labels ``copies[i][p]``
+    (a permutation of its own); step i then reads the copy.  Value ids are renumbered
+    (step j's result is ``n + j``).
+
+    >>> from einjit.ir import Index, Kernel, Operand, SUM, Step, product
+    >>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j")),), Operand("out", "float64", ("i",)),
+    ...            (Index("i", 4), Index("j", 5)), product(1, (("i", "j"),)), SUM, "float64")
+    >>> print(with_copies(Plan("ij->i", (Step(k, (0,), 1),)), {0: {0: ("j", "i")}}))
+    plan for ij->i: 2 step(s)
+      (copied v0 as a0[j,i] for k0)
+      v1 = k0c0(v0)    # out[j,i] ; flops 0
+      v2 = k0(v1)    # out[i] ; flops 0
+    """
+    if not copies:
+        return plan
+    n = plan.steps[0].result
+    steps: list[Step] = []
+    renamed: dict[int, int] = {}
+    notes = []
+    for i, step in enumerate(plan.steps):
+        k = step.kernel
+        args = [renamed.get(a, a) for a in step.args]
+        inputs, labels = list(k.inputs), [op.indices for op in k.inputs]
+        for p, order in sorted(copies.get(i, {}).items()):
+            op = k.inputs[p]
+            index = {ix.name: ix for ix in k.indices}
+            copy = Kernel(f"{k.name}c{p}", (Operand("a0", op.dtype, op.indices),),
+                          Operand("out", op.dtype, order),
+                          tuple(index[lb] for lb in order), Load(0, op.indices), SUM, op.dtype)
+            steps.append(Step(copy, (args[p],), n + len(steps)))
+            notes.append(f"copied v{args[p]} as a{p}[{','.join(order)}] for {k.name}")
+            args[p], inputs[p], labels[p] = steps[-1].result, replace(op, indices=order), order
+        body = with_indices(k.body, labels)
+        steps.append(replace(step, kernel=replace(k, inputs=tuple(inputs), body=body),
+                             args=tuple(args), result=n + len(steps)))
+        renamed[step.result] = steps[-1].result
+    note = "; ".join(notes)
+    return Plan(plan.equation, tuple(steps), plan.path,
+                f"{plan.note}; {note}" if plan.note else note)
+
+
 def _presum_note(pre: Sequence[Step]) -> str:
     """What ``explain`` says about :func:`presum`'s steps (empty without them)."""
     if not pre:
@@ -269,8 +312,9 @@ def _presum_note(pre: Sequence[Step]) -> str:
             + "; ".join(str(st.kernel).split(":", 1)[1].strip() for st in pre) + "; ")
 
 
-#: Fused iterations from which :func:`presum` weighs each by the operands it reads
-#: (below, a second kernel's call costs more than the loads it saves).
+#: Fused iterations from which :func:`presum` sums first for a saving of a quarter, and
+#: weighs each iteration by the operands it reads (below, a second kernel's call costs
+#: more than the loads it saves).
 PRESUM_WEIGHED = 1 << 15
 
 
@@ -281,7 +325,9 @@ def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
     """Reduce first, in each operand, the labels that neither another operand nor the
     output has: ``cd,abc->a`` is ``(sum_d cd),abc->a``, a thousandth of the work when
     d has a thousand values.  Only for several operands, and only where it at least
-    halves the cost: it adds a kernel (and an intermediate) to compile and run.  When
+    halves the cost, or from :data:`PRESUM_WEIGHED` iterations on saves a quarter: it
+    adds a kernel (and an intermediate) to compile and run (``deb,adc->dba`` with
+    c = 64, b = 2: summing c first leaves 52 % of the fused terms).  When
     the fused nest would read another operand across its rows in its innermost loop
     (along this operand's last label), from :data:`PRESUM_WEIGHED` iterations on, each
     iteration is weighed by the operands it reads and a saving of a quarter pays: a
@@ -314,7 +360,7 @@ def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
         if gathered and total >= PRESUM_WEIGHED:  # iterations weighed by their reads
             if 4 * (cost + (n - 1) * (total // cut)) > 3 * n * total:
                 continue
-        elif 2 * cost > total:
+        elif 4 * cost > 3 * total if total >= PRESUM_WEIGHED else 2 * cost > total:
             continue  # not worth a kernel
         kept = tuple(lb for lb in t if lb not in alone)
         kernel = _kernel(f"k{len(steps)}", [t], [dtypes[k]], kept, arith.compute, extent,

@@ -47,8 +47,8 @@ from .ir import (CHUNK, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, G
                  Update, Var)
 from .views import c_strides
 
-__all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "partial_spread", "gemm_roles",
-           "gemm_worthy", "thread_count"]
+__all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "partial_spread", "copies",
+           "innermost", "gemm_roles", "gemm_worthy", "thread_count"]
 
 #: The block-offset loop variable.  Every name a lowering invents has two or more
 #: characters (``acc``, ``part``, ``vb``, ``v0``, ``rb``, ``fo``...), so it can never be an
@@ -78,7 +78,10 @@ class Policy:
     ``hoist_min_bytes``, ``hoist_max_bytes``: the smallest input and the largest output
     of a sum whose outermost reduction loops run outside the output loops
     (``Schedule.hoist``).  ``stack_bytes``: the largest local array of accumulators kept
-    on the kernel's stack rather than the heap.  ``gemm_split_max``: the largest matrix
+    on the kernel's stack rather than the heap.  ``copy_reuse``, ``copy_min_work``: an
+    input read at least ``copy_reuse`` times per element (on average) by a kernel of at
+    least ``copy_min_work`` body evaluations, across its memory in the innermost loop,
+    is read from a copy laid out along that loop (see :func:`copies`).  ``gemm_split_max``: the largest matrix
     product (multiply-adds) whose batch is split over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
     swap the policy to drive every strategy with small shapes.
@@ -99,6 +102,8 @@ class Policy:
     stack_bytes: int = 1 << 15
     hoist_min_bytes: int = 1 << 20
     hoist_max_bytes: int = 1 << 16
+    copy_reuse: int = 8
+    copy_min_work: int = 1 << 15
     rows: int = 2
     contract: bool = True
 
@@ -669,6 +674,54 @@ def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequen
               + (Update(target, red.op, acc),))
     return reset + _nest(list(sched.hoist), kernel, _nest(outer, kernel, update, parallel),
                          sched.parallel if sched.parallel in sched.hoist else None)
+
+
+def innermost(kernel: Kernel, sched: Schedule) -> str | None:
+    """The index of a schedule's innermost loop (None for a BLAS call or no loops)."""
+    if sched.gemm or not sched.order:
+        return None
+    if sched.block is not None:
+        return sched.block[0]
+    if sched.hoist:
+        rest = [n for n in sched.order if n not in sched.hoist]
+        return rest[-1]
+    return sched.order[-1]
+
+
+def copies(kernel: Kernel, sched: Schedule, input_strides: Sequence[Sequence[int]]
+           ) -> dict[int, tuple[str, ...]]:
+    """Inputs the kernel should read from a C-ordered copy, by position: the copy's
+    labels, those of the input in its memory order with the innermost loop's last.
+
+    An input whose innermost-loop label has a stride other than 0 or 1 is gathered
+    there: a diagonal view (``acc``), a slice, an operand read across its rows; its
+    loads do not vectorise.  Read ``Policy.copy_reuse`` times per element or more, a
+    copy along that loop costs one pass and makes every later read contiguous.
+
+    >>> from einjit.ir import Index, Kernel, Operand, SUM, product
+    >>> k = Kernel("k0", (Operand("a0", "float64", ("a", "c")),
+    ...                   Operand("a1", "float64", ("b", "a", "c"))),
+    ...            Operand("out", "float64", ("b", "c")),
+    ...            (Index("b", 300), Index("c", 17), Index("a", 256)),
+    ...            product(2, (("a", "c"), ("b", "a", "c"))), SUM, "float64")
+    >>> strides = ((289, 18), (4352, 17, 1))   # a0: a diagonal view of a 256x17x17 array
+    >>> copies(k, schedule(k, strides, (17, 1), threads=1), strides)
+    {0: ('a', 'c')}
+    """
+    v = innermost(kernel, sched)
+    if v is None or kernel.dynamic or kernel.work < POLICY.copy_min_work:
+        return {}
+    extent = kernel.extent
+    found = {}
+    for k, (op, strides) in enumerate(zip(kernel.inputs, input_strides)):
+        if v not in op.indices or abs(strides[op.indices.index(v)]) in (0, 1):
+            continue
+        if kernel.work < POLICY.copy_reuse * _product(extent[i] for i in op.indices):
+            continue
+        order = sorted((i for i in op.indices if i != v),
+                       key=lambda i: -abs(strides[op.indices.index(i)]))
+        found[k] = tuple(order) + (v,)
+    return found
 
 
 def partial_spread(kernel: Kernel, sched: Schedule) -> int:

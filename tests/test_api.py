@@ -300,6 +300,8 @@ def test_optimize_with_a_memory_limit_as_numpy(optimize):
     ("ij,jk->i", ((3, 4), (4, 2)), 1),                     # k: too small to pay
     ("cba,ac->a", ((40, 40, 32), (32, 40)), 2),  # fused, ac would be gathered along a
     ("abc,c->a", ((40, 40, 32), (32,)), 1),      # fused, c is read along its run
+    ("deb,adc->dba", ((32, 8, 2), (32, 32, 32)), 3),  # c too: 53 % of 2**16 terms left
+    ("deb,adc->dba", ((8, 8, 2), (8, 8, 8)), 2),      # not c: 52 % of 2**10 terms left
 ])
 def test_labels_only_one_operand_has_are_summed_first(eq, shapes, steps):
     rng = np.random.default_rng(5)

@@ -323,3 +323,50 @@ def test_matrix_vector_products_that_need_a_copy_run_as_loops():
     assert nest.schedule.gemm is not None and not any(nest.schedule.gemm.copy)
     (nest,) = _check("dab,acb->dc", RNG.standard_normal((16, 32, 150)), b, rtol=1e-10)
     assert nest.schedule.gemm is not None and any(nest.schedule.gemm.copy)
+
+
+COPIED = [
+    # (equation, shapes, operand made a strided view, copies expected)
+    ("c,acc,bac->bc", ((5,), (6, 5, 5), (7, 6, 5)), None, 1),  # acc: a diagonal view
+    ("ab,cb->ca", ((9, 8), (7, 8)), None, 0),                   # b contiguous in both
+    ("ba,cb->ca", ((8, 9), (7, 8)), None, 0),                   # the copy's output: GEMM
+    ("abc,bc->a", ((30, 6, 5), (5, 6)), 1, 0),   # bc transposed: b runs innermost
+    ("abc,bc->a", ((30, 6, 5), (6, 10)), 1, 1),  # every other column: c, stride 2
+]
+
+
+@pytest.mark.parametrize("eq,shapes,view,expected", COPIED)
+@pytest.mark.parametrize("dtype", [np.int64, np.float64, np.complex128])
+def test_gathered_inputs_read_from_a_copy(eq, shapes, view, expected, dtype, monkeypatch):
+    # an input gathered in the innermost loop and read many times per element is copied
+    # first, laid out along that loop (Policy.copy_reuse); small sizes with the limits at 0
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        copy_min_work=0, copy_reuse=2, gemm_min_work=1 << 40))
+    ops = [(_ints(*s) + (1j * _ints(*s) if dtype is np.complex128 else 0)).astype(dtype)
+           for s in shapes]
+    if view is not None:  # bc as a transposed operand, or every other column of one
+        ops[view] = ops[view].T if ops[view].shape[1] == 6 else ops[view][:, ::2]
+    nests = _check(eq, *ops)
+    plan = einjit.explain(eq, *ops).plan
+    copied = [s for s in plan.steps if s.kernel.name.startswith("k0c")]
+    assert len(copied) == expected, plan
+    if expected:
+        assert "copied v" in plan.note
+        # the kernel now reads the copy contiguously along its innermost loop
+        inner = einjit.schedule.innermost(nests[-1].kernel, nests[-1].schedule)
+        assert copied[0].kernel.output.indices[-1] == inner
+        assert copied[0].result in plan.steps[-1].args
+
+
+def test_copied_inputs_keep_a_body_and_reduction(monkeypatch):
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        copy_min_work=0, copy_reuse=2))
+    x, y = RNG.standard_normal((40, 6, 5)), RNG.standard_normal((6, 10))[:, ::2]
+    top = einjit.CompiledEinsum("abc,bc->a", _sqdiff, reduce="max")
+    got = top(x, y)
+    np.testing.assert_allclose(got, ((x - y[None]) ** 2).max(axis=(1, 2)), rtol=1e-12)
+    assert "copied v1" in top.explain(x, y).plan.note
+
+
+def _sqdiff(a, b):
+    return (a - b) ** 2

@@ -1,7 +1,8 @@
 """The equation table again, under scheduler policies that force each strategy on small
 shapes: BLAS GEMM for every GEMM-shaped step, blocked accumulators of 2, float sums in
 chunks of 2 terms, 2 x 2 tiles for transposed element-wise kernels, output values two
-at a time in registers, and parallel loops everywhere: output loops in chunks on
+at a time in registers, copies of every input gathered in an innermost loop, and
+parallel loops everywhere: output loops in chunks on
 einjit's threads, or as Numba's ``prange`` (which compiles slowly, so that policy runs a
 smaller slice of the table)."""
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from einjit import schedule
-from test_equations import DTYPE_EQUATIONS, EQUATIONS, LAYOUTS, _params, _rng
+from test_equations import DTYPE_EQUATIONS, EQUATIONS, LAYOUT_EQUATIONS, LAYOUTS, _params, _rng
 from _reference import check_einsum, make_operands, with_layout
 
 POLICIES = {
@@ -20,6 +21,7 @@ POLICIES = {
     "prange": schedule.Policy(parallel_min_work=0, chunked=False),
     "tile2": schedule.Policy(tile=2),
     "unroll2": schedule.Policy(unroll=2),
+    "copy": schedule.Policy(copy_min_work=0, copy_reuse=1, gemm_min_work=1 << 40),
 }
 
 
@@ -27,7 +29,7 @@ POLICIES = {
 # every policy but gemm runs a slice of the table: prange every twelfth equation (from
 # the fourth), parallel every fourth, unroll2 every third, the others every second one.
 _EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 4, "prange": 12, "tile2": 2,
-          "unroll2": 3}
+          "unroll2": 3, "copy": 3}
 _FIRST = {"prange": 3}
 CASES = [pytest.param(eq, shapes, policy, id=f"{policy}-{p.id}")
          for n, (p, (eq, shapes)) in enumerate(zip(_params(EQUATIONS), EQUATIONS))
@@ -47,6 +49,15 @@ def test_gemm_and_blocks_in_other_dtypes(eq, shapes, dtype, monkeypatch):
     for name in ("gemm", "block2", "chunk2"):
         monkeypatch.setattr(schedule, "POLICY", POLICIES[name])
         check_einsum(eq, *make_operands(shapes, dtype, _rng(eq, shapes, name)))
+
+
+@pytest.mark.parametrize("layout", ["strided", "negative", "transposed", "broadcast"])
+@pytest.mark.parametrize(("eq", "shapes"), _params(LAYOUT_EQUATIONS))
+def test_copies_of_gathered_inputs_on_strided_layouts(eq, shapes, layout, monkeypatch):
+    # every input gathered in the innermost loop is read from a copy along it
+    monkeypatch.setattr(schedule, "POLICY", POLICIES["copy"])
+    ops = make_operands(shapes, np.float64, _rng(eq, shapes, "copy", layout), layouts=layout)
+    check_einsum(eq, *ops)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
