@@ -113,6 +113,14 @@ def test_short_innermost_loops_hide_their_trip_count():
         _check("abc->ab", x)
         source = einjit.explain("abc->ab", x).sources[0]
         assert (f"range(vm.opaque({c}))" in source) == hidden, (c, source)
+    # and in loops over a block of accumulators (index Let, then the sum) up to 32 trips:
+    # zeroing, summing and storing the block; above, only the zeroing loop
+    for a, hidden in ((32, 3), (48, 1)):
+        x, y = RNG.standard_normal(2), RNG.standard_normal((2, 20, a))
+        (nest,) = _check("c,cda->da", x, y)
+        assert nest.schedule.block == ("a", a)
+        source = einjit.explain("c,cda->da", x, y).sources[0]
+        assert source.count(f"range(vm.opaque({a}))") == hidden, source
 
 
 def test_blocked_output_parallel_outer_loop():

@@ -37,6 +37,11 @@ __all__ = ["render_function", "render_module"]
 #: Shorter loops gain from the complete unrolling; longer or larger bodies are not
 #: unrolled completely anyway.
 OPAQUE_TRIPS = range(16, 65)
+#: The same for a loop over a block of accumulators (a ``Let`` of its index, then the
+#: statement), whose larger body LLVM unrolls completely only up to about 32 trips:
+#: ``ij,jk->ik`` int32 with k = 32, 0.20 -> 0.09 ms; with k = 48, 0.07 ms unrolled
+#: against 0.13 ms hidden.
+OPAQUE_BLOCK_TRIPS = range(16, 33)
 
 _BINARY = {"mul": "*", "add": "+", "sub": "-", "truediv": "/", "floordiv": "//", "mod": "%",
            "pow": "**", "xor": "^", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==",
@@ -188,8 +193,10 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
     if isinstance(s, Loop):
         rng = "prange" if s.parallel else "range"
         extent = s.extent if isinstance(s.extent, int) else _expr(s.extent, ctx.subs)
-        if (isinstance(s.extent, int) and s.extent in OPAQUE_TRIPS and not s.parallel
-                and len(s.body) == 1 and not isinstance(s.body[0], Loop)):
+        work = [st for st in s.body if not isinstance(st, Let)]  # Lets: index arithmetic
+        trips = OPAQUE_TRIPS if len(work) == len(s.body) else OPAQUE_BLOCK_TRIPS
+        if (isinstance(s.extent, int) and s.extent in trips and not s.parallel
+                and len(work) == 1 and not isinstance(work[0], Loop)):
             extent = f"vm.opaque({extent})"
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
         if s.parallel and ctx.chunked:  # one chunk of the loop, on einjit's threads
