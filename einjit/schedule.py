@@ -413,13 +413,24 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         if reread > POLICY.band_bytes and extent[u] >= 2 * POLICY.band:
             band = (u, POLICY.band)
     tile = None
+    arrays = tuple(zip(kernel.inputs + (kernel.output,),
+                       tuple(input_strides) + (tuple(output_strides),)))
+
+    def crossed(u: str, v: str) -> bool:  # an array runs along u, the outer of the two
+        return any(u in op.indices and v in op.indices
+                   and abs(st[op.indices.index(u)]) < abs(st[op.indices.index(v)])
+                   for op, st in arrays)
+
     if not inner and len(outer) >= 2 and not deep:
         u, v = outer[-2], outer[-1]
-        crossed = any(u in op.indices and v in op.indices
-                      and abs(st[op.indices.index(u)]) < abs(st[op.indices.index(v)])
-                      for op, st in zip(kernel.inputs + (kernel.output,),
-                                        tuple(input_strides) + (tuple(output_strides),)))
-        if crossed and min(extent[u], extent[v]) >= POLICY.tile:
+        if crossed(u, v) and min(extent[u], extent[v]) >= POLICY.tile:
+            tile = (u, v, POLICY.tile)
+    elif (len(inner) >= 2 and not deep and block is None and unroll is None and chunk is None
+          and parallel not in inner[-2:] and not any(fuse)):
+        # The same for the two innermost reduction loops (``ed,de->``: de read down its
+        # columns, each load a new cache line): a tile of each operand stays in cache.
+        u, v = inner[-2], inner[-1]
+        if crossed(u, v) and min(extent[u], extent[v]) >= POLICY.tile:
             tile = (u, v, POLICY.tile)
     # Only a reduction loop innermost gains (a blocked output loop is vectorised as it
     # is), and only when long enough to fill vectors.
@@ -618,9 +629,9 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
                 body = (init,) + _chunked(kernel, inner[0], sched.chunk, parallel=True)
             elif rest:
                 part = Var("part")
-                steps = (Init(part, kernel.accumulate, red.identity),) + _nest(
-                    rest, kernel, (Accumulate(part, red.op, kernel.body, kernel.accumulate),),
-                    None, fuse_red - 1, "fr") + (Accumulate(acc, red.op, part, kernel.accumulate),)
+                steps = (Init(part, kernel.accumulate, red.identity),) + _summed(
+                    kernel, sched, rest, Accumulate(part, red.op, kernel.body, kernel.accumulate),
+                    fuse_red - 1) + (Accumulate(acc, red.op, part, kernel.accumulate),)
             else:
                 steps = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
             if rest or not sched.chunk:
@@ -629,21 +640,31 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             body = (init,) + _nest(inner[:-1], kernel, _chunked(kernel, inner[-1], sched.chunk),
                                    None)
         else:
-            body = (init,) + _nest(inner, kernel,
-                                   (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
-                                   None, fuse_red, "fr")
+            body = (init,) + _summed(kernel, sched, inner,
+                                     Accumulate(acc, red.op, kernel.body, kernel.accumulate),
+                                     fuse_red)
     if sched.threads and sched.parallel in inner:  # this chunk's partial, in its slot
         body = body + (Store(Operand(kernel.output.name, kernel.accumulate, (CHUNK,)), acc),)
     else:
         body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
-    if sched.tile is not None:
+    if sched.tile is not None and sched.tile[0] in outer:
         u, v, size = sched.tile
         outer = tuple(ix for ix in outer if ix not in (u, v))
         body = _tiled(kernel, u, v, size, body, outer_parallel == u)
         outer_parallel = None if outer_parallel == u else outer_parallel
     return LoopNest(kernel, sched,
                     _dims(kernel) + _nest(outer, kernel, body, outer_parallel, fuse_out, "fo"))
+
+
+def _summed(kernel: Kernel, sched: Schedule, loops: Sequence[str], step: Stmt,
+            fuse: int) -> tuple[Stmt, ...]:
+    """Reduction loops over ``loops`` around ``step``; in tiles when the schedule tiles
+    the last two of them."""
+    if sched.tile is not None and tuple(loops[-2:]) == sched.tile[:2]:
+        u, v, size = sched.tile
+        return _nest(loops[:-2], kernel, _tiled(kernel, u, v, size, (step,), False), None)
+    return _nest(loops, kernel, (step,), None, fuse, "fr")
 
 
 def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequence[str]

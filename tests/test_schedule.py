@@ -378,3 +378,21 @@ def test_copied_inputs_keep_a_body_and_reduction(monkeypatch):
 
 def _sqdiff(a, b):
     return (a - b) ** 2
+
+
+def test_crossed_reduction_loops_run_in_tiles(monkeypatch):
+    # ed,de->: de is read down its columns whichever loop is inside; in 32 x 32 tiles
+    a, b = _ints(70, 64), _ints(64, 70)
+    (nest,) = _check("ed,de->", a, b)
+    assert set(nest.schedule.tile[:2]) == {"e", "d"} and nest.schedule.tile[2] == 32
+    assert "for qt in range(" in einjit.explain("ed,de->", a, b).sources[0]
+    # also inside the loop split over threads (each iteration's partial), and under outputs
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        parallel_min_work=0, tile=4))
+    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
+    x, y = _ints(3, 9, 10), _ints(3, 10, 9)
+    (split,) = _check("bed,bde->", x, y)
+    assert split.schedule.parallel == "b" and split.schedule.tile[2] == 4
+    (rows,) = _check("bed,bde->b", x, y)
+    assert set(rows.schedule.tile[:2]) == {"e", "d"}
+    _check("bed,bde->", RNG.standard_normal((3, 9, 10)), RNG.standard_normal((3, 10, 9)))
