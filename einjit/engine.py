@@ -313,7 +313,7 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
     flat = not call.dynamic and all(s % v.itemsize == 0 for v in call.views for s in v.strides)
     known = dict(strides)
     scheduled = _scheduled(call, plan, known, flat)
-    if call.arith.backend == "numba":
+    if call.arith.backend == "numba" and call.optimize is not False:  # False: one kernel
         wanted = {i: found for i, (step, sched) in enumerate(zip(plan.steps, scheduled))
                   if (found := copies(step.kernel, sched, [known[a] for a in step.args]))}
         if wanted:  # inputs gathered in a kernel that reads them often: read copies

@@ -335,15 +335,20 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         if not (any(layout.copy) and thin < 8):
             return Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout)
     cost = {ix.name: 0 for ix in kernel.indices}
+    weighed = dict(cost)
     for op, strides in zip(kernel.inputs + (kernel.output,),
                            tuple(input_strides) + (tuple(output_strides),)):
+        elements = _product(kernel.extent[i] for i in op.indices)
         for name, s in zip(op.indices, strides):
             cost[name] += abs(s)
+            weighed[name] += abs(s) * elements
     position = {ix.name: p for p, ix in enumerate(kernel.indices)}
 
     def by_stride(names: Sequence[str]) -> list[str]:
-        # Largest stride outermost; on ties keep the equation's order (C-like).
-        return sorted(names, key=lambda n: (-cost[n], position[n]))
+        # Largest stride outermost, each array's weighed by its elements: the biggest
+        # arrays are walked in memory order (a small one read across its rows stays in
+        # cache, or is copied, see ``copies``); on ties the equation's order (C-like).
+        return sorted(names, key=lambda n: (-weighed[n], position[n]))
 
     outer = by_stride(kernel.output_indices)
     inner = by_stride(kernel.reduction_indices)

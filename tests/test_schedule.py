@@ -338,7 +338,7 @@ COPIED = [
     ("c,acc,bac->bc", ((5,), (6, 5, 5), (7, 6, 5)), None, 1),  # acc: a diagonal view
     ("ab,cb->ca", ((9, 8), (7, 8)), None, 0),                   # b contiguous in both
     ("ba,cb->ca", ((8, 9), (7, 8)), None, 0),                   # the copy's output: GEMM
-    ("abc,bc->a", ((30, 6, 5), (5, 6)), 1, 0),   # bc transposed: b runs innermost
+    ("abc,bc->a", ((30, 6, 5), (5, 6)), 1, 1),   # bc transposed: read across along c
     ("abc,bc->a", ((30, 6, 5), (6, 10)), 1, 1),  # every other column: c, stride 2
 ]
 
@@ -396,3 +396,12 @@ def test_crossed_reduction_loops_run_in_tiles(monkeypatch):
     (rows,) = _check("bed,bde->b", x, y)
     assert set(rows.schedule.tile[:2]) == {"e", "d"}
     _check("bed,bde->", RNG.standard_normal((3, 9, 10)), RNG.standard_normal((3, 10, 9)))
+
+
+def test_loop_order_follows_the_biggest_arrays_memory():
+    # cb (small, read for each a) and abc (big, read once) cross; by raw strides b would
+    # run innermost, reading abc across its rows; weighed by size, c runs innermost
+    x, y, z = _ints(6), _ints(40, 48), _ints(6, 48, 40)
+    (nest,) = _check("a,cb,abc->", x, y, z)[-1:]
+    assert nest.schedule.order[-1] == "c"
+    assert nest.kernel.inputs[2].indices == ("a", "b", "c")
