@@ -89,6 +89,7 @@ class Policy:
 
     parallel_min_work: int = 1 << 20
     gemm_min_work: int = 1 << 14
+    gemv_min_work: int = 1 << 16
     block: int = 512
     max_loop_depth: int = 12
     chunk: int = 1024
@@ -320,20 +321,28 @@ def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]
 
 def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
              output_strides: Sequence[int], threads: int | None = None,
-             flat: bool = True) -> Schedule:
+             flat: bool = True, blas: bool = True) -> Schedule:
     """Pick loop order and parallel loop from the arrays' strides (in elements).
 
     ``flat``: inputs that are neither C- nor Fortran-ordered may be read flat, with their
-    strides as constants (only where the caller keys its kernels by those strides)."""
+    strides as constants (only where the caller keys its kernels by those strides).
+    ``blas``: whether a GEMM-shaped kernel may run as a BLAS call."""
     threads = thread_count() if threads is None else threads
-    if _use_gemm(kernel):
+    if blas and _use_gemm(kernel):
         layout = _gemm_layout(kernel, input_strides, output_strides, threads)
         extent = kernel.extent
         thin = min(_product(extent[g] for g in layout.m), _product(extent[g] for g in layout.n))
+        gemm = Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout)
+        if thin == 1 and kernel.work < POLICY.gemv_min_work:
+            # A small matrix-vector product or dot: BLAS's call costs more than a loop
+            # nest's whole pass (i,i-> over 16384 floats 14.5 -> 6.0 us), where the loops
+            # read every input along their runs.
+            loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
+            return gemm if copies(kernel, loops, input_strides, reuse=1) else loops
         # A matrix-vector product is memory-bound: BLAS gains nothing on a loop nest that
         # reads each operand once, so it is not worth a transposing copy of an operand.
         if not (any(layout.copy) and thin < 8):
-            return Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout)
+            return gemm
     cost = {ix.name: 0 for ix in kernel.indices}
     weighed = dict(cost)
     for op, strides in zip(kernel.inputs + (kernel.output,),
@@ -714,8 +723,8 @@ def innermost(kernel: Kernel, sched: Schedule) -> str | None:
     return sched.order[-1]
 
 
-def copies(kernel: Kernel, sched: Schedule, input_strides: Sequence[Sequence[int]]
-           ) -> dict[int, tuple[str, ...]]:
+def copies(kernel: Kernel, sched: Schedule, input_strides: Sequence[Sequence[int]],
+           reuse: int | None = None) -> dict[int, tuple[str, ...]]:
     """Inputs the kernel should read from a C-ordered copy, by position: the copy's
     labels, those of the input in its memory order with the innermost loop's last.
 
@@ -723,6 +732,8 @@ def copies(kernel: Kernel, sched: Schedule, input_strides: Sequence[Sequence[int
     there: a diagonal view (``acc``), a slice, an operand read across its rows; its
     loads do not vectorise.  Read ``Policy.copy_reuse`` times per element or more, a
     copy along that loop costs one pass and makes every later read contiguous.
+    ``reuse`` (default: the policy's, for kernels of ``Policy.copy_min_work`` or more)
+    1 lists every input the kernel gathers.
 
     >>> from einjit.ir import Index, Kernel, Operand, SUM, product
     >>> k = Kernel("k0", (Operand("a0", "float64", ("a", "c")),
@@ -735,14 +746,18 @@ def copies(kernel: Kernel, sched: Schedule, input_strides: Sequence[Sequence[int
     {0: ('a', 'c')}
     """
     v = innermost(kernel, sched)
-    if v is None or kernel.dynamic or kernel.work < POLICY.copy_min_work:
+    if reuse is None:
+        if kernel.work < POLICY.copy_min_work:
+            return {}
+        reuse = POLICY.copy_reuse
+    if v is None or kernel.dynamic:
         return {}
     extent = kernel.extent
     found = {}
     for k, (op, strides) in enumerate(zip(kernel.inputs, input_strides)):
         if v not in op.indices or abs(strides[op.indices.index(v)]) in (0, 1):
             continue
-        if kernel.work < POLICY.copy_reuse * _product(extent[i] for i in op.indices):
+        if kernel.work < reuse * _product(extent[i] for i in op.indices):
             continue
         order = sorted((i for i in op.indices if i != v),
                        key=lambda i: -abs(strides[op.indices.index(i)]))

@@ -312,13 +312,12 @@ def warm(equation: str, shapes: Sequence[Sequence[int]], dtype: Any = "float64",
                                    "safe", optimize)
     if call.view is not None:
         return f"{NOTHING} (a view)"
-    stats = cache.STATS
-    before = (stats.compilations, stats.disk_loads, stats.hits)
-    engine.lookup(call)
-    if stats.compilations > before[0]:
+    before = cache.STATS.compilations
+    compiled = engine.lookup(call)
+    if cache.STATS.compilations > before:
         return COMPILED
-    if stats.disk_loads > before[1] or stats.hits > before[2]:
-        return CACHED
+    if compiled.backend == "numba" and any(not n.schedule.gemm for n in compiled.nests):
+        return CACHED  # from the disk cache, or compiled earlier in this process
     return f"{NOTHING} ({'BLAS' if call.arith.backend == 'numba' else 'numpy ufuncs'})"
 
 

@@ -405,3 +405,15 @@ def test_loop_order_follows_the_biggest_arrays_memory():
     (nest,) = _check("a,cb,abc->", x, y, z)[-1:]
     assert nest.schedule.order[-1] == "c"
     assert nest.kernel.inputs[2].indices == ("a", "b", "c")
+
+
+def test_small_matrix_vector_products_run_as_loops():
+    # below Policy.gemv_min_work, a dot or matrix-vector product runs as a loop nest
+    # (BLAS's call costs more), unless the loops would gather an input
+    x, y = RNG.standard_normal((64, 300)), RNG.standard_normal(300)
+    (small,) = _check("ba,a->b", x, y)
+    assert not small.schedule.gemm
+    (big,) = _check("ba,a->b", RNG.standard_normal((640, 300)), y)
+    assert big.schedule.gemm
+    (strided,) = _check("dab,d->ab", RNG.standard_normal((32, 300, 3)), RNG.standard_normal(32))
+    assert strided.schedule.gemm
