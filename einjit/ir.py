@@ -285,8 +285,9 @@ class Schedule:
     batched matrix product instead of loops.  ``chunk`` sums the innermost reduction
     loop in chunks of that many terms, each into a partial sum (less rounding error on
     long float sums).  ``tile = (u, v, size)`` runs the two innermost loops of an
-    element-wise kernel in size x size tiles, when one array is contiguous along ``u``
-    and another along ``v`` (a transposed operand): a tile of each stays in cache.
+    element-wise kernel, or the two innermost reduction loops, in size x size tiles,
+    when one array is contiguous along ``u`` and another along ``v`` (a transposed
+    operand): a tile of each stays in cache.
     ``unroll = (v, n)`` computes n consecutive values of the innermost output index at
     once, each in its own scalar accumulator: n independent chains instead of one whose
     every step waits for the last (short, contiguous reductions such as ``id,jd->ij``).
@@ -306,7 +307,9 @@ class Schedule:
     ``hoist`` (reduction indices): loops run outermost, before the output loops, where
     they walk an operand's memory in order (``abc,ac->b``: a is its slowest axis); the
     output is set to the identity first and each pass over it adds the sum of the
-    remaining, inner reductions to each value (:class:`Update`).
+    remaining, inner reductions to each value (:class:`Update`).  With ``threads``, the
+    parallel loop is one of them: each chunk sums into its own copy of the output
+    (``out[slot, ...]``), and a second kernel folds the copies.
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
     partial sums, as numpy's own pairwise and SIMD sums do.  ``contract`` (with

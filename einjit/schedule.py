@@ -81,8 +81,11 @@ class Policy:
     on the kernel's stack rather than the heap.  ``copy_reuse``, ``copy_min_work``: an
     input read at least ``copy_reuse`` times per element (on average) by a kernel of at
     least ``copy_min_work`` body evaluations, across its memory in the innermost loop,
-    is read from a copy laid out along that loop (see :func:`copies`).  ``gemm_split_max``: the largest matrix
-    product (multiply-adds) whose batch is split over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
+    is read from a copy laid out along that loop (see :func:`copies`).
+    ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
+    loops (when they read every input along its runs) rather than a BLAS call.
+    ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
+    over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
     swap the policy to drive every strategy with small shapes.
     """
@@ -380,13 +383,12 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     hoist = _hoisted(kernel, outer, inner, cost, deep, parallel)
     if hoist:
         rest = [n for n in inner if n not in hoist]
-        split = [h for h in hoist if extent[h] >= 2]
-        if parallel is not None and split:
+        if parallel is not None:
             # Each thread sums its part of a hoisted reduction into its own copy of the
             # (small) output, folded afterwards (``partials``): it reads a contiguous part
             # of the input, where a parallel output loop would have every thread read
             # every row in short runs.
-            parallel = _balanced(split, list(hoist) + outer + rest, extent, threads)
+            parallel = _balanced(hoist, list(hoist) + outer + rest, extent, threads)
         summed = (kernel.accumulate[0] in "fc" and POLICY.reassociate and bool(rest)
                   and extent[rest[-1]] >= 8)
         return Schedule(tuple(outer + inner), parallel, fuse, reassociate=summed,
@@ -480,7 +482,8 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     the hardware prefetches badly; outermost, the nest reads the input in memory order,
     and the output, small, stays in cache across the passes.  Only sums kept in the
     output's dtype (each pass adds into it; float sums only when they may be
-    reassociated), with a reduction loop left inside, and sizes known."""
+    reassociated), and sizes known.  On several threads the outermost of them is split
+    (see ``partial_spread``)."""
     if (not outer or not inner or deep or kernel.dynamic or kernel.reduce.op != "add"
             or kernel.accumulate != kernel.output.dtype
             or kernel.accumulate[0] not in "fciu"
