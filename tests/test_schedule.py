@@ -417,3 +417,12 @@ def test_small_matrix_vector_products_run_as_loops():
     assert big.schedule.gemm
     (strided,) = _check("dab,d->ab", RNG.standard_normal((32, 300, 3)), RNG.standard_normal(32))
     assert strided.schedule.gemm
+
+
+def test_every_reduction_hoisted_only_when_split(monkeypatch):
+    # on one thread, a block of accumulators keeps such an output in registers instead
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        hoist_min_bytes=0, parallel_min_work=0))
+    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 1)
+    (nest,) = _check("b,bac->c", _ints(13), _ints(13, 5, 11))
+    assert not nest.schedule.hoist and nest.schedule.block == ("c", 11)
