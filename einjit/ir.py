@@ -29,7 +29,7 @@ from typing import Union
 __all__ = [
     "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Dim", "Expr", "Reduction", "SUM", "Kernel",
     "GemmLayout", "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Update", "Stmt", "LoopNest", "Step", "Plan",
-    "product", "loads", "CHUNK", "CHUNKS",
+    "product", "loads", "CHUNK", "CHUNKS", "SLOT",
 ]
 
 
@@ -367,6 +367,8 @@ class Schedule:
 #: parallel loop this call runs, and how many there are.  Labels are single characters,
 #: so no label can shadow them (a label ``c`` once did).
 CHUNK, CHUNKS = "chunk", "chunks"
+#: The index of a chunk's own partial output in a split hoisted reduction.
+SLOT = "slot"
 
 
 # ------------------------------------------------------------------ loop nests

@@ -286,9 +286,9 @@ def with_copies(plan: Plan, copies: dict[int, dict[int, Labels]]) -> Plan:
         k = step.kernel
         args = [renamed.get(a, a) for a in step.args]
         inputs, labels = list(k.inputs), [op.indices for op in k.inputs]
+        index = {ix.name: ix for ix in k.indices}
         for p, order in sorted(copies.get(i, {}).items()):
             op = k.inputs[p]
-            index = {ix.name: ix for ix in k.indices}
             copy = Kernel(f"{k.name}c{p}", (Operand("a0", op.dtype, op.indices),),
                           Operand("out", op.dtype, order),
                           tuple(index[lb] for lb in order), Load(0, op.indices), SUM, op.dtype)

@@ -42,7 +42,7 @@ import itertools
 
 import numpy as np
 
-from .ir import (CHUNK, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout,
+from .ir import (CHUNK, SLOT, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout,
                  Index, Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store,
                  Update, Var)
 from .views import c_strides
@@ -707,8 +707,8 @@ def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequen
     target, head = kernel.output, ()
     spread = partial_spread(kernel, sched)
     if spread > 1:  # a split reduction: this chunk's own partial output, in its slot
-        target = Operand(target.name, kernel.accumulate, ("slot",) + target.indices)
-        head = (Let("slot", Call("mul", (Var(CHUNK), Const(spread)))),)
+        target = Operand(target.name, kernel.accumulate, (SLOT,) + target.indices)
+        head = (Let(SLOT, Call("mul", (Var(CHUNK), Const(spread)))),)
     rest = [r for r in inner if r not in sched.hoist]
     reset = head + _nest(outer, kernel, (Store(target, Const(red.identity)),), parallel)
     update = ((Init(acc, kernel.accumulate, red.identity),)

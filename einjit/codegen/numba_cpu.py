@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ..ir import (CHUNK, CHUNKS, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Index, Init,
+from ..ir import (CHUNK, CHUNKS, SLOT, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Index, Init,
                   Let, Load, Loop, LoopNest, Stmt, Store, Update, Var)
 
 __all__ = ["render_function", "render_module"]
@@ -284,7 +284,7 @@ def _own_slot(loop: Loop) -> bool:
     """Whether ``loop`` writes only its chunk's own partial output (``out[slot, ...]``,
     see ``schedule.partial_spread``), which each chunk of a split reduction sets up."""
     writes = [s for s in loop.body if isinstance(s, (Store, Update))]
-    return (all(s.output.indices[:1] == ("slot",) for s in writes)
+    return (all(s.output.indices[:1] == (SLOT,) for s in writes)
             and all(_own_slot(s) for s in loop.body if isinstance(s, Loop)))
 
 
