@@ -310,10 +310,14 @@ class Schedule:
     remaining, inner reductions to each value (:class:`Update`).  With ``threads``, the
     parallel loop is one of them: each chunk sums into its own copy of the output
     (``out[slot, ...]``), and a second kernel folds the copies.
+    ``block_rows = (u, m)`` (with ``block``): m values of the output index u at once,
+    each with its own row of the block's accumulators, a register tile: an operand read
+    along the block but not along u (``b[j,k]`` in ``ij,jk->ik``) is loaded once for m
+    sums, and m independent sums hide the latency of each one's additions.
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
-    partial sums, as numpy's own pairwise and SIMD sums do.  ``contract`` (with
-    ``reassociate``) accumulates a body that is a product as a fused multiply-add.
+    partial sums, as numpy's own pairwise and SIMD sums do.  ``contract``
+    accumulates a body that is a product as a fused multiply-add (reassociated or not).
     """
 
     order: tuple[str, ...]
@@ -331,6 +335,7 @@ class Schedule:
     contract: bool = False
     flat: tuple[tuple[int, ...] | None, ...] = ()
     hoist: tuple[str, ...] = ()
+    block_rows: tuple[str, int] | None = None
 
     def __str__(self) -> str:
         if self.gemm:
@@ -342,6 +347,8 @@ class Schedule:
                 if any(self.fuse) else "")
         block = (f", block {self.block[0]} by {self.block[1]} into a local accumulator"
                  if self.block else "")
+        if self.block_rows:
+            block += f", {self.block_rows[1]} values of {self.block_rows[0]} at once"
         chunk = f", sum the innermost loop in chunks of {self.chunk}" if self.chunk else ""
         tile = (f", tile {self.tile[0]} and {self.tile[1]} by {self.tile[2]}"
                 if self.tile else "")

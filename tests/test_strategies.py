@@ -14,7 +14,7 @@ from test_equations import DTYPE_EQUATIONS, EQUATIONS, LAYOUT_EQUATIONS, LAYOUTS
 from _reference import check_einsum, make_operands, with_layout
 
 POLICIES = {
-    "gemm": schedule.Policy(gemm_min_work=0),
+    "gemm": schedule.Policy(gemm_min_work=0, tile_gemm_max=0),
     "block2": schedule.Policy(block=2, unroll=1),
     "chunk2": schedule.Policy(chunk=2),
     "parallel": schedule.Policy(parallel_min_work=0),  # output loops in chunks on threads
@@ -118,3 +118,40 @@ def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
     assert layout is not None and layout.split == 2
     for seed in range(2):
         check_einsum(eq, *make_operands(shapes, np.float64, _rng("split", eq, seed)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.complex128])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize(("eq", "shapes"), [("ij,jk->ik", [(11, 5), (5, 6)]),
+                                            ("bij,bjk->bik", [(3, 7, 4), (3, 4, 5)]),
+                                            ("ijk,jl->ilk", [(2, 6, 5), (6, 7)]),
+                                            ("ij,jk,k->ik", [(9, 4), (4, 6), (6,)]),
+                                            ("abj,jc->acb", [(3, 8, 4), (4, 5)])])
+def test_register_tiles(eq, shapes, dtype, parallel, monkeypatch):
+    """Blocks of accumulators several output rows at a time (``Schedule.block_rows``),
+    forced on small shapes: every float, int and complex width counts as whole vectors,
+    tiles of 12 terms, so rows of 5 or 6 run 2 or 3 at a time and leave rows over; the
+    row loop is serial or in chunks on threads."""
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
+        gemm_min_work=1 << 40, unroll=1, tile_terms=12,
+        parallel_min_work=0 if parallel else 1 << 20))
+    monkeypatch.setattr(schedule, "VECTOR_BYTES", 1)
+    monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 1 << 10)
+    ops = make_operands(shapes, dtype, _rng("rows", eq, parallel))
+    nests = __import__("einjit").explain(eq, *ops).nests
+    assert any(n.schedule.block_rows is not None for n in nests)
+    check_einsum(eq, *ops)
+
+
+@pytest.mark.parametrize(("shapes", "dtype"), [([(1024, 16, 16)] * 2, np.float32),
+                                               ([(7, 32, 16), (7, 16, 16)], np.float64),
+                                               ([(5, 40, 24), (5, 24, 32)], np.float32)])
+def test_small_matrix_products_run_as_register_tiles(shapes, dtype):
+    """Batches of small matrices (at most ``tile_gemm_max`` multiply-adds each) run as
+    loops in register tiles rather than a BLAS call per matrix, when a tile applies."""
+    import einjit
+
+    ops = make_operands(shapes, dtype, _rng("small gemm", shapes))
+    sched = einjit.explain("bij,bjk->bik", *ops).nests[0].schedule
+    assert sched.gemm is None and sched.block_rows is not None
+    check_einsum("bij,bjk->bik", *ops)
