@@ -9,7 +9,7 @@ from typing import Any, Callable, Hashable
 import numpy as np
 
 from . import cache, engine
-from .dispatch import FastTable, signature
+from .dispatch import FastTable, signature, with_out
 from .engine import DEFAULT_OPTIMIZE, einsum
 from .body import compile_errors, reduction, translate
 from .parser import parse_subscripts
@@ -92,8 +92,8 @@ class CompiledEinsum:
     def _call(self, operands: tuple[Any, ...], out: np.ndarray | None = None,
               dtype: Any = None, order: str = "K", casting: str = "safe") -> Any:
         key: Hashable = None
-        if out is None and self._host:
-            sig = signature(operands)
+        if self._host:
+            sig = signature(operands) if out is None else with_out(signature(operands), out)
             if sig is not None:
                 key = (sig if dtype is None and order == "K" and casting == "safe"
                        else (dtype, order, casting, sig))
@@ -102,8 +102,10 @@ class CompiledEinsum:
                 except TypeError:  # an unhashable dtype=
                     key = run = None
                 if run is not None:
-                    _STATS.hits += 1
-                    return run(operands)
+                    result = run(operands) if out is None else run(operands, out)
+                    if result is not None:  # None: ``out`` overlaps an operand
+                        _STATS.hits += 1
+                        return result
         if key is None:  # not all plain ndarrays, or target='cuda': maybe the GPU
             from . import cuda as cuda_target
             if cuda_target.wants_device(operands, self.target):

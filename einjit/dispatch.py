@@ -4,8 +4,11 @@ A call's *signature* is everything its compiled plan and its validation depend o
 subscripts, the keyword arguments and, per operand, the shape, strides, dtype and flags
 (alignment, writeability...).  The first call with a signature goes the full way (parse, validate,
 plan, compile) and leaves a :class:`Runner` behind; later calls with the same signature
-skip straight to the kernels.  Only plain ``numpy.ndarray`` operands without ``out=``
-take this path, and only when no operand needed a dtype conversion.
+skip straight to the kernels.  Only plain ``numpy.ndarray`` operands (and ``out=``)
+take this path, and only when no operand needed a dtype conversion.  With ``out=``, the
+signature covers ``out`` too; a runner whose last kernel writes straight into ``out``
+checks that ``out`` shares no memory with an operand, and returns None when it does
+(the caller then takes the full way, which computes into a temporary first).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from . import buffers
 from .threads import Chunked
 from .views import permuted_view, transpose_to_c, view_geometry
 
-__all__ = ["signature", "Runner", "FastTable", "entry_point", "numba_type"]
+__all__ = ["signature", "with_out", "Runner", "FastTable", "entry_point", "numba_type"]
 
 _MAX_ENTRIES = 4096
 
@@ -51,6 +54,14 @@ def signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
 _ndarray = np.ndarray
 
 
+def with_out(sig: tuple[Any, ...] | None, out: Any) -> tuple[Any, ...] | None:
+    """A signature of operands extended with an ``out=`` array's (None when either is
+    not a plain ndarray's)."""
+    if sig is None or type(out) is not _ndarray:
+        return None
+    return sig + ("out", out.shape, out.strides, out.dtype, out.flags.num)
+
+
 class Runner:
     """Replays one call signature: a small Python function generated for it.
 
@@ -65,9 +76,11 @@ class Runner:
         names: dict[str, Any] = {"ndarray": np.ndarray, "empty": np.empty,
                                  "pooled": buffers.empty,
                                  "as_strided": as_strided,
-                                 "permuted_view": permuted_view}
+                                 "permuted_view": permuted_view,
+                                 "shares": np.may_share_memory, "copyto": np.copyto}
         args = ", ".join(f"a{k}" for k in range(len(arrays)))
-        lines = ["def run(arrays):", f"    {args}{',' if len(arrays) == 1 else ''} = arrays"]
+        lines = [f"def run(arrays{'' if call.out is None else ', out'}):",
+                 f"    {args}{',' if len(arrays) == 1 else ''} = arrays"]
         if call.view is not None:
             lines += _view_lines(call, arrays, names)
         else:
@@ -78,8 +91,9 @@ class Runner:
 
     @staticmethod
     def eligible(call: Any, arrays: Sequence[np.ndarray]) -> bool:
-        """Whether a call can be replayed: no ``out=``, no operand converted first."""
-        if call.out is not None:
+        """Whether a call can be replayed: no operand converted first, ``out`` (if given)
+        a plain ndarray."""
+        if call.out is not None and type(call.out) is not np.ndarray:
             return False
         return call.view is not None or all(
             v.dtype == a.dtype and (v is a or v.base is not None)
@@ -131,20 +145,29 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
             lines.append(f"    v{k} = {_strided(v, k, lend)}")
     size = call.spec.size
     steps = compiled.plan.steps
+    if call.direct_out:  # the last kernel writes into ``out``: never over an operand
+        lines.append(f"    if {' or '.join(f'shares(out, a{k})' for k in range(len(arrays)))}:")
+        lines.append("        return None")
     values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call
     for i, (step, fn) in enumerate(zip(steps, compiled.kernels)):
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
-        values.append(buffers.empty(shape, out.dtype))
+        direct = call.direct_out and i == len(steps) - 1
+        values.append(call.out if direct else buffers.empty(shape, out.dtype))
         names[f"k{i}"] = entry_point(fn, [values[a] for a in step.args + (step.result,)])
         names[f"t{i}"] = np.dtype(out.dtype)
         new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
-        lines.append(f"    v{step.result} = {new}({shape!r}, t{i})")
+        lines.append(f"    v{step.result} = out" if direct
+                     else f"    v{step.result} = {new}({shape!r}, t{i})")
         lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "
                      f"v{step.result})")
     result = f"v{steps[-1].result}"
     if call.unpermute is not None:  # seen in the output's axis order
         result += f".transpose({call.unpermute!r})"
+    if call.out is not None:  # into ``out``, cast as an assignment casts
+        if not call.direct_out:
+            lines.append(f"    copyto(out, {result}, casting='unsafe')")
+        return lines + ["    return out"]
     if np.dtype(steps[-1].kernel.output.dtype) != call.result:
         names["result_dtype"] = call.result
         result += ".astype(result_dtype, order='K')"

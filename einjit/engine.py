@@ -17,7 +17,7 @@ import numpy as np
 
 from . import buffers, cache
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .dispatch import FastTable, Runner, entry_point, numba_type, signature
+from .dispatch import FastTable, Runner, entry_point, numba_type, signature, with_out
 from .threads import Chunked
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
@@ -567,10 +567,9 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     (2, 4)
     """
     key: Hashable = None
-    if out is None and operands and type(operands[0]) is str and (target is None
-                                                                  or target == "cpu"):
+    if operands and type(operands[0]) is str and (target is None or target == "cpu"):
         arrays = operands[1:]
-        sig = signature(arrays)
+        sig = signature(arrays) if out is None else with_out(signature(arrays), out)
         if sig is not None:
             if (dtype is None and optimize is DEFAULT_OPTIMIZE and order == "K"
                     and casting == "safe"):
@@ -582,8 +581,10 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
             except TypeError:  # an unhashable dtype= or optimize= path: no fast path
                 key = run = None
             if run is not None:
-                _STATS.hits += 1
-                return run(arrays)
+                result = run(arrays) if out is None else run(arrays, out)
+                if result is not None:  # None: ``out`` overlaps an operand
+                    _STATS.hits += 1
+                    return result
     if key is None:  # not all plain ndarrays, or target= given: maybe the GPU
         from . import cuda as cuda_target
         if cuda_target.wants_device(operands, target):

@@ -58,6 +58,45 @@ def test_repeated_signature_gives_fresh_results(eq, shapes, dtype, layout):
             assert after["misses"] == before["misses"]
 
 
+@pytest.mark.parametrize("out_layout", ["C", "F", "float32"])
+@pytest.mark.parametrize(("eq", "shapes"), CASES, ids=[c[0] for c in CASES])
+def test_repeated_signature_with_out(eq, shapes, out_layout):
+    """Calls with ``out=`` replay too: the result lands in ``out`` (cast like numpy's
+    assignment for a float32 ``out``), every call after the first a fast-path hit."""
+    for seed in range(3):
+        ops = _ops(shapes, np.float64, seed, "C")
+        ref = np.einsum(eq, *ops)
+        out = np.zeros(np.shape(ref), np.float32 if out_layout == "float32" else np.float64,
+                       order="F" if out_layout == "F" else "C")
+        before = einjit.cache_info()
+        got = einjit.einsum(eq, *ops, out=out, casting="unsafe")
+        assert got is out
+        np.testing.assert_allclose(out, ref, rtol=1e-6 if out_layout == "float32" else 1e-12)
+        if seed:
+            after = einjit.cache_info()
+            assert after["misses"] == before["misses"] and after["hits"] > before["hits"]
+
+
+@pytest.mark.parametrize("decorated", [False, True])
+def test_replay_into_an_out_that_is_an_operand(decorated):
+    """A call whose ``out`` is one of its operands computes into a temporary first, also
+    when its signature was first seen with a separate ``out``."""
+    @einjit.compile("ij,jk->ik")
+    def matmul(a, b): ...
+
+    mm = matmul if decorated else (lambda a, b, out: einjit.einsum("ij,jk->ik", a, b, out=out))
+    rng = np.random.default_rng(3)
+    a = rng.random((6, 6))
+    mm(a, a, out=np.empty((6, 6)))
+    for _ in range(2):  # aliased: a = a @ a, twice
+        expect = a @ a
+        assert mm(a, a, out=a) is a
+        np.testing.assert_allclose(a, expect, rtol=1e-12)
+    b, out = rng.random((6, 6)), np.empty((6, 6))
+    assert mm(a, b, out=out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12)
+
+
 def test_fast_path_returns_new_arrays_and_views_like_numpy():
     a = np.arange(12.0).reshape(3, 4)
     r1 = einjit.einsum("ij,ij->i", a, a)
