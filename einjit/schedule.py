@@ -423,7 +423,10 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             else:
                 block = (v, POLICY.block if v in kernel.dynamic
                          else _block_size(extent[v], threads if parallel == v else 1))
-    block_rows = _block_rows(kernel, outer, block, parallel)
+    block_rows = None
+    tile_of = _register_tile(kernel, outer, block, parallel)
+    if tile_of is not None:
+        block, block_rows = tile_of
     chunk = None
     if (inner and block is None and unroll is None and not fuse[1]
             and (parallel not in inner or len(inner) == 1)
@@ -489,36 +492,43 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
 
 #: The bytes of one vector register (AVX2), and how many there are.
 VECTOR_BYTES, VECTOR_REGISTERS = 32, 16
+#: The most rows of a register tile: each needs its own broadcast operand per term.
+MAX_TILE_ROWS = 4
 
 
-def _block_rows(kernel: Kernel, outer: Sequence[str], block: tuple[str, int] | None,
-                parallel: str | None) -> tuple[str, int] | None:
-    """``(u, m)``: a narrow block of w accumulators (w < ``POLICY.tile_terms``) takes m
-    values of the output index u at once, m * w >= ``tile_terms`` as far as the vector
-    registers hold them (see ``Schedule.block_rows``); u is the innermost output index
-    along which some operand read along the block does not run, so each of its loads
-    serves m sums.  None when the block is wide already, or no such u exists.
+def _register_tile(kernel: Kernel, outer: Sequence[str], block: tuple[str, int] | None,
+                   parallel: str | None) -> tuple[tuple[str, int], tuple[str, int]] | None:
+    """``((v, w), (u, m))``: a narrow block of accumulators (fewer than
+    ``POLICY.tile_terms``) of output index v runs as a register tile, blocks of w values
+    of v (whole vectors) for m values of the output index u at once, m * w >=
+    ``tile_terms`` as far as the vector registers hold them; the last ``V mod w`` values
+    of v are a block of their own.  u is the innermost output index along which some
+    operand read along v does not run, so each of its loads serves m sums.  None when the
+    block is wide already, or no such u exists (see ``Schedule.block_rows``).
 
     A narrow block's loop LLVM unrolls completely, into scalar code, before it would
     vectorise it; m rows make the loop long enough to be vectorised instead, and keep
     its sums in registers (bij,bjk->bik on 1024 16 x 16 float32 matrices: 1.53 -> 0.35
-    ms; two rows of 16 float64 stayed scalar, four are vectorised).  Only for blocks of
-    whole vectors, in tiles of at least ``tile_terms``: a block of 12 float32 ran 2.5x
-    slower in 6 rows (ij,jk->ik, 3000 x 100 x 12), 2 rows of 24 float64 stayed scalar."""
+    ms; two rows of 16 float64 stayed scalar, four are vectorised).  Blocks of whole
+    vectors only, in at most ``MAX_TILE_ROWS`` rows: a block of 12 float32 in 6 rows ran
+    2.5x slower than one row (ij,jk->ik, 3000 x 100 x 12), in blocks of 8 (8 rows) and 4,
+    1.4x slower; 20 float32 in blocks of 16 (4 rows) and 4, 4x faster."""
     if block is None or parallel == block[0] or block[0] in kernel.dynamic:
         return None
     v, size = block
-    width = min(size, kernel.extent[v])
-    vectors, part = divmod(width * np.dtype(kernel.accumulate).itemsize, VECTOR_BYTES)
-    if part or not vectors or width >= POLICY.tile_terms:  # whole vectors only
+    n = min(size, kernel.extent[v])
+    lanes = VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
+    if not lanes or n >= POLICY.tile_terms:
         return None
-    m = min(-(-POLICY.tile_terms // width), VECTOR_REGISTERS // vectors)
-    if m * width < POLICY.tile_terms:
+    for w in range(n // lanes * lanes, 0, -lanes):  # the widest block that fits
+        m = -(-POLICY.tile_terms // w)
+        if m * (w // lanes) > VECTOR_REGISTERS or m > MAX_TILE_ROWS:
+            continue
+        for u in reversed(outer):
+            if (u != v and u not in kernel.dynamic and kernel.extent[u] >= m
+                    and any(v in op.indices and u not in op.indices for op in kernel.inputs)):
+                return (v, w), (u, m)
         return None
-    for u in reversed(outer):
-        if (u != v and u not in kernel.dynamic and kernel.extent[u] >= m
-                and any(v in op.indices and u not in op.indices for op in kernel.inputs)):
-            return (u, m)
     return None
 
 
@@ -1063,11 +1073,12 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
     outer.remove(v)
     n = kernel.sizes[v]
     red, out = kernel.reduce, kernel.output
-    head, count = _block_start("v", n, size)
     at_v = Let(v, Call("add", (Var("v0"), Var(_T))))
 
-    def block(rows: Sequence[dict[str, str]]) -> Loop:
-        """The loop over blocks of v, with one row of accumulators per renaming of u."""
+    def block(head: tuple[Stmt, ...], count: int | Var, rows: Sequence[dict[str, str]]
+              ) -> tuple[Stmt, ...]:
+        """One block of v (from ``v0``, ``count`` values), one row of accumulators per
+        renaming of u in ``rows``."""
         accs = [Var("acc", Var(_T) if p == 0 else Call("add", (Const(p * size), Var(_T))))
                 for p in range(len(rows))]
         reset = Loop(_T, count, tuple(Init(acc, kernel.accumulate, red.identity)
@@ -1079,12 +1090,25 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
             Store(Operand(out.name, out.dtype, tuple(names.get(ix, ix) for ix in out.indices)),
                   _store_cast(kernel, acc, True))
             for acc, names in zip(accs, rows)))
-        body = head + (reset,) + _nest(inner, kernel, (step,), None) + (store,)
-        return Loop("vb", _ceil_div(n, size), body, sched.parallel == v)
+        return head + (reset,) + _nest(inner, kernel, (step,), None) + (store,)
+
+    def blocks(rows: Sequence[dict[str, str]]) -> tuple[Stmt, ...]:
+        """Every block of v: whole ones, then (tiled) a shorter last one; the length of
+        each is a constant in a register tile, which LLVM keeps in registers."""
+        if sched.block_rows is None:
+            head, count = _block_start("v", n, size)
+            return (Loop("vb", _ceil_div(n, size), block(head, count, rows),
+                         sched.parallel == v),)
+        whole, rest = divmod(n, size)  # type: ignore[operator]
+        first = Let("v0", Call("mul", (Var("vb"), Const(size))))
+        out_: tuple[Stmt, ...] = (Loop("vb", whole, block((first,), size, rows)),)
+        if rest:
+            out_ += block((Let("v0", Const(whole * size)),), rest, rows)
+        return out_
 
     m = 1
     if sched.block_rows is None:
-        loops: tuple[Stmt, ...] = (block([{}]),)
+        loops: tuple[Stmt, ...] = blocks([{}])
     else:  # m values of u at once (h0 .. h<m-1>), then the last U mod m one by one
         u, m = sched.block_rows
         outer.remove(u)
@@ -1092,11 +1116,11 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
         rows = [f"h{p}" for p in range(m)]
         first = Call("mul", (Var("ub"), Const(m)))
         at_rows = tuple(Let(row, Call("add", (first, Const(p)))) for p, row in enumerate(rows))
-        loops = (Loop("ub", full, at_rows + (block([{u: row} for row in rows]),),
+        loops = (Loop("ub", full, at_rows + blocks([{u: row} for row in rows]),
                       sched.parallel == u),)
         if left:
             at_u = Let(u, Call("add", (Const(full * m), Var("ur"))))
-            loops += (Loop("ur", left, (at_u, block([{}])), sched.parallel == u),)
+            loops += (Loop("ur", left, (at_u,) + blocks([{}]), sched.parallel == u),)
     alloc = Alloc("acc", kernel.accumulate, m * size,
                   m * size * np.dtype(kernel.accumulate).itemsize <= POLICY.stack_bytes)
     if sched.parallel is not None and sched.parallel not in outer:  # v, or u: each loop's

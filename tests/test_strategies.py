@@ -129,14 +129,15 @@ def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
                                             ("abj,jc->acb", [(3, 8, 4), (4, 5)])])
 def test_register_tiles(eq, shapes, dtype, parallel, monkeypatch):
     """Blocks of accumulators several output rows at a time (``Schedule.block_rows``),
-    forced on small shapes: every float, int and complex width counts as whole vectors,
-    tiles of 12 terms, so rows of 5 or 6 run 2 or 3 at a time and leave rows over; the
-    row loop is serial or in chunks on threads."""
+    forced on small shapes: vectors of 16 bytes, tiles of 12 terms, so blocks of 5 or 6
+    values run 2 or 3 rows at a time, in whole vectors and a shorter last block, and
+    leave rows over; the row loop is serial or in chunks on threads."""
     monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
         gemm_min_work=1 << 40, unroll=1, tile_terms=12,
         parallel_min_work=0 if parallel else 1 << 20))
-    monkeypatch.setattr(schedule, "VECTOR_BYTES", 1)
+    monkeypatch.setattr(schedule, "VECTOR_BYTES", 16)
     monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 1 << 10)
+    monkeypatch.setattr(schedule, "MAX_TILE_ROWS", 12)
     ops = make_operands(shapes, dtype, _rng("rows", eq, parallel))
     nests = __import__("einjit").explain(eq, *ops).nests
     assert any(n.schedule.block_rows is not None for n in nests)
