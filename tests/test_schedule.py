@@ -426,3 +426,6 @@ def test_every_reduction_hoisted_only_when_split(monkeypatch):
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 1)
     (nest,) = _check("b,bac->c", _ints(13), _ints(13, 5, 11))
     assert not nest.schedule.hoist and nest.schedule.block == ("c", 11)
+    # but a block covers one output loop: with two, the sum still runs outermost
+    (nest,) = _check("bac->ac", _ints(13, 5, 11))
+    assert nest.schedule.hoist == ("b",) and not nest.schedule.threads
