@@ -116,8 +116,16 @@ def _view_lines(call: Any, arrays: Sequence[np.ndarray], names: dict[str, Any]) 
     a = arrays[0]
     if a.dtype.hasobject:
         return fallback
-    # A diagonal of an array that owns its memory: same shape and strides every time.
     shape, strides = view_geometry(a.shape, a.strides, labels, output)
+    if (len(shape) == 1 and strides[0] > 0 and strides[0] % a.itemsize == 0
+            and (a.flags.c_contiguous or a.flags.f_contiguous)):
+        # A diagonal of a contiguous array (so is every array of this signature): every
+        # step-th element of its memory, a slice of its flat view (0.4 us, where numpy's
+        # ndarray constructor takes 0.75 us); writeable when ``a0`` is.
+        step = strides[0] // a.itemsize
+        cut = "" if -(-a.size // step) == shape[0] else f"[:{shape[0]}]"
+        return [f"    return a0.ravel('K')[::{step}]{cut}"]
+    # A diagonal of an array that owns its memory: same shape and strides every time.
     lines = ["    if a0.base is None:",
              f"        view = ndarray({shape!r}, a0.dtype, a0, 0, {strides!r})"]
     if not a.flags.writeable:

@@ -97,6 +97,21 @@ def test_replay_into_an_out_that_is_an_operand(decorated):
     np.testing.assert_allclose(out, a @ b, rtol=1e-12)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize(("eq", "shape"), [("ii->i", (5, 5)), ("iii->i", (3, 3, 3)),
+                                           ("ii->i", (1, 1)), ("ii->i", (0, 0))])
+def test_replayed_diagonal_is_a_writeable_view(eq, shape, order):
+    """A diagonal of a contiguous array replays as a slice of its flat memory: the same
+    elements, writeable, writes landing in the array, as numpy's view does."""
+    for seed in range(3):
+        a = np.asarray(np.random.default_rng(seed).random(shape), order=order)
+        d = einjit.einsum(eq, a)
+        np.testing.assert_array_equal(d, np.einsum(eq, a))
+        assert d.flags.writeable and (a.size == 0 or np.shares_memory(d, a))
+        d[...] = -1.0
+        np.testing.assert_array_equal(np.einsum(eq, a), -np.ones(shape[0]))
+
+
 def test_fast_path_returns_new_arrays_and_views_like_numpy():
     a = np.arange(12.0).reshape(3, 4)
     r1 = einjit.einsum("ij,ij->i", a, a)
