@@ -454,9 +454,12 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     arrays = tuple(zip(kernel.inputs + (kernel.output,),
                        tuple(input_strides) + (tuple(output_strides),)))
 
-    def crossed(u: str, v: str) -> bool:  # an array runs along u, the outer of the two
+    def crossed(u: str, v: str, apart: int = 1) -> bool:
+        # an array runs along u, the outer of the two (its rows along v a multiple of
+        # ``apart`` bytes apart)
         return any(u in op.indices and v in op.indices
                    and abs(st[op.indices.index(u)]) < abs(st[op.indices.index(v)])
+                   and abs(st[op.indices.index(v)]) * np.dtype(op.dtype).itemsize % apart == 0
                    for op, st in arrays)
 
     if not inner and len(outer) >= 2 and not deep:
@@ -467,8 +470,11 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
           and parallel not in inner[-2:] and not any(fuse)):
         # The same for the two innermost reduction loops (``ed,de->``: de read down its
         # columns, each load a new cache line): a tile of each operand stays in cache.
+        # It pays where the column's rows alias in the cache (strides a multiple of 512
+        # bytes, 512 x 512 float32: 0.83 -> 0.50 ms); elsewhere the plain column walk
+        # stays in L2, and the tiles' short loops only cost (1000 x 1000: 1.8 -> 3.6 ms).
         u, v = inner[-2], inner[-1]
-        if crossed(u, v) and min(extent[u], extent[v]) >= POLICY.tile:
+        if crossed(u, v, ALIASED_BYTES) and min(extent[u], extent[v]) >= POLICY.tile:
             tile = (u, v, POLICY.tile)
     # Only a reduction loop innermost gains (a blocked output loop is vectorised as it
     # is), and only when long enough to fill vectors.
@@ -496,6 +502,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
 VECTOR_BYTES, VECTOR_REGISTERS = 32, 16
 #: The most rows of a register tile: each needs its own broadcast operand per term.
 MAX_TILE_ROWS = 4
+#: Rows of an array whose stride (bytes) is a multiple of this fall into few cache sets.
+ALIASED_BYTES = 512
 
 
 def _register_tile(kernel: Kernel, outer: Sequence[str], block: tuple[str, int] | None,

@@ -382,11 +382,16 @@ def _sqdiff(a, b):
 
 def test_crossed_reduction_loops_run_in_tiles(monkeypatch):
     # ed,de->: de is read down its columns whichever loop is inside; in 32 x 32 tiles
+    # where its rows alias in the cache
     a, b = _ints(70, 64), _ints(64, 70)
     (nest,) = _check("ed,de->", a, b)
     assert set(nest.schedule.tile[:2]) == {"e", "d"} and nest.schedule.tile[2] == 32
     assert "for qt in range(" in einjit.explain("ed,de->", a, b).sources[0]
+    # only where the column's rows alias in the cache (a's are 512 bytes apart here)
+    (plain,) = _check("ed,de->", _ints(70, 63), _ints(63, 70))
+    assert plain.schedule.tile is None
     # also inside the loop split over threads (each iteration's partial), and under outputs
+    monkeypatch.setattr(einjit.schedule, "ALIASED_BYTES", 8)
     monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
         parallel_min_work=0, tile=4))
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
