@@ -434,3 +434,13 @@ def test_every_reduction_hoisted_only_when_split(monkeypatch):
     # but a block covers one output loop: with two, the sum still runs outermost
     (nest,) = _check("bac->ac", _ints(13, 5, 11))
     assert nest.schedule.hoist == ("b",) and not nest.schedule.threads
+
+
+def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
+    # 600 x 600 terms: below parallel_min_work, but each gathers a column element
+    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
+    a, b = _ints(600, 600), _ints(600, 600)
+    (crossed,) = _check("ab,ba->", a, b)
+    assert crossed.schedule.parallel is not None and crossed.schedule.threads == 2
+    (streamed,) = _check("ab,ab->", a, b)  # read in memory order: one thread
+    assert streamed.schedule.parallel is None
