@@ -556,9 +556,9 @@ def _register_tile(kernel: Kernel, outer: Sequence[str], block: tuple[str, int] 
 def _fused(kernel: Kernel) -> bool:
     """Whether the kernel is a float sum of products, whose terms may be accumulated as
     fused multiply-adds (each rounded once instead of twice), ``Policy.contract``
-    permitting.  Only reassociated sums do: ``vecmath.rmuladd`` in a block of
-    accumulators kept LLVM from vectorising it (16 x 16 float32 matrices: 3 against 36
-    GFLOP/s with ``acc += p * q``)."""
+    permitting.  Its callers fuse reassociated sums only: an ``llvm.fmuladd`` without
+    ``reassoc`` in a block of accumulators kept LLVM from vectorising the block (16 x 16
+    float32 matrices: 3 against 36 GFLOP/s with ``acc += p * q``)."""
     return (POLICY.contract and kernel.reduce.op == "add" and kernel.accumulate[0] == "f"
             and multiply_add(kernel.body) is not None)
 
@@ -1089,6 +1089,11 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
             for r ...:                      # reduction loops
                 for tb in range(vn): v = v0 + tb; acc[tb] += body
             for tb in range(vn): v = v0 + tb; out[..., v] = acc[tb]
+
+    With ``sched.block_rows = (u, m)`` (a register tile), each pass takes m values of u
+    (``h0 .. h<m-1>``, row p of the accumulators at ``acc[p * size + tb]``), the blocks
+    are ``V // size`` whole ones and one of the last ``V mod size`` values, every length
+    a constant, and the last ``U mod m`` values of u run one row at a time.
     """
     v, size = sched.block  # type: ignore[misc]
     outer.remove(v)
@@ -1122,10 +1127,10 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
                          sched.parallel == v),)
         whole, rest = divmod(n, size)  # type: ignore[operator]
         first = Let("v0", Call("mul", (Var("vb"), Const(size))))
-        out_: tuple[Stmt, ...] = (Loop("vb", whole, block((first,), size, rows)),)
+        stmts: tuple[Stmt, ...] = (Loop("vb", whole, block((first,), size, rows)),)
         if rest:
-            out_ += block((Let("v0", Const(whole * size)),), rest, rows)
-        return out_
+            stmts += block((Let("v0", Const(whole * size)),), rest, rows)
+        return stmts
 
     m = 1
     if sched.block_rows is None:
