@@ -394,8 +394,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     # vectors, a cache line per load) costs several times a streamed one: threads pay
     # from fewer of them (ab,ba-> 1000 x 1000 float32: 1.7 ms serial, 0.9 ms on two).
     # Not where the reductions would run hoisted, reading the input in memory order.
-    gathers = (any(last in op.indices and abs(st[op.indices.index(last)]) > 1
-                   for op, st in zip(kernel.inputs, input_strides))
+    gathers = (bool(_gathered(kernel, input_strides, last))
                and not _hoisted(kernel, outer, inner, cost, deep, None))
     least = POLICY.parallel_min_work // (GATHER_COST if gathers else 1)
     if threads > 1 and kernel.work >= least and splittable:
@@ -853,15 +852,22 @@ def copies(kernel: Kernel, sched: Schedule, input_strides: Sequence[Sequence[int
         return {}
     extent = kernel.extent
     found = {}
-    for k, (op, strides) in enumerate(zip(kernel.inputs, input_strides)):
-        if v not in op.indices or abs(strides[op.indices.index(v)]) in (0, 1):
-            continue
+    for k in _gathered(kernel, input_strides, v):
+        op, strides = kernel.inputs[k], input_strides[k]
         if kernel.work < reuse * _product(extent[i] for i in op.indices):
             continue
         order = sorted((i for i in op.indices if i != v),
                        key=lambda i: -abs(strides[op.indices.index(i)]))
         found[k] = tuple(order) + (v,)
     return found
+
+
+def _gathered(kernel: Kernel, input_strides: Sequence[Sequence[int]], v: str | None
+              ) -> list[int]:
+    """The positions of the inputs a loop over ``v`` gathers: its stride in them is
+    other than 0 or 1 (no vector loads, a cache line per element)."""
+    return [k for k, (op, strides) in enumerate(zip(kernel.inputs, input_strides))
+            if v in op.indices and abs(strides[op.indices.index(v)]) not in (0, 1)]
 
 
 def partial_spread(kernel: Kernel, sched: Schedule) -> int:
