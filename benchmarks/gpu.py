@@ -133,6 +133,9 @@ def _case(name: str, equation: str, shapes: list[tuple[int, ...]], kind: str, re
     reference = torch.einsum(equation, *[o.double() for o in ops])
     scale = float(reference.abs().max()) or 1.0
     row: dict[str, Any] = {"case": name, "equation": equation, "shapes": shapes}
+    from einjit import cuda as einjit_cuda
+
+    einjit_cuda.clear_cache()  # so that the plans this case builds are the only ones held
     for who, fn in contenders.items():
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -162,6 +165,9 @@ def _case(name: str, equation: str, shapes: list[tuple[int, ...]], kind: str, re
         row["ceiling"] = (f"{row['achieved']:.2f} TFLOP/s "
                           f"({row['achieved'] / matmul_tflops:.0%} of matmul)")
     row["vs_torch"] = row["einjit_ms"] / row["torch_ms"]
+    held = list(einjit_cuda._PLANS.values())
+    row["schedules"] = [str(s) for plan in held for s in plan.schedules]
+    row["sources"] = [src for plan in held for src in plan.sources]
     return row
 
 
@@ -197,8 +203,47 @@ def run(cases: list[str], repeat: int, warmup: int, copy_tbs: float, matmul_tflo
         print(f"| {name} | `{equation}` | {row['einjit_ms']:.3f} | {row['torch_ms']:.3f} | "
               f"{cupy_ms} | {row['vs_torch']:.2f} | {row['ceiling']} | "
               f"{row['einjit_first_s']:.2f} |", flush=True)
+        for text in row["schedules"]:
+            print(f"    {name}: {text}", flush=True)
         torch.cuda.empty_cache()
     return rows
+
+
+def profile(name: str, calls: int = 2000) -> int:
+    """Where einjit's host time goes on one case: microseconds per call, then cProfile."""
+    import cProfile
+    import pstats
+    import time
+
+    import torch
+
+    import einjit
+
+    case = next((c for c in CASES if c[0] == name), None)
+    if case is None:
+        print(f"--profile: no case {name!r}; cases: {', '.join(c[0] for c in CASES)}")
+        return 2
+    _, equation, shapes, _ = case
+    ops = [torch.randn(s, device="cuda") for s in shapes]
+    for _ in range(10):
+        einjit.einsum(equation, *ops)
+        torch.einsum(equation, *ops)
+    torch.cuda.synchronize()
+    for who, fn in (("einjit", einjit.einsum), ("torch", torch.einsum)):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn(equation, *ops)
+        torch.cuda.synchronize()
+        print(f"{who}: {(time.perf_counter() - t0) / calls * 1e6:.1f} us per call "
+              f"(host loop of {calls}, then one synchronisation)")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        einjit.einsum(equation, *ops)
+    torch.cuda.synchronize()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="integer fields of the GPU scheduler's policy, e.g. "
                              "reduce_threads=64,max_blocks=4096 (einjit.schedule_cuda.Policy)")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    parser.add_argument("--profile", default="", metavar="CASE",
+                        help="instead of the suite: profile einjit's host side on one case "
+                             "(cProfile over 2000 calls, the 25 most costly functions)")
     args = parser.parse_args(argv)
     why = _missing()
     if why is not None:
@@ -233,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--policy: {', '.join(bad)} are not integer fields of the policy")
         schedule_cuda.set_policy(dataclasses.replace(schedule_cuda.POLICY, **fields))
         print(f"policy: {schedule_cuda.POLICY}")
+    if args.profile:
+        return profile(args.profile)
     copy_tbs, matmul_tflops = args.copy_tbs, args.matmul_tflops
     if not (copy_tbs and matmul_tflops):
         measured = ceilings(torch)

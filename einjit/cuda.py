@@ -59,7 +59,7 @@ from .device_arrays import (
 from .ir import Plan
 from .parser import split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan
-from .schedule_cuda import GpuSchedule, Layout, LibraryGemm, schedule_gpu
+from .schedule_cuda import GpuSchedule, Layout, LibraryGemm, merge_indices, schedule_gpu
 from .views import c_strides, view_geometry
 
 __all__ = ["CudaPlan", "clear_cache", "einsum", "on_device", "wants_device", "warm"]
@@ -248,7 +248,8 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         else:
             out = Layout(0, c_strides([size[lb] for lb in kernel.output.indices]))
         layouts[step.result] = out
-        sched = schedule_gpu(kernel, [layouts[a] for a in step.args], out, library=library)
+        kernel, ins, out = merge_indices(kernel, [layouts[a] for a in step.args], out)
+        sched = schedule_gpu(kernel, ins, out, library=library)
         source = render.render_module(kernel, sched, f"{plan.equation} step {kernel.name}")
         fns = tuple(cache.load_module_function(source, name, target=target)
                     for name in render.kernel_names(kernel, sched))
@@ -258,7 +259,7 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         kernels = tuple(zip(fns, launches))
         on_library = isinstance(sched.mapping, LibraryGemm)
         runs.append(_StepRun(
-            tuple(step.args), step.result, math.prod(size[lb] for lb in kernel.output.indices),
+            tuple(step.args), step.result, math.prod(kernel.extent[lb] for lb in kernel.output.indices),
             np.dtype(kernel.output.dtype), sched.scratch, np.dtype(kernel.accumulate), kernels,
             () if on_library else tuple(fn[launch.grid, launch.block] if launch.grid else None
                                         for fn, launch in kernels), on_library))

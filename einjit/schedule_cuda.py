@@ -41,7 +41,7 @@ literals in the generated source.
 ...            Operand("out", "float32", ("i",)), (Index("i", 4096), Index("j", 1024)),
 ...            product(2, (("i", "j"), ("i", "j"))), SUM, "float32")
 >>> print(schedule_gpu(k, (Layout(0, (1024, 1)), Layout(0, (1024, 1))), Layout(0, (1,))))
-block per output: outputs i, 256 threads stride over j, tree in shared memory; grid 4096 x 256 threads
+block per output: outputs i, 32 threads stride over j (8 outputs per block), tree in shared memory; grid 512 x 256 threads
 >>> print(schedule_gpu(k, (Layout(0, (1, 4096)), Layout(0, (1, 4096))), Layout(0, (1,))))
 thread per output: threads over i (i fastest), serial loops j; grid 16 x 256 threads
 """
@@ -52,7 +52,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from .ir import Kernel
+from .ir import Call, Cast, Expr, Index, Kernel, Load, Operand, loads
 from .schedule import gemm_roles
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "Policy",
     "ThreadPerOutput",
     "TiledGemm",
+    "merge_indices",
     "schedule_gpu",
     "set_policy",
 ]
@@ -101,7 +102,7 @@ class Policy:
     split_min: int = 1 << 15
     split_terms: int = 16
     max_blocks: int = 1 << 16
-    team_terms: int = 4
+    team_terms: int = 32
     tile: tuple[int, int, int] = (64, 64, 16)
     reg: tuple[int, int] = (4, 4)
     gemm_min: tuple[int, int, int] = (16, 16, 8)
@@ -350,6 +351,89 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
     block = min(p.threads, max(p.warp, _ceil_div(n_out, p.warp) * p.warp))
     grid = min(_ceil_div(n_out, block), p.max_blocks)
     return GpuSchedule(ThreadPerOutput(outputs, reduce, Launch(grid, block)), *layouts)
+
+
+def merge_indices(kernel: Kernel, inputs: Sequence[Layout], output: Layout
+                  ) -> tuple[Kernel, tuple[Layout, ...], Layout]:
+    """The same work over fewer indices: a pair ``p``, ``q`` (both output or both
+    reduction indices) becomes one index ``p`` of extent ``extent(p) * extent(q)`` when
+    every array and every load has either neither or ``p`` directly followed by ``q``,
+    with ``stride(p) == extent(q) * stride(q)`` (so the pair walks memory as one axis).
+
+    A pass from IR to IR, run before :func:`schedule_gpu`: a kernel then derives fewer
+    indices from each flat thread or term number (``ij,ij->`` over C arrays sums one
+    index, not two: no division per term).  Kernels with a dynamic extent are left alone.
+
+    >>> from einjit.ir import SUM, product
+    >>> k = Kernel("k0", (Operand("a0", "float32", ("i", "j")),), Operand("out", "float32", ()),
+    ...            (Index("i", 8), Index("j", 4)), product(1, (("i", "j"),)), SUM, "float32")
+    >>> merged, ins, out = merge_indices(k, (Layout(0, (4, 1)),), Layout(0, ()))
+    >>> print(merged, ins[0], sep="; ")
+    kernel k0: out[] = sum_i a0[i]   (i=32; accumulate float32); offset 0, strides (1,)
+    """
+    extent = kernel.extent
+    if kernel.dynamic or 0 in extent.values():
+        return kernel, tuple(inputs), output
+    arrays = [(op.indices, lay.strides) for op, lay in zip(kernel.inputs, inputs)]
+    arrays.append((kernel.output.indices, output.strides))
+    body_loads = loads(kernel.body)
+    outs = set(kernel.output.indices)
+
+    def follows(indices: tuple[str, ...], p: str, q: str) -> bool | None:
+        """None: neither there; True: q right after p; False: otherwise."""
+        if p not in indices and q not in indices:
+            return None
+        return p in indices and indices[indices.index(p) + 1:indices.index(p) + 2] == (q,)
+
+    def mergeable(p: str, q: str) -> bool:
+        if (p in outs) != (q in outs):
+            return False
+        for indices, strides in arrays:
+            there = follows(indices, p, q)
+            if there is False or (there and strides[indices.index(p)]
+                                  != extent[q] * strides[indices.index(q)]):
+                return False
+        return all(follows(ld.indices, p, q) is not False for ld in body_loads)
+
+    merged = False
+    while True:
+        pair = next(((p, q) for indices, _ in arrays for p, q in pairwise(indices)
+                     if mergeable(p, q)), None)
+        if pair is None:
+            break
+        p, q = pair
+        arrays = [(indices, strides) if p not in indices else
+                  (tuple(x for x in indices if x != q),
+                   tuple(s for x, s in zip(indices, strides) if x != p)) for indices, strides in arrays]
+        extent = {x: (n * extent[q] if x == p else n) for x, n in extent.items() if x != q}
+        merged = True
+        kernel = _drop_index(kernel, p, q, extent)
+    if not merged:
+        return kernel, tuple(inputs), output
+    layouts = tuple(Layout(lay.offset, strides)
+                    for lay, (_, strides) in zip([*inputs, output], arrays))
+    return kernel, layouts[:-1], layouts[-1]
+
+
+def _drop_index(kernel: Kernel, p: str, q: str, extent: dict[str, int]) -> Kernel:
+    """``kernel`` with ``q`` folded into ``p`` (of the new ``extent``) everywhere."""
+    def drop(indices: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(x for x in indices if x != q)
+
+    def expr(e: Expr) -> Expr:
+        if isinstance(e, Load):
+            return Load(e.operand, drop(e.indices))
+        if isinstance(e, Cast):
+            return Cast(expr(e.value), e.dtype)
+        if isinstance(e, Call):
+            return Call(e.op, tuple(expr(a) for a in e.args))
+        return e
+
+    return Kernel(kernel.name,
+                  tuple(Operand(op.name, op.dtype, drop(op.indices)) for op in kernel.inputs),
+                  Operand(kernel.output.name, kernel.output.dtype, drop(kernel.output.indices)),
+                  tuple(Index(ix.name, extent[ix.name]) for ix in kernel.indices if ix.name != q),
+                  expr(kernel.body), kernel.reduce, kernel.accumulate)
 
 
 _LIBRARY_DTYPES = ("float32", "float64", "complex64", "complex128")

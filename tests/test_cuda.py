@@ -55,8 +55,8 @@ def _c(shape):
 def test_rowdot_cooperates_along_the_contiguous_reduction():
     k = _kernel(["ij", "ij"], "i", {"i": 65536, "j": 1024})
     s = schedule_gpu(k, (_c((65536, 1024)),) * 2, _c((65536,)))
-    # a team of 256 threads, 4 terms each, one row to a block
-    assert s.mapping == BlockPerOutput(("i",), ("j",), 256, 1, Launch(65536, 256))
+    # a warp per row, 32 terms each, 8 rows to a block
+    assert s.mapping == BlockPerOutput(("i",), ("j",), 32, 1, Launch(8192, 256), rows=8)
     k = _kernel(["ij", "ij"], "i", {"i": 65536, "j": 200})
     s = schedule_gpu(k, (_c((65536, 200)),) * 2, _c((65536,)))  # short rows: 4 per block
     assert s.mapping == BlockPerOutput(("i",), ("j",), 32, 1, Launch(16384, 128), rows=4)
@@ -111,7 +111,7 @@ def test_renderer_prints_literal_strides_and_split_kernels():
     s = schedule_gpu(k, (Layout(7, (-1,)), _c((1 << 20,))), Layout(0, ()))
     src = render_module(k, s, "i,i-> step k0")
     assert kernel_names(k, s) == ("k0_part", "k0")
-    assert "a0[7 + i * -1] * a1[i]" in src and "def k0_part(a0, a1, part):" in src
+    assert "a0[uint64(7 + i * -1)] * a1[uint64(i)]" in src and "def k0_part(a0, a1, part):" in src
     assert "def k0(part, out):" in src and "cuda.syncthreads()" in src
     compile(src, "k", "exec")  # valid Python
 
@@ -195,8 +195,8 @@ def test_boolean_and_integer_folds():
         src = render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
         assert op in src and f"np.bool_({reduce == 'all'})" in src
         # a comparison cast to bool is parenthesised (no chained comparison)
-        assert "(a0[i * 3 + j] > a1[j * 5 + k]) != 0" in src
-        assert "out[i * 5 + k] = acc\n" in src       # already bool
+        assert "(a0[uint64(i * 3 + j)] > a1[uint64(j * 5 + k)]) != 0" in src
+        assert "out[uint64(i * 5 + k)] = acc\n" in src       # already bool
     k = _fold_kernel("max", dtype="int32", acc="int64")
     src = render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
     assert "np.int64((-9223372036854775807 - 1))" in src and "np.int32(acc)" in src
@@ -213,10 +213,11 @@ def test_bodies_spell_device_functions():
     k = _fold_kernel("sum", body=body)
     src = render_module(k, schedule_gpu(k, (_c((4, 3)), _c((3, 5))), _c((4, 5))), "t")
     compile(src, "k", "exec")
-    for text in ("np_maximum(a0[i * 3 + j] - a1[j * 5 + k], -0.5)", "math.atan2(",
-                 "(np_exp2(a0[i * 3 + j]) if a0[i * 3 + j] > a1[j * 5 + k] else np_cbrt(",
-                 "-abs(a0[i * 3 + j])", "(not (a0[i * 3 + j] < math.inf))",
-                 "math.log1p(a0[i * 3 + j]) ** 2", "def np_exp2(", "def np_cbrt("):
+    x, y = "a0[uint64(i * 3 + j)]", "a1[uint64(j * 5 + k)]"
+    for text in (f"np_maximum({x} - {y}, -0.5)", "math.atan2(",
+                 f"(np_exp2({x}) if {x} > {y} else np_cbrt(",
+                 f"-abs({x})", f"(not ({x} < math.inf))",
+                 f"math.log1p({x}) ** 2", "def np_exp2(", "def np_cbrt("):
         assert text in src, (text, src)
     assert "def np_logaddexp(" not in src       # only the device functions it calls
 

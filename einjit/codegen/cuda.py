@@ -28,9 +28,11 @@ each mapping: the serial loop, the shared-memory tree and the split second pass.
 >>> print(render_functions(k, s), end="")
 @cuda.jit(cache=True)
 def k0(a0, a1, out):
-    for tt in range(cuda.grid(1), 8, cuda.gridsize(1)):
+    tt = cuda.grid(1)
+    while tt < 8:
         i = tt
-        out[i] = a0[i] * a1[i]
+        out[uint64(i)] = a0[uint64(i)] * a1[uint64(i)]
+        tt += cuda.gridsize(1)
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ def _addr(layout: Layout, indices: tuple[str, ...], extent: dict[str, int]) -> s
     return " + ".join(terms) or "0"
 
 
+def _element(addr: str) -> str:
+    """An array subscript: the address as ``uint64`` (addresses are never negative, and
+    Numba adds no wraparound test for a negative index to an unsigned one)."""
+    return addr if addr.isdigit() else f"uint64({addr})"
+
+
 def _dtype(name: str) -> str:
     return "numba.boolean" if name == "bool" else f"numba.{name}"
 
@@ -150,7 +158,7 @@ class _Printer:
                             f"(operator {op!r})")
 
     def load(self, k: int, indices: tuple[str, ...]) -> str:
-        return f"a{k}[{_addr(self.sched.inputs[k], indices, self.extent)}]"
+        return f"a{k}[{_element(_addr(self.sched.inputs[k], indices, self.extent))}]"
 
     def accumulate(self, acc: str, value: str) -> str:
         """The statement ``acc = reduce(acc, value)``."""
@@ -228,7 +236,7 @@ class _Printer:
         want = k.output.dtype
         if have != want:
             value = f"({value} != 0)" if want == "bool" else f"np.{want}({value})"
-        return f"out[{_addr(self.sched.output, k.output.indices, self.extent)}] = {value}"
+        return f"out[{_element(_addr(self.sched.output, k.output.indices, self.extent))}] = {value}"
 
     def definitions(self) -> str:
         """The device functions the printed expressions call."""
@@ -283,17 +291,30 @@ def _known_dtype(kernel: Kernel, e: Expr) -> str | None:
 
 def _unflatten(var: str, names: tuple[str, ...], extent: dict[str, int], indent: str
                ) -> list[str]:
-    """Lines deriving each index of ``names`` (row-major, last fastest) from ``var``."""
+    """Lines deriving each index of ``names`` (row-major, last fastest) from ``var``.
+
+    The division and remainder are unsigned: a signed one by a constant costs the sign
+    fix-ups of Python's floor semantics, on 64-bit integers the device emulates."""
     live = [n for n in names if extent[n] != 1]
     lines = [f"{indent}{n} = 0" for n in names if extent[n] == 1]
     if not live:
         return lines
     if len(live) == 1:
         return lines + [f"{indent}{live[0]} = {var}"]
-    lines.append(f"{indent}rem = {var}")
+    lines.append(f"{indent}rem = uint64({var})")
     for n in reversed(live[1:]):
-        lines += [f"{indent}{n} = rem % {extent[n]}", f"{indent}rem = rem // {extent[n]}"]
-    return lines + [f"{indent}{live[0]} = rem"]
+        lines += [f"{indent}{n} = int64(rem % uint64({extent[n]}))",
+                  f"{indent}rem = rem // uint64({extent[n]})"]
+    return lines + [f"{indent}{live[0]} = int64(rem)"]
+
+
+def _strided_loop(var: str, start: str, stop: int | str, step: str, indent: str
+                  ) -> tuple[list[str], list[str]]:
+    """The head and the tail of ``for var in range(start, stop, step)`` spelled as a
+    ``while`` loop (the body goes between them): Numba's ``range`` with a step keeps a
+    trip counter besides the index, a few more 64-bit operations per iteration."""
+    return ([f"{indent}{var} = {start}", f"{indent}while {var} < {stop}:"],
+            [f"{indent}    {var} += {step}"])
 
 
 def _serial_fold(p: _Printer, loops: tuple[str, ...], indent: str) -> list[str]:
@@ -319,8 +340,8 @@ def _thread_per_output(p: _Printer, m: ThreadPerOutput) -> str:
     total = 1
     for n in m.outputs:
         total *= extent[n]
-    lines = [f"def {k.name}({', '.join(op.name for op in k.inputs)}, out):",
-             f"    for tt in range(cuda.grid(1), {total}, cuda.gridsize(1)):"]
+    head, tail = _strided_loop("tt", "cuda.grid(1)", total, "cuda.gridsize(1)", "    ")
+    lines = [f"def {k.name}({', '.join(op.name for op in k.inputs)}, out):", *head]
     lines += _unflatten("tt", m.outputs, extent, "        ")
     if k.reduction_indices:
         lines += _serial_fold(p, m.loops, "        ")
@@ -330,7 +351,7 @@ def _thread_per_output(p: _Printer, m: ThreadPerOutput) -> str:
         lines.append(f"        {p.store('acc', k.accumulate if exact else None)}")
     else:
         lines.append(f"        {p.store(p.expr(k.body), _known_dtype(k, k.body))}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tail) + "\n"
 
 
 def _tree(p: _Printer, threads: int, acc: str, indent: str, lane: str = "tid") -> list[str]:
@@ -361,18 +382,23 @@ def _block_per_output(p: _Printer, m: BlockPerOutput) -> str:
         return _teams(p, m, n_out, n_red)
     # Split: each block folds every (split * threads)-th term into a partial sum ...
     ind = "        "
+    blocks, blocks_end = _strided_loop("blk", "cuda.blockIdx.x", n_out * split,
+                                       "cuda.gridDim.x", "    ")
     lines = [f"def {k.name}_part({ins}, part):",
              "    tid = cuda.threadIdx.x",
-             f"    shared = cuda.shared.array({m.threads}, {acc_t})",
-             f"    for blk in range(cuda.blockIdx.x, {n_out * split}, cuda.gridDim.x):",
-             f"{ind}oo = blk // {split}", f"{ind}ss = blk % {split}"]
+             f"    shared = cuda.shared.array({m.threads}, {acc_t})", *blocks,
+             f"{ind}oo = int64(uint64(blk) // uint64({split}))",
+             f"{ind}ss = int64(uint64(blk) % uint64({split}))"]
     lines += _unflatten("oo", m.outputs, extent, ind)
-    lines += [f"{ind}acc = {p.identity()}",
-              f"{ind}for rr in range(ss * {m.threads} + tid, {n_red}, {m.threads * split}):"]
+    terms, terms_end = _strided_loop("rr", f"ss * {m.threads} + tid", n_red,
+                                     str(m.threads * split), ind)
+    lines += [f"{ind}acc = {p.identity()}", *terms]
     lines += _unflatten("rr", m.reduce, extent, ind + "    ")
     lines.append(f"{ind}    {p.accumulate('acc', p.expr(k.body))}")
+    lines += terms_end
     lines += _tree(p, m.threads, "acc", ind)
-    lines += [f"{ind}if tid == 0:", f"{ind}    part[blk] = shared[0]", f"{ind}cuda.syncthreads()"]
+    lines += [f"{ind}if tid == 0:", f"{ind}    part[blk] = shared[0]", f"{ind}cuda.syncthreads()",
+              *blocks_end]
     text = "\n".join(lines) + "\n"
     # ... and a second kernel folds each output's partial sums.
     fin = m.finish
@@ -401,11 +427,13 @@ def _teams(p: _Printer, m: BlockPerOutput, n_out: int, n_red: int) -> str:
     team, rows = m.threads, m.rows
     ins = ", ".join(op.name for op in k.inputs)
     ind = "        "
+    blocks, blocks_end = _strided_loop("blk", "cuda.blockIdx.x", -(-n_out // rows),
+                                       "cuda.gridDim.x", "    ")
     lines = [f"def {k.name}({ins}, out):",
              "    tid = cuda.threadIdx.x",
              f"    lane = tid % {team}" if rows > 1 else "    lane = tid",
              f"    shared = cuda.shared.array({team * rows}, {_dtype(k.accumulate)})",
-             f"    for blk in range(cuda.blockIdx.x, {-(-n_out // rows)}, cuda.gridDim.x):",
+             *blocks,
              f"{ind}oo = blk * {rows} + tid // {team}" if rows > 1 else f"{ind}oo = blk",
              f"{ind}acc = {p.identity()}"]
     body = [f"{ind}    {p.accumulate('acc', p.expr(k.body))}"]
@@ -425,7 +453,7 @@ def _teams(p: _Printer, m: BlockPerOutput, n_out: int, n_red: int) -> str:
     lines += _tree(p, team, "acc", ind, "lane")
     last = f" and oo < {n_out}" if n_out % rows else ""
     lines += [f"{ind}if lane == 0{last}:", f"{ind}    {p.store('shared[tid]', k.accumulate)}",
-              f"{ind}cuda.syncthreads()"]
+              f"{ind}cuda.syncthreads()", *blocks_end]
     return "\n".join(lines) + "\n"
 
 
@@ -499,7 +527,7 @@ def _tiled_gemm(p: _Printer, g: TiledGemm) -> str:
         body += _unflatten("gx", outer, extent, i16 + "    ")
         addr = " + ".join(x for x in (base, _group_addr(lay, op_indices, g.k),
                                       _group_addr(lay, op_indices, outer)) if x != "0")
-        body += [f"{i16}    {shared}[kk, xx] = {src}[{addr}]",
+        body += [f"{i16}    {shared}[kk, xx] = {src}[{_element(addr)}]",
                  f"{i16}else:", f"{i16}    {shared}[kk, xx] = {zero}"]
         return body
 
@@ -528,7 +556,7 @@ def _tiled_gemm(p: _Printer, g: TiledGemm) -> str:
     value = "cc[ii, jj]"
     if out.dtype != k.accumulate:
         value = f"({value} != 0)" if out.dtype == "bool" else f"np.{out.dtype}({value})"
-    lines.append(f"{i16}    out[{addr}] = {value}")
+    lines.append(f"{i16}    out[{_element(addr)}] = {value}")
     return "\n".join(lines) + "\n"
 
 
@@ -610,5 +638,5 @@ def render_module(kernel: Kernel, sched: GpuSchedule, title: str) -> str:
             "import math\n\n"
             "import numba\n"
             "import numpy as np\n"
-            "from numba import cuda\n\n\n"
+            "from numba import cuda, int64, uint64\n\n\n"
             + render_functions(kernel, sched))
