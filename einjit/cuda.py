@@ -40,12 +40,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import cache, engine, schedule_cuda
+from . import cache, cuda_launch, engine, schedule_cuda
 from .body import compile_errors
 from .device_arrays import (
     Arrays,
@@ -59,7 +59,8 @@ from .device_arrays import (
 from .ir import Plan
 from .parser import split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan
-from .schedule_cuda import GpuSchedule, Layout, LibraryGemm, merge_indices, schedule_gpu
+from .schedule_cuda import (GpuSchedule, Layout, LibraryGemm, intermediate_layout, merge_indices,
+                            schedule_gpu)
 from .views import c_strides, view_geometry
 
 __all__ = ["CudaPlan", "clear_cache", "einsum", "on_device", "wants_device", "warm"]
@@ -185,22 +186,57 @@ class _StepRun:
     kernels: tuple[tuple[Any, schedule_cuda.Launch], ...]  # (kernel, launch), in order
     configured: tuple[Any, ...]     # the same kernels configured for the default stream
     library: bool = False           # kernels[0][0] is a library GEMM function
+    # Once the configured kernels have run: one entry, their direct launchers (None for
+    # a kernel not launched), or () where this Numba has none (see einjit.cuda_launch).
+    direct: list[tuple[Any, ...]] = field(default_factory=list)
 
     def run(self, arrays: Arrays, values: dict[int, Any], target: Any, stream: Any) -> None:
         if self.library:
             self.kernels[0][0](arrays, *[values[a] for a in self.args], target)
             return
-        args = [arrays.kernel_arg(values[a]) for a in self.args]
+        flats = [values[a] for a in self.args]
+        if stream is None and self.direct and self.direct[0]:
+            if self._run_direct(arrays, flats, target):
+                return
+        self._run_numba(arrays, flats, target, stream)
+        if stream is None and not self.direct:
+            built = tuple(None if fn is None else cuda_launch.direct(fn)
+                          for fn in self.configured)
+            usable = all(b is not None for b, fn in zip(built, self.configured) if fn is not None)
+            self.direct.append(built if usable else ())
+
+    def _run_direct(self, arrays: Arrays, flats: Sequence[Any], target: Any) -> bool:
+        """Launch through the direct launchers; False (nothing launched) when an array
+        is empty (Numba's own launch handles those)."""
+        pointers = [arrays.pointer(f) for f in flats]
+        last = arrays.pointer(target)
+        if last[1] == 0 or any(p[1] == 0 for p in pointers):
+            return False
+        launchers = self.direct[0]
+        if self.scratch:
+            held = arrays.empty(self.scratch, self.scratch_dtype)  # alive until launched
+            part = arrays.pointer(held)
+            if launchers[0] is not None:
+                launchers[0]([*pointers, part])
+            if launchers[1] is not None:
+                launchers[1]([part, last])
+        elif launchers[0] is not None:
+            launchers[0]([*pointers, last])
+        return True
+
+    def _run_numba(self, arrays: Arrays, flats: Sequence[Any], target: Any, stream: Any
+                   ) -> None:
+        """Launch through Numba's configured kernels."""
+        args = [arrays.kernel_arg(f) for f in flats]
         target = arrays.kernel_arg(target)
         if stream is None:
             launchers = self.configured
         else:
             launchers = tuple(fn[launch.grid, launch.block, stream] if launch.grid else None
                               for fn, launch in self.kernels)
-        if self.scratch:
-            cuda = arrays.cuda
-            part = cuda.device_array(self.scratch, dtype=self.scratch_dtype,
-                                     stream=0 if stream is None else stream)
+        if self.scratch:  # from the library's allocator (a pool: no cudaMalloc per call)
+            held = arrays.empty(self.scratch, self.scratch_dtype)  # alive until launched
+            part = arrays.kernel_arg(held)
             if launchers[0] is not None:
                 launchers[0](*args, part)
             if launchers[1] is not None:
@@ -246,7 +282,7 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         if i == len(plan.steps) - 1:
             out = output
         else:
-            out = Layout(0, c_strides([size[lb] for lb in kernel.output.indices]))
+            out = intermediate_layout(kernel, [layouts[a] for a in step.args], library=library)
         layouts[step.result] = out
         kernel, ins, out = merge_indices(kernel, [layouts[a] for a in step.args], out)
         sched = schedule_gpu(kernel, ins, out, library=library)

@@ -10,6 +10,8 @@ simulator.  :func:`arrays_for` picks the adapter for the call's first device ope
 * ``empty(count, dtype)``: a new flat array of that kind (results and intermediates);
 * ``kernel_arg(flat)``: the same memory as a Numba device array, for a kernel launch
   (no stream synchronisation: the launches go to :meth:`Arrays.stream`);
+* ``pointer(flat)``: its (address, element count, item size), for a launch that skips
+  Numba's argument handling (:mod:`einjit.cuda_launch`);
 * ``strided(base, shape, strides, dtype, offset)``: the result the user gets, a view of
   the operand's kind;
 * ``matmul(a, b, out)`` and ``view``/``copy``: the library's batched matrix product
@@ -90,14 +92,40 @@ def flat_host(a: np.ndarray, shape: Sequence[int], strides: Sequence[int], low: 
     return np.lib.stride_tricks.as_strided(start, (count,), (a.itemsize,))
 
 
-def _numba_view(cuda: Any, owner: Any, address: int, count: int, dtype: np.dtype) -> Any:
-    """A 1-D Numba device array of ``count`` elements at ``address`` (``owner`` keeps
-    the memory alive), imported without synchronising any stream."""
+#: (address, elements, dtype, device) -> a Numba device array over that memory that owns
+#: nothing: importing a foreign array costs Numba tens of microseconds (a context check,
+#: a new array type), more than a small kernel runs, so launches reuse the views of
+#: memory seen before (a caching allocator hands the same blocks out again and again).
+#: A view is only used while the array it was taken from is alive (during a launch).
+_VIEWS: dict[tuple[int, int, str, int | None], Any] = {}
+_VIEWS_MAX = 512
+
+
+def _numba_view(cuda: Any, address: int, count: int, dtype: np.dtype,
+                device: int | None) -> Any:
+    """A 1-D Numba device array of ``count`` elements at ``address`` on ``device``
+    (None: the current one), imported without synchronising any stream; the caller
+    keeps the memory alive while the view is used."""
     if count == 0:
         return cuda.device_array(0, dtype=dtype)
-    desc = {"shape": (count,), "strides": None, "typestr": dtype.str, "version": 3,
-            "data": (address, False)}
-    return cuda.from_cuda_array_interface(desc, owner=owner, sync=False)
+    key = (address, count, dtype.str, device)
+    view = _VIEWS.get(key)
+    if view is None:
+        if len(_VIEWS) >= _VIEWS_MAX:
+            _VIEWS.pop(next(iter(_VIEWS)))  # the oldest
+        desc = {"shape": (count,), "strides": None, "typestr": dtype.str, "version": 3,
+                "data": (address, False)}
+        view = _VIEWS[key] = cuda.from_cuda_array_interface(desc, owner=None, sync=False)
+    return view
+
+
+def _device_of(x: Any) -> int | None:
+    """The device a foreign array lives on, where it says so cheaply (Numba's own
+    arrays: their context's device), else None."""
+    gpu_data = getattr(x, "gpu_data", None)
+    context = getattr(gpu_data, "context", None)
+    device = getattr(context, "device", None)
+    return getattr(device, "id", None)
 
 
 _STREAMS: dict[int, Any] = {}
@@ -134,7 +162,7 @@ class Arrays:
         if count == 0:
             return self.cuda.device_array(0, dtype=dtype)
         address = int(x.__cuda_array_interface__["data"][0]) + low * dtype.itemsize
-        return _numba_view(self.cuda, x, address, count, dtype)
+        return _numba_view(self.cuda, address, count, dtype, _device_of(x))
 
     def empty(self, count: int, dtype: np.dtype) -> Any:
         stream = self.stream()
@@ -142,6 +170,10 @@ class Arrays:
 
     def kernel_arg(self, flat: Any) -> Any:
         return flat
+
+    def pointer(self, flat: Any) -> tuple[int, int, int]:
+        """A flat array's (data address, element count, item size)."""
+        return flat.device_ctypes_pointer.value or 0, flat.size, flat.dtype.itemsize
 
     def stream(self) -> Any:
         """The stream the call's kernels launch on (None: the default stream), looked
@@ -208,7 +240,12 @@ class TorchArrays(Arrays):
         dtype = _NUMPY_DTYPES.get(flat.dtype)
         if dtype is None:
             dtype = _NUMPY_DTYPES[flat.dtype] = np.dtype(str(flat.dtype).replace("torch.", ""))
-        return _numba_view(self.cuda, flat, flat.data_ptr(), flat.numel(), dtype)
+        return _numba_view(self.cuda, flat.data_ptr(), flat.numel(), dtype, flat.get_device())
+
+    def pointer(self, flat: Any) -> tuple[int, int, int]:
+        if not isinstance(flat, self.lib.Tensor):
+            return super().pointer(flat)
+        return flat.data_ptr(), flat.numel(), flat.element_size()
 
     def _stream_handle(self) -> int | None:
         return self.lib.cuda.current_stream(self.like.device).cuda_stream
@@ -256,7 +293,12 @@ class CupyArrays(Arrays):
     def kernel_arg(self, flat: Any) -> Any:
         if not isinstance(flat, self.lib.ndarray):
             return flat
-        return _numba_view(self.cuda, flat, flat.data.ptr, flat.size, flat.dtype)
+        return _numba_view(self.cuda, flat.data.ptr, flat.size, flat.dtype, flat.data.device_id)
+
+    def pointer(self, flat: Any) -> tuple[int, int, int]:
+        if not isinstance(flat, self.lib.ndarray):
+            return super().pointer(flat)
+        return flat.data.ptr, flat.size, flat.itemsize
 
     def _stream_handle(self) -> int | None:
         return self.lib.cuda.get_current_stream().ptr

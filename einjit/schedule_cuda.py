@@ -15,9 +15,12 @@ Three mappings, chosen by :func:`schedule_gpu`:
   threads stride over the flattened reduction (its smallest-stride index fastest, so a
   warp reads consecutive memory) and combine partial sums with a tree in shared memory.
   A team is sized so that each thread sums ``team_terms`` terms or more (at least a
-  warp); a block holds several teams when one is smaller than a block.  With few outputs and a long reduction, ``split`` blocks share one output: each writes
-  a partial sum to a scratch buffer and a second kernel adds them.  Row reductions,
-  full reductions (``i,i->``, ``ij,ij->``).
+  warp); a block holds several teams when one is smaller than a block.  With few
+  outputs and a long reduction, ``split`` blocks share one output: each writes a
+  partial sum to a scratch buffer and a second kernel adds them.  Row reductions, full
+  reductions (``i,i->``, ``ij,ij->``).  When the outputs, not the terms, are adjacent
+  in memory and too few to give each a thread of its own, adjacent threads take
+  adjacent outputs instead (``interleave``: column sums).
 * :class:`TiledGemm`: GEMM-shaped sums of products (batch, m, n, k index groups; never
   another body or reduction, which run in the two mappings above) as a tiled
   matrix product: a block computes a ``tile_m x tile_n`` tile of the output, staging
@@ -43,7 +46,7 @@ literals in the generated source.
 >>> print(schedule_gpu(k, (Layout(0, (1024, 1)), Layout(0, (1024, 1))), Layout(0, (1,))))
 block per output: outputs i, 32 threads stride over j (8 outputs per block), tree in shared memory; grid 512 x 256 threads
 >>> print(schedule_gpu(k, (Layout(0, (1, 4096)), Layout(0, (1, 4096))), Layout(0, (1,))))
-thread per output: threads over i (i fastest), serial loops j; grid 16 x 256 threads
+block per output: outputs i, 8 threads stride over j (32 outputs per block, adjacent threads on adjacent outputs), tree in shared memory; grid 128 x 256 threads
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ __all__ = [
     "Policy",
     "ThreadPerOutput",
     "TiledGemm",
+    "intermediate_layout",
     "merge_indices",
     "schedule_gpu",
     "set_policy",
@@ -84,6 +88,8 @@ class Policy:
     ``fill_blocks``: blocks that keep every multiprocessor busy (an H100 has 132).
     ``split_min``: reduction length from which few outputs split their reduction over
     several blocks; ``split_terms``: terms each thread should at least sum then.
+    ``fill_threads``: threads that keep the device busy; fewer outputs than this whose
+    memory is adjacent (and at least ``fill_blocks``) get interleaved teams.
     ``max_blocks``: the most blocks a grid-stride launch uses.  ``team_terms``: terms
     each thread of a cooperating team should sum at least, which sizes the team (at
     least a ``warp``) and so how many outputs share a block.  ``tile``: a GEMM
@@ -101,6 +107,7 @@ class Policy:
     fill_blocks: int = 1024
     split_min: int = 1 << 15
     split_terms: int = 16
+    fill_threads: int = 1 << 17
     max_blocks: int = 1 << 16
     team_terms: int = 32
     tile: tuple[int, int, int] = (64, 64, 16)
@@ -174,7 +181,10 @@ class BlockPerOutput:
     ``outputs x split`` accumulators and ``finish`` (one block of ``threads`` per output)
     adds them.  With ``rows > 1`` (and no split) a block of ``threads x rows`` threads
     holds ``rows`` teams, each reducing its own output: short reductions keep every
-    thread busy with several terms and the tree has fewer levels.
+    thread busy with several terms and the tree has fewer levels.  With ``interleave``
+    consecutive threads take consecutive outputs and a team's threads lie ``rows``
+    apart: for reductions whose outputs, not terms, are adjacent in memory (a warp then
+    reads consecutive elements), too few to give each its own thread and fill the device.
     """
 
     outputs: tuple[str, ...]
@@ -184,11 +194,14 @@ class BlockPerOutput:
     launch: Launch
     finish: Launch | None = None
     rows: int = 1
+    interleave: bool = False
 
     def __str__(self) -> str:
         split = (f", {self.split} blocks per output into partial sums, then {self.finish}"
                  if self.split > 1 else "")
         rows = f" ({self.rows} outputs per block)" if self.rows > 1 else ""
+        if self.interleave:
+            rows = f" ({self.rows} outputs per block, adjacent threads on adjacent outputs)"
         return (f"block per output: outputs {''.join(self.outputs) or '(scalar)'}, "
                 f"{self.threads} threads stride over {''.join(self.reduce)}{rows}, tree in "
                 f"shared memory{split}; {self.launch}")
@@ -348,6 +361,17 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
                                      Launch(min(_ceil_div(n_out, rows), p.max_blocks),
                                             team * rows), rows=rows)
         return GpuSchedule(mapping, *layouts)
+    if outputs and n_out and n_red >= max(p.cooperate_min, 2) and n_out < p.fill_threads:
+        # Adjacent outputs, each too long a sum for one thread: a warp's worth of
+        # outputs per block, a team of threads on each, rows apart.
+        rows = min(p.threads, p.warp)
+        team = min(p.threads // rows, _pow2_floor(max(1, p.fill_threads // n_out)),
+                   _pow2_floor(max(1, n_red // p.team_terms)))
+        if team >= 2:
+            return GpuSchedule(BlockPerOutput(
+                outputs, reduce, team, 1, Launch(min(_ceil_div(n_out, rows), p.max_blocks),
+                                                 team * rows), rows=rows, interleave=True),
+                *layouts)
     block = min(p.threads, max(p.warp, _ceil_div(n_out, p.warp) * p.warp))
     grid = min(_ceil_div(n_out, block), p.max_blocks)
     return GpuSchedule(ThreadPerOutput(outputs, reduce, Launch(grid, block)), *layouts)
@@ -434,6 +458,46 @@ def _drop_index(kernel: Kernel, p: str, q: str, extent: dict[str, int]) -> Kerne
                   Operand(kernel.output.name, kernel.output.dtype, drop(kernel.output.indices)),
                   tuple(Index(ix.name, extent[ix.name]) for ix in kernel.indices if ix.name != q),
                   expr(kernel.body), kernel.reduce, kernel.accumulate)
+
+
+def _row_major(order: Sequence[str], names: Sequence[str], extent: dict[str, int]) -> Layout:
+    """The layout of a new array over ``names`` whose axes lie in memory in ``order``
+    (slowest first)."""
+    strides, step = {}, 1
+    for name in reversed(order):
+        strides[name] = step
+        step *= extent[name]
+    return Layout(0, tuple(strides[name] for name in names))
+
+
+def intermediate_layout(kernel: Kernel, inputs: Sequence[Layout], policy: Policy | None = None,
+                        library: bool = False) -> Layout:
+    """The layout of a step's result that only later steps read (the scheduler's to
+    choose): row-major in the kernel's output order, unless the step is a library GEMM
+    that could not write that in place; then row-major in (batch, m, n) order, which it
+    can (``bn,anm,bm->ba``: the product ``b x am`` is not copied into an ``a, b, m``
+    intermediate).
+
+    >>> from einjit.ir import SUM, product
+    >>> k = Kernel("k0", (Operand("a0", "float32", ("b", "n")), Operand("a1", "float32", ("a", "n", "m"))),
+    ...            Operand("out", "float32", ("a", "b", "m")),
+    ...            (Index("a", 64), Index("b", 128), Index("m", 64), Index("n", 64)),
+    ...            product(2, (("b", "n"), ("a", "n", "m"))), SUM, "float32")
+    >>> ins = (Layout(0, (64, 1)), Layout(0, (4096, 64, 1)))
+    >>> print(intermediate_layout(k, ins), intermediate_layout(k, ins, library=True), sep="; ")
+    offset 0, strides (8192, 64, 1); offset 0, strides (64, 4096, 1)
+    """
+    extent = kernel.extent
+    names = kernel.output.indices
+    plain = _row_major(names, names, extent)
+    if not library:
+        return plain
+    gemm = schedule_gpu(kernel, inputs, plain, policy, library=True).mapping
+    if not isinstance(gemm, LibraryGemm) or gemm.direct:
+        return plain
+    chosen = _row_major((*gemm.batch, *gemm.m, *gemm.n), names, extent)
+    again = schedule_gpu(kernel, inputs, chosen, policy, library=True).mapping
+    return chosen if isinstance(again, LibraryGemm) and again.direct else plain
 
 
 _LIBRARY_DTYPES = ("float32", "float64", "complex64", "complex128")

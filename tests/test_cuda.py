@@ -66,8 +66,17 @@ def test_rowdot_cooperates_along_the_contiguous_reduction():
 def test_column_sum_maps_threads_to_the_contiguous_output():
     k = _kernel(["ij"], "j", {"i": 4096, "j": 4096})
     s = schedule_gpu(k, (_c((4096, 4096)),), _c((4096,)))
-    assert s.mapping == ThreadPerOutput(("j",), ("i",), Launch(16, 256))
-    assert str(s) == "thread per output: threads over j (j fastest), serial loops i; grid 16 x 256 threads"
+    # 4096 outputs, too few for a thread each: a warp of adjacent outputs per block,
+    # 8 threads on each, 512 terms per thread
+    assert s.mapping == BlockPerOutput(("j",), ("i",), 8, 1, Launch(128, 256), rows=32,
+                                       interleave=True)
+    assert str(s) == ("block per output: outputs j, 8 threads stride over i (32 outputs per "
+                      "block, adjacent threads on adjacent outputs), tree in shared memory; "
+                      "grid 128 x 256 threads")
+    k = _kernel(["ij"], "j", {"i": 4096, "j": 1 << 17})  # enough outputs: a thread each
+    s = schedule_gpu(k, (_c((4096, 1 << 17)),), _c((1 << 17,)))
+    assert s.mapping == ThreadPerOutput(("j",), ("i",), Launch(512, 256))
+    assert str(s) == "thread per output: threads over j (j fastest), serial loops i; grid 512 x 256 threads"
 
 
 def test_full_reduction_splits_over_blocks():

@@ -354,14 +354,16 @@ def _thread_per_output(p: _Printer, m: ThreadPerOutput) -> str:
     return "\n".join(lines + tail) + "\n"
 
 
-def _tree(p: _Printer, threads: int, acc: str, indent: str, lane: str = "tid") -> list[str]:
+def _tree(p: _Printer, threads: int, acc: str, indent: str, lane: str = "tid",
+          spacing: int = 1) -> list[str]:
     """Fold each team's ``threads`` values of ``shared`` into its first one (every thread
-    runs every barrier; ``lane`` is a thread's place in its team)."""
+    runs every barrier; ``lane`` is a thread's place in its team, whose threads lie
+    ``spacing`` apart)."""
     lines = [f"{indent}shared[tid] = {acc}", f"{indent}cuda.syncthreads()"]
     width = threads // 2
     while width:
         lines += [f"{indent}if {lane} < {width}:",
-                  f"{indent}    {p.accumulate('shared[tid]', f'shared[tid + {width}]')}",
+                  f"{indent}    {p.accumulate('shared[tid]', f'shared[tid + {width * spacing}]')}",
                   f"{indent}cuda.syncthreads()"]
         width //= 2
     return lines
@@ -429,12 +431,16 @@ def _teams(p: _Printer, m: BlockPerOutput, n_out: int, n_red: int) -> str:
     ind = "        "
     blocks, blocks_end = _strided_loop("blk", "cuda.blockIdx.x", -(-n_out // rows),
                                        "cuda.gridDim.x", "    ")
+    if m.interleave:  # adjacent threads on adjacent outputs, a team's threads rows apart
+        lane, row, spacing = f"tid // {rows}", f"tid % {rows}", rows
+    else:
+        lane, row, spacing = f"tid % {team}", f"tid // {team}", 1
     lines = [f"def {k.name}({ins}, out):",
              "    tid = cuda.threadIdx.x",
-             f"    lane = tid % {team}" if rows > 1 else "    lane = tid",
+             f"    lane = {lane}" if rows > 1 else "    lane = tid",
              f"    shared = cuda.shared.array({team * rows}, {_dtype(k.accumulate)})",
              *blocks,
-             f"{ind}oo = blk * {rows} + tid // {team}" if rows > 1 else f"{ind}oo = blk",
+             f"{ind}oo = blk * {rows} + {row}" if rows > 1 else f"{ind}oo = blk",
              f"{ind}acc = {p.identity()}"]
     body = [f"{ind}    {p.accumulate('acc', p.expr(k.body))}"]
     lines += _unflatten("oo", m.outputs, extent, ind)
@@ -450,7 +456,7 @@ def _teams(p: _Printer, m: BlockPerOutput, n_out: int, n_red: int) -> str:
         lines += [f"{inner}if lane < {n_red % team}:", f"{inner}    rr = {main} + lane"]
         lines += _unflatten("rr", m.reduce, extent, inner + "    ")
         lines += [inner + line[len(ind):] for line in body]
-    lines += _tree(p, team, "acc", ind, "lane")
+    lines += _tree(p, team, "acc", ind, "lane", spacing)
     last = f" and oo < {n_out}" if n_out % rows else ""
     lines += [f"{ind}if lane == 0{last}:", f"{ind}    {p.store('shared[tid]', k.accumulate)}",
               f"{ind}cuda.syncthreads()", *blocks_end]

@@ -197,6 +197,31 @@ def test_every_mapping_is_exercised():
     assert any(s.scratch for p in cuda_target._PLANS.values() for s in p.schedules)
 
 
+# Interleaved teams (adjacent threads on adjacent outputs) at tiny extents: outputs
+# and terms left over in the last block and team.
+INTERLEAVED = Policy(threads=8, warp=2, reduce_threads=8, cooperate_min=2, fill_blocks=2,
+                     split_min=1 << 30, fill_threads=64, max_blocks=3, team_terms=1,
+                     library=False, gemm_min=(1 << 20,) * 3)
+
+
+@pytest.mark.parametrize("equation,shapes", [
+    ("ij->j", [(7, 5)]), ("ij,ij->j", [(9, 6)] * 2), ("ijk->ik", [(3, 5, 7)]),
+    ("ijk,jr,kr->ir", [(3, 5, 4), (5, 3), (4, 3)]), ("ij,jk->ik", [(3, 9), (9, 5)])])
+def test_interleaved_teams(equation, shapes):
+    rng = np.random.default_rng(16)
+    old = schedule_cuda.set_policy(INTERLEAVED)
+    try:
+        cuda_target.clear_cache()
+        ops = [_data(s, "float64", rng) for s in shapes]
+        _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+        maps = [s.mapping for p in cuda_target._PLANS.values() for s in p.schedules]
+        assert any(isinstance(m, BlockPerOutput) and m.interleave and m.rows > 1
+                   for m in maps), maps
+    finally:
+        schedule_cuda.set_policy(old)
+        cuda_target.clear_cache()
+
+
 GEMM_CASES = [  # the library's matrix product: batch broadcasting, transposes, permutations
     ("ij,jk->ik", [(4, 3), (3, 5)]),
     ("ij,kj->ki", [(4, 3), (5, 3)]),             # written through a copy (n, m order)
@@ -226,6 +251,44 @@ def test_library_matrix_products(equation, shapes):
     _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
     ops = [_data(s, "float64", rng)[(slice(None, None, -1),) * len(s)] for s in shapes]
     _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+
+
+def test_repeated_calls_launch_directly():
+    # After a call's first launch through Numba, a GPU launches the same kernels through
+    # einjit.cuda_launch (pointers, not Numba arrays); the simulator keeps Numba's launch.
+    rng = np.random.default_rng(18)
+    cuda_target.clear_cache()
+    cases = [("ij,ij->i", [(5, 7)] * 2), ("i,i->", [(37,)] * 2), ("i,j->ij", [(3,), (5,)]),
+             ("ij,jk->ik", [(5, 3), (3, 6)]), ("ij->j", [(9, 4)])]
+    kinds = [cuda.to_device]
+    if REAL:
+        torch = pytest.importorskip("torch")
+        kinds.append(lambda a: torch.asarray(a, device="cuda"))
+    for to_device in kinds:
+        for equation, shapes in cases:
+            for _ in range(3):  # fresh data each time: every launch must have run
+                ops = [_data(s, "float64", rng) for s in shapes]
+                got = einjit.einsum(equation, *[to_device(o) for o in ops])
+                host = got.cpu().numpy() if hasattr(got, "cpu") else got.copy_to_host()
+                _check(host, ops, equation)
+    runs = [r for p in cuda_target._PLANS.values() for r in p.runs if not r.library]
+    assert runs and all(r.direct == ([()] if not REAL else r.direct) for r in runs)
+    assert not REAL or all(r.direct[0] for r in runs)
+
+
+def test_library_products_write_their_intermediates_in_place():
+    # bn,anm,bm->ba: the first product (b x am) is laid out b, a, m, not the plan's a, b, m
+    schedule_cuda.set_policy(dataclasses.replace(TINY, library=True))
+    cuda_target.clear_cache()
+    rng = np.random.default_rng(17)
+    for equation, shapes in [("bn,anm,bm->ba", [(3, 4), (2, 4, 5), (3, 5)]),
+                             ("ijk,jr,kr->ir", [(3, 4, 5), (4, 2), (5, 2)])]:
+        ops = [_data(s, "float64", rng) for s in shapes]
+        got = einjit.einsum(equation, *[cuda.to_device(o) for o in ops], optimize="greedy")
+        _check(got.copy_to_host(), ops, equation)
+    first = [p.schedules[0].mapping for p in cuda_target._PLANS.values()]
+    assert all(isinstance(m, LibraryGemm) for m in first) == (not REAL)
+    assert REAL or first[0].direct
 
 
 def test_default_policy_runs_too():
