@@ -491,7 +491,7 @@ def _signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
         if kind == "torch":
             if not x.is_cuda or x.is_conj() or x.is_neg():  # lazy views: the slow path
                 return None
-            sig.append((t, x.dtype, x.shape, x.stride(), x.device.index))
+            sig.append((t, x.dtype, x.shape, x.stride(), x.get_device()))
         elif kind == "cupy":
             sig.append((t, x.dtype, x.shape, x.strides, x.device.id))
         elif is_simulated(x):

@@ -128,6 +128,17 @@ def _device_of(x: Any) -> int | None:
     return getattr(device, "id", None)
 
 
+_LIBRARIES: dict[str, Any] = {}
+
+
+def _library(name: str) -> Any:
+    """The imported module ``name`` (looked up once: an adapter is made per call)."""
+    module = _LIBRARIES.get(name)
+    if module is None:
+        module = _LIBRARIES[name] = importlib.import_module(name)
+    return module
+
+
 _STREAMS: dict[int, Any] = {}
 _UNSET = object()
 
@@ -155,7 +166,7 @@ class Arrays:
     def __init__(self, cuda: Any, like: Any) -> None:
         self.cuda = cuda
         self.like = like
-        self.lib = importlib.import_module(self.module) if self.module else None
+        self.lib = _library(self.module) if self.module else None
         self._stream: Any = _UNSET
 
     def flat(self, x: Any, dtype: np.dtype, low: int, count: int) -> Any:
@@ -248,6 +259,9 @@ class TorchArrays(Arrays):
         return flat.data_ptr(), flat.numel(), flat.element_size()
 
     def _stream_handle(self) -> int | None:
+        raw = getattr(self.lib._C, "_cuda_getCurrentRawStream", None)
+        if raw is not None:  # the handle alone: no Stream object (microseconds a call)
+            return raw(self.like.get_device())
         return self.lib.cuda.current_stream(self.like.device).cuda_stream
 
     def strided(self, base: Any, shape: tuple[int, ...], strides: tuple[int, ...],

@@ -547,9 +547,33 @@ def _library_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: P
     if groups is None:
         return None
     batch, m, n, k = groups
+    extent = kernel.extent
     so = dict(zip(kernel.output.indices, output.strides))
-    direct = _merges(m, so, kernel.extent) and _merges(n, so, kernel.extent)
+    sa = dict(zip(kernel.inputs[0].indices, inputs[0].strides))
+    sb = dict(zip(kernel.inputs[1].indices, inputs[1].strides))
+    # An m (n) group its operand cannot walk as one axis would be copied by the library:
+    # its leading indices become batch indices instead (the other operand broadcasts
+    # over them), as long as the rest still makes matrices of at least a tile's rows.
+    m, to_batch = _batched(m, sa, so, extent, p.tile[0])
+    batch += to_batch
+    n, to_batch = _batched(n, sb, so, extent, p.tile[1])
+    batch += to_batch
+    direct = _merges(m, so, extent) and _merges(n, so, extent)
     return LibraryGemm(batch, m, n, k, direct)
+
+
+def _batched(group: tuple[str, ...], strides: dict[str, int], out: dict[str, int],
+             extent: dict[str, int], least: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(rest, leading)``: the group without its shortest prefix after which it merges
+    in both its operand and the output, when the rest spans ``least`` or more; else the
+    whole group and ``()``."""
+    for cut in range(len(group)):
+        rest = group[cut:]
+        if _merges(rest, strides, extent) and _merges(rest, out, extent):
+            if cut and _count(rest, extent) >= least:
+                return rest, group[:cut]
+            break
+    return group, ()
 
 
 def _tiled_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: Policy,

@@ -25,6 +25,7 @@ from einjit.schedule_cuda import (
     BlockPerOutput,
     Launch,
     Layout,
+    LibraryGemm,
     Policy,
     ThreadPerOutput,
     TiledGemm,
@@ -104,6 +105,18 @@ def test_gemm_shapes_get_shared_memory_tiles():
     assert (s.mapping.a_fast, s.mapping.b_fast) == ("k", "k")   # both contiguous along d
     tiny = _kernel(["ij", "jk"], "ik", {"i": 4, "j": 4, "k": 4})
     assert isinstance(schedule_gpu(tiny, (_c((4, 4)),) * 2, _c((4, 4))).mapping, ThreadPerOutput)
+
+
+def test_library_gemm_batches_a_group_its_operand_cannot_merge():
+    # ijk,jr->ikr: m = (i, k) is no single axis of a0 (strides 262144 and 1): i batches
+    k = _kernel(["ijk", "jr"], "ikr", {"i": 512, "k": 512, "r": 64, "j": 512})
+    lay = (_c((512, 512, 512)), _c((512, 64)))
+    s = schedule_gpu(k, lay, _c((512, 512, 64)), library=True)
+    assert s.mapping == LibraryGemm(("i",), ("k",), ("r",), ("j",), True)
+    # ... unless what is left makes matrices of fewer rows than a tile: then a copy
+    k = _kernel(["ijk", "jr"], "ikr", {"i": 512, "k": 8, "r": 64, "j": 512})
+    s = schedule_gpu(k, (_c((512, 512, 8)), _c((512, 64))), _c((512, 8, 64)), library=True)
+    assert s.mapping == LibraryGemm((), ("i", "k"), ("r",), ("j",), True)
 
 
 def test_policy_is_a_value():

@@ -230,6 +230,8 @@ GEMM_CASES = [  # the library's matrix product: batch broadcasting, transposes, 
     ("abcd,dbef->aecf", [(2, 3, 2, 4), (4, 3, 2, 3)]),
     ("ijk,jl->ilk", [(3, 4, 2), (4, 5)]),
     ("ij,jk,kl->il", [(3, 4), (4, 5), (5, 2)]),  # intermediates of the call's kind
+    ("ijk,jr->ikr", [(3, 5, 4), (5, 6)]),        # i batches (m = ik would be copied)
+    ("jr,ijk->rik", [(5, 6), (3, 5, 4)]),        # the same on the n side
 ]
 
 
