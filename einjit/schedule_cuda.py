@@ -475,17 +475,17 @@ def intermediate_layout(kernel: Kernel, inputs: Sequence[Layout], policy: Policy
     """The layout of a step's result that only later steps read (the scheduler's to
     choose): row-major in the kernel's output order, unless the step is a library GEMM
     that could not write that in place; then row-major in (batch, m, n) order, which it
-    can (``bn,anm,bm->ba``: the product ``b x am`` is not copied into an ``a, b, m``
-    intermediate).
+    can (``bn,nam,bm->ba`` with a short ``m``: the product ``b x am`` is not copied into
+    an ``a, b, m`` intermediate, and ``a`` would batch matrices of too few columns).
 
     >>> from einjit.ir import SUM, product
-    >>> k = Kernel("k0", (Operand("a0", "float32", ("b", "n")), Operand("a1", "float32", ("a", "n", "m"))),
+    >>> k = Kernel("k0", (Operand("a0", "float32", ("b", "n")), Operand("a1", "float32", ("n", "a", "m"))),
     ...            Operand("out", "float32", ("a", "b", "m")),
-    ...            (Index("a", 64), Index("b", 128), Index("m", 64), Index("n", 64)),
-    ...            product(2, (("b", "n"), ("a", "n", "m"))), SUM, "float32")
-    >>> ins = (Layout(0, (64, 1)), Layout(0, (4096, 64, 1)))
+    ...            (Index("a", 64), Index("b", 128), Index("m", 8), Index("n", 64)),
+    ...            product(2, (("b", "n"), ("n", "a", "m"))), SUM, "float32")
+    >>> ins = (Layout(0, (64, 1)), Layout(0, (512, 8, 1)))
     >>> print(intermediate_layout(k, ins), intermediate_layout(k, ins, library=True), sep="; ")
-    offset 0, strides (8192, 64, 1); offset 0, strides (64, 4096, 1)
+    offset 0, strides (1024, 8, 1); offset 0, strides (8, 512, 1)
     """
     extent = kernel.extent
     names = kernel.output.indices
