@@ -419,6 +419,9 @@ class _Fold:
     def run(self, compiled: CudaPlan, arrays: Arrays, flats: Sequence[Any], final: Any
             ) -> None:
         """:func:`_execute`; Numba's failure to compile a body names the function."""
+        if self.fn is None:  # no body to name (and no context manager per call)
+            _execute(compiled, arrays, flats, final)
+            return
         with compile_errors(self.fn, "einsum", "the CUDA target with these operands"):
             _execute(compiled, arrays, flats, final)
 
