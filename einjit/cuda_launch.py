@@ -11,7 +11,8 @@ item size, data, shape, stride in bytes).
 
 :func:`direct` builds such a launcher from a configured Numba launch that has run once,
 or returns None where this Numba's internals differ from what it expects (then the
-caller keeps Numba's own launch).  The simulator has no compiled kernels: None there.
+caller keeps Numba's own launch).  The simulator has no compiled kernels, and a machine
+with several GPUs would need a launcher per device's context: None there.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def direct(configured: Any) -> Callable[[Sequence[Pointer]], None] | None:
     those pointers (on the configured grid, block and stream), or None."""
     try:
         from cuda.core import LaunchConfig, launch
+        from numba import cuda
 
+        if len(cuda.gpus) != 1:  # the function below belongs to one device's context
+            return None
         dispatcher = configured.dispatcher
         kernels = list(dispatcher.overloads.values())
         if len(kernels) != 1:  # one signature only: the one einjit launched with

@@ -112,7 +112,10 @@ def _numba_view(cuda: Any, address: int, count: int, dtype: np.dtype,
     view = _VIEWS.get(key)
     if view is None:
         if len(_VIEWS) >= _VIEWS_MAX:
-            _VIEWS.pop(next(iter(_VIEWS)))  # the oldest
+            try:
+                _VIEWS.pop(next(iter(_VIEWS)), None)  # the oldest
+            except (RuntimeError, StopIteration):  # another thread changed it meanwhile
+                pass
         desc = {"shape": (count,), "strides": None, "typestr": dtype.str, "version": 3,
                 "data": (address, False)}
         view = _VIEWS[key] = cuda.from_cuda_array_interface(desc, owner=None, sync=False)
