@@ -225,6 +225,32 @@ def run(cases: list[str], repeat: int, warmup: int, copy_tbs: float, matmul_tflo
     return rows
 
 
+def table(path: str) -> int:
+    """Print a run's JSON (``--json``) as the README's markdown table."""
+    with open(path, encoding="utf-8") as fh:
+        run = json.load(fh)
+    print(f"{run['device']}: device copy {run['copy_tbs']:.2f} TB/s, fp32 matmul "
+          f"{run['matmul_tflops']:.1f} TFLOP/s (TF32 off), measured by the script.\n")
+    print("| case | einjit ms | torch ms | cupy ms | einjit / torch | back to back: einjit / "
+          "torch ms | einjit achieved (one call) |")
+    print("|---|---|---|---|---|---|---|")
+    ratios = []
+    for r in run["rows"]:
+        if "vs_torch" not in r:
+            print(f"| {r['case']} | failed: {r.get('error', '?')} |||||")
+            continue
+        ratios.append(r["vs_torch"])
+        cupy = f"{r['cupy_ms']:.3f}" if "cupy_ms" in r else "-"
+        chained = (f"{r['einjit_chained_ms']:.3f} / {r['torch_chained_ms']:.3f}"
+                   if "einjit_chained_ms" in r else "-")
+        print(f"| {r['case']} | {r['einjit_ms']:.3f} | {r['torch_ms']:.3f} | {cupy} | "
+              f"{r['vs_torch']:.2f} | {chained} | {r['ceiling']} |")
+    if ratios:
+        geo = math.exp(statistics.mean(math.log(x) for x in ratios))
+        print(f"\nGeometric mean of einjit / torch.einsum over {len(ratios)} cases: {geo:.2f}")
+    return 0
+
+
 def profile(name: str, calls: int = 2000) -> int:
     """Where einjit's host time goes on one case: microseconds per call, then cProfile."""
     import cProfile
@@ -275,10 +301,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="integer fields of the GPU scheduler's policy, e.g. "
                              "reduce_threads=64,max_blocks=4096 (einjit.schedule_cuda.Policy)")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    parser.add_argument("--table", default="", metavar="JSON",
+                        help="instead of measuring: print the README's table of a run's JSON")
     parser.add_argument("--profile", default="", metavar="CASE",
                         help="instead of the suite: profile einjit's host side on one case "
                              "(cProfile over 2000 calls, the 25 most costly functions)")
     args = parser.parse_args(argv)
+    if args.table:
+        return table(args.table)
     why = _missing()
     if why is not None:
         print(f"benchmarks/gpu.py: nothing to measure here: {why}.")
