@@ -225,6 +225,90 @@ def run(cases: list[str], repeat: int, warmup: int, copy_tbs: float, matmul_tflo
     return rows
 
 
+def random_suite(count: int, seed: int, json_path: str = "") -> int:
+    """Random contractions on the device: each result checked against float64
+    (|einjit - reference| <= 1e-5 x the einsum of the operands' magnitudes, element by
+    element), then timed back to back (10 calls between CUDA events, median of 5) against
+    torch.einsum.  Exit status 1 when a result is wrong or a call fails."""
+    import os
+    import time
+
+    import torch
+
+    import einjit
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run import random_cases  # noqa: E402  (benchmarks/run.py's generator)
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    rows, bad = [], 0
+    print(f"{torch.cuda.get_device_name()}: {count} random contractions (seed {seed}), float32; "
+          "ms per call back to back\n")
+    print("| case | equation | shapes | einjit ms | torch ms | einjit / torch | error | first s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for case in random_cases(count, seed, max_elements=1 << 24, max_cost=2e10):
+        ops = [torch.randn(s, device="cuda", generator=gen) for s in case.shapes]
+        row: dict[str, Any] = {"case": case.name, "equation": case.equation,
+                               "shapes": case.shapes}
+        try:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            got = einjit.einsum(case.equation, *ops)
+            torch.cuda.synchronize()
+            row["first_s"] = time.perf_counter() - t0
+            ref = torch.einsum(case.equation, *[o.double() for o in ops])
+            bound = torch.einsum(case.equation, *[o.double().abs() for o in ops])
+            got = torch.as_tensor(got, device="cuda").double()
+            if got.shape != ref.shape:
+                raise AssertionError(f"shape {tuple(got.shape)}, numpy's {tuple(ref.shape)}")
+            err = float(((got - ref).abs() / (bound + 1e-30)).max()) if ref.numel() else 0.0
+            row["error"] = err
+            fns = {"einjit": lambda: einjit.einsum(case.equation, *ops),
+                   "torch": lambda: torch.einsum(case.equation, *ops)}
+            for fn in fns.values():
+                fn()
+            times: dict[str, list[float]] = {who: [] for who in fns}
+            for _ in range(5):
+                for who, fn in fns.items():
+                    times[who].append(_time(lambda fn=fn: [fn() for _ in range(10)], torch) / 10)
+            last = torch.as_tensor(fns["einjit"](), device="cuda").double()
+            err = max(err, float(((last - ref).abs() / (bound + 1e-30)).max()) if ref.numel()
+                      else 0.0)
+            row["error"] = err
+            for who in fns:
+                row[f"{who}_ms"] = statistics.median(times[who])
+            row["ratio"] = row["einjit_ms"] / row["torch_ms"]
+        except Exception as exc:  # noqa: BLE001 (report the case, go on)
+            row["failed"] = f"{type(exc).__name__}: {exc}"
+        flag = ""
+        if "failed" in row or row.get("error", 0) > 1e-5:
+            bad += 1
+            flag = " **WRONG**" if "failed" not in row else f" **{row['failed'][:120]}**"
+        shapes = ",".join("x".join(map(str, sh)) or "()" for sh in case.shapes)
+        if "ratio" in row:
+            print(f"| {case.name} | `{case.equation}` | {shapes} | {row['einjit_ms']:.4f} | "
+                  f"{row['torch_ms']:.4f} | {row['ratio']:.2f} | {row['error']:.1e}{flag} | "
+                  f"{row['first_s']:.2f} |", flush=True)
+        else:
+            print(f"| {case.name} | `{case.equation}` | {shapes} |{flag} |||||", flush=True)
+        rows.append(row)
+        del ops
+        torch.cuda.empty_cache()
+    ratios = [r["ratio"] for r in rows if "ratio" in r]
+    if ratios:
+        geo = math.exp(statistics.mean(math.log(x) for x in ratios))
+        worst = sorted((r for r in rows if "ratio" in r), key=lambda r: -r["ratio"])[:5]
+        print(f"\ngeometric mean of einjit / torch.einsum over {len(ratios)} cases: {geo:.2f}; "
+              f"slowest: " + ", ".join(f"{r['case']} {r['ratio']:.2f}" for r in worst))
+    print(f"{bad} wrong or failed")
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump({"device": torch.cuda.get_device_name(), "seed": seed, "rows": rows}, fh,
+                      indent=1)
+    return 1 if bad else 0
+
+
 def table(path: str) -> int:
     """Print a run's JSON (``--json``) as the README's markdown table."""
     with open(path, encoding="utf-8") as fh:
@@ -301,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="integer fields of the GPU scheduler's policy, e.g. "
                              "reduce_threads=64,max_blocks=4096 (einjit.schedule_cuda.Policy)")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    parser.add_argument("--random", type=int, default=0, metavar="N",
+                        help="instead of the suite: N random contractions (benchmarks/run.py's "
+                             "generator, up to 2^24 elements an array), checked and timed "
+                             "back to back against torch.einsum")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
     parser.add_argument("--table", default="", metavar="JSON",
                         help="instead of measuring: print the README's table of a run's JSON")
     parser.add_argument("--profile", default="", metavar="CASE",
@@ -329,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"policy: {schedule_cuda.POLICY}")
     if args.profile:
         return profile(args.profile)
+    if args.random:
+        return random_suite(args.random, args.seed, args.json)
     copy_tbs, matmul_tflops = args.copy_tbs, args.matmul_tflops
     if not (copy_tbs and matmul_tflops):
         measured = ceilings(torch)

@@ -99,11 +99,13 @@ CASES: list[Case] = [
 CASE_BY_NAME = {c.name: c for c in CASES}
 
 
-def random_cases(count: int, seed: int) -> list[Case]:
+def random_cases(count: int, seed: int, max_elements: int = 1 << 21,
+                 max_cost: float = 2e8) -> list[Case]:
     """``count`` random contractions beyond the table above, seeded: one to three
     operands over two to five labels (now and then a repeated label: a diagonal), a
     random output (implicit and explicit), extents from 2 to 1000 scaled down until no
-    operand or result exceeds 2**21 elements and the naive cost stays under 2e8."""
+    operand or result exceeds ``max_elements`` elements and the naive cost (the product
+    of all extents) stays under ``max_cost``."""
     rng = random.Random(seed)
     cases = []
     while len(cases) < count:
@@ -128,8 +130,8 @@ def random_cases(count: int, seed: int) -> list[Case]:
 
         result = out if out is not None else [lb for lb in used
                                               if sum(t.count(lb) for t in terms) == 1]
-        while (max(elements(t) for t in terms + [result]) > 1 << 21
-               or math.prod(size.values()) > 2e8):
+        while (max(elements(t) for t in terms + [result]) > max_elements
+               or math.prod(size.values()) > max_cost):
             big = max(size, key=lambda lb: size[lb])
             size[big] = max(2, size[big] // 2)
         equation = ",".join("".join(t) for t in terms)

@@ -273,8 +273,12 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
 
     start = time.perf_counter()
     size = call.spec.size
+    optimize = call.optimize
+    if (optimize is engine.DEFAULT_OPTIMIZE and call.fold.default and len(call.views) > 2
+            and math.prod(size.values()) * len(call.views) <= schedule_cuda.POLICY.fuse_work):
+        optimize = False  # one launch: less than the launches a path of steps would cost
     plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
-                     call.arith, call.optimize, fold=call.fold)
+                     call.arith, optimize, fold=call.fold)
     layouts: dict[int, Layout] = dict(enumerate(inputs))
     schedules, sources, functions, runs = [], [], [], []
     for i, step in enumerate(plan.steps):

@@ -96,7 +96,11 @@ class Policy:
     block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's ``(reg_m, reg_n)``
     register block.  ``gemm_min``: the smallest m, n and k extents run as a tiled GEMM.
     ``library``: whether GEMM-shaped steps use the arrays' library's matrix product
-    where the call's arrays have one (:class:`LibraryGemm`).
+    where the call's arrays have one (:class:`LibraryGemm`).  ``fuse_work``: a call of
+    several operands whose whole loop nest (the product of all extents, times the
+    operand count) is at most this runs as one kernel, not a path of pairwise steps:
+    a launch costs more than such a path saves (``einjit.cuda``; not with an explicit
+    ``optimize=``).
     Tests swap the policy (:func:`set_policy`) to drive every mapping at tiny sizes.
     """
 
@@ -109,6 +113,7 @@ class Policy:
     split_terms: int = 16
     fill_threads: int = 1 << 17
     max_blocks: int = 1 << 16
+    fuse_work: int = 1 << 22
     team_terms: int = 32
     tile: tuple[int, int, int] = (64, 64, 16)
     reg: tuple[int, int] = (4, 4)

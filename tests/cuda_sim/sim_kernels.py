@@ -40,7 +40,7 @@ from _reference import fold_reference as reference  # noqa: E402  (tests/, one l
 
 TINY = Policy(threads=4, warp=1, reduce_threads=4, cooperate_min=2, fill_blocks=4, split_min=4,
               split_terms=1, max_blocks=8, tile=(4, 4, 2), reg=(2, 2), gemm_min=(2, 2, 2),
-              library=False, team_terms=2)
+              library=False, team_terms=2, fuse_work=0)
 
 
 @pytest.fixture(autouse=True)
@@ -294,6 +294,21 @@ def test_library_products_write_their_intermediates_in_place():
     assert REAL or first[0].direct
 
 
+def test_small_calls_run_as_one_kernel():
+    # Under the default policy a small n-ary call is one fused kernel, not a path of steps
+    schedule_cuda.set_policy(Policy())
+    cuda_target.clear_cache()
+    rng = np.random.default_rng(19)
+    for equation, shapes in [("ij,jk,kl->il", [(6, 5), (5, 7), (7, 4)]),
+                             ("bn,anm,bm->ba", [(3, 4), (2, 4, 5), (3, 5)])]:
+        ops = [_data(s, "float64", rng) for s in shapes]
+        _check(einjit.einsum(equation, *[cuda.to_device(o) for o in ops]).copy_to_host(), ops,
+               equation)
+        _check(einjit.einsum(equation, *ops, target="cuda", optimize="greedy"), ops, equation)
+    steps = sorted(len(p.schedules) for p in cuda_target._PLANS.values())
+    assert steps == [1, 1, 2, 2], steps  # optimize="greedy" keeps its path
+
+
 def test_default_policy_runs_too():
     schedule_cuda.set_policy(Policy())
     rng = np.random.default_rng(7)
@@ -430,7 +445,7 @@ def test_library_arrays_every_plan(library, equation, shapes):
     """Each library's arrays through the default policy (its matrix product included),
     at sizes where GEMM steps go to cuBLAS, and strided views of them."""
     xp = pytest.importorskip(library)
-    schedule_cuda.set_policy(Policy())
+    schedule_cuda.set_policy(Policy(fuse_work=0))  # n-ary plans as paths, at these sizes
     rng = np.random.default_rng(14)
     scale = {c: 1 + 7 * (k % 3) for k, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
     terms = equation.split("->")[0].split(",")
