@@ -3,7 +3,7 @@
 # shape on the device, time issue 5's suite, profile einjit's host side.  Run from the
 # repository root, with the wheels the machine lacks in .whl/ (numpy 2.4.x: numba-cuda
 # fails to import with numpy 2.5).  Logs and JSON go to $OUT (default /tmp/einjit-gpu-out).
-#     bash benchmarks/gpu_check.sh [bench] [test] [profile=CASE]... [-- gpu.py arguments]
+#     bash benchmarks/gpu_check.sh [bench] [test] [random=SEED]... [profile=CASE]... [-- gpu.py arguments]
 #     bash benchmarks/gpu_check.sh bench test profile=tiny_mm -- --repeat 15
 set -u
 checks=()
@@ -28,6 +28,9 @@ for check in "${checks[@]}"; do
         status=$((status | PIPESTATUS[0])) ;;
     test)
         timeout 240 python3 -m pytest -q -p no:cacheprovider -n 0 -m gpu tests/test_cuda.py 2>&1 | tee "$out/test.log"
+        status=$((status | PIPESTATUS[0])) ;;
+    random=*)
+        timeout 150 python3 benchmarks/gpu.py --random 30 --seed "${check#random=}" --json "$out/random-${check#random=}.json" 2>&1 | tee "$out/random-${check#random=}.log"
         status=$((status | PIPESTATUS[0])) ;;
     profile=*)
         timeout 120 python3 benchmarks/gpu.py --profile "${check#profile=}" 2>&1 | tee "$out/profile-${check#profile=}.log" | head -45
