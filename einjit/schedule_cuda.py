@@ -282,7 +282,9 @@ class GpuSchedule:
         """Accumulators of scratch memory the launch needs (partial sums), or 0."""
         m = self.mapping
         if isinstance(m, BlockPerOutput) and m.split > 1:
-            return m.launch.grid  # one per (output, split) pair; grid covers them exactly
+            # one per (output, split) pair: the grid covers them exactly, or with
+            # interleaved teams ``rows`` outputs per block (the last block's spares too)
+            return m.launch.grid * (m.rows if m.interleave else 1)
         return 0
 
     def __str__(self) -> str:
@@ -346,8 +348,14 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
         gemm = _tiled_gemm(kernel, inputs, output, p, n_out)
     if gemm is not None:
         return GpuSchedule(gemm, *layouts)
-    if n_out and n_red >= max(p.cooperate_min, 2) and (
-            not outputs or cost[reduce[-1]] < cost[outputs[-1]] or n_out < p.fill_blocks):
+    cooperate = n_out and n_red >= max(p.cooperate_min, 2)
+    # Outputs adjacent in memory (the terms are not): adjacent threads on adjacent outputs.
+    adjacent = cooperate and bool(outputs) and cost[reduce[-1]] >= cost[outputs[-1]]
+    if adjacent and n_out < p.fill_threads:
+        interleaved = _interleaved(outputs, reduce, n_out, n_red, p)
+        if interleaved is not None:
+            return GpuSchedule(interleaved, *layouts)
+    if cooperate and (not outputs or not adjacent or n_out < p.fill_blocks):
         threads = min(p.reduce_threads, _pow2_floor(n_red))
         split = 1
         if n_out < p.fill_blocks and n_red >= p.split_min:
@@ -366,17 +374,6 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
                                      Launch(min(_ceil_div(n_out, rows), p.max_blocks),
                                             team * rows), rows=rows)
         return GpuSchedule(mapping, *layouts)
-    if outputs and n_out and n_red >= max(p.cooperate_min, 2) and n_out < p.fill_threads:
-        # Adjacent outputs, each too long a sum for one thread: a warp's worth of
-        # outputs per block, a team of threads on each, rows apart.
-        rows = min(p.threads, p.warp)
-        team = min(p.threads // rows, _pow2_floor(max(1, p.fill_threads // n_out)),
-                   _pow2_floor(max(1, n_red // p.team_terms)))
-        if team >= 2:
-            return GpuSchedule(BlockPerOutput(
-                outputs, reduce, team, 1, Launch(min(_ceil_div(n_out, rows), p.max_blocks),
-                                                 team * rows), rows=rows, interleave=True),
-                *layouts)
     block = min(p.threads, max(p.warp, _ceil_div(n_out, p.warp) * p.warp))
     grid = min(_ceil_div(n_out, block), p.max_blocks)
     return GpuSchedule(ThreadPerOutput(outputs, reduce, Launch(grid, block)), *layouts)
@@ -503,6 +500,29 @@ def intermediate_layout(kernel: Kernel, inputs: Sequence[Layout], policy: Policy
     chosen = _row_major((*gemm.batch, *gemm.m, *gemm.n), names, extent)
     again = schedule_gpu(kernel, inputs, chosen, policy, library=True).mapping
     return chosen if isinstance(again, LibraryGemm) and again.direct else plain
+
+
+def _interleaved(outputs: tuple[str, ...], reduce: tuple[str, ...], n_out: int, n_red: int,
+                 p: Policy) -> BlockPerOutput | None:
+    """Adjacent outputs, each too long a sum for one thread: a warp's worth of adjacent
+    outputs per block (fewer when there are fewer), a team of threads on each, ``rows``
+    apart; when such groups of outputs are too few to fill the device, each output's
+    terms split over several blocks as well.  None when a team would be one thread."""
+    rows = min(p.threads, p.warp, _pow2_ceil(n_out))
+    groups = _ceil_div(n_out, rows)
+    team = p.threads // rows
+    if groups < p.fill_blocks and n_red >= p.split_min:
+        split = min(_ceil_div(p.fill_blocks, groups), n_red // (team * p.split_terms))
+        if split > 1:
+            finish = Launch(min(n_out, p.max_blocks), min(p.reduce_threads, _pow2_floor(split)))
+            return BlockPerOutput(outputs, reduce, team, split, Launch(groups * split, team * rows),
+                                  finish, rows=rows, interleave=True)
+    team = min(team, _pow2_floor(max(1, p.fill_threads // n_out)),
+               _pow2_floor(max(1, n_red // p.team_terms)))
+    if team < 2:
+        return None
+    return BlockPerOutput(outputs, reduce, team, 1, Launch(min(groups, p.max_blocks), team * rows),
+                          rows=rows, interleave=True)
 
 
 _LIBRARY_DTYPES = ("float32", "float64", "complex64", "complex128")

@@ -384,23 +384,50 @@ def _block_per_output(p: _Printer, m: BlockPerOutput) -> str:
         return _teams(p, m, n_out, n_red)
     # Split: each block folds every (split * threads)-th term into a partial sum ...
     ind = "        "
-    blocks, blocks_end = _strided_loop("blk", "cuda.blockIdx.x", n_out * split,
-                                       "cuda.gridDim.x", "    ")
-    lines = [f"def {k.name}_part({ins}, part):",
-             "    tid = cuda.threadIdx.x",
-             f"    shared = cuda.shared.array({m.threads}, {acc_t})", *blocks,
-             f"{ind}oo = int64(uint64(blk) // uint64({split}))",
-             f"{ind}ss = int64(uint64(blk) % uint64({split}))"]
-    lines += _unflatten("oo", m.outputs, extent, ind)
-    terms, terms_end = _strided_loop("rr", f"ss * {m.threads} + tid", n_red,
-                                     str(m.threads * split), ind)
-    lines += [f"{ind}acc = {p.identity()}", *terms]
-    lines += _unflatten("rr", m.reduce, extent, ind + "    ")
-    lines.append(f"{ind}    {p.accumulate('acc', p.expr(k.body))}")
-    lines += terms_end
-    lines += _tree(p, m.threads, "acc", ind)
-    lines += [f"{ind}if tid == 0:", f"{ind}    part[blk] = shared[0]", f"{ind}cuda.syncthreads()",
-              *blocks_end]
+    if m.interleave:  # a block: rows adjacent outputs, a team of threads rows apart on each
+        rows, team = m.rows, m.threads
+        groups = -(-n_out // rows)
+        blocks, blocks_end = _strided_loop("blk", "cuda.blockIdx.x", groups * split,
+                                           "cuda.gridDim.x", "    ")
+        lines = [f"def {k.name}_part({ins}, part):",
+                 "    tid = cuda.threadIdx.x",
+                 f"    lane = tid // {rows}",
+                 f"    shared = cuda.shared.array({team * rows}, {acc_t})", *blocks,
+                 f"{ind}oo = int64(uint64(blk) // uint64({split})) * {rows} + tid % {rows}",
+                 f"{ind}ss = int64(uint64(blk) % uint64({split}))",
+                 f"{ind}acc = {p.identity()}"]
+        inner = ind + "    " if n_out % rows else ind
+        if n_out % rows:  # the last group's spare threads sum nothing (and store nothing)
+            lines.append(f"{ind}if oo < {n_out}:")
+        lines += _unflatten("oo", m.outputs, extent, inner)
+        terms, terms_end = _strided_loop("rr", f"ss * {team} + lane", n_red,
+                                         str(team * split), inner)
+        lines += terms
+        lines += _unflatten("rr", m.reduce, extent, inner + "    ")
+        lines.append(f"{inner}    {p.accumulate('acc', p.expr(k.body))}")
+        lines += terms_end
+        lines += _tree(p, team, "acc", ind, "lane", rows)
+        last = f" and oo < {n_out}" if n_out % rows else ""
+        lines += [f"{ind}if lane == 0{last}:", f"{ind}    part[oo * {split} + ss] = shared[tid]",
+                  f"{ind}cuda.syncthreads()", *blocks_end]
+    else:
+        blocks, blocks_end = _strided_loop("blk", "cuda.blockIdx.x", n_out * split,
+                                           "cuda.gridDim.x", "    ")
+        lines = [f"def {k.name}_part({ins}, part):",
+                 "    tid = cuda.threadIdx.x",
+                 f"    shared = cuda.shared.array({m.threads}, {acc_t})", *blocks,
+                 f"{ind}oo = int64(uint64(blk) // uint64({split}))",
+                 f"{ind}ss = int64(uint64(blk) % uint64({split}))"]
+        lines += _unflatten("oo", m.outputs, extent, ind)
+        terms, terms_end = _strided_loop("rr", f"ss * {m.threads} + tid", n_red,
+                                         str(m.threads * split), ind)
+        lines += [f"{ind}acc = {p.identity()}", *terms]
+        lines += _unflatten("rr", m.reduce, extent, ind + "    ")
+        lines.append(f"{ind}    {p.accumulate('acc', p.expr(k.body))}")
+        lines += terms_end
+        lines += _tree(p, m.threads, "acc", ind)
+        lines += [f"{ind}if tid == 0:", f"{ind}    part[blk] = shared[0]",
+                  f"{ind}cuda.syncthreads()", *blocks_end]
     text = "\n".join(lines) + "\n"
     # ... and a second kernel folds each output's partial sums.
     fin = m.finish

@@ -204,19 +204,25 @@ INTERLEAVED = Policy(threads=8, warp=2, reduce_threads=8, cooperate_min=2, fill_
                      library=False, gemm_min=(1 << 20,) * 3)
 
 
+# ... and split over several blocks per group of outputs (a second kernel adds them).
+INTERLEAVED_SPLIT = dataclasses.replace(INTERLEAVED, fill_blocks=16, split_min=4, split_terms=1)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one block", "split"])
 @pytest.mark.parametrize("equation,shapes", [
-    ("ij->j", [(7, 5)]), ("ij,ij->j", [(9, 6)] * 2), ("ijk->ik", [(3, 5, 7)]),
+    ("ij->j", [(17, 5)]), ("ij,ij->j", [(9, 6)] * 2), ("ijk->ik", [(3, 11, 7)]),
     ("ijk,jr,kr->ir", [(3, 5, 4), (5, 3), (4, 3)]), ("ij,jk->ik", [(3, 9), (9, 5)])])
-def test_interleaved_teams(equation, shapes):
+def test_interleaved_teams(equation, shapes, split):
     rng = np.random.default_rng(16)
-    old = schedule_cuda.set_policy(INTERLEAVED)
+    old = schedule_cuda.set_policy(INTERLEAVED_SPLIT if split else INTERLEAVED)
     try:
         cuda_target.clear_cache()
-        ops = [_data(s, "float64", rng) for s in shapes]
-        _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+        for dtype in ("float64", "int32"):
+            ops = [_data(s, dtype, rng) for s in shapes]
+            _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
         maps = [s.mapping for p in cuda_target._PLANS.values() for s in p.schedules]
         assert any(isinstance(m, BlockPerOutput) and m.interleave and m.rows > 1
-                   for m in maps), maps
+                   and (m.split > 1) == split for m in maps), maps
     finally:
         schedule_cuda.set_policy(old)
         cuda_target.clear_cache()
