@@ -299,7 +299,8 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         kernels = tuple(zip(fns, launches))
         on_library = isinstance(sched.mapping, LibraryGemm)
         runs.append(_StepRun(
-            tuple(step.args), step.result, math.prod(kernel.extent[lb] for lb in kernel.output.indices),
+            tuple(step.args), step.result,
+            math.prod(kernel.extent[lb] for lb in kernel.output.indices),
             np.dtype(kernel.output.dtype), sched.scratch, np.dtype(kernel.accumulate), kernels,
             () if on_library else tuple(fn[launch.grid, launch.block] if launch.grid else None
                                         for fn, launch in kernels), on_library))

@@ -430,7 +430,8 @@ def merge_indices(kernel: Kernel, inputs: Sequence[Layout], output: Layout
         p, q = pair
         arrays = [(indices, strides) if p not in indices else
                   (tuple(x for x in indices if x != q),
-                   tuple(s for x, s in zip(indices, strides) if x != p)) for indices, strides in arrays]
+                   tuple(s for x, s in zip(indices, strides) if x != p))
+                  for indices, strides in arrays]
         extent = {x: (n * extent[q] if x == p else n) for x, n in extent.items() if x != q}
         merged = True
         kernel = _drop_index(kernel, p, q, extent)
@@ -481,7 +482,8 @@ def intermediate_layout(kernel: Kernel, inputs: Sequence[Layout], policy: Policy
     an ``a, b, m`` intermediate, and ``a`` would batch matrices of too few columns).
 
     >>> from einjit.ir import SUM, product
-    >>> k = Kernel("k0", (Operand("a0", "float32", ("b", "n")), Operand("a1", "float32", ("n", "a", "m"))),
+    >>> k = Kernel("k0", (Operand("a0", "float32", ("b", "n")),
+    ...                   Operand("a1", "float32", ("n", "a", "m"))),
     ...            Operand("out", "float32", ("a", "b", "m")),
     ...            (Index("a", 64), Index("b", 128), Index("m", 8), Index("n", 64)),
     ...            product(2, (("b", "n"), ("n", "a", "m"))), SUM, "float32")

@@ -77,7 +77,8 @@ def test_column_sum_maps_threads_to_the_contiguous_output():
     k = _kernel(["ij"], "j", {"i": 4096, "j": 1 << 17})  # enough outputs: a thread each
     s = schedule_gpu(k, (_c((4096, 1 << 17)),), _c((1 << 17,)))
     assert s.mapping == ThreadPerOutput(("j",), ("i",), Launch(512, 256))
-    assert str(s) == "thread per output: threads over j (j fastest), serial loops i; grid 512 x 256 threads"
+    assert str(s) == ("thread per output: threads over j (j fastest), serial loops i; "
+                      "grid 512 x 256 threads")
 
 
 def test_full_reduction_splits_over_blocks():
