@@ -90,6 +90,7 @@ examples:
   einjit explain "bij,bjk->bik" 8x32x16 8x16x4 --dtype float32
   einjit explain "ij,jk,kl->il" 10x20 20x30 30x5 --optimize greedy
   einjit explain "i,->i" 5 scalar
+  einjit explain "ij,ij->i" 65536x1024 65536x1024 --dtype float32 --target cuda
 """
 
 
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the operands' dtype (default float64)")
     explain.add_argument("--optimize", default="auto", metavar="OPT",
                          help="einsum's optimize=: auto (default), greedy, optimal, true, false")
+    explain.add_argument("--target", default="cpu", choices=("cpu", "cuda"),
+                         help="cpu (default), or cuda: the GPU's thread mapping and numba.cuda "
+                              "source per step (no GPU needed)")
     explain.set_defaults(run=_explain)
     return parser
 
@@ -390,7 +394,7 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     try:
         text = str(explain(args.equation, *args.shapes, dtype=args.dtype,
-                           optimize=_optimize(args.optimize)))
+                           optimize=_optimize(args.optimize), target=args.target))
     except (ValueError, TypeError, KeyError) as exc:
         print(f"einjit explain: error: {exc}", file=sys.stderr)
         return 2

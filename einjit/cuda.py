@@ -56,14 +56,15 @@ from .device_arrays import (
     resolved,
     span,
 )
-from .ir import Plan
+from .ir import Kernel, Plan, Step
 from .parser import split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan
 from .schedule_cuda import (GpuSchedule, Layout, LibraryGemm, intermediate_layout, merge_indices,
                             schedule_gpu)
 from .views import c_strides, view_geometry
 
-__all__ = ["CudaPlan", "clear_cache", "einsum", "on_device", "wants_device", "warm"]
+__all__ = ["CudaPlan", "ScheduledStep", "clear_cache", "einsum", "on_device", "schedule_call",
+           "wants_device", "warm"]
 
 _NUMBERS = (bool, int, float, complex)
 
@@ -267,11 +268,29 @@ def clear_cache() -> None:
         _FAST.clear()
 
 
-def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: str,
-           library: bool) -> CudaPlan:
+@dataclass(frozen=True)
+class ScheduledStep:
+    """One planned step on the device: its kernel (indices merged where every array
+    walks them as one), schedule and rendered source."""
+
+    step: Step
+    kernel: Kernel
+    schedule: GpuSchedule
+    source: str
+
+
+def schedule_call(call: engine.Call, inputs: Sequence[Layout], output: Layout, library: bool
+                  ) -> tuple[Plan, tuple[ScheduledStep, ...]]:
+    """Plan a validated call for the device, then schedule and render each step
+    (nothing is compiled: :func:`einjit.explain` shows this with ``target="cuda"``).
+
+    ``inputs`` and ``output`` lay the operands and the result out in flat memory;
+    ``library``: GEMM-shaped steps may use the arrays' library's matrix product.  A
+    small call of several operands is planned as one kernel (``Policy.fuse_work``);
+    intermediates are laid out by :func:`~einjit.schedule_cuda.intermediate_layout`.
+    """
     from .codegen import cuda as render
 
-    start = time.perf_counter()
     size = call.spec.size
     optimize = call.optimize
     if (optimize is engine.DEFAULT_OPTIMIZE and call.fold.default and len(call.views) > 2
@@ -280,7 +299,7 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
     plan = make_plan(call.labels, call.spec.output, size, [v.dtype.name for v in call.views],
                      call.arith, optimize, fold=call.fold)
     layouts: dict[int, Layout] = dict(enumerate(inputs))
-    schedules, sources, functions, runs = [], [], [], []
+    steps = []
     for i, step in enumerate(plan.steps):
         kernel = step.kernel
         if i == len(plan.steps) - 1:
@@ -291,6 +310,20 @@ def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: 
         kernel, ins, out = merge_indices(kernel, [layouts[a] for a in step.args], out)
         sched = schedule_gpu(kernel, ins, out, library=library)
         source = render.render_module(kernel, sched, f"{plan.equation} step {kernel.name}")
+        steps.append(ScheduledStep(step, kernel, sched, source))
+    return plan, tuple(steps)
+
+
+def _build(call: engine.Call, inputs: Sequence[Layout], output: Layout, target: str,
+           library: bool) -> CudaPlan:
+    from .codegen import cuda as render
+
+    start = time.perf_counter()
+    plan, scheduled = schedule_call(call, inputs, output, library)
+    schedules, sources, functions, runs = [], [], [], []
+    for planned in scheduled:
+        step, kernel, sched, source = (planned.step, planned.kernel, planned.schedule,
+                                       planned.source)
         fns = tuple(cache.load_module_function(source, name, target=target)
                     for name in render.kernel_names(kernel, sched))
         launches = [sched.mapping.launch]
@@ -334,7 +367,7 @@ def _device_id(x: Any) -> int | None:
     return None
 
 
-def _out_strides(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
+def out_strides(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
     """Element strides of a new array whose axes lie in memory in order ``axes``."""
     inner = c_strides([shape[a] for a in axes])
     strides = [0] * len(shape)
@@ -471,7 +504,7 @@ def _einsum_host(cuda: Any, equation: Any, arrays: Sequence[Any], out: Any, dtyp
                                                                     count))))
         inputs.append(Layout(-low, strides))
     shape = tuple(call.spec.size[lb] for lb in call.spec.output)
-    strides = _out_strides(shape, call.order)
+    strides = out_strides(shape, call.order)
     count = int(np.prod(shape, dtype=np.int64))
     compute = np.dtype(call.arith.compute)
     final = cuda.device_array(count, dtype=compute)
@@ -631,7 +664,7 @@ def _bind(cuda: Any, equation: Any, arrays: Sequence[Any], device: Sequence[bool
                             f"device (got {ogeo.shape} and {ogeo.dtype})")
         output = Layout(-span(ogeo.shape, ogeo.strides)[0], ogeo.strides)
     else:
-        output = Layout(0, _out_strides(shape, call.order))
+        output = Layout(0, out_strides(shape, call.order))
     # The library's matrix product takes its own arrays only: not with operands (or an
     # out=) of several kinds, whose flat views are Numba device arrays.
     library = arrays.matrix_product and all(

@@ -11,7 +11,8 @@ from .codegen import blas, numpy_ufunc
 from .engine import (DEFAULT_OPTIMIZE, Call, coalesced, dynamic_labels, numba_sources, plan_call,
                      prepare_fold, prepare_operands)
 from .planner import DEFAULT_FOLD, Fold
-from .ir import LoopNest, Plan
+from .ir import Kernel, LoopNest, Plan
+from .schedule_cuda import GpuSchedule
 from .parser import parse_subscripts
 
 __all__ = ["Explanation", "explain"]
@@ -29,9 +30,11 @@ class Explanation:
     dtype: str
     backend: str
     plan: Plan
-    nests: tuple[LoopNest, ...]
+    nests: tuple[LoopNest | GpuSchedule, ...]  # the GPU's schedules with target="cuda"
     sources: tuple[str, ...]
     note: str = ""
+    target: str = "cpu"
+    kernels: tuple[Kernel, ...] = ()  # the kernels as scheduled, when not the plan's
 
     def __str__(self) -> str:
         lines = [f"einsum {self.equation!r}", f"  canonical: {self.spec}",
@@ -39,8 +42,10 @@ class Explanation:
         if self.note:
             lines.append(f"  {self.note}")
         lines += ["", str(self.plan)]
-        for step, nest, source in zip(self.plan.steps, self.nests, self.sources):
-            lines += ["", str(step.kernel), "", "loop nest:", str(nest), "",
+        label = "GPU schedule:" if self.target == "cuda" else "loop nest:"
+        kernels = self.kernels or tuple(step.kernel for step in self.plan.steps)
+        for kernel, nest, source in zip(kernels, self.nests, self.sources):
+            lines += ["", str(kernel), "", label, str(nest), "",
                       "generated source:", source.rstrip()]
         return "\n".join(lines)
 
@@ -56,14 +61,17 @@ def _as_operand(x: Any, dtype: Any) -> Any:
 
 
 def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
-            optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False) -> Explanation:
+            optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False,
+            target: str = "cpu") -> Explanation:
     """Explain how einjit evaluates ``subscripts`` on these operands (or shapes).
 
     Nothing is compiled or run.  Operands may be arrays or shape tuples; ``dtype``
     gives shape-only operands their dtype (float64 by default).  ``dynamic`` (True, or
     a string of labels) shows the kernels generic in those dimensions, as
     ``einjit.compile(..., dynamic=...)`` builds them: they read ``n_<label>`` from the
-    arrays and the kernel line says ``<label>=dynamic``.
+    arrays and the kernel line says ``<label>=dynamic``.  ``target="cuda"`` shows the
+    GPU's plan instead: each step's thread mapping and ``numba.cuda`` source, as for
+    PyTorch or CuPy operands with these shapes and strides (no GPU needed).
 
     >>> import einjit
     >>> e = einjit.explain("ij,jk->ik", (2, 3), (3, 4))
@@ -73,8 +81,51 @@ def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
     >>> "for i in range(2)" in str(e)
     True
     """
+    if target == "cuda":
+        if dynamic:
+            raise ValueError("explain: the CUDA target compiles exact shapes only "
+                             "(dynamic= is for the CPU)")
+        return explain_cuda(subscripts, operands_or_shapes, dtype, optimize)
+    if target != "cpu":
+        raise ValueError(f"explain: target must be 'cpu' or 'cuda' (got {target!r})")
     return explain_call(subscripts, operands_or_shapes, dtype, optimize,
                         dynamic_labels(subscripts, parse_subscripts(subscripts), dynamic))
+
+
+def explain_cuda(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
+                 optimize: Any, fold: Fold = DEFAULT_FOLD, fn: Any = None) -> Explanation:
+    """:func:`explain` with ``target="cuda"``: the plan and schedules
+    :mod:`einjit.cuda` would compile, for operands laid out as these arrays are (shapes:
+    C-ordered), the result in numpy's memory order."""
+    from .cuda import out_strides, schedule_call
+    from .device_arrays import span
+    from .schedule_cuda import Layout
+
+    operands: Sequence[Any] = [_as_operand(x, dtype) for x in operands_or_shapes]
+    parsed = parse_subscripts(subscripts)
+    if fold.default:
+        call = prepare_operands(parsed, operands, None, None, "K",
+                                "unsafe" if dtype is not None else "safe", optimize)
+    else:
+        call = prepare_fold(parsed, operands, None, fold, fn, optimize)
+    if call.view is not None:
+        note = "a view of the operand, as numpy returns it: nothing to compute"
+        return Explanation(subscripts, call.spec.text, str(call.result), "view", Plan(
+            call.spec.text, ()), (), (), note, "cuda")
+    if call.arith.backend != "numba" or call.arith.compute != call.arith.result:
+        raise TypeError(f"explain: the CUDA target does not compute {call.result} results")
+    inputs = []
+    for v in call.views:
+        strides = tuple(s // v.itemsize for s in v.strides)
+        inputs.append(Layout(-span(v.shape, strides)[0], strides))
+    shape = [call.spec.size[lb] for lb in call.spec.output]
+    output = Layout(0, out_strides(shape, call.order))
+    plan, steps = schedule_call(call, inputs, output, library=True)
+    note = ("GPU schedules as for PyTorch or CuPy operands: matrix-product steps call "
+            "their library (cuBLAS); Numba device arrays run them as tiled kernels")
+    return Explanation(subscripts, call.spec.text, str(call.result), "numba.cuda", plan,
+                       tuple(s.schedule for s in steps), tuple(s.source for s in steps), note,
+                       "cuda", tuple(s.kernel for s in steps))
 
 
 def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,

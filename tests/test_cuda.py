@@ -23,6 +23,7 @@ from einjit.cuda import on_device, wants_device
 from einjit.ir import SUM, Call, Cast, Const, Index, Kernel, Load, Operand, product
 from einjit.schedule_cuda import (
     BlockPerOutput,
+    GpuSchedule,
     Launch,
     Layout,
     LibraryGemm,
@@ -118,6 +119,32 @@ def test_library_gemm_batches_a_group_its_operand_cannot_merge():
     k = _kernel(["ijk", "jr"], "ikr", {"i": 512, "k": 8, "r": 64, "j": 512})
     s = schedule_gpu(k, (_c((512, 512, 8)), _c((512, 64))), _c((512, 8, 64)), library=True)
     assert s.mapping == LibraryGemm((), ("i", "k"), ("r",), ("j",), True)
+
+
+def test_explain_shows_the_gpu_plan_without_a_gpu():
+    e = einjit.explain("ij,ij->", (8192, 8192), (8192, 8192), dtype="float32", target="cuda")
+    text = str(e)
+    assert e.backend == "numba.cuda" and "GPU schedule:" in text and "loop nest:" not in text
+    # the kernel as scheduled: i and j merged into one index of every term
+    assert "out[] = sum_i a0[i] * a1[i]   (i=67108864" in text
+    assert "1024 blocks per output into partial sums" in text
+    assert "def k0_part(a0, a1, part):" in text and "@cuda.jit(cache=True)" in text
+    # GEMM steps: the library's matrix product, batched where a group does not merge
+    e = einjit.explain("ijk,jr,kr->ir", (512, 512, 512), (512, 64), (512, 64), target="cuda")
+    assert str(e.nests[0]).startswith("library GEMM") and "batch i; m k" in str(e.nests[0])
+    assert isinstance(e.nests[1], GpuSchedule)
+    assert einjit.explain("ij->ji", (3, 4), target="cuda").backend == "view"
+    with pytest.raises(ValueError, match="target must be"):
+        einjit.explain("ij->", (3, 4), target="tpu")
+    with pytest.raises(ValueError, match="exact shapes"):
+        einjit.explain("ij->", (3, 4), target="cuda", dynamic=True)
+
+
+def test_explain_command_takes_a_target(capsys):
+    from einjit.cli import main
+    assert main(["explain", "ij,ij->i", "4096x1024", "4096x1024", "--target", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert "GPU schedule:" in out and "32 threads stride over j" in out
 
 
 def test_policy_is_a_value():
