@@ -57,7 +57,7 @@ A kernel file is TOML or JSON; each [[kernel]] table is one equation and its sha
   equation = "bij,bjk->bik"
   shapes = [[64, 128, 128], [64, 128, 128]]
   dtypes = ["float32", "float64"]      # one kernel per dtype ("dtype" for one name)
-  target = "cpu"                       # "cuda": accepted, reported failed for now
+  target = "cpu"                       # or "cuda" (a GPU, or NUMBA_ENABLE_CUDASIM=1)
   optimize = "auto"                    # optional, as einsum's optimize=
 
 JSON: {"kernel": [{"equation": ..., "shapes": ...}, ...]} or a top-level list.
