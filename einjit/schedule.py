@@ -389,7 +389,11 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     deep = len(outer) + len(inner) > POLICY.max_loop_depth
     fuse = (len(outer) - half + 1 if deep and len(outer) > half else 0,
             len(inner) - half + 1 if deep and len(inner) > half else 0)
-    last = (inner or outer)[-1] if (inner or outer) else None
+    # The innermost loop: the reduction with the smallest strides, unless a block (or
+    # unrolled values) of the output index with smaller ones runs inside it (below).
+    blocked = bool(inner and outer and not deep and cost[outer[-1]] < cost[inner[-1]]
+                   and extent[outer[-1]] >= 4)
+    last = outer[-1] if blocked else (inner or outer)[-1] if (inner or outer) else None
     # A term whose innermost loop gathers an input (a stride other than 0 or 1: no
     # vectors, a cache line per load) costs several times a streamed one: threads pay
     # from fewer of them (ab,ba-> 1000 x 1000 float32: 1.7 ms serial, 0.9 ms on two).

@@ -444,3 +444,7 @@ def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
     assert crossed.schedule.parallel is not None and crossed.schedule.threads == 2
     (streamed,) = _check("ab,ab->", a, b)  # read in memory order: one thread
     assert streamed.schedule.parallel is None
+    # a,abe->ae: the sum over b strides by e's extent, but a block of e runs inside it,
+    # reading contiguous memory: no gather, one thread (0.096 -> 0.041 ms in float32)
+    (blocked,) = _check("a,abe->ae", _ints(300), _ints(300, 8, 300))
+    assert blocked.schedule.block == ("e", 300) and blocked.schedule.parallel is None
