@@ -8,6 +8,7 @@ kernels); :func:`run` executes one.  :func:`einsum` chains them with the in-memo
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ class Call:
     direct_out: bool = False         # the last kernel writes straight into ``out``
     dynamic: frozenset[str] = frozenset()  # labels whose kernels read the extent at run time
     fold: Fold = DEFAULT_FOLD        # the body and reduction (default: sum of products)
+    # Output labels merged (see coalesced): the last kernel's result is reshaped to this
+    # shape (the new result's memory order), then transposed by this to the output's.
+    final: tuple[tuple[int, ...], tuple[int, ...] | None] | None = None
 
     def key(self, erase: frozenset[str] | None = None) -> Hashable:
         """Everything the compiled plan depends on: the in-memory cache key.
@@ -219,18 +223,34 @@ def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fo
                 fold=fold)
 
 
+#: Results of fewer elements keep every output axis (see :func:`coalesced`).
+MERGE_OUTPUT_MIN = 256
+
+
 def coalesced(call: Call) -> None:
-    """Merge, in place, the call's summed labels that walk memory as one (see
+    """Merge, in place, the call's labels that walk memory as one (see
     :func:`einjit.views.coalesce`): its views, labels and spec then describe fewer,
-    longer loops.  Dynamic labels merge only with dynamic ones."""
+    longer loops.  Dynamic labels merge only with dynamic ones.  Output labels merge
+    too when the call makes a new result and lays them out next to each other: the
+    last kernel then writes the result with fewer axes, and ``call.final`` says how to
+    reshape and transpose it into the output's shape."""
     if call.view is not None or call.arith.backend != "numba":
         return
+    # (a small result is not worth its reshape: about a microsecond a call)
+    merge_out = (call.out is None and call.final is None
+                 and math.prod(call.spec.size[lb] for lb in call.spec.output) >= MERGE_OUTPUT_MIN)
+    written = call.written if merge_out else ()
     merged = coalesce(call.views, call.labels, call.spec.size, frozenset(call.spec.output),
-                      call.dynamic)
+                      call.dynamic, written)
     if merged is None:
         return
     call.views, call.labels, size = merged
-    call.spec = EinsumSpec(tuple(call.labels), call.spec.output,
+    output = call.spec.output
+    if any(lb not in size for lb in output):  # output labels merged
+        call.final = (tuple(call.spec.size[lb] for lb in written), call.unpermute)
+        output = tuple(lb for lb in written if lb in size)
+        call.order = tuple(range(len(output)))
+    call.spec = EinsumSpec(tuple(call.labels), output,
                            tuple((lb, size[lb]) for lb, _ in call.spec.extents if lb in size))
     call.dynamic = call.dynamic & frozenset(size)
 
@@ -435,7 +455,11 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
         fn(*(values[a] for a in step.args), target)
         values[step.result] = target
     result = targets[-1]
-    unpermute = call.unpermute
+    if call.final is not None:  # merged output labels: the output's own axes again
+        shape, unpermute = call.final
+        result = result.reshape(shape)
+    else:
+        unpermute = call.unpermute
     if unpermute is not None:
         result = result.transpose(unpermute)
     if call.out is not None:

@@ -142,6 +142,7 @@ def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
         call = prepare_fold(parsed, operands, None, fold, fn, optimize)
     call.dynamic = (frozenset(call.spec.size) if labels is True else
                     frozenset(labels or ()) & frozenset(call.spec.size))
+    output = call.spec.output  # before labels merge
     coalesced(call)
     if call.view is not None:
         note = "a view of the operand, as numpy returns it: nothing to compute"
@@ -158,7 +159,12 @@ def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
     if call.dynamic:
         notes.append(f"dynamic dimensions: {', '.join(sorted(call.dynamic))} (sizes read at "
                      "run time)")
-    if call.unpermute is not None:
+    if call.final is not None:
+        shape, unpermute = call.final
+        then = f", returned transposed to {''.join(output)}" if unpermute is not None else ""
+        notes.append(f"the result is written C-ordered as {''.join(call.written)} (its memory "
+                     f"order, adjacent axes merged), then reshaped to {shape}{then}")
+    elif call.unpermute is not None:
         notes.append(f"the result is written C-ordered as {''.join(call.written)} (its memory "
                      f"order), then returned transposed to {''.join(call.spec.output)}")
     note = "\n  ".join(notes)

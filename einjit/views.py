@@ -76,7 +76,8 @@ def transpose_to_c(array: np.ndarray) -> tuple[int, ...] | None:
 
 
 def coalesce(views: Sequence[np.ndarray], labels: Sequence[tuple[str, ...]],
-             extent: dict[str, int], keep: frozenset[str], apart: frozenset[str] = frozenset()
+             extent: dict[str, int], keep: frozenset[str], apart: frozenset[str] = frozenset(),
+             written: tuple[str, ...] = ()
              ) -> tuple[list[np.ndarray], list[tuple[str, ...]], dict[str, int]] | None:
     """Merge summed labels that always walk memory as one: ``p`` directly followed by
     ``q`` in every view that has either, with ``stride(p) == extent(q) * stride(q)``.
@@ -84,9 +85,12 @@ def coalesce(views: Sequence[np.ndarray], labels: Sequence[tuple[str, ...]],
     The pair becomes one label ``p`` of extent ``extent(p) * extent(q)``, so a kernel
     runs one long loop instead of a nest whose inner loop may be too short to vectorise
     (``edc->`` over a C-ordered (1000, 64, 2) array: one loop of 128000).  Labels in
-    ``keep`` (the output's) are never merged; a label of ``apart`` (dynamic ones) only
-    with another of ``apart``.  Returns the new views, labels and extents, or None when
-    nothing merges.  No data is copied.
+    ``keep`` (the output's) merge only with each other, and only where ``written`` (the
+    order a new result lays them out in memory, slowest first) has ``q`` right after
+    ``p``: that result is then written with one axis fewer and reshaped (``eba->ba``
+    over a C array sums into one run of ``b * a`` outputs).  A label of ``apart``
+    (dynamic ones) merges only with another of ``apart``, never an output one.  Returns
+    the new views, labels and extents, or None when nothing merges.  No data is copied.
 
     >>> a = np.zeros((4, 3, 2))
     >>> vs, ls, ext = coalesce([a], [("e", "d", "c")], {"e": 4, "d": 3, "c": 2}, frozenset())
@@ -94,10 +98,14 @@ def coalesce(views: Sequence[np.ndarray], labels: Sequence[tuple[str, ...]],
     ([('e',)], (24,), {'e': 24})
     """
     views, labels, extent = list(views), [tuple(t) for t in labels], dict(extent)
+    written = tuple(written)
 
     def mergeable(p: str, q: str) -> bool:
-        if p in keep or q in keep or (p in apart) != (q in apart) or 0 in (extent[p],
-                                                                             extent[q]):
+        if (p in keep) != (q in keep) or (p in apart) != (q in apart) or 0 in (extent[p],
+                                                                                extent[q]):
+            return False
+        if p in keep and (p in apart or p not in written
+                          or written[written.index(p) + 1:written.index(p) + 2] != (q,)):
             return False
         for v, t in zip(views, labels):
             if (p in t) != (q in t):
@@ -126,6 +134,7 @@ def coalesce(views: Sequence[np.ndarray], labels: Sequence[tuple[str, ...]],
                                       v.strides[:i] + (stride,) + v.strides[i + 2:])
                 labels[k] = t[:i + 1] + t[i + 2:]
         extent[p] *= extent.pop(q)
+        written = tuple(lb for lb in written if lb != q)
         merged = True
     return (views, labels, extent) if merged else None
 

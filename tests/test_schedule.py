@@ -116,7 +116,8 @@ def test_short_innermost_loops_hide_their_trip_count():
     # and in loops over a block of accumulators (index Let, then the sum) up to 32 trips:
     # zeroing, summing and storing the block; above, only the zeroing loop
     for a, hidden in ((32, 3), (48, 1)):
-        x, y = RNG.standard_normal(2), RNG.standard_normal((2, 20, a))
+        # (a slice: d and a stay two output loops)
+        x, y = RNG.standard_normal(2), RNG.standard_normal((2, 20, a + 1))[:, :, :a]
         (nest,) = _check("c,cda->da", x, y)
         assert nest.schedule.block == ("a", a)
         source = einjit.explain("c,cda->da", x, y).sources[0]
@@ -420,7 +421,9 @@ def test_small_matrix_vector_products_run_as_loops():
     assert not small.schedule.gemm
     (big,) = _check("ba,a->b", RNG.standard_normal((640, 300)), y)
     assert big.schedule.gemm
-    (strided,) = _check("dab,d->ab", RNG.standard_normal((32, 300, 3)), RNG.standard_normal(32))
+    # (a slice: a and b stay apart, so the sum over d gathers along b)
+    (strided,) = _check("dab,d->ab", RNG.standard_normal((32, 300, 4))[:, :, :3],
+                        RNG.standard_normal(32))
     assert strided.schedule.gemm
 
 
@@ -431,8 +434,9 @@ def test_every_reduction_hoisted_only_when_split(monkeypatch):
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 1)
     (nest,) = _check("b,bac->c", _ints(13), _ints(13, 5, 11))
     assert not nest.schedule.hoist and nest.schedule.block == ("c", 11)
-    # but a block covers one output loop: with two, the sum still runs outermost
-    (nest,) = _check("bac->ac", _ints(13, 5, 11))
+    # but a block covers one output loop: with two, the sum still runs outermost (a slice,
+    # so that a and c do not merge into one output loop)
+    (nest,) = _check("bac->ac", _ints(13, 5, 12)[:, :, :11])
     assert nest.schedule.hoist == ("b",) and not nest.schedule.threads
 
 
