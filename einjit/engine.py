@@ -260,15 +260,14 @@ def output_axes(order: str, output: tuple[str, ...], views: Sequence[np.ndarray]
                 ) -> tuple[int, ...]:
     """The memory order of a new result's axes, slowest first, for numpy's ``order=``.
 
-    'C' and 'F' as named; 'A' is 'F' when every operand is Fortran-contiguous, else 'C';
+    'C' and 'F' as named; 'A' is 'F' when every operand is Fortran-contiguous (1-D and
+    0-d ones are) and has no repeated label (numpy takes a diagonal view), else 'C';
     'K' follows the operands' strides: of two output axes, the first operand holding both
     (with non-zero strides) decides which varies slower, as numpy's iterator does.
     """
     n = len(output)
     if order == "A":
-        shaped = [a for a in arrays if a.ndim > 1]
-        fortran = bool(shaped) and all(a.flags.f_contiguous and not a.flags.c_contiguous
-                                       for a in shaped)
+        fortran = all(a.flags.f_contiguous and a.ndim == len(t) for a, t in zip(arrays, labels))
         order = "F" if fortran else "C"
     if order == "C" or n < 2:
         return tuple(range(n))

@@ -289,6 +289,25 @@ def test_adjacent_output_axes_are_written_as_one(eq, shapes, order):
     assert call.final is None
 
 
+@pytest.mark.parametrize(("eq", "shapes", "fortran"), [
+    ("a,c->ac", [(4,), (5,)], (True, True)),            # 1-D operands are F-contiguous
+    ("a,ab->ab", [(4,), (4, 5)], (True, False)),
+    ("a,ab->ab", [(4,), (4, 5)], (True, True)),
+    ("ab,c->abc", [(1, 5), (3,)], (False, True)),       # (1, 5) is C- and F-contiguous
+    ("ab,bc->ac", [(4, 5), (5, 3)], (True, False)),
+    ("aab,b->ab", [(4, 4, 5), (5,)], (True, True)),     # a diagonal view: not contiguous
+])
+def test_order_a_follows_numpy(eq, shapes, fortran):
+    rng = np.random.default_rng(13)
+    ops = [rng.random(s) for s in shapes]
+    ops = [np.asfortranarray(o) if f else o for o, f in zip(ops, fortran)]
+    ref = np.einsum(eq, *ops, order="A")
+    for _ in range(2):
+        got = einjit.einsum(eq, *ops, order="A")
+        assert got.strides == ref.strides
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
 def test_small_results_keep_their_axes():
     x = np.random.default_rng(12).random((6, 5, 3))  # 15 outputs: not worth a reshape
     call = engine.prepare(("eba->ba", x))
