@@ -92,6 +92,17 @@ def explain(subscripts: str, *operands_or_shapes: Any, dtype: Any = None,
                         dynamic_labels(subscripts, parse_subscripts(subscripts), dynamic))
 
 
+def _prepare(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any, optimize: Any,
+             fold: Fold, fn: Any) -> Call:
+    """The validated call of an explanation (shapes become arrays of ``dtype``)."""
+    operands: Sequence[Any] = [_as_operand(x, dtype) for x in operands_or_shapes]
+    parsed = parse_subscripts(subscripts)
+    if fold.default:
+        return prepare_operands(parsed, operands, None, None, "K",
+                                "unsafe" if dtype is not None else "safe", optimize)
+    return prepare_fold(parsed, operands, None, fold, fn, optimize)
+
+
 def explain_cuda(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
                  optimize: Any, fold: Fold = DEFAULT_FOLD, fn: Any = None) -> Explanation:
     """:func:`explain` with ``target="cuda"``: the plan and schedules
@@ -101,13 +112,7 @@ def explain_cuda(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
     from .device_arrays import span
     from .schedule_cuda import Layout
 
-    operands: Sequence[Any] = [_as_operand(x, dtype) for x in operands_or_shapes]
-    parsed = parse_subscripts(subscripts)
-    if fold.default:
-        call = prepare_operands(parsed, operands, None, None, "K",
-                                "unsafe" if dtype is not None else "safe", optimize)
-    else:
-        call = prepare_fold(parsed, operands, None, fold, fn, optimize)
+    call = _prepare(subscripts, operands_or_shapes, dtype, optimize, fold, fn)
     if call.view is not None:
         note = "a view of the operand, as numpy returns it: nothing to compute"
         return Explanation(subscripts, call.spec.text, str(call.result), "view", Plan(
@@ -132,14 +137,7 @@ def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
                  optimize: Any, labels: bool | frozenset[str], fold: Fold = DEFAULT_FOLD,
                  fn: Any = None) -> Explanation:
     """:func:`explain` for validated dynamic labels and a body or reduction (``fold``)."""
-    operands: Sequence[Any] = [_as_operand(x, dtype) for x in operands_or_shapes]
-    parsed = parse_subscripts(subscripts)
-    call: Call
-    if fold.default:
-        call = prepare_operands(parsed, operands, None, None, "K",
-                                "unsafe" if dtype is not None else "safe", optimize)
-    else:
-        call = prepare_fold(parsed, operands, None, fold, fn, optimize)
+    call = _prepare(subscripts, operands_or_shapes, dtype, optimize, fold, fn)
     call.dynamic = (frozenset(call.spec.size) if labels is True else
                     frozenset(labels or ()) & frozenset(call.spec.size))
     output = call.spec.output  # before labels merge

@@ -178,6 +178,17 @@ def test_replay_tells_aligned_and_unaligned_operands_apart():
         np.testing.assert_allclose(einjit.einsum("ij,kj->ik", x, x), a @ a.T, rtol=1e-12)
 
 
+def _like_numpy(eq, ops, order):
+    """einjit's result on its first call and on the fast path: numpy's shape, strides
+    and values (returns numpy's)."""
+    ref = np.einsum(eq, *ops, order=order)
+    for _ in range(2):
+        got = einjit.einsum(eq, *ops, order=order)
+        assert got.shape == ref.shape and got.strides == ref.strides
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    return ref
+
+
 @pytest.mark.parametrize(("eq", "shapes", "order"), [
     ("c,ba->abc", [(7,), (5, 3)], "K"),        # result (b, a, c) in memory
     ("ijk,kl->lji", [(3, 4, 5), (5, 6)], "K"),
@@ -192,11 +203,7 @@ def test_the_last_kernel_writes_the_result_in_memory_order(eq, shapes, order):
     # the fast path.
     rng = np.random.default_rng(5)
     ops = [rng.random(s) for s in shapes]
-    ref = np.einsum(eq, *ops, order=order)
-    for _ in range(2):
-        got = einjit.einsum(eq, *ops, order=order)
-        assert got.strides == ref.strides
-        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    ref = _like_numpy(eq, ops, order)
     call = engine.prepare((eq, *ops), order=order)
     output, memory_order = call.spec.output, call.written
     assert "".join(memory_order) == "".join(
@@ -269,11 +276,7 @@ def test_adjacent_output_axes_are_written_as_one(eq, shapes, order):
     # numpy's shape, strides and values, on the first call and on the fast path.
     rng = np.random.default_rng(11)
     ops = [rng.random(s) for s in shapes]
-    ref = np.einsum(eq, *ops, order=order)
-    for _ in range(2):
-        got = einjit.einsum(eq, *ops, order=order)
-        assert got.shape == ref.shape and got.strides == ref.strides
-        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    ref = _like_numpy(eq, ops, order)
     call = engine.prepare((eq, *ops), order=order)
     n_out = len(call.spec.output)
     engine.lookup(call)
@@ -301,11 +304,7 @@ def test_order_a_follows_numpy(eq, shapes, fortran):
     rng = np.random.default_rng(13)
     ops = [rng.random(s) for s in shapes]
     ops = [np.asfortranarray(o) if f else o for o, f in zip(ops, fortran)]
-    ref = np.einsum(eq, *ops, order="A")
-    for _ in range(2):
-        got = einjit.einsum(eq, *ops, order="A")
-        assert got.strides == ref.strides
-        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    _like_numpy(eq, ops, "A")
 
 
 def test_small_results_keep_their_axes():
