@@ -598,7 +598,14 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     if largest < POLICY.hoist_min_bytes:
         return []
     widest = max(cost[o] for o in outer)
-    return [r for r in inner if cost[r] > widest and extent[r] >= 2]
+    hoist = [r for r in inner if cost[r] > widest and extent[r] >= 2]
+    rest = [r for r in inner if r not in hoist]
+    if rest and extent[outer[-1]] >= 4 and cost[outer[-1]] < cost[rest[-1]]:
+        # The reductions left inside would run innermost across the memory an output
+        # loop walks along (cea,cde->da: e, a's stride apart): a block of that output
+        # index, the reductions outside it, reads the inputs in runs instead.
+        return []
+    return hoist
 
 
 def _balanced(wide: Sequence[str], loops: Sequence[str], extent: dict[str, int],

@@ -440,6 +440,20 @@ def test_every_reduction_hoisted_only_when_split(monkeypatch):
     assert nest.schedule.hoist == ("b",) and not nest.schedule.threads
 
 
+def test_no_hoist_where_the_reductions_left_inside_would_stride(monkeypatch):
+    # c is strided wider than the output, but e, summed inside, runs across a's memory
+    # (a0[c, e, a]): a block of a with c and e outside reads a0 in its memory order
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        hoist_min_bytes=0, parallel_min_work=0))
+    for dtype in (np.float64, np.int64):
+        x, y = (RNG.integers(-9, 9, s).astype(dtype) for s in ((17, 15, 32), (17, 3, 15)))
+        (nest,) = _check("cea,cde->da", x, y)
+        assert not nest.schedule.hoist and nest.schedule.block[0] == "a", dtype
+        # with nothing left inside (e merged away), the sum still runs outermost
+        (nest,) = _check("cea->ea", x)
+        assert nest.schedule.hoist == ("c",)
+
+
 def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
     # 600 x 600 terms: below parallel_min_work, but each gathers a column element
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
