@@ -19,7 +19,7 @@ import numpy as np
 from . import buffers, cache
 from .codegen import blas, numba_cpu, numpy_ufunc
 from .dispatch import FastTable, Runner, entry_point, numba_type, signature, with_out
-from .threads import Chunked
+from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
                      check_out_cast, numba_dtype, result_dtype)
@@ -430,6 +430,9 @@ def build(call: Call) -> CompiledPlan:
                 fn = Chunked(fn, nest.schedule.threads)
             kernels.append(fn)
             sources.append(source)
+        if any(n.schedule.threads or (n.schedule.gemm and n.schedule.gemm.split > 1)
+               for n in nests):
+            prepare_workers()  # the workers' spin loop, compiled with the plan (warm-up)
     else:
         for step in plan.steps:
             fn, source = numpy_ufunc.build(step.kernel)

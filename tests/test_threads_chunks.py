@@ -2,6 +2,7 @@
 
 import multiprocessing
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -42,6 +43,48 @@ def test_concurrent_callers_each_get_every_chunk():
         t.join()
     for o in outs:
         np.testing.assert_array_equal(o, np.tile([1.0, 2.0], 32))
+
+
+def _numba_fill():
+    from numba import njit
+
+    @njit(nogil=True)
+    def fill(out, c, n):  # a chunk that runs without the GIL, as the kernels do
+        for i in range(c, out.size, n):
+            out[i] = out[i] + c + 1
+    return fill
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_hand_overs_in_a_row_spinning_or_sleeping(spinning, monkeypatch):
+    # many short tasks back to back (the workers spin between them), then after pauses
+    # longer than a worker spins (it sleeps on its lock); without the spin loop
+    # (einjit.spin unavailable) the locks alone carry every hand-over
+    from einjit import threads
+
+    threads._forget_workers()  # fresh workers, with or without the spin loop
+    if not spinning:
+        monkeypatch.setattr(threads, "_spinning", lambda: (None, None))
+    fill, out = _numba_fill(), np.zeros(6)
+    for k in range(1, 301):
+        Chunked(fill, 3)(out)
+        if k % 100 == 0:
+            time.sleep(0.005)
+    np.testing.assert_array_equal(out, np.tile([300.0, 600.0, 900.0], 2))
+    assert all((w.wait_fn is not None) == spinning for w in threads._workers)
+    threads._forget_workers()
+
+
+def test_the_spin_loop_posts_and_waits():
+    from einjit import spin
+
+    wait, flags = spin.waiter(), spin.Flags(spin.rounds_per_us())
+    assert flags.worker_spins > 0 and flags.caller_spins > flags.worker_spins
+    words = flags.words
+    assert not wait(words, flags.DONE, 7, flags.GO, 1, 100)  # nothing posted at GO
+    assert words[flags.DONE] == 7
+    words[flags.GO] = 1
+    assert wait(words, -1, 0, flags.GO, 1, 1)
 
 
 def _child(queue):
