@@ -654,7 +654,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds of samples per contender and case (default 2.5; 0.3 with --quick)")
     p.add_argument("--call-cap", type=float, default=10.0,
                    help="abandon numpy optimize=False on huge naive costs after this many s (default 10)")
-    p.add_argument("--cases", default=None, help="comma-separated case names (default: all)")
+    p.add_argument("--cases", default=None,
+                   help="comma-separated case names (default: all; with --random: r0, r1, ...)")
     p.add_argument("--random", type=int, default=0, metavar="N",
                    help="run N random contractions (see random_cases) instead of the table; "
                         "results go to --outdir/partial unless --outdir is given")
@@ -678,16 +679,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.budget = 0.3 if args.quick else 2.5
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
-    if args.cases:
+    known = ({c.name: c for c in random_cases(args.random, args.seed)} if args.random
+             else CASE_BY_NAME)
+    if args.cases:  # of the table, or with --random of its cases (r0, r1, ...)
         names = [n.strip() for n in args.cases.split(",") if n.strip()]
-        unknown = [n for n in names if n not in CASE_BY_NAME]
+        unknown = [n for n in names if n not in known]
         if unknown:
-            p.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASE_BY_NAME)}")
-        args.case_list = [CASE_BY_NAME[n] for n in names]
-    elif args.random:
-        args.case_list = random_cases(args.random, args.seed)
+            p.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        args.case_list = [known[n] for n in names]
     else:
-        args.case_list = list(CASES)
+        args.case_list = list(known.values())
     if args.outdir is None:
         args.outdir = (RESULTS / "partial" if (args.quick or args.cases or args.random)
                        else RESULTS)
