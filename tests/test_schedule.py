@@ -454,6 +454,16 @@ def test_no_hoist_where_the_reductions_left_inside_would_stride(monkeypatch):
         assert nest.schedule.hoist == ("c",)
 
 
+def test_the_loop_order_avoids_gathering_along_aliased_rows():
+    # both orders gather one operand across its rows: b innermost reads a0's column, a
+    # innermost a1's, with the wider stride; a0's rows 512 bytes apart fall into a few
+    # cache sets, and its column weighs more; 480 bytes apart, it does not
+    for a, order in ((128, "a"), (120, "b")):
+        x, y, z = (RNG.random(s).astype(np.float32) for s in ((200, a), (a, 200), (200,)))
+        (nest,) = _check("ba,ab,b->", x, y, z, rtol=1e-5)
+        assert nest.schedule.order[-1] == order, a
+
+
 def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
     # 600 x 600 terms: below parallel_min_work, but each gathers a column element
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
