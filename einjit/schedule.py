@@ -60,9 +60,9 @@ _T = "tb"
 class Policy:
     """The scheduler's thresholds (part of every compiled plan's cache key).
 
-    ``parallel_min_work``: body evaluations below which a kernel stays serial
-    (``parallel=True`` costs about a second of compile time and a thread start per call,
-    see shared/MEASURED.md).  ``gemm_min_work``: multiply-adds from which a GEMM-shaped
+    ``parallel_min_work``: body evaluations below which a kernel stays serial (a
+    hand-over to einjit's chunk workers costs 3-4 us; from 2**18 terms two threads won
+    on every element-wise kernel and most sums measured, and from 2**17 on some).  ``gemm_min_work``: multiply-adds from which a GEMM-shaped
     kernel runs as a BLAS call rather than loops.  ``block``: accumulators in a blocked
     output loop.  ``chunk``: terms per partial sum in long float reductions.
     ``tile``: the side of the tiles an element-wise kernel with a transposed operand
@@ -94,7 +94,7 @@ class Policy:
     swap the policy to drive every strategy with small shapes.
     """
 
-    parallel_min_work: int = 1 << 20
+    parallel_min_work: int = 1 << 18
     gemm_min_work: int = 1 << 14
     gemv_min_work: int = 1 << 16
     block: int = 512

@@ -14,8 +14,9 @@ Numba's ``prange`` would run such a loop on Numba's own threads, but a ``paralle
 kernel takes 0.7-1.3 s to compile against 0.15-0.25 s serially (``shared/MEASURED.md``;
 ``benchmarks/coldstart.py``), and the first one a process loads starts Numba's thread
 pool.  ``Policy(chunked=False)`` (:mod:`einjit.schedule`) brings ``prange`` back.  A
-hand-over to a chunk worker costs about 20 us, a ``prange`` launch about 3 us: parallel
-loops are only scheduled for at least 2**20 body evaluations.
+hand-over to a chunk worker costs 4-10 us where the workers spin (:mod:`einjit.spin`),
+15-45 us where they sleep on locks only, a ``prange`` launch about 3 us: parallel loops
+are scheduled from ``Policy.parallel_min_work`` body evaluations.
 
 >>> import numpy as np
 >>> def fill(out, c, n):  # chunk c of n
@@ -36,52 +37,76 @@ import numpy as np
 
 __all__ = ["Chunked", "prepare"]
 
+
+class _Task:
+    """One chunk handed to a worker: whoever takes ``claim`` first runs it, the worker
+    when it wakes or the caller once its own chunk is done (the worker was late);
+    ``done`` is released when the worker has run it."""
+
+    __slots__ = ("fn", "args", "seq", "claim", "done", "error")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], seq: int) -> None:
+        self.fn, self.args, self.seq = fn, args, seq
+        self.claim, self.done = threading.Lock(), threading.Lock()
+        self.done.acquire()
+        self.error: BaseException | None = None
+
+
 class _Worker:
-    """A thread that runs one task at a time, handed over with two locks (about 20 us
-    from hand-over to done, where a ``concurrent.futures`` pool's future takes about
-    55 us), and, where :mod:`einjit.spin` compiled, spinning on two words before each
-    lock, which brings a hand-over down to a few microseconds."""
+    """A thread that runs the chunks handed to it, one at a time.
+
+    A hand-over releases a lock the worker sleeps on (about 20 us from hand-over to
+    done, where a ``concurrent.futures`` pool's future takes about 55 us).  Where
+    :mod:`einjit.spin` compiled, both sides first spin on two words (the latest task's
+    number, the last finished one's): a few microseconds.  A chunk the worker has not
+    started when the caller's own is done, the caller runs itself: a worker that is
+    slow to wake (its core busy with another process's threads) costs no more than
+    running serially."""
 
     def __init__(self) -> None:
-        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go = threading.Lock()  # released: a hand-over the worker has not seen
         self.go.acquire()
-        self.done.acquire()
-        self.task: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
-        self.error: BaseException | None = None
+        self.task: _Task | None = None
         self.seq = 0  # tasks handed over
         self.wait_fn, self.flags = _spinning()
         threading.Thread(target=self._loop, name="einjit-chunks", daemon=True).start()
 
     def _loop(self) -> None:
-        seq, wait, flags = 0, self.wait_fn, self.flags
+        ran, wait, flags = 0, self.wait_fn, self.flags
         while True:
-            if wait is not None:  # post the last task done, spin for the next one
-                wait(flags.words, flags.DONE, seq, flags.GO, seq + 1, flags.worker_spins)
+            if wait is not None:  # post the last task run, spin for a newer one
+                wait(flags.words, flags.DONE, ran, flags.GO, ran + 1, flags.worker_spins)
             self.go.acquire()
-            seq += 1
-            fn, args = self.task  # type: ignore[misc]
+            task = self.task
+            if task is None or not task.claim.acquire(blocking=False):
+                continue  # the caller ran it (this wake-up is for a task it took)
             try:
-                fn(*args)
+                task.fn(*task.args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                self.error = exc
-            self.task = None
-            self.done.release()
+                task.error = exc
+            ran = task.seq
+            task.done.release()
 
-    def start(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.task, self.error = (fn, args), None
+    def start(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Task:
         self.seq += 1
-        self.go.release()
+        task = self.task = _Task(fn, args, self.seq)
+        if self.go.locked():  # else a wake-up is pending still (for a task taken back):
+            self.go.release()  # the worker will find this one then
         if self.flags is not None:
             self.flags.words[self.flags.GO] = self.seq
+        return task
 
-    def wait(self) -> None:
+    def finish(self, task: _Task) -> None:
+        """Wait for ``task`` (the caller runs it if the worker has not started it)."""
+        if task.claim.acquire(blocking=False):
+            task.fn(*task.args)
+            return
         if self.wait_fn is not None:
-            self.wait_fn(self.flags.words, -1, 0, self.flags.DONE, self.seq,
+            self.wait_fn(self.flags.words, -1, 0, self.flags.DONE, task.seq,
                          self.flags.caller_spins)
-        self.done.acquire()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+        task.done.acquire()
+        if task.error is not None:
+            raise task.error
 
 
 def prepare() -> None:
@@ -175,14 +200,13 @@ class Chunked:
             try:
                 for c in range(1, n):
                     worker = _workers[c - 1]
-                    worker.start(fn, arrays + (c, n))
-                    started.append(worker)
+                    started.append((worker, worker.start(fn, arrays + (c, n))))
                 fn(*arrays, 0, n)
             finally:
                 errors = []
-                for worker in started:
+                for worker, task in started:
                     try:
-                        worker.wait()
+                        worker.finish(task)
                     except BaseException as exc:  # noqa: BLE001 - the first is raised
                         errors.append(exc)
                 if errors:

@@ -467,6 +467,8 @@ def test_the_loop_order_avoids_gathering_along_aliased_rows():
 def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
     # 600 x 600 terms: below parallel_min_work, but each gathers a column element
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        parallel_min_work=1 << 20))
     a, b = _ints(600, 600), _ints(600, 600)
     (crossed,) = _check("ab,ba->", a, b)
     assert crossed.schedule.parallel is not None and crossed.schedule.threads == 2

@@ -79,12 +79,43 @@ def test_the_spin_loop_posts_and_waits():
     from einjit import spin
 
     wait, flags = spin.waiter(), spin.Flags(spin.rounds_per_us())
-    assert flags.worker_spins > 0 and flags.caller_spins > flags.worker_spins
+    assert flags.worker_spins > 0 and flags.caller_spins > 0
     words = flags.words
     assert not wait(words, flags.DONE, 7, flags.GO, 1, 100)  # nothing posted at GO
     assert words[flags.DONE] == 7
     words[flags.GO] = 1
     assert wait(words, -1, 0, flags.GO, 1, 1)
+
+
+def test_the_caller_runs_a_chunk_its_worker_has_not_started(monkeypatch):
+    # a worker that does not wake (as one whose core is busy): the caller runs its
+    # chunk; the worker, woken by the next hand-over, runs that one only
+    from einjit import threads
+
+    threads._forget_workers()
+    monkeypatch.setattr(threads, "_spinning", lambda: (None, None))
+    Chunked(_fill, 2)(np.zeros(2))  # starts the worker
+    time.sleep(0.05)  # it sleeps on its lock again
+    worker = threads._workers[0]
+    ran = []
+
+    def record(out, c, n):
+        ran.append((c, threading.current_thread().name))
+        out[c] = c + 1
+    asleep = threading.Lock()
+    asleep.acquire()
+    with monkeypatch.context() as m:
+        m.setattr(worker, "go", asleep)  # the hand-over's wake-up goes nowhere
+        out = np.zeros(2)
+        Chunked(record, 2)(out)
+    np.testing.assert_array_equal(out, [1.0, 2.0])
+    me = threading.current_thread().name
+    assert sorted(ran) == [(0, me), (1, me)]
+    out = np.zeros(2)
+    Chunked(record, 2)(out)  # the worker wakes now: chunk 1 runs once, wherever
+    np.testing.assert_array_equal(out, [1.0, 2.0])
+    assert sorted(c for c, _ in ran) == [0, 0, 1, 1]
+    threads._forget_workers()
 
 
 def _child(queue):
