@@ -192,6 +192,8 @@ def _product(values: Iterable[int]) -> int:
 _COPY_BPS = 4e9
 _GEMM_FLOPS = {"float32": 1e11, "float64": 5e10, "complex64": 2.5e10, "complex128": 1.25e10}
 _GEMM_CALL_S = 5e-6
+# A term of a loop nest that streams its inputs (a gathered one costs GATHER_COST of them).
+_LOOP_TERM_S = 0.3e-9
 _MAX_MOVES = 6
 
 
@@ -229,8 +231,9 @@ def _blasable(groups: tuple[Sequence[str], Sequence[str]], strides: dict[str, in
 
 
 def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
-                 output_strides: Sequence[int], threads: int) -> GemmLayout:
-    """The cheapest way to run a GEMM-shaped kernel as one batched BLAS product.
+                 output_strides: Sequence[int], threads: int) -> tuple[GemmLayout, float]:
+    """The cheapest way to run a GEMM-shaped kernel as one batched BLAS product, and its
+    cost by the model (seconds).
 
     Indices of one input and the output are rows (``m``) or columns (``n``), or batch
     indices the other input broadcasts over; each group's order decides whether an
@@ -285,7 +288,7 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             if best is None or cost < best[0]:
                 best = (cost, layout)
     assert best is not None
-    layout = best[1]
+    cost, layout = best
     # OpenBLAS runs a product of fewer than 2^18 multiply-adds on one thread: split a
     # batch of such products over threads instead (larger ones are threaded by BLAS).
     if (threads > 1 and layout.direct and layout.batch
@@ -294,7 +297,7 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             and kernel.work >= POLICY.parallel_min_work):
         layout = GemmLayout(layout.batch, layout.m, layout.n, layout.k, layout.copy,
                             layout.direct, threads)
-    return layout
+    return layout, cost
 
 
 def thread_count() -> int:
@@ -338,7 +341,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     ``blas``: whether a GEMM-shaped kernel may run as a BLAS call."""
     threads = thread_count() if threads is None else threads
     if blas and _use_gemm(kernel):
-        layout = _gemm_layout(kernel, input_strides, output_strides, threads)
+        layout, blas_s = _gemm_layout(kernel, input_strides, output_strides, threads)
         extent = kernel.extent
         thin = min(_product(extent[g] for g in layout.m), _product(extent[g] for g in layout.n))
         gemm = Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout)
@@ -348,9 +351,16 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             # read every input along their runs (in one pass: not hoisted, which passes
             # over the output again for each value of the reduction, dab,d->ab 32 x 300
             # x 3: 25 us hoisted, 22 us BLAS).
+            # Loops that gather an input still win where BLAS would first copy one
+            # (cbb,cab->a over 75 x 2 x 128: 24 us of loops, 56 us copying a1 along c,b
+            # for the product), by the cost model.
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             gathers = copies(kernel, loops, input_strides, reuse=1)
-            return gemm if gathers or loops.hoist else loops
+            slow = gathers or loops.hoist
+            if not slow or (any(layout.copy)
+                            and kernel.work * GATHER_COST * _LOOP_TERM_S < blas_s):
+                return loops
+            return gemm
         if _product(extent[g] for g in layout.m + layout.n + layout.k) <= POLICY.tile_gemm_max:
             # Small matrices: a register tile of loops (``block_rows``) beats a BLAS call
             # per matrix (1024 16 x 16 float32 products: 0.35 against 0.62 ms; 512 of

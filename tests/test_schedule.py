@@ -415,16 +415,26 @@ def test_loop_order_follows_the_biggest_arrays_memory():
 
 def test_small_matrix_vector_products_run_as_loops():
     # below Policy.gemv_min_work, a dot or matrix-vector product runs as a loop nest
-    # (BLAS's call costs more), unless the loops would gather an input
+    # (BLAS's call costs more), unless the loops would gather an input that BLAS reads
+    # in place, or would copy for less than the gathering costs (by the cost model)
     x, y = RNG.standard_normal((64, 300)), RNG.standard_normal(300)
     (small,) = _check("ba,a->b", x, y)
     assert not small.schedule.gemm
     (big,) = _check("ba,a->b", RNG.standard_normal((640, 300)), y)
     assert big.schedule.gemm
-    # (a slice: a and b stay apart, so the sum over d gathers along b)
+    # a slice (a and b stay apart, so the sum over d gathers along b), which BLAS would
+    # copy first: loops (13.9 against 18.6 us in float64)
     (strided,) = _check("dab,d->ab", RNG.standard_normal((32, 300, 4))[:, :, :3],
                         RNG.standard_normal(32))
-    assert strided.schedule.gemm
+    assert not strided.schedule.gemm
+    # a diagonal the loops gather (along a), BLAS reads in place, one matrix per b
+    (diagonal,) = _check("baaa,cba->bc", RNG.standard_normal((32,) * 4),
+                         RNG.standard_normal((17, 32, 32)))
+    assert diagonal.schedule.gemm
+    # a diagonal the loops gather, BLAS would copy (along c, b): loops (24 against 56 us)
+    (copied,) = _check("cbb,cab->a", RNG.standard_normal((75, 128, 128)),
+                       RNG.standard_normal((75, 2, 128)))
+    assert not copied.schedule.gemm
 
 
 def test_every_reduction_hoisted_only_when_split(monkeypatch):
