@@ -532,8 +532,11 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
         if ids:
             keep = set(output).union(*labels)
             out = tuple(dict.fromkeys(lb for t in arg_labels for lb in t if lb in keep))
-            out = _laid_out_like(out, [labels[local.index(p)]
-                                       for p in partners[n + len(steps)] if p in local])
+            consumer, others = partners[n + len(steps)]
+            near = [labels[local.index(p)] for p in others if p in local]
+            if consumer == len(contractions) - 1:  # combined into the result: its order
+                near.append(output)  # too, where it shares more with it than a partner
+            out = _laid_out_like(out, near)
         else:
             out = output
         kernel = _kernel(f"k{done + len(steps)}", arg_labels, arg_types, out, arith.compute,
@@ -547,16 +550,17 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
     return Plan(equation, tuple(steps), path)
 
 
-def _partners(n: int, contractions: Sequence[tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
-    """For each intermediate (numbered n, n+1, ... in path order): the other operands of
-    the contraction that consumes it."""
+def _partners(n: int, contractions: Sequence[tuple[int, ...]]
+              ) -> dict[int, tuple[int, tuple[int, ...]]]:
+    """For each intermediate (numbered n, n+1, ... in path order): the contraction that
+    consumes it (its position in the path) and that contraction's other operands."""
     ids = list(range(n))
-    partners: dict[int, tuple[int, ...]] = {}
+    partners: dict[int, tuple[int, tuple[int, ...]]] = {}
     for step, c in enumerate(contractions):
         args = [ids[p] for p in c]
         for a in args:
             if a >= n:
-                partners[a] = tuple(x for x in args if x != a)
+                partners[a] = (step, tuple(x for x in args if x != a))
         ids = [x for x in ids if x not in args] + [n + step]
     return partners
 
@@ -568,6 +572,9 @@ def _laid_out_like(out: Labels, partners: Sequence[Labels]) -> Labels:
     so the consuming step reads both alike: ``ki`` then ``ik`` becomes ``ki`` and ``ki``
     (no transposed access), and in a matrix product the summed indices of both operands
     merge into one axis without a copy.  Without partners the order stays as it is.
+    (The caller lists the result as a partner too where the consuming step writes it:
+    ``ab,dca->dcb`` then ``dcb,db->dcb`` writes the intermediate as ``dcb``, the layout
+    ``dca`` has, where ``db`` alone made it ``cdb``, a copy of ``dca`` first.)
     """
     if not partners:
         return out

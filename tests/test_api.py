@@ -328,6 +328,20 @@ def test_labels_summed_first_then_a_pairwise_path():
                                np.einsum("dc,bd,cab->db", *ops, optimize=True), rtol=1e-12)
 
 
+def test_an_intermediate_the_result_is_made_of_is_laid_out_like_it():
+    # ab,dca->(dcb) then (dcb),db->dcb: laid out like the result (dcb) rather than its
+    # partner db alone (cdb), the first product reads dca as one matrix, no copy
+    rng = np.random.default_rng(7)
+    ops = [rng.random(s) for s in ((32, 17), (32, 32, 32), (32, 17))]
+    explained = einjit.explain("ab,dca,db->dcb", *ops)
+    first, second = explained.nests
+    assert first.kernel.output.indices == ("d", "c", "b")
+    assert first.schedule.gemm and first.schedule.gemm.copy == (False, False)
+    for _ in range(2):  # the launcher too
+        np.testing.assert_allclose(einjit.einsum("ab,dca,db->dcb", *ops),
+                                   np.einsum("ab,dca,db->dcb", *ops), rtol=1e-12)
+
+
 @pytest.mark.parametrize("eq,shapes,merged", [
     ("edc->", ((40, 6, 2),), "e"),                      # every label: one loop
     ("ijk,ijk->i", ((30, 10, 3), (30, 10, 3)), "i,j"),  # j and k merge, i is the output's
