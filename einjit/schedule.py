@@ -448,8 +448,10 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         v = outer[-1]  # the output index with the smallest strides
         if cost[v] < cost[inner[-1]] and extent[v] >= 4:
             if POLICY.unroll > 1 and extent[v] <= 2 * POLICY.unroll and v not in kernel.dynamic:
-                # a few values: scalar accumulators (a local array compiles slower)
-                unroll = (v, min(POLICY.unroll, extent[v]))
+                # a few values: scalar accumulators (a local array compiles slower), all
+                # at once: one pass over the inputs (e,bea->a with a = 8, 64 x 3200 x 8
+                # float32: 0.45 ms in two passes of four, 0.26 ms in one of eight)
+                unroll = (v, extent[v])
             else:
                 block = (v, POLICY.block if v in kernel.dynamic
                          else _block_size(extent[v], threads if parallel == v else 1))

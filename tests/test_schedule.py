@@ -474,6 +474,16 @@ def test_the_loop_order_avoids_gathering_along_aliased_rows():
         assert nest.schedule.order[-1] == order, a
 
 
+def test_a_few_output_values_are_summed_at_once_in_one_pass():
+    # a = 8 values (at most twice Policy.unroll): eight scalar accumulators, the input
+    # read once in memory order, rather than two passes of four
+    x, y = _ints(300), _ints(8, 300, 8)
+    (nest,) = _check("e,bea->a", x, y)
+    assert nest.schedule.unroll == ("a", 8) and nest.schedule.parallel is None
+    (nest,) = _check("e,bea->a", x, y[:, :, :5])  # five: all five
+    assert nest.schedule.unroll == ("a", 5)
+
+
 def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
     # 600 x 600 terms: below parallel_min_work, but each gathers a column element
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
