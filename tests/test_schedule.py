@@ -482,6 +482,12 @@ def test_a_few_output_values_are_summed_at_once_in_one_pass():
     assert nest.schedule.unroll == ("a", 8) and nest.schedule.parallel is None
     (nest,) = _check("e,bea->a", x, y[:, :, :5])  # five: all five
     assert nest.schedule.unroll == ("a", 5)
+    # two or three values too, read in runs inside the sums (d strides by b's extent);
+    # where b and d tie on every array's strides, the inputs' decide (out's stride 1)
+    (nest,) = _check("dcab,a->db", _ints(5, 7, 9, 3), _ints(9))
+    assert nest.schedule.unroll == ("b", 3)
+    (nest,) = _check("ecdb,c->eb", _ints(5, 7, 9, 2), _ints(7))
+    assert nest.schedule.unroll == ("b", 2)
 
 
 def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
