@@ -192,6 +192,9 @@ def _product(values: Iterable[int]) -> int:
 _COPY_BPS = 4e9
 _GEMM_FLOPS = {"float32": 1e11, "float64": 5e10, "complex64": 2.5e10, "complex128": 1.25e10}
 _GEMM_CALL_S = 5e-6
+# The largest matrix-vector product OpenBLAS runs on one thread (2304 x its
+# GEMM_MULTITHREAD_THRESHOLD of 4).
+_GEMV_ONE_THREAD = 9216
 # A term of a loop nest that streams its inputs (a gathered one costs GATHER_COST of them).
 _LOOP_TERM_S = 0.3e-9
 _MAX_MOVES = 6
@@ -291,9 +294,14 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     cost, layout = best
     # OpenBLAS runs a product of fewer than 2^18 multiply-adds on one thread: split a
     # batch of such products over threads instead (larger ones are threaded by BLAS).
+    # A matrix-vector product it threads from 9216 multiply-adds: two threads each
+    # calling a threaded one oversubscribe the cores (acd,ab,ac over 75 x 128 x 150
+    # float64: 1.05 ms split, 0.49 ms not, and up to 14 ms beside torch's threads).
+    each = size(layout.m) * size(layout.n) * size(layout.k)
+    thin = min(size(layout.m), size(layout.n)) == 1
     if (threads > 1 and layout.direct and layout.batch
             and extent[layout.batch[0]] >= 2 * threads
-            and size(layout.m) * size(layout.n) * size(layout.k) <= POLICY.gemm_split_max
+            and each <= (_GEMV_ONE_THREAD if thin else POLICY.gemm_split_max)
             and kernel.work >= POLICY.parallel_min_work):
         layout = GemmLayout(layout.batch, layout.m, layout.n, layout.k, layout.copy,
                             layout.direct, threads)

@@ -122,6 +122,20 @@ def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
         check_einsum(eq, *make_operands(shapes, np.float64, _rng("split", eq, seed)))
 
 
+def test_threaded_matrix_vector_batches_are_not_split(monkeypatch):
+    """OpenBLAS threads a matrix-vector product from 9216 multiply-adds: a batch of
+    those stays one call (splitting it would run BLAS threads inside einjit's)."""
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
+        gemm_min_work=0, gemv_min_work=0, parallel_min_work=0))
+    monkeypatch.setattr(schedule, "thread_count", lambda: 2)
+    einjit = __import__("einjit")
+    for d, split in ((128, 1), (16, 2)):  # 128 x 128 (threaded by BLAS), 128 x 16
+        shapes = [(6, 128, d), (6, 128)]
+        layout = einjit.explain("acd,ac->ad", *shapes).nests[0].schedule.gemm
+        assert layout is not None and layout.split == split, d
+        check_einsum("acd,ac->ad", *make_operands(shapes, np.float64, _rng("gemv", d)))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.complex128])
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize(("eq", "shapes"), [("ij,jk->ik", [(11, 5), (5, 6)]),
