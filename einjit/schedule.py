@@ -61,9 +61,10 @@ class Policy:
     """The scheduler's thresholds (part of every compiled plan's cache key).
 
     ``parallel_min_work``: body evaluations below which a kernel stays serial (a
-    hand-over to einjit's chunk workers costs 3-4 us; from 2**18 terms two threads won
-    on every element-wise kernel and most sums measured, and from 2**17 on some).  ``gemm_min_work``: multiply-adds from which a GEMM-shaped
-    kernel runs as a BLAS call rather than loops.  ``block``: accumulators in a blocked
+    hand-over to einjit's chunk workers costs 4-10 us; from 2**18 terms two threads won
+    on every element-wise kernel and most sums measured, and from 2**17 on some).
+    ``gemm_min_work``: multiply-adds from which a GEMM-shaped kernel runs as a BLAS call
+    rather than loops.  ``block``: accumulators in a blocked
     output loop.  ``chunk``: terms per partial sum in long float reductions.
     ``tile``: the side of the tiles an element-wise kernel with a transposed operand
     walks.  ``unroll``: output values computed at once in registers (1: none).
@@ -562,6 +563,8 @@ def _aliased(stride: int, dtype: str) -> bool:
     """Whether rows ``stride`` elements of ``dtype`` apart fall into few cache sets."""
     size = abs(stride) * np.dtype(dtype).itemsize
     return size >= ALIASED_BYTES and size % ALIASED_BYTES == 0
+
+
 #: How many streamed terms one gathered term costs, for the threads' threshold.
 GATHER_COST = 4
 
