@@ -857,10 +857,14 @@ def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequen
         head = (Let(SLOT, Call("mul", (Var(CHUNK), Const(spread)))),)
     rest = [r for r in inner if r not in sched.hoist]
     reset = head + _nest(outer, kernel, (Store(target, Const(red.identity)),), parallel)
-    update = ((Init(acc, kernel.accumulate, red.identity),)
-              + _nest(rest, kernel, (Accumulate(acc, red.op, kernel.body, kernel.accumulate),),
-                      None)
-              + (Update(target, red.op, acc),))
+    if rest:
+        update = ((Init(acc, kernel.accumulate, red.identity),)
+                  + _nest(rest, kernel,
+                          (Accumulate(acc, red.op, kernel.body, kernel.accumulate),), None)
+                  + (Update(target, red.op, acc),))
+    else:  # every reduction hoisted: each term updates the output, one statement (a
+        # short innermost loop of it vectorises, see numba_cpu.OPAQUE_TRIPS)
+        update = (Update(target, red.op, kernel.body),)
     return reset + _nest(list(sched.hoist), kernel, _nest(outer, kernel, update, parallel),
                          sched.parallel if sched.parallel in sched.hoist else None)
 

@@ -79,6 +79,22 @@ def test_reductions_over_the_slowest_axis_run_outermost(dtype, monkeypatch):
     assert not biggest.explain(x[:, 0]).nests[0].schedule.hoist
 
 
+def test_every_reduction_hoisted_updates_the_output_directly(monkeypatch):
+    # nothing summed inside the output loops: each term updates the output, a loop of
+    # one statement that LLVM vectorises (c,acb->bc with b = 17: 0.13 -> 0.07 ms)
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        hoist_min_bytes=0, parallel_min_work=0))
+    for dtype in (np.float32, np.int64):
+        x, y = RNG.integers(-9, 9, 11).astype(dtype), RNG.integers(-9, 9, (13, 11, 17))
+        y = y.astype(dtype)
+        for threads in (1, 2):
+            monkeypatch.setattr(einjit.schedule, "thread_count", lambda: threads)
+            (nest,) = _check("c,acb->bc", x, y)
+            assert nest.schedule.hoist == ("a",)
+            source = einjit.explain("c,acb->bc", x, y).sources[0]
+            assert "] += a0[" in source and "acc =" not in source.split("its partials")[0]
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_hoisted_reductions_split_over_threads(threads, monkeypatch):
     # every reduction strided wider than the output: all run outermost, the outermost
