@@ -30,6 +30,7 @@ array([0., 1., 0., 1., 0., 1.])
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any, Callable
 
@@ -72,8 +73,9 @@ class _Worker:
         threading.Thread(target=self._loop, name="einjit-chunks", daemon=True).start()
 
     def _loop(self) -> None:
-        ran, wait, flags = 0, self.wait_fn, self.flags
+        ran = 0
         while True:
+            wait, flags = self.wait_fn, self.flags  # (set later where Numba was not loaded)
             if wait is not None:  # post the last task run, spin for a newer one
                 wait(flags.words, flags.DONE, ran, flags.GO, ran + 1, flags.worker_spins)
             self.go.acquire()
@@ -88,6 +90,8 @@ class _Worker:
             task.done.release()
 
     def start(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Task:
+        if self.wait_fn is None and _NUMBA in sys.modules:  # a Numba kernel ran since
+            self.wait_fn, self.flags = _spinning()
         self.seq += 1
         task = self.task = _Task(fn, args, self.seq)
         if self.go.locked():  # else a wake-up is pending still (for a task taken back):
@@ -115,9 +119,16 @@ def prepare() -> None:
     _spinning()
 
 
+_NUMBA = "numba"
+
+
 def _spinning() -> tuple[Any, Any]:
     """The spin loop and a new worker's flags, or (None, None) where the spin loop
-    cannot be compiled (the workers then sleep on their locks only)."""
+    cannot be compiled (the workers then sleep on their locks only), or where Numba is
+    not loaded: a process that only splits BLAS batches over the workers does not import
+    it for them (until a Numba kernel runs; then the workers take up spinning)."""
+    if _NUMBA not in sys.modules:
+        return None, None
     try:
         from . import spin
 

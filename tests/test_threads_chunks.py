@@ -1,6 +1,9 @@
 """einjit.threads: chunked kernels on einjit's worker threads."""
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -116,6 +119,27 @@ def test_the_caller_runs_a_chunk_its_worker_has_not_started(monkeypatch):
     np.testing.assert_array_equal(out, [1.0, 2.0])
     assert sorted(c for c, _ in ran) == [0, 0, 1, 1]
     threads._forget_workers()
+
+
+_BLAS_ONLY = """
+import sys, numpy as np, einjit
+from einjit import schedule, threads
+a, b = np.ones((16, 48, 48)), np.ones((16, 48, 48))
+assert einjit.explain("bij,bjk->bik", a, b).nests[0].schedule.gemm.split == 2
+np.testing.assert_array_equal(einjit.einsum("bij,bjk->bik", a, b), np.full((16, 48, 48), 48.0))
+assert "numba" not in sys.modules and threads._workers[0].wait_fn is None
+einjit.einsum("ij,ij->i", np.ones((1024, 512)), np.ones((1024, 512)))  # a Numba kernel
+einjit.einsum("bij,bjk->bik", a, b)
+assert threads._workers[0].wait_fn is not None  # the workers spin from now on
+"""
+
+
+@pytest.mark.skipif(schedule.thread_count() < 2, reason="one CPU: nothing runs on workers")
+def test_blas_batches_on_the_workers_import_no_numba(tmp_path):
+    env = dict(os.environ, EINJIT_CACHE_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", _BLAS_ONLY], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def _child(queue):
