@@ -172,9 +172,8 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "
                      f"v{step.result})")
     result = f"v{steps[-1].result}"
-    unpermute = call.unpermute
-    if call.final is not None:  # merged output labels: the output's own axes again
-        shape, unpermute = call.final
+    shape, unpermute = call.reshaped
+    if shape is not None:  # merged output labels: the output's own axes again
         result += f".reshape({shape!r})"
     if unpermute is not None:  # seen in the output's axis order
         result += f".transpose({unpermute!r})"

@@ -119,6 +119,15 @@ class Call:
             return None
         return tuple(int(a) for a in np.argsort(self.order))
 
+    @property
+    def reshaped(self) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+        """How the last kernel's array becomes the result: the shape to reshape it to
+        (None: none; merged output labels have one) and the transpose after (None:
+        none)."""
+        if self.final is not None:
+            return self.final
+        return None, self.unpermute
+
     def family(self) -> Hashable:
         """The key with every extent left out: calls differing only in sizes."""
         return self.key(frozenset(self.spec.size))
@@ -457,11 +466,9 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
         fn(*(values[a] for a in step.args), target)
         values[step.result] = target
     result = targets[-1]
-    if call.final is not None:  # merged output labels: the output's own axes again
-        shape, unpermute = call.final
+    shape, unpermute = call.reshaped
+    if shape is not None:  # merged output labels: the output's own axes again
         result = result.reshape(shape)
-    else:
-        unpermute = call.unpermute
     if unpermute is not None:
         result = result.transpose(unpermute)
     if call.out is not None:

@@ -120,6 +120,7 @@ def prepare() -> None:
 
 
 _NUMBA = "numba"
+_unspinnable = False  # the spin loop failed to compile once: not tried again
 
 
 def _spinning() -> tuple[Any, Any]:
@@ -127,13 +128,15 @@ def _spinning() -> tuple[Any, Any]:
     cannot be compiled (the workers then sleep on their locks only), or where Numba is
     not loaded: a process that only splits BLAS batches over the workers does not import
     it for them (until a Numba kernel runs; then the workers take up spinning)."""
-    if _NUMBA not in sys.modules:
+    global _unspinnable
+    if _unspinnable or _NUMBA not in sys.modules:
         return None, None
     try:
         from . import spin
 
         return spin.waiter(), spin.Flags(spin.rounds_per_us())
     except Exception:  # noqa: BLE001 - only speed depends on it
+        _unspinnable = True
         return None, None
 
 
