@@ -142,6 +142,20 @@ def test_blas_batches_on_the_workers_import_no_numba(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def test_a_spin_loop_that_fails_to_compile_is_tried_once(monkeypatch):
+    from einjit import spin, threads
+
+    tries = []
+
+    def broken():
+        tries.append(1)
+        raise RuntimeError("no compiler")
+    monkeypatch.setattr(spin, "waiter", broken)
+    monkeypatch.setattr(threads, "_unspinnable", False)
+    assert threads._spinning() == (None, None) and threads._spinning() == (None, None)
+    assert len(tries) == 1
+
+
 def _child(queue):
     out = np.zeros(4)
     Chunked(_fill, 2)(out)
