@@ -314,6 +314,13 @@ class Schedule:
     each with its own row of the block's accumulators, a register tile: an operand read
     along the block but not along u (``b[j,k]`` in ``ij,jk->ik``) is loaded once for m
     sums, and m independent sums hide the latency of each one's additions.
+    ``pack`` (input positions, with ``block_rows``): inputs read along the block but not
+    along u that the kernel first copies, per block of v, into a local panel (the block's
+    values contiguous, innermost, after the inputs' reduction indices): the tile then
+    reads each with vector loads from one short run of memory, where the input's own
+    rows along the reductions lie far apart (they fall into few cache sets) or it is
+    read across its rows.  The blocks of v run outside the values of u, so each panel
+    serves every value of u.
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
     partial sums, as numpy's own pairwise and SIMD sums do.  ``contract``
@@ -336,6 +343,7 @@ class Schedule:
     flat: tuple[tuple[int, ...] | None, ...] = ()
     hoist: tuple[str, ...] = ()
     block_rows: tuple[str, int] | None = None
+    pack: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         if self.gemm:
@@ -349,6 +357,8 @@ class Schedule:
                  if self.block else "")
         if self.block_rows:
             block += f", {self.block_rows[1]} values of {self.block_rows[0]} at once"
+        if self.pack:
+            block += f", {' and '.join(f'a{k}' for k in self.pack)} packed per block"
         chunk = f", sum the innermost loop in chunks of {self.chunk}" if self.chunk else ""
         tile = (f", tile {self.tile[0]} and {self.tile[1]} by {self.tile[2]}"
                 if self.tile else "")

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import itertools
 
@@ -89,6 +89,12 @@ class Policy:
     to which a GEMM-shaped kernel runs as such a tile rather than BLAS.
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
     loops (when they read every input along its runs) rather than a BLAS call.
+    ``wide_tile_terms``, ``panel_bytes``: a wide block of accumulators runs as register
+    tiles when its sums have at least ``wide_tile_terms`` terms and the block of each
+    input the tile's rows share takes at most ``panel_bytes`` (see :func:`_wide_tile`).
+    ``pack_rows``, ``pack_bytes``: such a tile over at least ``pack_rows`` values of its
+    rows' index reads the inputs it shares across them from a panel copied per block
+    (``Schedule.pack``), when that panel takes at most ``pack_bytes``.
     ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
     over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
@@ -117,6 +123,10 @@ class Policy:
     tile_gemm_max: int = 1 << 16
     rows: int = 2
     contract: bool = True
+    wide_tile_terms: int = 32
+    panel_bytes: int = 1 << 18
+    pack_rows: int = 64
+    pack_bytes: int = 1 << 15
 
 
 POLICY = Policy()
@@ -474,9 +484,11 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                 block = (v, POLICY.block if v in kernel.dynamic
                          else _block_size(extent[v], threads if parallel == v else 1))
     block_rows = None
-    tile_of = _register_tile(kernel, outer, block, parallel)
+    pack: tuple[int, ...] = ()
+    tile_of = _register_tile(kernel, outer, inner, block, parallel)
     if tile_of is not None:
         block, block_rows = tile_of
+        pack = _packed(kernel, block, block_rows, inner)
     chunk = None
     if (inner and block is None and unroll is None and not fuse[1]
             and (parallel not in inner or len(inner) == 1)
@@ -529,7 +541,9 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     reassociate = (POLICY.reassociate and bool(inner) and block is None
                    and kernel.reduce.op == "add" and kernel.accumulate[0] in "fc"
                    and extent[inner[-1]] >= 8)
-    contract = reassociate and _fused(kernel)
+    # A register tile sums each value in order, vectorised across the block: its terms
+    # may still be fused multiply-adds (see ``_tile_contract``).
+    contract = (reassociate or block_rows is not None and _tile_contract(kernel)) and _fused(kernel)
     # A register tile over two output indices pays once the body is a multiply-add:
     # then loads, not arithmetic, bound the loop, and each load serves ``rows`` values.
     rows = POLICY.rows if band is not None and contract else 1
@@ -543,7 +557,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                     unroll=unroll, reassociate=reassociate, threads=chunks, band=band,
                     rows=rows, contract=contract,
                     flat=flat_inputs(kernel, input_strides)
-                    if flat and not kernel.dynamic else (), block_rows=block_rows)
+                    if flat and not kernel.dynamic else (), block_rows=block_rows, pack=pack)
 
 
 #: The bytes of one vector register (AVX2), and how many there are.
@@ -569,15 +583,17 @@ def _aliased(stride: int, dtype: str) -> bool:
 GATHER_COST = 4
 
 
-def _register_tile(kernel: Kernel, outer: Sequence[str], block: tuple[str, int] | None,
-                   parallel: str | None) -> tuple[tuple[str, int], tuple[str, int]] | None:
+def _register_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
+                   block: tuple[str, int] | None, parallel: str | None
+                   ) -> tuple[tuple[str, int], tuple[str, int]] | None:
     """``((v, w), (u, m))``: a narrow block of accumulators (fewer than
     ``POLICY.tile_terms``) of output index v runs as a register tile, blocks of w values
     of v (whole vectors) for m values of the output index u at once, m * w >=
     ``tile_terms`` as far as the vector registers hold them; the last ``V mod w`` values
     of v are a block of their own.  u is the innermost output index along which some
-    operand read along v does not run, so each of its loads serves m sums.  None when the
-    block is wide already, or no such u exists (see ``Schedule.block_rows``).
+    operand read along v does not run, so each of its loads serves m sums.  None when no
+    such u exists (see ``Schedule.block_rows``); a wide block is tiled as
+    :func:`_wide_tile` says.
 
     A narrow block's loop LLVM unrolls completely, into scalar code, before it would
     vectorise it; m rows make the loop long enough to be vectorised instead, and keep
@@ -591,18 +607,107 @@ def _register_tile(kernel: Kernel, outer: Sequence[str], block: tuple[str, int] 
     v, size = block
     n = min(size, kernel.extent[v])
     lanes = VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
-    if not lanes or n >= POLICY.tile_terms:
+    if not lanes:
         return None
+    if n >= POLICY.tile_terms:
+        return _wide_tile(kernel, outer, inner, v, lanes)
     for w in range(n // lanes * lanes, 0, -lanes):  # the widest block that fits
         m = -(-POLICY.tile_terms // w)
         if m * (w // lanes) > VECTOR_REGISTERS or m > MAX_TILE_ROWS:
             continue
-        for u in reversed(outer):
-            if (u != v and u not in kernel.dynamic and kernel.extent[u] >= m
-                    and any(v in op.indices and u not in op.indices for op in kernel.inputs)):
-                return (v, w), (u, m)
-        return None
+        u = _rows(kernel, outer, v, m)
+        return None if u is None else ((v, w), (u, m))
     return None
+
+
+def _rows(kernel: Kernel, outer: Sequence[str], v: str, m: int) -> str | None:
+    """The innermost output index u of at least m values, sizes known, along which some
+    input read along v does not run (a tile's rows: that input's loads serve m sums)."""
+    for u in reversed(outer):
+        if (u != v and u not in kernel.dynamic and kernel.extent[u] >= m
+                and any(v in op.indices and u not in op.indices for op in kernel.inputs)):
+            return u
+    return None
+
+
+def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: str,
+               lanes: int) -> tuple[tuple[str, int], tuple[str, int]] | None:
+    """A wide block's register tile: ``MAX_TILE_ROWS`` rows of u, each of as many
+    vectors of v as the registers hold for all of them (int64 ik,kj->ij 512^3: 15.5 ms
+    with 512 accumulators in memory, 6.9 ms in tiles of 4 x 16).  Only where it pays
+    (sq = (x - y) ** 2 over ab,bc->ac, 256 x K x 256, in tiles against the block):
+
+    - the reductions have ``POLICY.wide_tile_terms`` terms or more: each tile is set,
+      stored and (``Schedule.pack``) its panel filled for them (K = 8: 1.3-1.5x
+      slower; K = 16: level; K = 64: 0.66-0.71 of the block's time);
+    - the blocks of w values cover v but for at most a sixteenth: the last ``V mod w``
+      values are a short tile that LLVM does not vectorise (125 values, K = 64:
+      float64 0.94 of the block's time, where 256 values take 0.71);
+    - no input is read along both u and v: the tile would read it in m short runs,
+      where the block reads one long one (cda,da->ac over 125 x 100 x 128 float32:
+      0.085 -> 0.106 ms in tiles);
+    - the block of w values each input shared by the rows reads (along the
+      reductions) takes at most ``POLICY.panel_bytes``: read again for each m rows,
+      it stays in cache (a,cdb->ba over 100 x 8 x 512 x 256 float64, a panel of 512
+      KiB: 0.069 -> 0.078 ms in tiles)."""
+    extent = kernel.extent
+    m = MAX_TILE_ROWS
+    w = lanes * (VECTOR_REGISTERS // m)
+    n = extent[v]
+    if (_product(extent[r] for r in inner) < POLICY.wide_tile_terms
+            or (n % w and n < 16 * w)):
+        return None
+    u = _rows(kernel, outer, v, m)
+    if u is None or any(u in op.indices and v in op.indices for op in kernel.inputs):
+        return None
+    for op in kernel.inputs:
+        if v in op.indices and u not in op.indices:
+            panel = w * _product(extent[i] for i in op.indices if i in inner)
+            if panel * np.dtype(op.dtype).itemsize > POLICY.panel_bytes:
+                return None
+    return (v, w), (u, m)
+
+
+def _packed(kernel: Kernel, block: tuple[str, int], rows: tuple[str, int],
+            inner: Sequence[str]) -> tuple[int, ...]:
+    """The inputs a register tile over ``block`` (v, w) and ``rows`` (u, m) reads from
+    panels (``Schedule.pack``): those read along v but not u, when u has
+    ``POLICY.pack_rows`` values or more (each panel serves them all), the block is wide
+    (a narrow one is the whole of v: its rows are read once per value of u either
+    way) and each panel, w values for each of the input's reduction indices, takes at
+    most ``POLICY.pack_bytes``.
+
+    The tile reads such an input along the reductions, one short row of w values per
+    step: rows a multiple of 4 KiB apart fall into one cache set and evict each other,
+    and an input laid out along the reductions is read across its rows, w loads per
+    step.  The panel is one run of memory (sq = (x - y) ** 2 over id,dj->ij, 2048 x
+    2048 x 64 float64: 10.5 -> 7.7 ms)."""
+    (v, w), (u, m) = block, rows
+    extent = kernel.extent
+    if kernel.dynamic or extent[u] < POLICY.pack_rows or extent[v] < POLICY.tile_terms:
+        return ()
+    found = []
+    for k, op in enumerate(kernel.inputs):
+        if v not in op.indices or u in op.indices:
+            continue
+        panel = w * _product(extent[i] for i in op.indices if i in inner)
+        if panel * np.dtype(op.dtype).itemsize > POLICY.pack_bytes:
+            return ()
+        found.append(k)
+    return tuple(found)
+
+
+def _tile_contract(kernel: Kernel) -> bool:
+    """Whether a register tile's terms (a float sum of products) are fused
+    multiply-adds, in order (``vecmath.muladd``): where a factor is computed (sq = (x -
+    y) ** 2 over id,dj->ij, 2048 x 2048 x 64 float64: 10.3 -> 7.7 ms).  Not a product of
+    two loads: one ``fmuladd`` per value, the block's loop is so short that LLVM unrolls
+    it completely before it would vectorise it (ij,jk->ik 512 x 256 x 512, float32 by
+    float64: 3.9 ms as a multiply and an add, 15.7 ms fused, 10.1 ms fused and
+    reassociated, when LLVM vectorises the reduction instead, gathering the block)."""
+    factors = multiply_add(kernel.body)
+    return factors is not None and not all(
+        isinstance(f.value if isinstance(f, Cast) else f, Load) for f in factors)
 
 
 def _fused(kernel: Kernel) -> bool:
@@ -1171,16 +1276,20 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
     red, out = kernel.reduce, kernel.output
     at_v = Let(v, Call("add", (Var("v0"), Var(_T))))
 
-    def block(head: tuple[Stmt, ...], count: int | Var, rows: Sequence[dict[str, str]]
-              ) -> tuple[Stmt, ...]:
+    def block(head: tuple[Stmt, ...], count: int | Var, rows: Sequence[dict[str, str]],
+              panels: bool = False) -> tuple[Stmt, ...]:
         """One block of v (from ``v0``, ``count`` values), one row of accumulators per
-        renaming of u in ``rows``."""
+        renaming of u in ``rows``; the packed inputs read from their panels."""
         accs = [Var("acc", Var(_T) if p == 0 else Call("add", (Const(p * size), Var(_T))))
                 for p in range(len(rows))]
+        body = kernel.body
+        if panels:
+            body = _from_panels(body, {k: Var(f"pk{k}", _panel_at(kernel, k, inner, count))
+                                       for k in sched.pack})
         reset = Loop(_T, count, tuple(Init(acc, kernel.accumulate, red.identity)
                                       for acc in accs))
         step = Loop(_T, count, (at_v,) + tuple(
-            Accumulate(acc, red.op, _renamed_all(kernel.body, names), kernel.accumulate)
+            Accumulate(acc, red.op, _renamed_all(body, names), kernel.accumulate)
             for acc, names in zip(accs, rows)))
         store = Loop(_T, count, (at_v,) + tuple(
             Store(Operand(out.name, out.dtype, tuple(names.get(ix, ix) for ix in out.indices)),
@@ -1202,7 +1311,19 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
             stmts += block((Let("v0", Const(whole * size)),), rest, rows)
         return stmts
 
+    def fill(count: int) -> tuple[Stmt, ...]:
+        """Copy this block of each packed input into its panel (see ``_panel_at``)."""
+        stmts: tuple[Stmt, ...] = ()
+        for k in sched.pack:
+            op = kernel.inputs[k]
+            panel = Operand(f"pk{k}", op.dtype, ("pi",))
+            step = Loop(_T, count, (at_v, Let("pi", _panel_at(kernel, k, inner, count)),
+                                    Store(panel, Load(k, op.indices))))
+            stmts += _nest([r for r in inner if r in op.indices], kernel, (step,), None)
+        return stmts
+
     m = 1
+    allocs: tuple[Stmt, ...] = ()
     if sched.block_rows is None:
         loops: tuple[Stmt, ...] = blocks([{}])
     else:  # m values of u at once (h0 .. h<m-1>), then the last U mod m one by one
@@ -1212,20 +1333,78 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
         rows = [f"h{p}" for p in range(m)]
         first = Call("mul", (Var("ub"), Const(m)))
         at_rows = tuple(Let(row, Call("add", (first, Const(p)))) for p, row in enumerate(rows))
-        loops = (Loop("ub", full, at_rows + blocks([{u: row} for row in rows]),
-                      sched.parallel == u),)
-        if left:
-            at_u = Let(u, Call("add", (Const(full * m), Var("ur"))))
-            loops += (Loop("ur", left, (at_u,) + blocks([{}]), sched.parallel == u),)
+        at_u = Let(u, Call("add", (Const(full * m), Var("ur"))))
+
+        def across_u(tile: Callable[[Sequence[dict[str, str]]], tuple[Stmt, ...]]
+                     ) -> tuple[Stmt, ...]:
+            stmts: tuple[Stmt, ...] = (Loop("ub", full, at_rows + tile([{u: r} for r in rows]),
+                                            sched.parallel == u),)
+            if left:
+                stmts += (Loop("ur", left, (at_u,) + tile([{}]), sched.parallel == u),)
+            return stmts
+
+        if not sched.pack:
+            loops = across_u(blocks)
+        else:  # each block of v copied into the panels once, then every value of u
+            whole, rest = divmod(n, size)  # type: ignore[operator]
+            loops = (Loop("vb", whole, (Let("v0", Call("mul", (Var("vb"), Const(size)))),)
+                          + fill(size) + across_u(lambda rs: block((), size, rs, True))),)
+            if rest:
+                loops += ((Let("v0", Const(whole * size)),) + fill(rest)
+                          + across_u(lambda rs: block((), rest, rs, True)))
+            for k in sched.pack:
+                op = kernel.inputs[k]
+                elements = size * _product(kernel.extent[i] for i in op.indices if i in inner)
+                allocs += (Alloc(f"pk{k}", op.dtype, elements,
+                                 elements * np.dtype(op.dtype).itemsize <= POLICY.stack_bytes),)
     alloc = Alloc("acc", kernel.accumulate, m * size,
                   m * size * np.dtype(kernel.accumulate).itemsize <= POLICY.stack_bytes)
+    if sched.pack and sched.parallel == sched.block_rows[0]:  # type: ignore[index]
+        # the panels shared by the parallel loops over u (filled before them), their
+        # accumulators each loop's own
+        loops = _each_own(loops, alloc)
+        return allocs + _nest(outer, kernel, loops, None)
+    allocs += (alloc,)
     if sched.parallel is not None and sched.parallel not in outer:  # v, or u: each loop's
-        return _nest(outer, kernel, tuple(replace(loop, body=(alloc,) + loop.body)  # own
-                                          for loop in loops), None)
+        return _nest(outer, kernel, _each_own(loops, alloc), None)  # own
     if sched.parallel is not None and outer and sched.parallel == outer[0]:
         inside = _nest(outer[1:], kernel, loops, None)
-        return (Loop(outer[0], kernel.sizes[outer[0]], (alloc,) + inside, True),)
-    return (alloc,) + _nest(outer, kernel, loops, None)
+        return (Loop(outer[0], kernel.sizes[outer[0]], allocs + inside, True),)
+    return allocs + _nest(outer, kernel, loops, None)
+
+
+def _each_own(stmts: tuple[Stmt, ...], alloc: Alloc) -> tuple[Stmt, ...]:
+    """``stmts`` with ``alloc`` first in the body of each parallel loop among them (at
+    any depth): each iteration of a ``prange`` has its own accumulators."""
+    out: list[Stmt] = []
+    for s in stmts:
+        if isinstance(s, Loop):
+            s = replace(s, body=((alloc,) + s.body) if s.parallel else _each_own(s.body, alloc))
+        out.append(s)
+    return tuple(out)
+
+
+def _panel_at(kernel: Kernel, k: int, inner: Sequence[str], count: int) -> Expr:
+    """Where the element of input k for the block's value ``tb`` lies in its panel
+    (``Schedule.pack``): the input's reduction indices in loop order, row-major, then
+    the block's ``count`` values innermost."""
+    at: Expr = Var(_T)
+    stride = count
+    for r in reversed([r for r in inner if r in kernel.inputs[k].indices]):
+        at = Call("add", (Call("mul", (Var(r), Const(stride))), at))
+        stride *= kernel.extent[r]
+    return at
+
+
+def _from_panels(expr: Expr, panels: dict[int, Var]) -> Expr:
+    """``expr`` with each load of an input in ``panels`` read from its panel instead."""
+    if isinstance(expr, Load):
+        return panels.get(expr.operand, expr)
+    if isinstance(expr, Cast):
+        return Cast(_from_panels(expr.value, panels), expr.dtype)
+    if isinstance(expr, Call):
+        return Call(expr.op, tuple(_from_panels(a, panels) for a in expr.args))
+    return expr
 
 
 def _dtype_of(expr: Expr, kernel: Kernel) -> str:

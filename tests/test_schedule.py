@@ -141,9 +141,28 @@ def test_short_innermost_loops_hide_their_trip_count():
 
 
 def test_blocked_output_parallel_outer_loop():
+    # (no rows index: one block of 512 accumulators, in memory)
+    x, b = _ints(8, 64), _ints(8, 64, 700)
+    (nest,) = _check("aj,ajk->ak", x, b)
+    assert nest.schedule.block == ("k", 512) and nest.schedule.parallel == "a"
+    assert nest.schedule.block_rows is None
+
+
+def test_wide_block_runs_as_register_tiles_over_a_packed_panel():
+    # 4 rows of i by 16 values of k (int64: 4 per vector), b's block of 64 x 16 values
+    # copied into a panel first, the rows in chunks on the threads inside the blocks
     a, b = _ints(300, 64), _ints(64, 700)
     (nest,) = _check("ij,jk->ik", a, b)
-    assert nest.schedule.block == ("k", 512) and nest.schedule.parallel == "i"
+    sched = nest.schedule
+    assert sched.block == ("k", 16) and sched.block_rows == ("i", 4) and sched.pack == (1,)
+    assert sched.parallel == "i"
+    source = einjit.explain("ij,jk->ik", a, b).sources[0]
+    assert "pk1 = vm.local(1024, np.int64)" in source
+    assert "pk1[np.uintp(pi)] = a1[j, np.uintp(k)]" in source
+    assert "for ub in range((75 * chunk) // chunks, (75 * (chunk + 1)) // chunks):" in source
+    # a bigger block of b (16 x 2048 values) is read where it lies
+    (nest,) = _check("ij,jk->ik", _ints(70, 2048), _ints(2048, 256))
+    assert nest.schedule.block_rows == ("i", 4) and not nest.schedule.pack
 
 
 def test_blocked_loop_itself_parallel(monkeypatch):
@@ -520,3 +539,13 @@ def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
     # reading contiguous memory: no gather, one thread (0.096 -> 0.041 ms in float32)
     (blocked,) = _check("a,abe->ae", _ints(300), _ints(300, 8, 300))
     assert blocked.schedule.block == ("e", 300) and blocked.schedule.parallel is None
+
+
+@pytest.mark.parametrize(("eq", "shapes"), [
+    ("ij,jk->ik", [(300, 8), (8, 700)]),               # sums of 8 terms
+    ("ij,jk->ik", [(300, 64), (64, 100)]),             # 100 = 6 x 16 + 4 left over
+    ("cda,da->ac", [(125, 64, 128), (64, 128)]),       # a0 read along both c and a
+    ("ij,jk->ik", [(70, 4096), (4096, 256)])])         # a block of 4096 x 16 values of a1
+def test_wide_blocks_stay_in_memory_where_register_tiles_do_not_pay(eq, shapes):
+    sched = einjit.explain(eq, *shapes, dtype="int64").nests[0].schedule
+    assert sched.block is not None and sched.block[1] > 16 and sched.block_rows is None

@@ -113,7 +113,7 @@ def test_tiles_with_partial_edges(eq, shapes, policy, monkeypatch):
 def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
     """Batches of small matrix products run in parts on a thread pool, broadcast batch
     axes included; the parts must cover the batch exactly (odd sizes)."""
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(gemm_min_work=0,
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(gemm_min_work=0, tile_gemm_max=0,
                                                             parallel_min_work=0))
     monkeypatch.setattr(schedule, "thread_count", lambda: 2)
     layout = __import__("einjit").explain(eq, *shapes).nests[0].schedule.gemm
@@ -158,6 +158,62 @@ def test_register_tiles(eq, shapes, dtype, parallel, monkeypatch):
     nests = __import__("einjit").explain(eq, *ops).nests
     assert any(n.schedule.block_rows is not None for n in nests)
     check_einsum(eq, *ops)
+
+
+WIDE_TILE_CASES = [("ij,jk->ik", [(11, 5), (5, 67)]),        # rows and a block left over
+                   ("bij,bjk->bik", [(3, 7, 4), (3, 4, 66)]),  # panels inside the batch loop
+                   ("ijk,jkl->il", [(7, 3, 2), (3, 2, 65)]),   # two reductions in a panel
+                   ("ji,jk->ik", [(6, 10), (6, 64)])]          # rows read across
+
+
+@pytest.mark.parametrize("mode", ["serial", "chunks", "prange"])
+@pytest.mark.parametrize("dtype", [np.float64, np.int64])
+@pytest.mark.parametrize(("eq", "shapes"), WIDE_TILE_CASES)
+def test_wide_register_tiles_read_packed_panels(eq, shapes, dtype, mode, monkeypatch):
+    """A wide block of accumulators runs as register tiles (3 rows of 4 values here:
+    vectors of 16 bytes, 8 registers), its shared input copied per block into a panel
+    (``Schedule.pack``), forced on small shapes; the row loop serial, in chunks on
+    threads, or a ``prange`` inside the loop over blocks."""
+    import einjit
+
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
+        gemm_min_work=1 << 40, unroll=1, tile_terms=8, pack_rows=4, wide_tile_terms=1,
+        parallel_min_work=1 << 40 if mode == "serial" else 0, chunked=mode != "prange"))
+    monkeypatch.setattr(schedule, "VECTOR_BYTES", 16)
+    monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 8)
+    monkeypatch.setattr(schedule, "MAX_TILE_ROWS", 3)
+    ops = make_operands(shapes, dtype, _rng("panels", eq, mode))
+    sched = einjit.explain(eq, *ops).nests[0].schedule
+    assert sched.block_rows is not None and sched.block[1] == 4 and sched.pack
+    assert (sched.parallel is None) == (mode == "serial")
+    check_einsum(eq, *ops)
+
+
+def _sqdiff(x, y):
+    return (x - y) ** 2
+
+
+@pytest.mark.parametrize("reduce", ["sum", "min"])
+@pytest.mark.parametrize("eq", ["id,dj->ij", "id,jd->ij"])
+def test_wide_register_tiles_of_a_body(eq, reduce, monkeypatch):
+    """A body's register tile: a computed factor (``(x - y) ** 2``) is summed by fused
+    multiply-adds in order (``vecmath.muladd``); other reductions fold as written."""
+    import einjit
+    from _reference import fold_reference
+
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_terms=8, pack_rows=4,
+                                                            wide_tile_terms=1))
+    monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 8)
+    rng = _rng("body tiles", eq, reduce)
+    x = rng.uniform(-2, 2, (13, 7))
+    y = rng.uniform(-2, 2, (7, 130) if eq == "id,dj->ij" else (130, 7))
+    f = einjit.CompiledEinsum(eq, _sqdiff, reduce=reduce)
+    nest = f.explain(x, y).nests[0]
+    if eq == "id,dj->ij":
+        assert nest.schedule.pack == (1,) and nest.schedule.contract == (reduce == "sum")
+        assert ("vm.muladd(" in f.explain(x, y).sources[0]) == (reduce == "sum")
+    np.testing.assert_allclose(f(x, y), fold_reference(eq, [x, y], _sqdiff, reduce),
+                               rtol=1e-12)
 
 
 @pytest.mark.parametrize(("shapes", "dtype"), [([(1024, 16, 16)] * 2, np.float32),

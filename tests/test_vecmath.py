@@ -111,23 +111,39 @@ def _dot(x, y, acc):
     return acc
 
 
-def test_rmuladd_is_a_product_added_with_at_most_one_rounding_each():
+@njit
+def _dot_in_order(x, y, acc):
+    for i in range(x.size):
+        acc = vecmath.muladd(x[i], y[i], acc)
+    return acc
+
+
+@pytest.mark.parametrize("dot", [_dot, _dot_in_order])
+def test_muladds_are_a_product_added_with_at_most_one_rounding_each(dot):
     # 1 + 2**-30 squared: the fused result keeps the 2**-60 term, the unfused loses it;
     # either is right (LLVM fuses where the CPU has an FMA)
     t = 1 + 2.0 ** -30
-    got = _dot(np.array([t]), np.array([t]), -1.0)
+    got = dot(np.array([t]), np.array([t]), -1.0)
     assert got in (2.0 ** -29 + 2.0 ** -60, 2.0 ** -29)
     x = np.random.default_rng(3).standard_normal(10_001)
     y = np.random.default_rng(4).standard_normal(10_001)
-    assert abs(_dot(x, y, 0.0) - float(np.dot(x, y))) <= 1e-12 * float(np.abs(x * y).sum())
+    assert abs(dot(x, y, 0.0) - float(np.dot(x, y))) <= 1e-12 * float(np.abs(x * y).sum())
     # float32 operands into a float64 accumulator: widened before the product
     x32 = np.full(3, 2 ** 12 + 1, dtype=np.float32)
-    assert _dot(x32, x32, np.float64(0)) == 3 * (2 ** 12 + 1) ** 2
+    assert dot(x32, x32, np.float64(0)) == 3 * (2 ** 12 + 1) ** 2
 
 
-def test_rmuladd_rejects_complex():
+def test_muladd_adds_in_order():
+    # 1e16 + 1 + 1 ... in order stays 1e16 (each 1 is lost); any other order may not
+    x = np.ones(1000)
+    x[0] = 1e16
+    assert _dot_in_order(x, np.ones(1000), 0.0) == 1e16
+
+
+@pytest.mark.parametrize("dot", [_dot, _dot_in_order])
+def test_muladds_reject_complex(dot):
     with pytest.raises(numba.TypingError):
-        _dot(np.ones(2, complex), np.ones(2, complex), 0j)
+        dot(np.ones(2, complex), np.ones(2, complex), 0j)
 
 
 @njit

@@ -181,12 +181,14 @@ def _literal(value: object) -> str:
 class _Context:
     """What the schedule says about how to render a kernel's statements: sums
     reassociated (:func:`vecmath.radd`), products accumulated as multiply-adds
-    (:func:`vecmath.rmuladd`, only where sums are reassociated), the parallel loop as
+    (:func:`vecmath.rmuladd` where sums are reassociated, else :func:`vecmath.muladd`,
+    but for a ``prange`` loop's own reduction), the parallel loop as
     this call's chunk ``chunk`` of ``chunks``."""
 
     reassociate: bool = False
     chunked: bool = False
     subs: _Subscripts = _PLAIN  # how to spell subscripts
+    parfor: bool = False  # a reduction of a ``prange`` loop: ``acc += x`` only
 
 
 def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
@@ -210,7 +212,8 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
                          else f"{inner}{ix.name} = {value}")
             factors.append(ix)
         # Numba's parfors only know ``acc += x`` as the reduction of a prange loop.
-        flat = replace(ctx, reassociate=False) if s.parallel and not ctx.chunked else ctx
+        flat = (replace(ctx, reassociate=False, parfor=True) if s.parallel and not ctx.chunked
+                else ctx)
         for child in s.body:
             lines += _stmt(child, indent + "    ", flat if isinstance(child, Accumulate)
                            else ctx)
@@ -225,9 +228,9 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
             return [f"{indent}{acc} = vm.radd({acc}, {_expr(s.value, ctx.subs)})"]
         if s.op == "muladd":  # acc + p * q (the value is the product p * q)
             p, q = s.value.args  # type: ignore[union-attr]
-            if ctx.reassociate:
-                return [(f"{indent}{acc} = vm.rmuladd({_expr(p, ctx.subs)}, "
-                         f"{_expr(q, ctx.subs)}, {acc})")]
+            if ctx.reassociate or not ctx.parfor:  # fused; in any order, or in this one
+                fn = "vm.rmuladd" if ctx.reassociate else "vm.muladd"
+                return [f"{indent}{acc} = {fn}({_expr(p, ctx.subs)}, {_expr(q, ctx.subs)}, {acc})"]
             return [(f"{indent}{acc} += {_operand(p, ctx.subs)} * "
                      f"{_operand(q, ctx.subs)}")]
         sym = _BINARY.get(s.op) or _LOGICAL.get(s.op)
@@ -268,7 +271,7 @@ def render_function(nest: LoopNest) -> str:
     ctx = _Context(nest.schedule.reassociate, chunked,
                    _Subscripts(_computed(nest.body, chunked), nest.schedule.flat))
     for s in nest.body:
-        if chunked and isinstance(s, Loop) and not (_has_parallel(s) or _own_slot(s)):
+        if chunked and isinstance(s, Loop) and not (_has_parallel(s) or _own_slot(s, k.output.name)):
             raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
         lines += _stmt(s, "    ", ctx)
     return "\n".join(lines) + "\n"
@@ -280,12 +283,13 @@ def _has_parallel(loop: Loop) -> bool:
     return loop.parallel or any(isinstance(s, Loop) and _has_parallel(s) for s in loop.body)
 
 
-def _own_slot(loop: Loop) -> bool:
+def _own_slot(loop: Loop, output: str) -> bool:
     """Whether ``loop`` writes only its chunk's own partial output (``out[slot, ...]``,
-    see ``schedule.partial_spread``), which each chunk of a split reduction sets up."""
+    see ``schedule.partial_spread``), which each chunk of a split reduction sets up, or
+    its own local arrays (the panels of ``Schedule.pack``), not the ``output``."""
     writes = [s for s in loop.body if isinstance(s, (Store, Update))]
-    return (all(s.output.indices[:1] == (SLOT,) for s in writes)
-            and all(_own_slot(s) for s in loop.body if isinstance(s, Loop)))
+    return (all(s.output.indices[:1] == (SLOT,) or s.output.name != output for s in writes)
+            and all(_own_slot(s, output) for s in loop.body if isinstance(s, Loop)))
 
 
 def _computed(body: tuple[Stmt, ...], chunked: bool) -> frozenset[str]:

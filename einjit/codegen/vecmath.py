@@ -173,23 +173,35 @@ def radd(typingctx, a, b):  # type: ignore[no-untyped-def]
     return None
 
 
-@intrinsic
-def rmuladd(typingctx, a, b, acc):  # type: ignore[no-untyped-def]
-    """``a * b + acc`` on floats (the widest of the three), as LLVM ``fmuladd`` with the
-    flags ``reassoc contract``: one fused multiply-add where the CPU has it (the product
-    is not rounded), and LLVM may reassociate it with the additions around it."""
-    if not all(isinstance(t, types.Float) for t in (a, b, acc)):
-        return None
-    result = _widest(a, b, acc)
+def _fmuladd(name: str, flags: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """An intrinsic ``a * b + acc`` on floats (the widest of the three) as LLVM
+    ``fmuladd`` with the fast-math ``flags``: one fused multiply-add where the CPU has
+    it (the product is not rounded)."""
 
-    def muladd(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        ty = context.get_value_type(result)
-        x, y, z = _widened(context, builder, sig, args, result)
-        fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
-                                              llvm_ir.FunctionType(ty, [ty, ty, ty]))
-        return builder.call(fn, [x, y, z], fastmath=("reassoc", "contract"))
+    def typer(typingctx, a, b, acc):  # type: ignore[no-untyped-def]
+        if not all(isinstance(t, types.Float) for t in (a, b, acc)):
+            return None
+        result = _widest(a, b, acc)
 
-    return result(a, b, acc), muladd
+        def muladd(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            ty = context.get_value_type(result)
+            x, y, z = _widened(context, builder, sig, args, result)
+            fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
+                                                  llvm_ir.FunctionType(ty, [ty, ty, ty]))
+            return builder.call(fn, [x, y, z], fastmath=flags)
+
+        return result(a, b, acc), muladd
+
+    typer.__name__ = typer.__qualname__ = name  # Numba names an intrinsic by its function
+    return typer
+
+
+#: ``rmuladd(a, b, acc)``: ``a * b + acc`` fused, with the flags ``reassoc contract``
+#: (LLVM may reassociate it with the additions around it: a vectorised sum).
+rmuladd = intrinsic(_fmuladd("rmuladd", ("reassoc", "contract")))
+#: ``muladd(a, b, acc)``: ``a * b + acc`` fused, with the flag ``contract`` only: each
+#: sum is added in its order (a register tile's, vectorised across its values).
+muladd = intrinsic(_fmuladd("muladd", ("contract",)))
 
 
 def _ieee_extremum(name: str):  # type: ignore[no-untyped-def]
