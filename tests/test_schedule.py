@@ -160,6 +160,12 @@ def test_wide_block_runs_as_register_tiles_over_a_packed_panel():
     assert "pk1 = vm.local(1024, np.int64)" in source
     assert "pk1[np.uintp(pi)] = a1[j, np.uintp(k)]" in source
     assert "for ub in range((75 * chunk) // chunks, (75 * (chunk + 1)) // chunks):" in source
+    # b read across its rows: its panels are copied across them, no copy of b first
+    (nest,) = _check("ij,kj->ik", a, _ints(700, 64))
+    sched = nest.schedule
+    assert sched.block == ("k", 16) and sched.block_rows == ("i", 4) and sched.pack == (1,)
+    assert "pk1[np.uintp(pi)] = a1[np.uintp(k), j]" in einjit.explain(
+        "ij,kj->ik", a, _ints(700, 64)).sources[0]
     # a bigger block of b (16 x 2048 values) is read where it lies
     (nest,) = _check("ij,jk->ik", _ints(70, 2048), _ints(2048, 256))
     assert nest.schedule.block_rows == ("i", 4) and not nest.schedule.pack

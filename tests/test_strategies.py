@@ -163,7 +163,8 @@ def test_register_tiles(eq, shapes, dtype, parallel, monkeypatch):
 WIDE_TILE_CASES = [("ij,jk->ik", [(11, 5), (5, 67)]),        # rows and a block left over
                    ("bij,bjk->bik", [(3, 7, 4), (3, 4, 66)]),  # panels inside the batch loop
                    ("ijk,jkl->il", [(7, 3, 2), (3, 2, 65)]),   # two reductions in a panel
-                   ("ji,jk->ik", [(6, 10), (6, 64)])]          # rows read across
+                   ("ji,jk->ik", [(6, 10), (6, 64)]),          # rows read across
+                   ("ij,kj->ik", [(10, 6), (65, 6)])]          # panels copied across
 
 
 @pytest.mark.parametrize("mode", ["serial", "chunks", "prange"])
@@ -209,9 +210,8 @@ def test_wide_register_tiles_of_a_body(eq, reduce, monkeypatch):
     y = rng.uniform(-2, 2, (7, 130) if eq == "id,dj->ij" else (130, 7))
     f = einjit.CompiledEinsum(eq, _sqdiff, reduce=reduce)
     nest = f.explain(x, y).nests[0]
-    if eq == "id,dj->ij":
-        assert nest.schedule.pack == (1,) and nest.schedule.contract == (reduce == "sum")
-        assert ("vm.muladd(" in f.explain(x, y).sources[0]) == (reduce == "sum")
+    assert nest.schedule.pack == (1,) and nest.schedule.contract == (reduce == "sum")
+    assert ("vm.muladd(" in f.explain(x, y).sources[0]) == (reduce == "sum")
     np.testing.assert_allclose(f(x, y), fold_reference(eq, [x, y], _sqdiff, reduce),
                                rtol=1e-12)
 
