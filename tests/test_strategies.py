@@ -126,7 +126,7 @@ def test_threaded_matrix_vector_batches_are_not_split(monkeypatch):
     """OpenBLAS threads a matrix-vector product from 9216 multiply-adds: a batch of
     those stays one call (splitting it would run BLAS threads inside einjit's)."""
     monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
-        gemm_min_work=0, gemv_min_work=0, parallel_min_work=0))
+        gemm_min_work=0, gemv_min_work=0, tile_gemm_max=0, parallel_min_work=0))
     monkeypatch.setattr(schedule, "thread_count", lambda: 2)
     einjit = __import__("einjit")
     for d, split in ((128, 1), (16, 2)):  # 128 x 128 (threaded by BLAS), 128 x 16
@@ -214,6 +214,26 @@ def test_wide_register_tiles_of_a_body(eq, reduce, monkeypatch):
     assert ("vm.muladd(" in f.explain(x, y).sources[0]) == (reduce == "sum")
     np.testing.assert_allclose(f(x, y), fold_reference(eq, [x, y], _sqdiff, reduce),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["serial", "chunks", "prange"])
+@pytest.mark.parametrize(("eq", "shapes", "rows"), [("bcd->bd", [(37, 40, 8)], 16),
+                                                    ("bcd,c->bd", [(37, 40, 8), (40,)], 8),
+                                                    ("bcd->bd", [(33, 40, 16)], 8)])
+def test_short_output_axis_summed_for_rows_at_once(eq, shapes, rows, mode, monkeypatch):
+    """A short contiguous output axis (whole float32 vectors) inside a long sum runs as
+    a block over all its values for several values of another output index at once
+    (``_vector_rows``), rows left over one at a time."""
+    import einjit
+
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
+        parallel_min_work=1 << 40 if mode == "serial" else 0, chunked=mode != "prange"))
+    ops = make_operands(shapes, np.float32, _rng("vector rows", eq, mode))
+    sched = einjit.explain(eq, *ops).nests[0].schedule
+    assert sched.block == ("d", shapes[0][2]) and sched.block_rows[1] == rows
+    check_einsum(eq, *ops)
+    # float64 sums of 8 values would need 16 rows of 2 vectors: more than the registers
+    assert einjit.explain("bcd->bd", (37, 40, 8)).nests[0].schedule.block_rows is None
 
 
 @pytest.mark.parametrize(("shapes", "dtype"), [([(1024, 16, 16)] * 2, np.float32),
