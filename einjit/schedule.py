@@ -474,8 +474,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     block = unroll = block_rows = None
     if inner and outer and not deep:
         v = outer[-1]  # the output index with the smallest strides
-        rows_of = (_vector_rows(kernel, outer, v, lanes_of(kernel))
-                   if inside(v, inner[-1]) else None)
+        rows_of = _vector_rows(kernel, outer, v, _lanes(kernel)) if inside(v, inner[-1]) else None
         if rows_of is not None:
             block, block_rows = (v, extent[v]), rows_of
         elif inside(v, inner[-1]):
@@ -557,7 +556,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                    and extent[inner[-1]] >= 8)
     # A register tile sums each value in order, vectorised across the block: its terms
     # may still be fused multiply-adds (see ``_tile_contract``).
-    contract = (reassociate or block_rows is not None and _tile_contract(kernel)) and _fused(kernel)
+    contract = _fused(kernel) and (reassociate or block_rows is not None
+                                   and _tile_contract(kernel))
     # A register tile over two output indices pays once the body is a multiply-add:
     # then loads, not arithmetic, bound the loop, and each load serves ``rows`` values.
     rows = POLICY.rows if band is not None and contract else 1
@@ -620,7 +620,7 @@ def _register_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
         return None
     v, size = block
     n = min(size, kernel.extent[v])
-    lanes = VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
+    lanes = _lanes(kernel)
     if not lanes:
         return None
     if n >= POLICY.tile_terms:
@@ -634,9 +634,14 @@ def _register_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     return None
 
 
-def lanes_of(kernel: Kernel) -> int:
+def _lanes(kernel: Kernel) -> int:
     """Values of the kernel's accumulator dtype per vector register (0: wider)."""
     return VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
+
+
+def _loaded(expr: Expr) -> bool:
+    """Whether ``expr`` is an input's element as it is (or cast)."""
+    return isinstance(expr.value if isinstance(expr, Cast) else expr, Load)
 
 
 #: The fewest sums of a row tile's loop that LLVM vectorises rather than unrolls into
@@ -657,11 +662,10 @@ def _vector_rows(kernel: Kernel, outer: Sequence[str], v: str, lanes: int
     ``POLICY.wide_tile_terms`` terms or more (c,cbab->ca over 100 x 2 x 32 x 2, sums of
     two terms: 4.6 -> 5.0 us in rows)."""
     n = kernel.extent[v]
-    body = kernel.body.value if isinstance(kernel.body, Cast) else kernel.body
-    if isinstance(body, Load):
+    factors = multiply_add(kernel.body)
+    if _loaded(kernel.body):
         terms = ROW_TILE_SUM_TERMS
-    elif multiply_add(body) is not None and all(
-            isinstance(f.value if isinstance(f, Cast) else f, Load) for f in multiply_add(body)):
+    elif factors is not None and all(_loaded(f) for f in factors):
         terms = ROW_TILE_TERMS
     else:
         return None
@@ -765,8 +769,7 @@ def _tile_contract(kernel: Kernel) -> bool:
     float64: 3.9 ms as a multiply and an add, 15.7 ms fused, 10.1 ms fused and
     reassociated, when LLVM vectorises the reduction instead, gathering the block)."""
     factors = multiply_add(kernel.body)
-    return factors is not None and not all(
-        isinstance(f.value if isinstance(f, Cast) else f, Load) for f in factors)
+    return factors is not None and not all(_loaded(f) for f in factors)
 
 
 def _fused(kernel: Kernel) -> bool:
@@ -1329,7 +1332,15 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
     With ``sched.block_rows = (u, m)`` (a register tile), each pass takes m values of u
     (``h0 .. h<m-1>``, row p of the accumulators at ``acc[p * size + tb]``), the blocks
     are ``V // size`` whole ones and one of the last ``V mod size`` values, every length
-    a constant, and the last ``U mod m`` values of u run one row at a time.
+    a constant, and the last ``U mod m`` values of u run one row at a time.  With
+    ``sched.pack`` as well, the blocks of v run outermost, each first copying the packed
+    inputs' values for it into their panels, then every value of u::
+
+        for vb in range(V // size):               # then the last V mod size values
+            v0 = vb * size
+            for r ...: for tb in range(size): pk1[flat(r) * size + tb] = a1[..., v0 + tb]
+            for ub in range(U // m): (the tile, reading pk1[flat(r) * size + tb])
+            for ur in range(U mod m): (one row)
     """
     v, size = sched.block  # type: ignore[misc]
     outer.remove(v)
