@@ -37,6 +37,7 @@ def test_table_with_every_dimension_dynamic(eq, shapes):
     ("ijk,ijk->", [(3, 4, 5), (3, 4, 5)]),
     ("bij,bjk->bik", [(2, 3, 5), (2, 5, 3)]),
     ("ijk,jl->ilk", [(3, 4, 5), (4, 2)]),
+    ("cb->c", [(7, 40)]),  # the values of c left over from the unrolled ones, in chunks
 ])
 def test_every_strategy_generic_in_sizes(eq, shapes, policy, monkeypatch):
     """Blocks and chunks of a size the kernel learns at run time: partial last blocks,

@@ -202,6 +202,8 @@ def _stmt(s: Stmt, indent: str, ctx: _Context = _Context()) -> list[str]:
             extent = f"vm.opaque({extent})"
         lines = [f"{indent}for {s.index} in {rng}({extent}):"]
         if s.parallel and ctx.chunked:  # one chunk of the loop, on einjit's threads
+            if isinstance(s.extent, Call):  # (n - m) * chunk, not n - m * chunk
+                extent = f"({extent})"
             lines = [f"{indent}for {s.index} in range(({extent} * {CHUNK}) // {CHUNKS}, "
                      f"({extent} * ({CHUNK} + 1)) // {CHUNKS}):"]
         inner = indent + "    "
