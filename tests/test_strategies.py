@@ -168,19 +168,20 @@ WIDE_TILE_CASES = [("ij,jk->ik", [(11, 5), (5, 67)]),        # rows and a block 
 
 
 @pytest.mark.parametrize("mode", ["serial", "chunks", "prange"])
-@pytest.mark.parametrize("dtype", [np.float64, np.int64])
+@pytest.mark.parametrize("dtype", [np.float64, np.int64, np.float32, np.complex128, np.int8])
 @pytest.mark.parametrize(("eq", "shapes"), WIDE_TILE_CASES)
 def test_wide_register_tiles_read_packed_panels(eq, shapes, dtype, mode, monkeypatch):
     """A wide block of accumulators runs as register tiles (3 rows of 4 values here:
-    vectors of 16 bytes, 8 registers), its shared input copied per block into a panel
-    (``Schedule.pack``), forced on small shapes; the row loop serial, in chunks on
+    vectors of two accumulators, 8 registers), its shared input copied per block into a
+    panel (``Schedule.pack``), forced on small shapes; the row loop serial, in chunks on
     threads, or a ``prange`` inside the loop over blocks."""
     import einjit
 
     monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
         gemm_min_work=1 << 40, unroll=1, tile_terms=8, pack_rows=4, wide_tile_terms=1,
         parallel_min_work=1 << 40 if mode == "serial" else 0, chunked=mode != "prange"))
-    monkeypatch.setattr(schedule, "VECTOR_BYTES", 16)
+    accumulate = {np.float32: 4, np.complex128: 16}.get(dtype, 8)  # (int8 sums in int64)
+    monkeypatch.setattr(schedule, "VECTOR_BYTES", 2 * accumulate)
     monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 8)
     monkeypatch.setattr(schedule, "MAX_TILE_ROWS", 3)
     ops = make_operands(shapes, dtype, _rng("panels", eq, mode))
