@@ -1032,8 +1032,48 @@ def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequen
     else:  # every reduction hoisted: each term updates the output, one statement (a
         # short innermost loop of it vectorises, see numba_cpu.OPAQUE_TRIPS)
         update = (Update(target, red.op, kernel.body),)
+        h = sched.hoist[-1]
+        if (red.op == "add" and h not in kernel.dynamic
+                and kernel.extent[h] >= 2 * HOIST_UNROLL):
+            passes = _hoist_unrolled(kernel, sched, h, target, outer, parallel,
+                                     _nest(outer, kernel, update, parallel))
+            return reset + _nest(list(sched.hoist[:-1]), kernel, passes,
+                                 sched.parallel if sched.parallel in sched.hoist[:-1] else None)
     return reset + _nest(list(sched.hoist), kernel, _nest(outer, kernel, update, parallel),
                          sched.parallel if sched.parallel in sched.hoist else None)
+
+
+#: Values of the innermost hoisted reduction summed into the output in one pass.
+HOIST_UNROLL = 4
+
+
+def _hoist_unrolled(kernel: Kernel, sched: Schedule, h: str, target: Operand,
+                    outer: Sequence[str], parallel: str | None, single: tuple[Stmt, ...]
+                    ) -> tuple[Stmt, ...]:
+    """The innermost hoisted reduction loop over ``h`` (every reduction hoisted, a sum),
+    ``HOIST_UNROLL`` values per pass over the output, their terms added first, then the
+    last ``H mod HOIST_UNROLL`` values one pass each (``single``)::
+
+        for hb in range(H // 4):          # in chunks when h is the parallel loop
+            g0 = hb * 4 + 0; ...; g3 = hb * 4 + 3
+            for o...: out[o] += body[h := g0] + ... + body[h := g3]
+        for hr in range(H mod 4): h = H // 4 * 4 + hr; for o...: out[o] += body
+
+    Each pass loads and stores the output once: a quarter of the passes (a,da->d's
+    matrix-vector product over 64 x 12800 float32, one thread: 0.080 -> 0.047 ms,
+    BLAS 0.045)."""
+    n, u = kernel.extent[h], HOIST_UNROLL
+    names = [f"g{t}" for t in range(u)]
+    terms = tuple(_renamed(kernel.body, h, g) for g in names)
+    first = Call("mul", (Var("hb"), Const(u)))
+    at = tuple(Let(g, Call("add", (first, Const(t)))) for t, g in enumerate(names))
+    update = (Update(target, "add", Call("add", terms)),)
+    loops: tuple[Stmt, ...] = (Loop("hb", n // u, at + _nest(outer, kernel, update, parallel),
+                                    sched.parallel == h),)
+    if n % u:
+        at_h = Let(h, Call("add", (Const(n // u * u), Var("hr"))))
+        loops += (Loop("hr", n % u, (at_h,) + single, sched.parallel == h),)
+    return loops
 
 
 def innermost(kernel: Kernel, sched: Schedule) -> str | None:
