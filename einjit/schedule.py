@@ -1059,8 +1059,8 @@ def _hoist_unrolled(kernel: Kernel, sched: Schedule, h: str, target: Operand,
             for o...: out[o] += body[h := g0] + ... + body[h := g3]
         for hr in range(H mod 4): h = H // 4 * 4 + hr; for o...: out[o] += body
 
-    Each pass loads and stores the output once: a quarter of the passes (a,da->d's
-    matrix-vector product over 64 x 12800 float32, one thread: 0.080 -> 0.047 ms,
+    Each pass loads and stores the output once: a quarter of the passes (d,di->i,
+    a matrix-vector product, over 64 x 12800 float32 on one thread: 0.080 -> 0.047 ms,
     BLAS 0.045)."""
     n, u = kernel.extent[h], HOIST_UNROLL
     names = [f"g{t}" for t in range(u)]
