@@ -44,7 +44,7 @@ import numpy as np
 
 from .ir import (CHUNK, SLOT, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout,
                  Index, Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store,
-                 Update, Var)
+                 Update, Var, loads)
 from .views import c_strides
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "partial_spread", "copies",
@@ -1064,16 +1064,28 @@ def _hoist_unrolled(kernel: Kernel, sched: Schedule, h: str, target: Operand,
     BLAS 0.045)."""
     n, u = kernel.extent[h], HOIST_UNROLL
     names = [f"g{t}" for t in range(u)]
-    terms = tuple(_renamed(kernel.body, h, g) for g in names)
     first = Call("mul", (Var("hb"), Const(u)))
     at = tuple(Let(g, Call("add", (first, Const(t)))) for t, g in enumerate(names))
-    update = (Update(target, "add", Call("add", terms)),)
+    update = (Update(target, "add", _summed_over(kernel.body, h, names)),)
     loops: tuple[Stmt, ...] = (Loop("hb", n // u, at + _nest(outer, kernel, update, parallel),
                                     sched.parallel == h),)
     if n % u:
         at_h = Let(h, Call("add", (Const(n // u * u), Var("hr"))))
         loops += (Loop("hr", n % u, (at_h,) + single, sched.parallel == h),)
     return loops
+
+
+def _summed_over(body: Expr, h: str, names: Sequence[str]) -> Expr:
+    """The sum of ``body`` with index ``h`` read as each of ``names``; the factors of a
+    product that do not depend on h multiply the sum of the others, once (a,bac,c->ca:
+    ``a0[a] * a2[c] * (a1[g0,a,c] + ... + a1[g3,a,c])``, float32 0.046 -> 0.040 ms)."""
+    factors = body.args if isinstance(body, Call) and body.op == "mul" else (body,)
+    kept = tuple(f for f in factors if all(h not in ld.indices for ld in loads(f)))
+    varying = tuple(f for f in factors if f not in kept)
+    if not kept or not varying:
+        return Call("add", tuple(_renamed(body, h, g) for g in names))
+    part = varying[0] if len(varying) == 1 else Call("mul", varying)
+    return Call("mul", kept + (Call("add", tuple(_renamed(part, h, g) for g in names)),))
 
 
 def innermost(kernel: Kernel, sched: Schedule) -> str | None:
