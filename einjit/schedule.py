@@ -474,7 +474,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     block = unroll = block_rows = None
     if inner and outer and not deep:
         v = outer[-1]  # the output index with the smallest strides
-        rows_of = _vector_rows(kernel, outer, v, _lanes(kernel)) if inside(v, inner[-1]) else None
+        rows_of = (_vector_rows(kernel, outer, v, _lanes(kernel))
+                   if inside(v, inner[-1]) and parallel != v else None)
         if rows_of is not None:
             block, block_rows = (v, extent[v]), rows_of
         elif inside(v, inner[-1]):
