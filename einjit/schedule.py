@@ -488,6 +488,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                 block = (v, POLICY.block if v in kernel.dynamic
                          else _block_size(extent[v], threads if parallel == v else 1))
     pack: tuple[int, ...] = ()
+    tile_of = None
     if (block is None and unroll is None and inner and outer and not deep
             and parallel != outer[-1] and outer[-1] not in kernel.dynamic):
         # The reductions run inside the output index v: where a wide register tile of v
@@ -497,9 +498,10 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         # float64 8.1 -> 7.6 ms)
         trial = (outer[-1], extent[outer[-1]])
         tile_of = _register_tile(kernel, outer, inner, trial, parallel)
-        if tile_of is not None and _packed(kernel, *tile_of, inner):
-            block = trial
-    tile_of = None if block_rows else _register_tile(kernel, outer, inner, block, parallel)
+        if tile_of is None or not _packed(kernel, *tile_of, inner):
+            tile_of = None
+    elif block_rows is None:
+        tile_of = _register_tile(kernel, outer, inner, block, parallel)
     if tile_of is not None:
         block, block_rows = tile_of
         pack = _packed(kernel, block, block_rows, inner)
@@ -678,18 +680,18 @@ def _vector_rows(kernel: Kernel, outer: Sequence[str], v: str, lanes: int
     m = -(-terms // n)
     if m * (n // lanes) > VECTOR_REGISTERS:
         return None
-    for u in reversed(outer):
-        if u != v and u not in kernel.dynamic and kernel.extent[u] >= m:
-            return u, m
-    return None
+    u = _rows(kernel, outer, v, m, shared=False)
+    return None if u is None else (u, m)
 
 
-def _rows(kernel: Kernel, outer: Sequence[str], v: str, m: int) -> str | None:
-    """The innermost output index u of at least m values, sizes known, along which some
-    input read along v does not run (a tile's rows: that input's loads serve m sums)."""
+def _rows(kernel: Kernel, outer: Sequence[str], v: str, m: int, shared: bool = True
+          ) -> str | None:
+    """The innermost output index u of at least m values, sizes known, along which (with
+    ``shared``) some input read along v does not run (a tile's rows: that input's loads
+    serve m sums)."""
     for u in reversed(outer):
         if (u != v and u not in kernel.dynamic and kernel.extent[u] >= m
-                and any(v in op.indices and u not in op.indices for op in kernel.inputs)):
+                and (not shared or _shared(kernel, u, v))):
             return u
     return None
 
@@ -724,11 +726,9 @@ def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: st
     u = _rows(kernel, outer, v, m)
     if u is None or any(u in op.indices and v in op.indices for op in kernel.inputs):
         return None
-    for op in kernel.inputs:
-        if v in op.indices and u not in op.indices:
-            panel = w * _product(extent[i] for i in op.indices if i in inner)
-            if panel * np.dtype(op.dtype).itemsize > POLICY.panel_bytes:
-                return None
+    if any(_panel_bytes(kernel, k, inner, w) > POLICY.panel_bytes
+           for k in _shared(kernel, u, v)):
+        return None
     return (v, w), (u, m)
 
 
@@ -750,15 +750,26 @@ def _packed(kernel: Kernel, block: tuple[str, int], rows: tuple[str, int],
     extent = kernel.extent
     if kernel.dynamic or extent[u] < POLICY.pack_rows or extent[v] < POLICY.tile_terms:
         return ()
-    found = []
-    for k, op in enumerate(kernel.inputs):
-        if v not in op.indices or u in op.indices:
-            continue
-        panel = w * _product(extent[i] for i in op.indices if i in inner)
-        if panel * np.dtype(op.dtype).itemsize > POLICY.pack_bytes:
-            return ()
-        found.append(k)
-    return tuple(found)
+    found = _shared(kernel, u, v)
+    if any(_panel_bytes(kernel, k, inner, w) > POLICY.pack_bytes for k in found):
+        return ()
+    return found
+
+
+def _shared(kernel: Kernel, u: str, v: str) -> tuple[int, ...]:
+    """The inputs a tile's rows (u) share: read along its block (v) but not along u."""
+    return tuple(k for k, op in enumerate(kernel.inputs)
+                 if v in op.indices and u not in op.indices)
+
+
+def _panel_elements(kernel: Kernel, k: int, inner: Sequence[str], w: int) -> int:
+    """The values of input k a block of w values of a tile reads: w for each of its
+    reduction indices' values (its panel, ``Schedule.pack``)."""
+    return w * _product(kernel.extent[i] for i in kernel.inputs[k].indices if i in inner)
+
+
+def _panel_bytes(kernel: Kernel, k: int, inner: Sequence[str], w: int) -> int:
+    return _panel_elements(kernel, k, inner, w) * np.dtype(kernel.inputs[k].dtype).itemsize
 
 
 def _tile_contract(kernel: Kernel) -> bool:
@@ -1448,7 +1459,7 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
         return stmts
 
     m = 1
-    allocs: tuple[Stmt, ...] = ()
+    panels: tuple[Stmt, ...] = ()
     if sched.block_rows is None:
         loops: tuple[Stmt, ...] = blocks([{}])
     else:  # m values of u at once (h0 .. h<m-1>), then the last U mod m one by one
@@ -1477,34 +1488,33 @@ def _blocked(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str]
             if rest:
                 loops += ((Let("v0", Const(whole * size)),) + fill(rest)
                           + across_u(lambda rs: block((), rest, rs, True)))
-            for k in sched.pack:
-                op = kernel.inputs[k]
-                elements = size * _product(kernel.extent[i] for i in op.indices if i in inner)
-                allocs += (Alloc(f"pk{k}", op.dtype, elements,
-                                 elements * np.dtype(op.dtype).itemsize <= POLICY.stack_bytes),)
-    alloc = Alloc("acc", kernel.accumulate, m * size,
-                  m * size * np.dtype(kernel.accumulate).itemsize <= POLICY.stack_bytes)
+            panels = tuple(Alloc(f"pk{k}", kernel.inputs[k].dtype,
+                                 _panel_elements(kernel, k, inner, size),
+                                 _panel_bytes(kernel, k, inner, size) <= POLICY.stack_bytes)
+                           for k in sched.pack)
+    accs: tuple[Stmt, ...] = (Alloc("acc", kernel.accumulate, m * size,
+                                    m * size * np.dtype(kernel.accumulate).itemsize
+                                    <= POLICY.stack_bytes),)
     if sched.pack and sched.parallel == sched.block_rows[0]:  # type: ignore[index]
         # the panels shared by the parallel loops over u (filled before them), their
         # accumulators each loop's own
-        loops = _each_own(loops, alloc)
-        return allocs + _nest(outer, kernel, loops, None)
-    allocs += (alloc,)
+        return panels + _nest(outer, kernel, _each_own(loops, accs), None)
+    allocs = panels + accs
     if sched.parallel is not None and sched.parallel not in outer:  # v, or u: each loop's
-        return _nest(outer, kernel, _each_own(loops, alloc), None)  # own
+        return _nest(outer, kernel, _each_own(loops, allocs), None)  # own
     if sched.parallel is not None and outer and sched.parallel == outer[0]:
         inside = _nest(outer[1:], kernel, loops, None)
         return (Loop(outer[0], kernel.sizes[outer[0]], allocs + inside, True),)
     return allocs + _nest(outer, kernel, loops, None)
 
 
-def _each_own(stmts: tuple[Stmt, ...], alloc: Alloc) -> tuple[Stmt, ...]:
-    """``stmts`` with ``alloc`` first in the body of each parallel loop among them (at
-    any depth): each iteration of a ``prange`` has its own accumulators."""
+def _each_own(stmts: tuple[Stmt, ...], allocs: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+    """``stmts`` with ``allocs`` first in the body of each parallel loop among them (at
+    any depth): each iteration of a ``prange`` has its own accumulators (and panels)."""
     out: list[Stmt] = []
     for s in stmts:
         if isinstance(s, Loop):
-            s = replace(s, body=((alloc,) + s.body) if s.parallel else _each_own(s.body, alloc))
+            s = replace(s, body=(allocs + s.body) if s.parallel else _each_own(s.body, allocs))
         out.append(s)
     return tuple(out)
 

@@ -273,7 +273,8 @@ def render_function(nest: LoopNest) -> str:
     ctx = _Context(nest.schedule.reassociate, chunked,
                    _Subscripts(_computed(nest.body, chunked), nest.schedule.flat))
     for s in nest.body:
-        if chunked and isinstance(s, Loop) and not (_has_parallel(s) or _own_slot(s, k.output.name)):
+        if chunked and isinstance(s, Loop) and not (_has_parallel(s)
+                                                   or _writes_own(s, k.output.name)):
             raise ValueError(f"{k.name}: a chunked kernel runs only its parallel loop, not {s}")
         lines += _stmt(s, "    ", ctx)
     return "\n".join(lines) + "\n"
@@ -285,13 +286,13 @@ def _has_parallel(loop: Loop) -> bool:
     return loop.parallel or any(isinstance(s, Loop) and _has_parallel(s) for s in loop.body)
 
 
-def _own_slot(loop: Loop, output: str) -> bool:
+def _writes_own(loop: Loop, output: str) -> bool:
     """Whether ``loop`` writes only its chunk's own partial output (``out[slot, ...]``,
     see ``schedule.partial_spread``), which each chunk of a split reduction sets up, or
     its own local arrays (the panels of ``Schedule.pack``), not the ``output``."""
     writes = [s for s in loop.body if isinstance(s, (Store, Update))]
     return (all(s.output.indices[:1] == (SLOT,) or s.output.name != output for s in writes)
-            and all(_own_slot(s, output) for s in loop.body if isinstance(s, Loop)))
+            and all(_writes_own(s, output) for s in loop.body if isinstance(s, Loop)))
 
 
 def _computed(body: tuple[Stmt, ...], chunked: bool) -> frozenset[str]:
