@@ -266,8 +266,9 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         4 if kernel.accumulate == "float32" else 8)
     rate = _GEMM_FLOPS[kernel.accumulate]
 
-    def orders(group: Sequence[str], *strides: dict[str, int]) -> set[tuple[str, ...]]:
-        return {tuple(sorted(group, key=lambda g: -abs(st[g]))) for st in strides} or {()}
+    def orders(group: Sequence[str], *strides: dict[str, int]) -> list[tuple[str, ...]]:
+        # sorted: a tie in cost picks the same layout in every process (set order varies)
+        return sorted({tuple(sorted(group, key=lambda g: -abs(st[g]))) for st in strides}) or [()]
 
     def size(group: Sequence[str]) -> int:
         n = 1
