@@ -536,7 +536,8 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
             near = [labels[local.index(p)] for p in others if p in local]
             if consumer == len(contractions) - 1:  # combined into the result: its order
                 near.append(output)  # too, where it shares more with it than a partner
-            out = _laid_out_like(out, near)
+            apart = [labels[i] for i, p in enumerate(local) if p not in others]
+            out = _laid_out_like(out, near, set(output).union(*apart))
         else:
             out = output
         kernel = _kernel(f"k{done + len(steps)}", arg_labels, arg_types, out, arith.compute,
@@ -565,7 +566,8 @@ def _partners(n: int, contractions: Sequence[tuple[int, ...]]
     return partners
 
 
-def _laid_out_like(out: Labels, partners: Sequence[Labels]) -> Labels:
+def _laid_out_like(out: Labels, partners: Sequence[Labels],
+                   kept: set[str] = frozenset()) -> Labels:  # type: ignore[assignment]
     """An intermediate's index order, from the operands it will next be combined with.
 
     The indices it shares with its largest partner go innermost, in the partner's order,
@@ -575,11 +577,19 @@ def _laid_out_like(out: Labels, partners: Sequence[Labels]) -> Labels:
     (The caller lists the result as a partner too where the consuming step writes it:
     ``ab,dca->dcb`` then ``dcb,db->dcb`` writes the intermediate as ``dcb``, the layout
     ``dca`` has, where ``db`` alone made it ``cdb``, a copy of ``dca`` first.)
+
+    Where the consuming step is a matrix product (each operand has an index of its own,
+    and they share a summed one), the shared indices in ``kept`` (those it keeps: its
+    batch indices) go before the summed ones: a batch index innermost would leave no
+    matrix with a unit stride, and BLAS would take a copy of the intermediate
+    (``abd,cbd->cad`` lays the intermediate out ``cdb``, not ``cbd``).
     """
     if not partners:
         return out
     other = max(partners, key=lambda t: (len(set(t) & set(out)), len(t)))
     shared = [lb for lb in other if lb in out]
+    if set(other) - set(out) and set(out) - set(other) and set(shared) - kept:
+        shared = [lb for lb in shared if lb in kept] + [lb for lb in shared if lb not in kept]
     return tuple(lb for lb in out if lb not in shared) + tuple(shared)
 
 

@@ -342,6 +342,21 @@ def test_an_intermediate_the_result_is_made_of_is_laid_out_like_it():
                                    np.einsum("ab,dca,db->dcb", *ops), rtol=1e-12)
 
 
+def test_an_intermediate_keeps_its_batch_index_off_the_innermost_axis():
+    # cb,cdb->(c?b?) then abd,(..)->cda: d is the second product's batch index; with d
+    # innermost (as abd has it) no matrix of the intermediate has a unit stride and the
+    # product would copy it: it is laid out cdb, read as matrices in place
+    rng = np.random.default_rng(8)
+    ops = [rng.random(s) for s in ((16, 64, 5), (48, 64), (48, 5, 64))]
+    explained = einjit.explain("abd,cb,cdb->cda", *ops)
+    first, second = explained.nests
+    assert first.kernel.output.indices == ("c", "d", "b")
+    assert second.schedule.gemm and second.schedule.gemm.copy[1] is False
+    for _ in range(2):
+        np.testing.assert_allclose(einjit.einsum("abd,cb,cdb->cda", *ops),
+                                   np.einsum("abd,cb,cdb->cda", *ops), rtol=1e-12)
+
+
 @pytest.mark.parametrize("eq,shapes,merged", [
     ("edc->", ((40, 6, 2),), "e"),                      # every label: one loop
     ("ijk,ijk->i", ((30, 10, 3), (30, 10, 3)), "i,j"),  # j and k merge, i is the output's
