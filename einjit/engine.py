@@ -84,22 +84,31 @@ class Call:
 
         numpy's default path (``optimize=False``) returns a scalar.  Given any other
         ``optimize`` (None included), numpy (2.x) evaluates a path and returns what its last
-        step returned: a 0-d array from a two-operand step (its matrix-product route), a
-        scalar from a step over one, or three or more, operands."""
+        step returned: a scalar from a step over one, or three or more, operands; from a
+        step over two, its matrix-product route's 0-d array where they share a summed
+        index (of more than one value), else the scalar of their element-wise product."""
         if self.out is not None:
             return False
         opt = self.optimize
         if opt is False or (isinstance(opt, str) and opt == DEFAULT_OPTIMIZE):
             return True
-        if memory_limit(opt) is not None:  # the path decides: a limit can make it one step
-            path = resolve_path(opt, self.labels, self.spec.output, self.spec.size)
-            return len(path[-1] if path else self.spec.inputs) != 2
-        if isinstance(opt, (list, tuple)) and len(opt) > 1:
-            return len(opt[-1]) != 2
-        n = len(self.spec.inputs)
-        if opt is None:  # numpy's path for None: one step over every operand
-            return n != 2
-        return n == 1  # a path of pairwise steps
+        if self.spec.output:  # not a 0-d result
+            return True
+        terms = [tuple(t) for t in self.spec.inputs]
+        n = len(terms)
+        path = [tuple(range(n))]  # numpy's path for None, or two operands: one step
+        if opt is not None:
+            path = _numpy_path(terms, self.spec.size, opt) or path
+        for step in path[:-1]:
+            picked = [terms[i] for i in step]
+            terms = [t for i, t in enumerate(terms) if i not in step]
+            left = {lb for t in terms for lb in t}
+            terms.append(tuple(dict.fromkeys(lb for t in picked for lb in t if lb in left)))
+        last = [terms[i] for i in path[-1]] if all(i < len(terms) for i in path[-1]) else []
+        if len(last) != 2:
+            return True
+        size = self.spec.size
+        return not any(size[lb] > 1 for lb in set(last[0]) & set(last[1]))
 
     @property
     def written(self) -> tuple[str, ...]:
@@ -310,6 +319,23 @@ def output_axes(order: str, output: tuple[str, ...], views: Sequence[np.ndarray]
             perm.insert(ipos, perm.pop(i0))
     slowest_first = [lb for lb in reversed(perm) if lb in output]
     return tuple(output.index(lb) for lb in slowest_first)
+
+
+def _numpy_path(terms: Sequence[tuple[str, ...]], size: dict[str, int], optimize: Any
+                ) -> list[tuple[int, ...]] | None:
+    """The contraction path numpy's ``einsum`` takes for ``optimize`` (its finder, run on
+    shape-only stand-ins; no product is computed), or einjit's where numpy has no such
+    finder; None where neither can make one (the plan reports the error)."""
+    equation = ",".join("".join(t) for t in terms) + "->"
+    stand_ins = [np.broadcast_to(np.empty(()), tuple(size[lb] for lb in t)) for t in terms]
+    try:
+        found = np.einsum_path(equation, *stand_ins, optimize=optimize)[0][1:]
+    except Exception:  # noqa: BLE001 - an einjit-only finder ("dp"), odd labels
+        try:
+            return list(resolve_path(optimize, terms, (), size) or ())
+        except Exception:  # noqa: BLE001
+            return None
+    return [tuple(int(i) for i in step) for step in found]
 
 
 @dataclass
