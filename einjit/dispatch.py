@@ -165,7 +165,8 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         direct = call.direct_out and i == len(steps) - 1
         values.append(call.out if direct else buffers.empty(shape, out.dtype))
         names[f"k{i}"] = entry_point(fn, [values[a] for a in step.args + (step.result,)])
-        names[f"t{i}"] = np.dtype(out.dtype)
+        names[f"t{i}"] = result_type(call, out.dtype) if i == len(steps) - 1 else np.dtype(
+            out.dtype)
         new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
         lines.append(f"    v{step.result} = out" if direct
                      else f"    v{step.result} = {new}({shape!r}, t{i})")
@@ -187,6 +188,14 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
     if not call.spec.output and call.scalar:
         result += "[()]"
     return lines + [f"    return {result}"]
+
+
+def result_type(call: Any, written: str) -> np.dtype:
+    """The dtype of the array the last kernel writes (``written``, a name): the call's
+    result dtype itself where the two are equal, so that one of two names for a type
+    comes back as given (``longlong`` where ``int64`` is ``long``, as numpy keeps it)."""
+    dtype = np.dtype(written)
+    return call.result if dtype == call.result else dtype
 
 
 def _strided(view: np.ndarray, k: int, lend: dict[int, str]) -> str:

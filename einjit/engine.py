@@ -18,7 +18,8 @@ import numpy as np
 
 from . import buffers, cache
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .dispatch import FastTable, Runner, entry_point, numba_type, signature, with_out
+from .dispatch import (FastTable, Runner, entry_point, numba_type, result_type, signature,
+                       with_out)
 from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
@@ -404,7 +405,9 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
         if i == len(plan.steps) - 1 and call.direct_out:
             targets.append(call.out)
         else:
-            targets.append(buffers.empty(shape, out.dtype))
+            last = i == len(plan.steps) - 1
+            targets.append(buffers.empty(shape, result_type(call, out.dtype) if last
+                                         else out.dtype))
     return targets
 
 
@@ -609,7 +612,8 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     Parameters are numpy's.  ``optimize`` picks how expressions with three or more
     operands are split into pairwise kernels: ``"auto"`` (einjit's default),
     ``True``/``"greedy"``, ``"optimal"``, an explicit ``["einsum_path", (0, 1), ...]``,
-    or ``False`` for one fused loop nest over all operands.  ``order="K"`` and ``"A"``
+    or ``False`` for one fused loop nest over all operands; beyond numpy's names, also
+    opt_einsum's finders ``"dp"`` and ``"branch-2"`` (numpy raises KeyError for them).  ``order="K"`` and ``"A"``
     give a Fortran-ordered result when every operand is Fortran-ordered, C otherwise.
     ``target``: ``None`` computes on the CPU unless an operand is a device array (one
     with ``__cuda_array_interface__``), ``"cpu"``, or ``"cuda"`` (numpy operands are

@@ -413,3 +413,15 @@ def test_merging_respects_strides_broadcasts_and_dynamic_labels():
     np.testing.assert_allclose(f(a), a.sum((1, 2)), rtol=1e-12)
     assert {ix.name for ix in einjit.CompiledEinsum("ijk->i", dynamic=True).explain(a)
             .nests[0].kernel.indices} == {"i", "j"}
+
+
+def test_longlong_operands_give_a_longlong_result_as_numpy_does():
+    # int64 has two names (long 'l', longlong 'q'); numpy keeps the operands' one
+    q = np.arange(1, 7, dtype="q").reshape(2, 3)
+    for eq, ops in [("ij->", (q,)), ("ij->i", (q,)), ("ij,ij->i", (q, q)), ("ij,kj->ik", (q, q))]:
+        want = np.einsum(eq, *ops)
+        for _ in range(2):  # the launcher too
+            got = einjit.einsum(eq, *ops)
+            assert type(got) is type(want) and got.dtype.char == want.dtype.char == "q"
+            np.testing.assert_array_equal(got, want)
+
