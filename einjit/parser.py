@@ -201,6 +201,11 @@ def split_arguments(args: Sequence[Any]) -> tuple[Equation, list[Any]]:
         raise ValueError(
             "einsum: must specify the einstein sum subscripts string and at least one "
             "operand, or at least one operand and its corresponding subscripts list")
+    if isinstance(args[0], bytes):  # numpy reads bytes subscripts as ASCII text too
+        try:
+            args = (args[0].decode("ascii"),) + tuple(args[1:])
+        except UnicodeDecodeError:
+            raise ValueError(f"einsum: the subscripts {args[0]!r} are not ASCII text") from None
     if isinstance(args[0], str):
         equation = _parse_string(args[0])
         operands = list(args[1:])

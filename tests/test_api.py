@@ -425,3 +425,10 @@ def test_longlong_operands_give_a_longlong_result_as_numpy_does():
             assert type(got) is type(want) and got.dtype.char == want.dtype.char == "q"
             np.testing.assert_array_equal(got, want)
 
+
+def test_bytes_subscripts_are_read_as_ascii_text():
+    a = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(einjit.einsum(b"ij,kj->ik", a, a),
+                                  np.einsum(b"ij,kj->ik", a, a))
+    with pytest.raises(ValueError):
+        einjit.einsum(b"\xff", a)
