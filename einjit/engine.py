@@ -9,6 +9,7 @@ kernels); :func:`run` executes one.  :func:`einsum` chains them with the in-memo
 from __future__ import annotations
 
 import math
+import string
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_
                      check_out_cast, numba_dtype, result_dtype)
 from .ir import LoopNest, Plan
 from .parser import Equation, EinsumSpec, bind, split_arguments
-from .planner import DEFAULT_FOLD, Fold, make_plan, memory_limit, resolve_path, with_copies
+from .planner import DEFAULT_FOLD, Fold, make_plan, resolve_path, with_copies
 from . import schedule as schedule_module
 from .schedule import copies, lower, partial_spread, partials, schedule
 from .views import c_strides, canonical_view, coalesce, permuted_view, stride_rank
@@ -96,16 +97,10 @@ class Call:
         if self.spec.output:  # not a 0-d result
             return True
         terms = [tuple(t) for t in self.spec.inputs]
-        n = len(terms)
-        path = [tuple(range(n))]  # numpy's path for None, or two operands: one step
+        path = [tuple(range(len(terms)))]  # numpy's path for None, or two operands
         if opt is not None:
             path = _numpy_path(terms, self.spec.size, opt) or path
-        for step in path[:-1]:
-            picked = [terms[i] for i in step]
-            terms = [t for i, t in enumerate(terms) if i not in step]
-            left = {lb for t in terms for lb in t}
-            terms.append(tuple(dict.fromkeys(lb for t in picked for lb in t if lb in left)))
-        last = [terms[i] for i in path[-1]] if all(i < len(terms) for i in path[-1]) else []
+        last = _last_step(terms, path)
         if len(last) != 2:
             return True
         size = self.spec.size
@@ -324,10 +319,11 @@ def output_axes(order: str, output: tuple[str, ...], views: Sequence[np.ndarray]
 
 def _numpy_path(terms: Sequence[tuple[str, ...]], size: dict[str, int], optimize: Any
                 ) -> list[tuple[int, ...]] | None:
-    """The contraction path numpy's ``einsum`` takes for ``optimize`` (its finder, run on
-    shape-only stand-ins; no product is computed), or einjit's where numpy has no such
-    finder; None where neither can make one (the plan reports the error)."""
-    equation = ",".join("".join(t) for t in terms) + "->"
+    """The path numpy's ``einsum`` takes to a 0-d result for ``optimize`` (its finder,
+    run on shape-only stand-ins; no product is computed), or einjit's where numpy has no
+    such finder; None where neither can make one (the plan reports the error)."""
+    letter = dict(zip(dict.fromkeys(lb for t in terms for lb in t), string.ascii_letters))
+    equation = ",".join("".join(letter.get(lb, "?") for lb in t) for t in terms) + "->"
     stand_ins = [np.broadcast_to(np.empty(()), tuple(size[lb] for lb in t)) for t in terms]
     try:
         found = np.einsum_path(equation, *stand_ins, optimize=optimize)[0][1:]
@@ -337,6 +333,19 @@ def _numpy_path(terms: Sequence[tuple[str, ...]], size: dict[str, int], optimize
         except Exception:  # noqa: BLE001
             return None
     return [tuple(int(i) for i in step) for step in found]
+
+
+def _last_step(terms: Sequence[tuple[str, ...]], path: Sequence[tuple[int, ...]]
+               ) -> list[tuple[str, ...]]:
+    """The operands' labels at the last step of ``path`` (as numpy numbers its operands:
+    each step's result appended last, keeping the labels still used elsewhere)."""
+    terms = list(terms)
+    for step in path[:-1]:
+        picked = [terms[i] for i in step]
+        terms = [t for i, t in enumerate(terms) if i not in step]
+        left = {lb for t in terms for lb in t}
+        terms.append(tuple(dict.fromkeys(lb for t in picked for lb in t if lb in left)))
+    return [terms[i] for i in path[-1] if i < len(terms)]
 
 
 @dataclass
@@ -613,8 +622,9 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     operands are split into pairwise kernels: ``"auto"`` (einjit's default),
     ``True``/``"greedy"``, ``"optimal"``, an explicit ``["einsum_path", (0, 1), ...]``,
     or ``False`` for one fused loop nest over all operands; beyond numpy's names, also
-    opt_einsum's finders ``"dp"`` and ``"branch-2"`` (numpy raises KeyError for them).  ``order="K"`` and ``"A"``
-    give a Fortran-ordered result when every operand is Fortran-ordered, C otherwise.
+    opt_einsum's finders ``"dp"`` and ``"branch-2"`` (numpy raises KeyError for them).
+    ``order="K"`` and ``"A"`` give a Fortran-ordered result when every operand is
+    Fortran-ordered, C otherwise.
     ``target``: ``None`` computes on the CPU unless an operand is a device array (one
     with ``__cuda_array_interface__``), ``"cpu"``, or ``"cuda"`` (numpy operands are
     copied to the GPU and the result back; see :mod:`einjit.cuda`).
