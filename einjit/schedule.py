@@ -60,9 +60,13 @@ _T = "tb"
 class Policy:
     """The scheduler's thresholds (part of every compiled plan's cache key).
 
-    ``parallel_min_work``: body evaluations below which a kernel stays serial (a
-    hand-over to einjit's chunk workers costs 4-10 us; from 2**18 terms two threads won
-    on every element-wise kernel and most sums measured, and from 2**17 on some).
+    ``parallel_min_work``: body evaluations below which a kernel stays serial.  A
+    hand-over to einjit's chunk workers costs 4-10 us while they spin, but a call
+    between other work (another library's calls, as in a benchmark, with the caches
+    cold) finds them asleep, and waking one costs tens of microseconds, more on a busy
+    host: of 46 random kernels of 2**18 to 2**20 terms timed that way, every one ran
+    faster serially (geometric mean 0.67 of the two-thread time, 0.41 to 0.94); called
+    back to back, 0.83 (four slower, up to 1.42 in float64).
     ``gemm_min_work``: multiply-adds from which a GEMM-shaped kernel runs as a BLAS call
     rather than loops.  ``block``: accumulators in a blocked
     output loop.  ``chunk``: terms per partial sum in long float reductions.
@@ -101,7 +105,7 @@ class Policy:
     swap the policy to drive every strategy with small shapes.
     """
 
-    parallel_min_work: int = 1 << 18
+    parallel_min_work: int = 1 << 20
     gemm_min_work: int = 1 << 14
     gemv_min_work: int = 1 << 16
     block: int = 512

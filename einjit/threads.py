@@ -15,8 +15,9 @@ kernel takes 0.7-1.3 s to compile against 0.15-0.25 s serially (``shared/MEASURE
 ``benchmarks/coldstart.py``), and the first one a process loads starts Numba's thread
 pool.  ``Policy(chunked=False)`` (:mod:`einjit.schedule`) brings ``prange`` back.  A
 hand-over to a chunk worker costs 4-10 us where the workers spin (:mod:`einjit.spin`),
-15-45 us where they sleep on locks only, a ``prange`` launch about 3 us: parallel loops
-are scheduled from ``Policy.parallel_min_work`` body evaluations.
+15-45 us where they sleep on locks only (tens of microseconds more to wake a worker
+idle for a while, see ``Policy.parallel_min_work``), a ``prange`` launch about 3 us:
+parallel loops are scheduled from ``Policy.parallel_min_work`` body evaluations.
 
 >>> import numpy as np
 >>> def fill(out, c, n):  # chunk c of n

@@ -151,7 +151,7 @@ def test_short_innermost_loops_hide_their_trip_count():
 
 def test_blocked_output_parallel_outer_loop():
     # (no rows index: one block of 512 accumulators, in memory)
-    x, b = _ints(8, 64), _ints(8, 64, 700)
+    x, b = _ints(24, 64), _ints(24, 64, 700)
     (nest,) = _check("aj,ajk->ak", x, b)
     assert nest.schedule.block == ("k", 512) and nest.schedule.parallel == "a"
     assert nest.schedule.block_rows is None
