@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import AbstractSet, Any, Callable, Sequence
 
 import numpy as np
 
@@ -567,7 +567,7 @@ def _partners(n: int, contractions: Sequence[tuple[int, ...]]
 
 
 def _laid_out_like(out: Labels, partners: Sequence[Labels],
-                   kept: set[str] = frozenset()) -> Labels:  # type: ignore[assignment]
+                   kept: AbstractSet[str] = frozenset()) -> Labels:
     """An intermediate's index order, from the operands it will next be combined with.
 
     The indices it shares with its largest partner go innermost, in the partner's order,
