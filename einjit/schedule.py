@@ -1017,11 +1017,17 @@ def _summed(kernel: Kernel, sched: Schedule, loops: Sequence[str], step: Stmt,
     if sched.tile is not None and tuple(loops[-2:]) == sched.tile[:2]:
         u, v, size = sched.tile
         return _nest(loops[:-2], kernel, _tiled(kernel, u, v, size, (step,), False), None)
-    if (fuse <= 1 and len(loops) >= 2 and isinstance(step, Accumulate) and step.op == "add"
-            and kernel.accumulate[0] in "fc"
-            and _product(kernel.extent[i] for i in loops) > POLICY.chunk):
-        return _in_partials(kernel, loops, step)
+    if fuse <= 1 and isinstance(step, Accumulate) and _partials_pay(kernel, loops, (step,)):
+        return _in_partials(kernel, loops, (step,))
     return _nest(loops, kernel, (step,), None, fuse, "fr")
+
+
+def _partials_pay(kernel: Kernel, loops: Sequence[str], steps: Sequence[Accumulate]) -> bool:
+    """Whether float sums over nested reduction loops of more than ``Policy.chunk`` terms
+    should add each loop's terms into a partial of its own (see :func:`_in_partials`)."""
+    return (len(loops) >= 2 and all(s.op == "add" for s in steps)
+            and kernel.accumulate[0] in "fc"
+            and _product(kernel.extent[i] for i in loops) > POLICY.chunk)
 
 
 #: The fewest terms beneath a reduction loop's body for :func:`_in_partials` to give it a
@@ -1029,9 +1035,11 @@ def _summed(kernel: Kernel, sched: Schedule, loops: Sequence[str], step: Stmt,
 _PARTIAL_MIN = 16
 
 
-def _in_partials(kernel: Kernel, loops: Sequence[str], step: Accumulate) -> tuple[Stmt, ...]:
-    """A float sum over nested reduction loops, each loop's body (of ``_PARTIAL_MIN``
-    terms or more) summed into a partial of its own, then added to the loop outside's.
+def _in_partials(kernel: Kernel, loops: Sequence[str], steps: Sequence[Accumulate]
+                 ) -> tuple[Stmt, ...]:
+    """Float sums over nested reduction loops (``steps``: one per accumulator), each
+    loop's body (of ``_PARTIAL_MIN`` terms or more) summed into partials of its own,
+    then added to the loop outside's.
 
     One accumulator for every term loses precision as the sum grows: its rounding
     error grows with the number of terms added to it (``ab,bc,cd->`` over 300 x 300
@@ -1044,7 +1052,7 @@ def _in_partials(kernel: Kernel, loops: Sequence[str], step: Accumulate) -> tupl
     >>> from einjit.ir import Index, Kernel, Operand, SUM, product
     >>> k = Kernel("k", (Operand("a0", "float32", ("i", "j")),), Operand("out", "float32", ()),
     ...            (Index("i", 100), Index("j", 100)), product(1, (("i", "j"),)), SUM, "float32")
-    >>> nest = _in_partials(k, ("i", "j"), Accumulate(Var("acc"), "add", k.body, "float32"))
+    >>> nest = _in_partials(k, ("i", "j"), [Accumulate(Var("acc"), "add", k.body, "float32")])
     >>> for line in nest[0].lines():
     ...     print(line)
     for i in range(100):
@@ -1056,17 +1064,21 @@ def _in_partials(kernel: Kernel, loops: Sequence[str], step: Accumulate) -> tupl
     sizes, extent = kernel.sizes, kernel.extent
     identity = kernel.reduce.identity
 
-    def level(i: int, target: Var) -> Stmt:
+    def level(i: int, targets: tuple[Var, ...]) -> Stmt:
         name = loops[i]
         if i == len(loops) - 1:
-            return Loop(name, sizes[name], (replace(step, acc=target),))
+            return Loop(name, sizes[name], tuple(replace(s, acc=t)
+                                                 for s, t in zip(steps, targets)))
         if _product(extent[n] for n in loops[i + 1:]) < _PARTIAL_MIN:
-            return Loop(name, sizes[name], (level(i + 1, target),))
-        part = Var(f"sum{i}")
-        return Loop(name, sizes[name], (Init(part, step.dtype, identity), level(i + 1, part),
-                                        Accumulate(target, step.op, part, step.dtype)))
+            return Loop(name, sizes[name], (level(i + 1, targets),))
+        parts = tuple(Var(f"sum{i}" if len(steps) == 1 else f"sum{i}_{s.acc.name}")
+                      for s in steps)
+        return Loop(name, sizes[name], (
+            *(Init(p, s.dtype, identity) for p, s in zip(parts, steps)),
+            level(i + 1, parts),
+            *(Accumulate(t, s.op, p, s.dtype) for t, p, s in zip(targets, parts, steps))))
 
-    return (level(0, step.acc),)
+    return (level(0, tuple(s.acc for s in steps)),)
 
 
 def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequence[str]
@@ -1353,6 +1365,8 @@ def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str
                   _store_cast(kernel, Var(acc), True))
             for (acc, _, _), names in zip(cells, where))
         inits = tuple(Init(Var(acc), dtype, red.identity) for acc, _, _ in cells)
+        if _partials_pay(kernel, inner, steps):
+            return inits + _in_partials(kernel, inner, steps) + stores
         return inits + _nest(inner, kernel, steps, None) + stores
 
     head = (Let("v0", Call("mul", (Var("vb"), Const(n)))),) + tuple(
