@@ -99,7 +99,10 @@ class Call:
         terms = [tuple(t) for t in self.spec.inputs]
         path = [tuple(range(len(terms)))]  # numpy's path for None, or two operands
         if opt is not None:
-            path = _numpy_path(terms, self.spec.size, opt) or path
+            found = _numpy_path(terms, self.spec.size, opt)
+            if found == []:  # no step at all (["einsum_path"]): numpy returns its operand
+                return False
+            path = found or path
         last = _last_step(terms, path)
         if len(last) != 2:
             return True
@@ -329,9 +332,10 @@ def _numpy_path(terms: Sequence[tuple[str, ...]], size: dict[str, int], optimize
         found = np.einsum_path(equation, *stand_ins, optimize=optimize)[0][1:]
     except Exception:  # noqa: BLE001 - an einjit-only finder ("dp"), odd labels
         try:
-            return list(resolve_path(optimize, terms, (), size) or ())
+            path = resolve_path(optimize, terms, (), size)
         except Exception:  # noqa: BLE001
             return None
+        return None if path is None else list(path)
     return [tuple(int(i) for i in step) for step in found]
 
 

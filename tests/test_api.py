@@ -266,6 +266,15 @@ def test_float32_sums_over_nested_loops_keep_their_precision():
     c = rng.random((12, 12, 12), dtype=np.float32)
     exact = np.einsum("abc,cde,efg->", *[c.astype(np.float64)] * 3)
     assert abs(einjit.einsum("abc,cde,efg->", c, c, c, optimize=False) / exact - 1) < 2e-6
+    # four output values at once in registers, half a million terms each (opt_einsum's
+    # test_contract case, at float32: relative error 1e-4 with one accumulator each)
+    eq = "hbc,bdef,cdkj,ji,ikeh,lfo"
+    ops = [rng.random(sh, dtype=np.float32) for sh in
+           ((6, 3, 4), (3, 5, 4, 3), (4, 5, 3, 4), (4, 5), (5, 3, 4, 6), (2, 3, 4))]
+    exact = np.einsum(eq, *[op.astype(np.float64) for op in ops])
+    got = einjit.einsum(eq, *ops, optimize=False)
+    assert "4 values of o at once" in str(einjit.explain(eq, *ops, optimize=False).nests[0])
+    np.testing.assert_allclose(got, exact, rtol=2e-6)
 
 
 @pytest.mark.parametrize("optimize", [False, True, "greedy", "optimal", None,
@@ -292,6 +301,15 @@ def test_full_contractions_return_what_numpy_returns_for_each_optimize(optimize)
             got = einjit.einsum(eq, *ops, optimize=optimize)
             assert type(got) is type(want), (eq, optimize)
             np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_a_path_of_no_steps_returns_a_0d_array_as_numpy_does():
+    # optimize=["einsum_path"] on one operand: numpy's path has no step and it returns
+    # its operand as an array (opt_einsum's test_pathinfo_for_empty_contraction)
+    for _ in range(2):
+        got = einjit.einsum("->", 1.0, optimize=["einsum_path"])
+        assert type(got) is np.ndarray and got.shape == () and got == 1.0
+    assert type(einjit.einsum("->", 1.0)) is np.float64
 
 
 @pytest.mark.parametrize("optimize", [("greedy", 10), ("optimal", 1e6), ("greedy", 0),
