@@ -117,28 +117,40 @@ class _Worker:
 def prepare() -> None:
     """Compile (or load from the kernel cache) the workers' spin loop now: a plan that
     runs on the workers calls this when it is built, so that a warm-up covers it."""
-    _spinning()
+    _spin_loop()
 
 
 _NUMBA = "numba"
 _unspinnable = False  # the spin loop failed to compile once: not tried again
 
 
-def _spinning() -> tuple[Any, Any]:
-    """The spin loop and a new worker's flags, or (None, None) where the spin loop
-    cannot be compiled (the workers then sleep on their locks only), or where Numba is
-    not loaded: a process that only splits BLAS batches over the workers does not import
-    it for them (until a Numba kernel runs; then the workers take up spinning)."""
+def _spin_loop() -> Any:
+    """The compiled spin loop (its speed measured), or None where it cannot be compiled
+    (the workers then sleep on their locks only), or where Numba is not loaded: a
+    process that only splits BLAS batches over the workers does not import it for them
+    (until a Numba kernel runs; then the workers take up spinning)."""
     global _unspinnable
     if _unspinnable or _NUMBA not in sys.modules:
-        return None, None
+        return None
     try:
         from . import spin
 
-        return spin.waiter(), spin.Flags(spin.rounds_per_us())
+        wait = spin.waiter()
+        spin.rounds_per_us()
+        return wait
     except Exception:  # noqa: BLE001 - only speed depends on it
         _unspinnable = True
+        return None
+
+
+def _spinning() -> tuple[Any, Any]:
+    """The spin loop and a new worker's flags, or (None, None) without a spin loop."""
+    wait = _spin_loop()
+    if wait is None:
         return None, None
+    from . import spin
+
+    return wait, spin.Flags(spin.rounds_per_us())
 
 
 _workers: list[_Worker] = []
