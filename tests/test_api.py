@@ -382,9 +382,10 @@ def test_an_intermediate_the_result_is_made_of_is_laid_out_like_it():
 
 
 def test_an_intermediate_keeps_its_batch_index_off_the_innermost_axis():
-    # cb,cdb->(c?b?) then abd,(..)->cda: d is the second product's batch index; with d
-    # innermost (as abd has it) no matrix of the intermediate has a unit stride and the
-    # product would copy it: it is laid out cdb, read as matrices in place
+    # cb,cdb -> an intermediate over c, d, b, then abd with it -> cda: d is that second
+    # product's batch index; with d innermost (as abd has it) no matrix of the
+    # intermediate has a unit stride and BLAS would copy it: it is laid out cdb instead,
+    # read as matrices in place
     rng = np.random.default_rng(8)
     ops = [rng.random(s) for s in ((16, 64, 5), (48, 64), (48, 5, 64))]
     explained = einjit.explain("abd,cb,cdb->cda", *ops)
