@@ -8,6 +8,7 @@ kernels); :func:`run` executes one.  :func:`einsum` chains them with the in-memo
 
 from __future__ import annotations
 
+import functools
 import math
 import string
 import threading
@@ -324,7 +325,25 @@ def _numpy_path(terms: Sequence[tuple[str, ...]], size: dict[str, int], optimize
                 ) -> list[tuple[int, ...]] | None:
     """The path numpy's ``einsum`` takes to a 0-d result for ``optimize`` (its finder,
     run on shape-only stand-ins; no product is computed), or einjit's where numpy has no
-    such finder; None where neither can make one (the plan reports the error)."""
+    such finder; None where neither can make one (the plan reports the error).  Kept
+    per equation, sizes and ``optimize`` (a call whose operands are not arrays, Python
+    numbers say, asks again on every call: numpy's finder takes about 30 us)."""
+    key = (tuple(tuple(t) for t in terms), tuple(sorted(size.items())))
+    try:
+        return _numpy_path_kept(*key, optimize)
+    except TypeError:  # an unhashable optimize= (an explicit path as a list)
+        return _find_numpy_path(*key, optimize)
+
+
+@functools.lru_cache(maxsize=256)
+def _numpy_path_kept(terms: tuple[tuple[str, ...], ...], sizes: tuple[tuple[str, int], ...],
+                     optimize: Any) -> list[tuple[int, ...]] | None:
+    return _find_numpy_path(terms, sizes, optimize)
+
+
+def _find_numpy_path(terms: tuple[tuple[str, ...], ...], sizes: tuple[tuple[str, int], ...],
+                     optimize: Any) -> list[tuple[int, ...]] | None:
+    size = dict(sizes)
     letter = dict(zip(dict.fromkeys(lb for t in terms for lb in t), string.ascii_letters))
     equation = ",".join("".join(letter.get(lb, "?") for lb in t) for t in terms) + "->"
     stand_ins = [np.broadcast_to(np.empty(()), tuple(size[lb] for lb in t)) for t in terms]
