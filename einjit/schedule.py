@@ -752,7 +752,7 @@ def _packed(kernel: Kernel, block: tuple[str, int], rows: tuple[str, int],
     and an input laid out along the reductions is read across its rows, w loads per
     step.  The panel is one run of memory (sq = (x - y) ** 2 over id,dj->ij, 2048 x
     2048 x 64 float64: 10.5 -> 7.7 ms)."""
-    (v, w), (u, m) = block, rows
+    (v, w), (u, _) = block, rows
     extent = kernel.extent
     if kernel.dynamic or extent[u] < POLICY.pack_rows or extent[v] < POLICY.tile_terms:
         return ()

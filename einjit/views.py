@@ -15,7 +15,7 @@ strides of a C-ordered array, and vectorises loops over it, but not over a trans
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
