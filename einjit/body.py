@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .ir import Call, Cast, Const, Expr, Load, Reduction, SUM
+from .ir import Call, Const, Expr, Load, Reduction, SUM, map_loads
 
 __all__ = ["FUNCTIONS", "REDUCTIONS", "translate", "reduction", "body_dtypes", "semiring",
            "numba_reason", "compile_errors"]
@@ -261,13 +261,7 @@ def _flatten(expr: Expr, op: str) -> list[Expr]:
 
 def with_indices(expr: Expr, labels: Sequence[tuple[str, ...]]) -> Expr:
     """``expr`` with each ``Load(k)`` given operand k's labels."""
-    if isinstance(expr, Load):
-        return Load(expr.operand, tuple(labels[expr.operand]))
-    if isinstance(expr, Call):
-        return Call(expr.op, tuple(with_indices(a, labels) for a in expr.args))
-    if isinstance(expr, Cast):
-        return Cast(with_indices(expr.value, labels), expr.dtype)
-    return expr
+    return map_loads(expr, lambda ld: Load(ld.operand, tuple(labels[ld.operand])))
 
 
 def is_sum(reduce: Reduction) -> bool:

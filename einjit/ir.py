@@ -24,7 +24,7 @@ kernel k0: out[i] = sum_j a0[i,j] * a1[j]   (i=3, j=4; accumulate float64)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, Union
 
 __all__ = [
     "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Dim", "Expr", "Reduction", "SUM", "Kernel",
@@ -155,6 +155,21 @@ def loads(expr: Expr) -> list[Load]:
     if isinstance(expr, Cast):
         return loads(expr.value)
     return [ld for a in expr.args for ld in loads(a)]
+
+
+def map_loads(expr: Expr, fn: Callable[[Load], Expr]) -> Expr:
+    """``expr`` with each :class:`Load` replaced by ``fn(load)``.
+
+    >>> print(map_loads(product(2, (("i",), ("i",))), lambda ld: Load(ld.operand, ("j",))))
+    a0[j] * a1[j]
+    """
+    if isinstance(expr, Load):
+        return fn(expr)
+    if isinstance(expr, Cast):
+        return Cast(map_loads(expr.value, fn), expr.dtype)
+    if isinstance(expr, Call):
+        return Call(expr.op, tuple(map_loads(a, fn) for a in expr.args))
+    return expr
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ import numpy as np
 
 from .ir import (CHUNK, SLOT, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, GemmLayout,
                  Index, Init, Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store,
-                 Update, Var, loads)
+                 Update, Var, loads, map_loads)
 from .views import c_strides
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "partial_spread", "copies",
@@ -1428,20 +1428,13 @@ def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str
 
 def _renamed_all(expr: Expr, names: dict[str, str]) -> Expr:
     """``expr`` with each index ``old`` of ``names`` read as ``names[old]``."""
-    for old, new in names.items():
-        expr = _renamed(expr, old, new)
-    return expr
+    return map_loads(expr, lambda ld: Load(ld.operand,
+                                           tuple(names.get(ix, ix) for ix in ld.indices)))
 
 
 def _renamed(expr: Expr, old: str, new: str) -> Expr:
     """``expr`` with index ``old`` read as ``new`` in every load."""
-    if isinstance(expr, Load):
-        return Load(expr.operand, tuple(new if ix == old else ix for ix in expr.indices))
-    if isinstance(expr, Cast):
-        return Cast(_renamed(expr.value, old, new), expr.dtype)
-    if isinstance(expr, Call):
-        return Call(expr.op, tuple(_renamed(a, old, new) for a in expr.args))
-    return expr
+    return _renamed_all(expr, {old: new})
 
 
 def _store_cast(kernel: Kernel, value: Expr, reduced: bool) -> Expr:
@@ -1602,13 +1595,7 @@ def _panel_at(kernel: Kernel, k: int, inner: Sequence[str], count: int) -> Expr:
 
 def _from_panels(expr: Expr, panels: dict[int, Var]) -> Expr:
     """``expr`` with each load of an input in ``panels`` read from its panel instead."""
-    if isinstance(expr, Load):
-        return panels.get(expr.operand, expr)
-    if isinstance(expr, Cast):
-        return Cast(_from_panels(expr.value, panels), expr.dtype)
-    if isinstance(expr, Call):
-        return Call(expr.op, tuple(_from_panels(a, panels) for a in expr.args))
-    return expr
+    return map_loads(expr, lambda ld: panels.get(ld.operand, ld))
 
 
 def _dtype_of(expr: Expr, kernel: Kernel) -> str:
