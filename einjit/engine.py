@@ -330,17 +330,12 @@ def _numpy_path(terms: Sequence[tuple[str, ...]], size: dict[str, int], optimize
     numbers say, asks again on every call: numpy's finder takes about 30 us)."""
     key = (tuple(tuple(t) for t in terms), tuple(sorted(size.items())))
     try:
-        return _numpy_path_kept(*key, optimize)
-    except TypeError:  # an unhashable optimize= (an explicit path as a list)
         return _find_numpy_path(*key, optimize)
+    except TypeError:  # an unhashable optimize= (an explicit path as a list): not kept
+        return _find_numpy_path.__wrapped__(*key, optimize)
 
 
 @functools.lru_cache(maxsize=256)
-def _numpy_path_kept(terms: tuple[tuple[str, ...], ...], sizes: tuple[tuple[str, int], ...],
-                     optimize: Any) -> list[tuple[int, ...]] | None:
-    return _find_numpy_path(terms, sizes, optimize)
-
-
 def _find_numpy_path(terms: tuple[tuple[str, ...], ...], sizes: tuple[tuple[str, int], ...],
                      optimize: Any) -> list[tuple[int, ...]] | None:
     size = dict(sizes)
