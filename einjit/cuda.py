@@ -213,6 +213,13 @@ class _StepRun:
         last = arrays.pointer(target)
         if last[1] == 0 or any(p[1] == 0 for p in pointers):
             return False
+        self.launch(arrays, pointers, last)
+        return True
+
+    def launch(self, arrays: Arrays, pointers: Sequence[cuda_launch.Pointer],
+               last: cuda_launch.Pointer) -> None:
+        """Launch through the direct launchers (``self.direct[0]``, none of the arrays
+        empty): the step's arguments at ``pointers``, its result at ``last``."""
         launchers = self.direct[0]
         if self.scratch:
             held = arrays.empty(self.scratch, self.scratch_dtype)  # alive until launched
@@ -223,7 +230,6 @@ class _StepRun:
                 launchers[1]([part, last])
         elif launchers[0] is not None:
             launchers[0]([*pointers, last])
-        return True
 
     def _run_numba(self, arrays: Arrays, flats: Sequence[Any], target: Any, stream: Any
                    ) -> None:
@@ -393,17 +399,11 @@ def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
     key: Hashable = None
     if out is None and dtype is None and order == "K" and casting == "safe" and operands \
             and type(operands[0]) is str:
-        sig = _signature(operands[1:])
-        if sig is not None:
-            key = (operands[0], None if fold.default else how,
-                   None if optimize is engine.DEFAULT_OPTIMIZE else optimize, sig)
-            try:
-                bound = _FAST.get(key)
-            except TypeError:  # an unhashable optimize= path: no fast path
-                bound = key = None
-            if bound is not None and bound.policy is schedule_cuda.POLICY:
-                cache.STATS.hits += 1
-                return bound(operands[1:])
+        key = _fast_key(operands, None if fold.default else how, optimize)
+        bound = _FAST.get(key) if key is not None else None
+        if bound is not None and bound.policy is schedule_cuda.POLICY:
+            cache.STATS.hits += 1
+            return bound(operands[1:])
     equation, arrays = split_arguments(operands)
     arrays = [resolved(a) for a in arrays]
     if not fold.default and (dtype is not None or casting != "safe"):
@@ -552,6 +552,36 @@ def _signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
 #: (equation, fold, optimize, operand signature) -> the bound call (device operands only).
 _FAST: dict[Hashable, _Bound] = {}
 
+#: What :func:`fast_call` returns when the call has no bound entry yet.
+MISS = object()
+
+
+def _fast_key(operands: Sequence[Any], fold: Any, optimize: Any) -> Hashable:
+    """The key of a call in :data:`_FAST` (``operands[0]`` is the equation), or None
+    when it has none (an operand that is not a device array, an unhashable path)."""
+    sig = _signature(operands[1:])
+    if sig is None:
+        return None
+    key = (operands[0], fold, None if optimize is engine.DEFAULT_OPTIMIZE else optimize, sig)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable optimize= path
+        return None
+    return key
+
+
+def fast_call(operands: Sequence[Any], optimize: Any) -> Any:
+    """The result of a plain call (no out=, dtype=, order= or casting=; the default
+    body) that this process has bound already, or :data:`MISS`: the engine asks this
+    before looking for device operands, so that a repeated call on device arrays skips
+    that walk (a few microseconds of a call that costs about 25)."""
+    key = _fast_key(operands, None, optimize)
+    bound = _FAST.get(key) if key is not None else None
+    if bound is None or bound.policy is not schedule_cuda.POLICY:
+        return MISS
+    cache.STATS.hits += 1
+    return bound(operands[1:])
+
 
 @dataclass(frozen=True)
 class _Operand:
@@ -592,6 +622,10 @@ class _Bound:
         if self.view is not None:
             return arrays.strided(first, *self.view)
         assert self.compiled is not None
+        if out is None and len(self.compiled.runs) == 1 and arrays.stream() is None:
+            result = self._run_direct(arrays, operands, self.compiled.runs[0])
+            if result is not None:
+                return result
         flats = [arrays.flat(a, op.geo.dtype, op.low, op.count) if op.geo is not None
                  else _number(arrays, op.value) for a, op in zip(operands, self.operands)]
         if out is not None:
@@ -602,6 +636,25 @@ class _Bound:
             return out
         result = arrays.empty(math.prod(self.shape), self.compute)
         self.how.run(self.compiled, arrays, flats, result)
+        return arrays.strided(result, self.shape, self.strides, self.compute)
+
+    def _run_direct(self, arrays: Arrays, operands: Sequence[Any], step: _StepRun) -> Any:
+        """A one-step plan whose kernels launch directly: the operands' addresses taken
+        without flat views (a view costs a PyTorch tensor over a microsecond); None where
+        that does not apply (not launched yet, a number operand, an empty array)."""
+        if step.library or not (step.direct and step.direct[0]):
+            return None
+        pointers = []
+        for a, op in zip(operands, self.operands):
+            if op.geo is None or op.count == 0:
+                return None
+            size = op.geo.dtype.itemsize
+            pointers.append((arrays.address(a) + op.low * size, op.count, size))
+        count = math.prod(self.shape)
+        if count == 0 or any(k >= len(pointers) for k in step.args):
+            return None
+        result = arrays.empty(count, self.compute)
+        step.launch(arrays, [pointers[k] for k in step.args], arrays.pointer(result))
         return arrays.strided(result, self.shape, self.strides, self.compute)
 
 

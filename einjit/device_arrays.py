@@ -189,6 +189,10 @@ class Arrays:
         """A flat array's (data address, element count, item size)."""
         return flat.device_ctypes_pointer.value or 0, flat.size, flat.dtype.itemsize
 
+    def address(self, x: Any) -> int:
+        """The device address of an operand's first element (its index 0, ...)."""
+        return int(x.__cuda_array_interface__["data"][0])
+
     def stream(self) -> Any:
         """The stream the call's kernels launch on (None: the default stream), looked
         up once per call."""
@@ -261,6 +265,11 @@ class TorchArrays(Arrays):
             return super().pointer(flat)
         return flat.data_ptr(), flat.numel(), flat.element_size()
 
+    def address(self, x: Any) -> int:
+        if not isinstance(x, self.lib.Tensor):
+            return super().address(x)
+        return x.data_ptr()
+
     def _stream_handle(self) -> int | None:
         raw = getattr(self.lib._C, "_cuda_getCurrentRawStream", None)
         if raw is not None:  # the handle alone: no Stream object (microseconds a call)
@@ -316,6 +325,11 @@ class CupyArrays(Arrays):
         if not isinstance(flat, self.lib.ndarray):
             return super().pointer(flat)
         return flat.data.ptr, flat.size, flat.itemsize
+
+    def address(self, x: Any) -> int:
+        if not isinstance(x, self.lib.ndarray):
+            return super().address(x)
+        return x.data.ptr
 
     def _stream_handle(self) -> int | None:
         return self.lib.cuda.get_current_stream().ptr

@@ -678,6 +678,11 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
                     return result
     if key is None:  # not all plain ndarrays, or target= given: maybe the GPU
         from . import cuda as cuda_target
+        if (target in (None, "cuda") and out is None and dtype is None and order == "K"
+                and casting == "safe" and operands and type(operands[0]) is str):
+            result = cuda_target.fast_call(operands, optimize)
+            if result is not cuda_target.MISS:
+                return result
         if cuda_target.wants_device(operands, target):
             return cuda_target.einsum(*operands, out=out, dtype=dtype, order=order,
                                       casting=casting, optimize=optimize)

@@ -86,7 +86,7 @@ def test_full_reduction_splits_over_blocks():
     k = _kernel(["i", "i", "i"], "", {"i": 10 ** 8})
     s = schedule_gpu(k, (_c((10 ** 8,)),) * 3, Layout(0, ()))
     m = s.mapping
-    assert isinstance(m, BlockPerOutput) and m.split == 1024 and s.scratch == 1024
+    assert isinstance(m, BlockPerOutput) and m.split == 2048 and s.scratch == 2048
     assert m.finish == Launch(1, 256)
 
 
@@ -127,7 +127,7 @@ def test_explain_shows_the_gpu_plan_without_a_gpu():
     assert e.backend == "numba.cuda" and "GPU schedule:" in text and "loop nest:" not in text
     # the kernel as scheduled: i and j merged into one index of every term
     assert "out[] = sum_i a0[i] * a1[i]   (i=67108864" in text
-    assert "1024 blocks per output into partial sums" in text
+    assert "2048 blocks per output into partial sums" in text
     assert "def k0_part(a0, a1, part):" in text and "@cuda.jit(cache=True)" in text
     # GEMM steps: the library's matrix product, batched where a group does not merge
     e = einjit.explain("ijk,jr,kr->ir", (512, 512, 512), (512, 64), (512, 64), target="cuda")

@@ -474,6 +474,36 @@ def test_library_arrays_every_plan(library, equation, shapes):
                 _check(host, sub, equation)
 
 
+@gpu
+@pytest.mark.parametrize("library", ["torch", "cupy"])
+def test_repeated_calls_launch_at_the_operands_addresses(library):
+    """From the second call on, a one-step plan launches directly at addresses taken
+    from the operands (no flat views): views with an offset and a stride of 2 (PyTorch)
+    or -2 (CuPy), and a split reduction's two kernels."""
+    xp = pytest.importorskip(library)
+    schedule_cuda.set_policy(Policy())
+    rng = np.random.default_rng(16)
+    cases = [("ij,ij->i", [(40, 30), (40, 30)]), ("i,j->ij", [(33,), (17,)]),
+             ("ij->", [(300, 200)]), ("ij,jk->ik", [(9, 7), (7, 5)]),
+             ("ijk,ik->kj", [(6, 40, 20), (6, 20)])]
+    for equation, shapes in cases:
+        ops = [_data(tuple(2 * n + 2 for n in s), "float32", rng) for s in shapes]
+        dev = [xp.asarray(o, device="cuda") if library == "torch" else xp.asarray(o)
+               for o in ops]
+        cuts = [tuple(slice(1, 1 + 2 * n, 2) if library == "torch" else slice(2 * n, 0, -2)
+                      for n in s) for s in shapes]
+        dev = [d[c] for d, c in zip(dev, cuts)]
+        ops = [o[c] for o, c in zip(ops, cuts)]
+        for _ in range(3):
+            got = einjit.einsum(equation, *dev)
+            host = got.cpu().numpy() if library == "torch" else got.get()
+            _check(host, ops, equation)
+        bound = [b for k, b in cuda_target._FAST.items() if k[0] == equation
+                 and b.compiled is not None and len(b.compiled.runs) == 1]
+        assert any(b.compiled.runs[0].direct and b.compiled.runs[0].direct[0]
+                   for b in bound), equation
+
+
 def _valid(equation, ops):
     try:
         np.einsum(equation, *ops)
