@@ -94,7 +94,17 @@ def test_outer_product_coalesces_on_the_last_output_index():
     k = _kernel(["i", "j"], "ij", {"i": 16384, "j": 16384})
     s = schedule_gpu(k, (_c((16384,)), _c((16384,))), _c((16384, 16384)))
     assert isinstance(s.mapping, ThreadPerOutput) and s.mapping.outputs == ("i", "j")
-    assert s.mapping.launch == Launch(1 << 16, 256)  # grid-stride beyond max_blocks
+    # a block per 256 columns of 4 rows: 64 x 4096 pairs, grid-stride beyond max_blocks
+    assert s.mapping.band == 4 and s.mapping.launch == Launch(1 << 16, 256)
+    assert str(s) == ("thread per output: threads over ij (j fastest), 4 rows of i per "
+                      "thread; grid 65536 x 256 threads")
+    k = _kernel(["ij", "j"], "ij", {"i": 6, "j": 40})  # a short run, rows left over
+    s = schedule_gpu(k, (_c((6, 40)), _c((40,))), _c((6, 40)))
+    assert s.mapping.band == 4 and s.mapping.launch == Launch(2, 64)
+    source = render_module(k, s, "t")
+    assert "h0 = a1[uint64(j)]" in source and "if j < 40:" in source and "if oo < 6:" in source
+    k = _kernel(["ij", "j"], "ij", {"i": 6, "j": 8})  # rows shorter than a warp: flattened
+    assert schedule_gpu(k, (_c((6, 8)), _c((8,))), _c((6, 8))).mapping.band == 1
 
 
 def test_gemm_shapes_get_shared_memory_tiles():

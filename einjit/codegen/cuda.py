@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 
-from ..ir import Call, Cast, Const, Expr, Kernel, Load, Var
+from ..ir import Call, Cast, Const, Expr, Kernel, Load, Var, map_loads
 from ..schedule_cuda import (
     BlockPerOutput,
     GpuSchedule,
@@ -335,8 +335,53 @@ def _serial_fold(p: _Printer, loops: tuple[str, ...], indent: str) -> list[str]:
     return lines + [f"{indent}{'    ' * len(loops)}{step}"]
 
 
+def _thread_band(p: _Printer, m: ThreadPerOutput) -> str:
+    """:class:`ThreadPerOutput` with ``band`` rows per thread (see its docstring)."""
+    k, extent = p.kernel, p.extent
+    last, rows = m.outputs[-1], m.outputs[:-1]
+    n_in, block, band = extent[last], m.launch.block, m.band
+    n_rows = math.prod(extent[n] for n in rows)
+    runs = -(-n_in // block)
+    hoisted: dict[Load, str] = {}
+
+    def once(ld: Load) -> Expr:  # read once per thread: no index of the band
+        if set(ld.indices) & set(rows):
+            return ld
+        return Var(hoisted.setdefault(ld, f"h{len(hoisted)}"))
+
+    # The printer picks cmath over math by the dtypes of the loads it sees: with a
+    # complex operand every load stays in place.
+    complex_ = any(np.dtype(op.dtype).kind == "c" for op in k.inputs)
+    body = k.body if complex_ else map_loads(k.body, once)
+    head, tail = _strided_loop("blk", "cuda.blockIdx.x", runs * -(-n_rows // band),
+                               "cuda.gridDim.x", "    ")
+    ind = "        "
+    lines = [f"def {k.name}({', '.join(op.name for op in k.inputs)}, out):",
+             "    tid = cuda.threadIdx.x", *head]
+    if runs == 1:
+        lines += [f"{ind}{last} = tid", f"{ind}ob = blk * {band}"]
+    else:
+        lines += [f"{ind}{last} = int64(uint64(blk) % uint64({runs})) * {block} + tid",
+                  f"{ind}ob = int64(uint64(blk) // uint64({runs})) * {band}"]
+    if n_in % block:
+        lines.append(f"{ind}if {last} < {n_in}:")
+        ind += "    "
+    lines += [f"{ind}{name} = {p.expr(ld)}" for ld, name in hoisted.items()]
+    lines.append(f"{ind}for rr in range({band}):")
+    ind += "    "
+    lines.append(f"{ind}oo = ob + rr")
+    if n_rows % band:
+        lines.append(f"{ind}if oo < {n_rows}:")
+        ind += "    "
+    lines += _unflatten("oo", rows, extent, ind)
+    lines.append(f"{ind}{p.store(p.expr(body), _known_dtype(k, k.body))}")
+    return "\n".join(lines + tail) + "\n"
+
+
 def _thread_per_output(p: _Printer, m: ThreadPerOutput) -> str:
     k, extent = p.kernel, p.extent
+    if m.band > 1:
+        return _thread_band(p, m)
     total = 1
     for n in m.outputs:
         total *= extent[n]
