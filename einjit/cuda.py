@@ -400,10 +400,9 @@ def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
     if out is None and dtype is None and order == "K" and casting == "safe" and operands \
             and type(operands[0]) is str:
         key = _fast_key(operands, None if fold.default else how, optimize)
-        bound = _FAST.get(key) if key is not None else None
-        if bound is not None and bound.policy is schedule_cuda.POLICY:
-            cache.STATS.hits += 1
-            return bound(operands[1:])
+        result = _run_bound(key, operands)
+        if result is not MISS:
+            return result
     equation, arrays = split_arguments(operands)
     arrays = [resolved(a) for a in arrays]
     if not fold.default and (dtype is not None or casting != "safe"):
@@ -570,17 +569,21 @@ def _fast_key(operands: Sequence[Any], fold: Any, optimize: Any) -> Hashable:
     return key
 
 
-def fast_call(operands: Sequence[Any], optimize: Any) -> Any:
-    """The result of a plain call (no out=, dtype=, order= or casting=; the default
-    body) that this process has bound already, or :data:`MISS`: the engine asks this
-    before looking for device operands, so that a repeated call on device arrays skips
-    that walk (a few microseconds of a call that costs about 25)."""
-    key = _fast_key(operands, None, optimize)
+def _run_bound(key: Hashable, operands: Sequence[Any]) -> Any:
+    """The result of the call bound under ``key`` (for the current policy), or MISS."""
     bound = _FAST.get(key) if key is not None else None
     if bound is None or bound.policy is not schedule_cuda.POLICY:
         return MISS
     cache.STATS.hits += 1
     return bound(operands[1:])
+
+
+def fast_call(operands: Sequence[Any], optimize: Any) -> Any:
+    """The result of a plain call (no out=, dtype=, order= or casting=; the default
+    body) that this process has bound already, or :data:`MISS`: the engine asks this
+    before looking for device operands, so that a repeated call on device arrays skips
+    that walk (a few microseconds of a call that costs about 25)."""
+    return _run_bound(_fast_key(operands, None, optimize), operands)
 
 
 @dataclass(frozen=True)

@@ -351,8 +351,8 @@ def _thread_band(p: _Printer, m: ThreadPerOutput) -> str:
 
     # The printer picks cmath over math by the dtypes of the loads it sees: with a
     # complex operand every load stays in place.
-    complex_ = any(np.dtype(op.dtype).kind == "c" for op in k.inputs)
-    body = k.body if complex_ else map_loads(k.body, once)
+    any_complex = any(np.dtype(op.dtype).kind == "c" for op in k.inputs)
+    body = k.body if any_complex else map_loads(k.body, once)
     head, tail = _strided_loop("blk", "cuda.blockIdx.x", runs * -(-n_rows // band),
                                "cuda.gridDim.x", "    ")
     ind = "        "
