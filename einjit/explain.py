@@ -157,14 +157,14 @@ def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
     if call.dynamic:
         notes.append(f"dynamic dimensions: {', '.join(sorted(call.dynamic))} (sizes read at "
                      "run time)")
-    if call.final is not None:
-        shape, unpermute = call.final
-        then = f", returned transposed to {''.join(output)}" if unpermute is not None else ""
+    shape, unpermute = call.reshaped
+    if shape is not None or unpermute is not None:
+        then = [f"reshaped to {shape}"] if shape is not None else []
+        if unpermute is not None:
+            then.append(f"returned transposed to {''.join(output)}")
+        merged = ", adjacent axes merged" if shape is not None else ""
         notes.append(f"the result is written C-ordered as {''.join(call.written)} (its memory "
-                     f"order, adjacent axes merged), then reshaped to {shape}{then}")
-    elif call.unpermute is not None:
-        notes.append(f"the result is written C-ordered as {''.join(call.written)} (its memory "
-                     f"order), then returned transposed to {''.join(call.spec.output)}")
+                     f"order{merged}), then {', '.join(then)}")
     note = "\n  ".join(notes)
     return Explanation(subscripts, call.spec.text, str(call.result), call.arith.backend,
                        plan, nests, sources, note)
