@@ -15,9 +15,14 @@ that checks the shapes, allocates the intermediates and the result and calls the
 Matrix products run as loop kernels (BLAS calls are Python-level here).  Errors in the
 equation or the operands are Numba typing errors naming the equation.
 
+A label repeated within one operand (``ii->``, ``bii->bi``) reads that operand's
+diagonal: a strided view of it (``as_strided``, the repeated axes' strides added), after
+checking that those axes agree.  A result is always a new array, also where numpy
+returns a view of the operand (``ii->i``, ``ij->ji``).
+
 Limits inside Numba: every operand is an array (no scalars or lists); a label's sizes
-must agree exactly (no size-1 broadcasting of labelled dimensions); no repeated label
-within one operand; no keyword arguments (``out=``, ``dtype=``...).
+must agree exactly (no size-1 broadcasting of labelled dimensions); no keyword
+arguments (``out=``, ``dtype=``...).
 
 Numba loads this module through its ``numba_extensions`` entry point (see
 ``pyproject.toml``), so nothing is imported before Numba compiles something.
@@ -133,10 +138,12 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         spec = bind(parsed, [(_DUMMY_EXTENT,) * t.ndim for t in array_types])
     except (ValueError, TypeError) as exc:
         raise errors.TypingError(f"{where}: {exc}") from None
-    for k, term in enumerate(spec.inputs):
-        if len(set(term)) != len(term):
-            raise errors.TypingError(f"{where}: a repeated label within operand {k} (a "
-                                     "diagonal) is not supported inside Numba")
+    # A repeated label reads a diagonal: the operand is seen through a strided view
+    # with one axis per label (its type has layout "A"), made first in the generated code.
+    terms = [tuple(dict.fromkeys(term)) for term in spec.inputs]
+    array_types = tuple(t if len(term) == len(spec.inputs[k]) else
+                        types.Array(t.dtype, len(term), "A")
+                        for k, (t, term) in enumerate(zip(array_types, terms)))
     dtypes = [as_dtype(t.dtype) for t in array_types]
     fold = fold or DEFAULT_FOLD
     try:
@@ -156,7 +163,7 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
     if arith.backend != "numba" or arith.compute != arith.result:
         raise errors.TypingError(f"{where}: dtype {result} is not supported inside Numba")
     size = spec.size
-    labels = list(spec.inputs)
+    labels = terms
     # Plan with BLAS and prange off (BLAS steps are Python-level; the caller's code may
     # itself be parallel).  The policy is module state: swap it under the lock every
     # einjit build holds, so no other thread plans with it meanwhile.
@@ -169,12 +176,16 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
             plan, nests = _plan_generic(spec, labels, size, dtypes, arith, fold, array_types)
         finally:
             schedule.POLICY = policy
-    namespace: dict[str, Any] = {"np": np}
+    namespace: dict[str, Any] = {"np": np, "as_strided": np.lib.stride_tricks.as_strided}
     lines = []
+    params = [f"a{k}" for k in range(len(array_types))]
+    for k, (term, full) in enumerate(zip(terms, spec.inputs)):
+        if len(term) != len(full):
+            lines += _diagonal(equation, k, full, term)
+            params[k] = f"d{k}"
     # shape checks: every label's extent from its first operand, the others must agree
     first_at: dict[str, tuple[int, int]] = {}
-    params = [f"a{k}" for k in range(len(array_types))]
-    for k, term in enumerate(spec.inputs):
+    for k, term in enumerate(terms):
         for axis, lb in enumerate(term):
             if lb not in first_at:
                 first_at[lb] = (k, axis)
@@ -199,11 +210,34 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         head = ["def impl(fold_id, *operands):"]
     else:
         head = ["def impl(*operands):"]
-    head += [f"    {p} = operands[{k + first - (1 if fold_id else 0)}]"
-             for k, p in enumerate(params)]
+    head += [f"    a{k} = operands[{k + first - (1 if fold_id else 0)}]"
+             for k in range(len(params))]
     text = "\n".join(head + lines) + "\n"
     exec(compile(text, f"<einjit in numba {equation}>", "exec"), namespace)
     return namespace["impl"]
+
+
+def _diagonal(equation: str, k: int, full: tuple[str, ...], term: tuple[str, ...]
+              ) -> list[str]:
+    """Lines making ``d{k}``, operand ``a{k}`` (labels ``full``) seen with one axis per
+    label of ``term``: a repeated label's axes must agree, and its strides add up."""
+    lines = []
+    shape, strides = [], []
+    for lb in term:
+        axes = [a for a, x in enumerate(full) if x == lb]
+        for a in axes[1:]:
+            lines += [f"    if a{k}.shape[{a}] != a{k}.shape[{axes[0]}]:",
+                      f"        raise ValueError({_collapsing(equation, lb, k)!r})"]
+        shape.append(f"a{k}.shape[{axes[0]}]")
+        strides.append(" + ".join(f"a{k}.strides[{a}]" for a in axes))
+    tail = "," if len(term) == 1 else ""
+    return lines + [f"    d{k} = as_strided(a{k}, shape=({', '.join(shape)}{tail}), "
+                    f"strides=({', '.join(strides)}{tail}))"]
+
+
+def _collapsing(equation: str, label: str, operand: int) -> str:
+    return (f"einjit.einsum({equation!r}): dimensions in operand {operand} for collapsing "
+            f"index {label!r} don't match")
 
 
 def _name(label: str) -> str:

@@ -72,12 +72,39 @@ def test_errors_inside_njit():
     with pytest.raises(TypingError, match="literal string"):
         not_literal("ij->i", a)
 
-    @numba.njit
-    def diagonal(x):
-        return einjit.einsum("ii->i", x)
+    with pytest.raises(ValueError, match="collapsing index 'i'"):
+        _diagonal(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="collapsing index 'j'"):
+        _diagonals(np.ones((3, 3, 2, 3)), np.ones((2,)))
 
-    with pytest.raises(TypingError, match="repeated label"):
-        diagonal(np.ones((3, 3)))
+
+@numba.njit
+def _diagonal(x):
+    return einjit.einsum("ii->i", x)
+
+
+@numba.njit
+def _trace(x):
+    return einjit.einsum("ii", x)
+
+
+@numba.njit
+def _diagonals(x, y):
+    return einjit.einsum("ijjk,k->i", x, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.complex64])
+def test_diagonals_inside_njit(dtype):
+    """A repeated label reads the operand's diagonal (a strided view), C, Fortran and
+    reversed operands alike."""
+    rng = np.random.default_rng(3)
+    x = (rng.random((5, 5)) * 4).astype(dtype)
+    z, y = (rng.random((3, 4, 4, 2)) * 4).astype(dtype), (rng.random(2) * 4).astype(dtype)
+    for a in (x, np.asfortranarray(x), x[::-1, ::-1]):
+        np.testing.assert_allclose(_diagonal(a), np.einsum("ii->i", a), rtol=1e-6)
+        np.testing.assert_allclose(_trace(a), np.einsum("ii", a), rtol=1e-6)
+    np.testing.assert_allclose(_diagonals(z, y), np.einsum("ijjk,k->i", z, y), rtol=1e-6)
+    assert _diagonal(x).dtype == dtype
 
 
 @einjit.compile("bij,bjk->bik")
