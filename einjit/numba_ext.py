@@ -12,8 +12,10 @@ At typing time the overload plans the equation for the operands' dtypes and layo
 with every extent dynamic (the kernels read the sizes from the arrays), renders and
 loads the kernels like any einjit kernel, and returns a small generated implementation
 that checks the shapes, allocates the intermediates and the result and calls the kernels.
-Matrix products run as loop kernels (BLAS calls are Python-level here).  Errors in the
-equation or the operands are Numba typing errors naming the equation.
+A matrix-product step calls BLAS through ``np.dot`` (as Numba does, through SciPy, when
+SciPy is installed) from :data:`GEMM_MIN_WORK` multiply-adds, and its loop kernel below
+that: both are compiled, and the sizes choose at run time.  Errors in the equation or the
+operands are Numba typing errors naming the equation.
 
 A label repeated within one operand (``ii->``, ``bii->bi``) reads that operand's
 diagonal: a strided view of it (``as_strided``, the repeated axes' strides added), after
@@ -31,6 +33,7 @@ Numba loads this module through its ``numba_extensions`` entry point (see
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -41,6 +44,11 @@ _lock = threading.Lock()
 _registered = False
 _FOLDS: list[tuple[str, Any, Callable[..., Any] | None]] = []  # id -> (equation, fold, fn)
 _DUMMY_EXTENT = 64
+#: Multiply-adds from which a matrix-product step inside Numba calls BLAS (``np.dot``,
+#: SciPy installed) rather than its loop kernel: the two took the same time up to 12^3
+#: (about 1 us a call), BLAS 30 % less at 16^3, 3x less at 64^3 and 5x at 512^3.
+#: Read when a call is typed (Numba keeps the implementation per signature).
+GEMM_MIN_WORK = 1 << 12
 
 
 def init() -> None:
@@ -117,8 +125,8 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
     from numba.core import errors, types
     from numba.np.numpy_support import as_dtype
 
-    from . import cache, schedule
-    from .codegen import numba_cpu
+    from . import cache
+    from .codegen import blas, numba_cpu
     from .dtypes import arithmetic, result_dtype
     from .parser import bind, parse_subscripts
     from .planner import DEFAULT_FOLD
@@ -164,18 +172,11 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         raise errors.TypingError(f"{where}: dtype {result} is not supported inside Numba")
     size = spec.size
     labels = terms
-    # Plan with BLAS and prange off (BLAS steps are Python-level; the caller's code may
-    # itself be parallel).  The policy is module state: swap it under the lock every
-    # einjit build holds, so no other thread plans with it meanwhile.
-    from .engine import _build_lock
+    from .engine import _build_lock  # (see _plan_generic)
 
     with _build_lock:
-        policy = schedule.POLICY
-        schedule.POLICY = schedule.Policy(gemm_min_work=1 << 62, parallel_min_work=1 << 62)
-        try:
-            plan, nests = _plan_generic(spec, labels, size, dtypes, arith, fold, array_types)
-        finally:
-            schedule.POLICY = policy
+        plan, nests, gemms = _plan_generic(spec, labels, size, dtypes, arith, fold,
+                                           array_types, _blas_in_numba())
     namespace: dict[str, Any] = {"np": np, "as_strided": np.lib.stride_tricks.as_strided}
     lines = []
     params = [f"a{k}" for k in range(len(array_types))]
@@ -193,8 +194,9 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
             else:
                 lines.append(f"    if {params[k]}.shape[{axis}] != n_{_name(lb)}:")
                 lines.append(f"        raise ValueError({_mismatch(equation, lb, k)!r})")
-    for i, (step, nest) in enumerate(zip(plan.steps, nests)):
-        source = numba_cpu.render_module(nest, f"{plan.equation} step {step.kernel.name}")
+    for i, (step, nest, gemm) in enumerate(zip(plan.steps, nests, gemms)):
+        title = f"{plan.equation} step {step.kernel.name}"
+        source = numba_cpu.render_module(nest, title)
         namespace[f"k{i}"] = cache.load_module_function(source, step.kernel.name)
         out = step.kernel.output
         dims = ", ".join(f"n_{_name(lb)}" for lb in out.indices)
@@ -203,7 +205,20 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         lines.append(f"    v{step.result} = np.empty({shape}, dtype=t{i})")
         call_args = ", ".join(
             (params[a] if a < len(array_types) else f"v{a}") for a in step.args)
-        lines.append(f"    k{i}({call_args}, v{step.result})")
+        if gemm is None:
+            lines.append(f"    k{i}({call_args}, v{step.result})")
+            continue
+        # A matrix product: BLAS (np.dot) from GEMM_MIN_WORK multiply-adds, the loop
+        # kernel below that (copies and a BLAS call cost more than a few loops).
+        contiguous = tuple(a >= len(array_types) or array_types[a].layout == "C"
+                           for a in step.args)
+        namespace[f"g{i}"] = cache.load_module_function(
+            blas.render_numba(gemm, title, contiguous), step.kernel.name)  # type: ignore[arg-type]
+        work = " * ".join(f"n_{_name(ix.name)}" for ix in step.kernel.indices)
+        lines += [f"    if {work} >= {GEMM_MIN_WORK}:",
+                  f"        g{i}({call_args}, v{step.result})",
+                  "    else:",
+                  f"        k{i}({call_args}, v{step.result})"]
     last = f"v{plan.steps[-1].result}"
     lines.append(f"    return {last}[()]" if not spec.output else f"    return {last}")
     if fold_id:
@@ -249,26 +264,53 @@ def _mismatch(equation: str, label: str, operand: int) -> str:
             f"operand on the size of label {label!r}")
 
 
+def _blas_in_numba() -> bool:
+    """Whether ``np.dot`` compiles inside Numba here (Numba reaches BLAS through SciPy)."""
+    import importlib.util
+
+    return importlib.util.find_spec("scipy") is not None
+
+
 def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: list[Any],
-                  arith: Any, fold: Any, array_types: tuple[Any, ...]) -> tuple[Any, list[Any]]:
-    """The plan and loop nests of a kernel generic in every extent (dummy sizes guide
-    the path and the schedule; C or F strides from the Numba layouts)."""
+                  arith: Any, fold: Any, array_types: tuple[Any, ...], blas: bool
+                  ) -> tuple[Any, list[Any], list[Any]]:
+    """The plan, the loop nests of kernels generic in every extent (dummy sizes guide the
+    path and the schedule; C or F strides from the Numba layouts), and for each step the
+    nest of a BLAS matrix product where the step is one and ``blas`` (else None).
+
+    No step runs on threads or calls BLAS from Python (the caller's code may itself be
+    parallel).  The schedule's policy is module state: the caller holds the lock every
+    einjit build holds, so no other thread plans while it is swapped."""
     from . import schedule
     from .planner import make_plan
     from .views import c_strides
 
-    plan = make_plan(labels, spec.output, size, [dt.name for dt in dtypes], arith, "auto",
-                     frozenset(size), fold)
-    strides: dict[int, tuple[int, ...]] = {}
-    for k, t in enumerate(array_types):
-        shape = [_DUMMY_EXTENT] * t.ndim
-        strides[k] = c_strides(shape) if t.layout != "F" else tuple(
-            reversed(c_strides(shape[::-1])))
-    nests = []
-    for step in plan.steps:
-        shape = tuple(size[lb] for lb in step.kernel.output.indices)
-        strides[step.result] = c_strides(shape)
-        sched = schedule.schedule(step.kernel, [strides[a] for a in step.args],
-                                  strides[step.result], flat=False)
-        nests.append(schedule.lower(step.kernel, sched))
-    return plan, nests
+    policy = schedule.POLICY
+    loops = replace(policy, gemm_min_work=1 << 62, parallel_min_work=1 << 62)
+    products = replace(policy, parallel_min_work=1 << 62)
+    try:
+        schedule.POLICY = loops
+        plan = make_plan(labels, spec.output, size, [dt.name for dt in dtypes], arith, "auto",
+                         frozenset(size), fold)
+        strides: dict[int, tuple[int, ...]] = {}
+        for k, t in enumerate(array_types):
+            shape = [_DUMMY_EXTENT] * t.ndim
+            strides[k] = c_strides(shape) if t.layout != "F" else tuple(
+                reversed(c_strides(shape[::-1])))
+        nests, gemms = [], []
+        for step in plan.steps:
+            shape = tuple(size[lb] for lb in step.kernel.output.indices)
+            strides[step.result] = c_strides(shape)
+            args = [strides[a] for a in step.args]
+            schedule.POLICY = loops
+            sched = schedule.schedule(step.kernel, args, strides[step.result], flat=False)
+            nests.append(schedule.lower(step.kernel, sched))
+            gemm = None
+            if blas:
+                schedule.POLICY = products
+                sched = schedule.schedule(step.kernel, args, strides[step.result], flat=False)
+                gemm = schedule.lower(step.kernel, sched) if sched.gemm else None
+            gemms.append(gemm)
+    finally:
+        schedule.POLICY = policy
+    return plan, nests, gemms

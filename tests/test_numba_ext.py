@@ -107,6 +107,39 @@ def test_diagonals_inside_njit(dtype):
     assert _diagonal(x).dtype == dtype
 
 
+# Spelled for this test alone: Numba keeps one implementation per equation and types.
+_PRODUCTS = [("zpq,zqr->zpr", [(4, 6, 5), (4, 5, 3)]), ("pqr,qs->psr", [(3, 6, 4), (6, 5)]),
+             ("abcd,dbef->aecf", [(2, 3, 4, 5), (5, 3, 2, 3)]),
+             ("ab,cb,cdb->cda", [(4, 5), (3, 5), (3, 6, 5)])]
+
+
+def test_matrix_products_inside_njit(monkeypatch):
+    """Matrix-product steps call np.dot (BLAS) from GEMM_MIN_WORK multiply-adds (here
+    0: always; the small products of the tests above run their loop kernels): batched,
+    broadcast over a batch index, transposed and n-ary; C, Fortran and strided operands
+    (read in place or copied), float32 and complex."""
+    from einjit import numba_ext
+
+    monkeypatch.setattr(numba_ext, "GEMM_MIN_WORK", 0)  # read when typing
+    rng = np.random.default_rng(5)
+    for equation, shapes in _PRODUCTS:
+        args = ", ".join(f"x{k}" for k in range(len(shapes)))
+        namespace = {"einjit": einjit}
+        exec(f"def f({args}):\n    return einjit.einsum({equation!r}, {args})\n", namespace)
+        f = numba.njit(namespace["f"])
+        base = [rng.standard_normal(s) for s in shapes]
+        variants = [base, [np.repeat(o, 2, axis=-1)[..., ::2] for o in base],
+                    [(o * 1j + o[..., ::-1]).astype(np.complex64) for o in base]]
+        if equation == _PRODUCTS[0][0]:  # (each typing compiles: the rest on one only)
+            variants.append([np.asfortranarray(o, dtype=np.float32) for o in base])
+        for ops in variants:
+            got = f(*ops)
+            assert got.dtype == np.einsum(equation, *ops).dtype
+            want = np.einsum(equation, *[o.astype(np.complex128) for o in ops])
+            tol = 1e-5 if got.dtype in (np.float32, np.complex64) else 1e-12
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=equation)
+
+
 @einjit.compile("bij,bjk->bik")
 def bmm(a, b): ...
 
