@@ -118,8 +118,10 @@ def test_matrix_products_inside_njit(monkeypatch):
     0: always; the small products of the tests above run their loop kernels): batched,
     broadcast over a batch index, transposed and n-ary; C, Fortran and strided operands
     (read in place or copied), float32 and complex."""
+    pytest.importorskip("scipy")  # (without it Numba has no np.dot: loop kernels only)
     from einjit import numba_ext
 
+    assert numba_ext._blas_in_numba()
     monkeypatch.setattr(numba_ext, "GEMM_MIN_WORK", 0)  # read when typing
     rng = np.random.default_rng(5)
     for equation, shapes in _PRODUCTS:
