@@ -29,6 +29,21 @@ def k0(a0, a1, out):
 Here ``i`` became a batch index (``a1`` broadcasts over it): every operand is then a
 stack of matrices BLAS reads in place, where rows ``(i, k)`` would have copied ``a0``;
 the 64 small products run half on each of two threads.
+
+Inside Numba code (``einjit.einsum`` in ``@njit`` functions) the same product is a loop
+of ``np.dot`` calls, with the operands typed C-contiguous here (Numba plans no threads,
+whatever the comment line says):
+
+>>> source = render_numba(nest, "ijk,jl->ilk", (True, True))
+>>> print(source[source.index("def "):], end="")
+def k0(a0, a1, out):
+    # out[i,l,k] = gemm(a0[i,j,k], a1[j,l])   # batch i; m k; n l; k j; the first batch axis in 2 parts on 2 threads
+    x = np.ascontiguousarray(a0.transpose((0, 2, 1))).reshape((64, 64, 64))
+    y = a1.reshape((1, 64, 32))
+    z = np.empty((64, 64, 32), dtype=out.dtype)
+    for q0 in range(64):
+        np.dot(x[q0], y[0], z[q0])
+    out[...] = z.reshape((64, 64, 32)).transpose((0, 2, 1))
 """
 
 from __future__ import annotations
@@ -63,21 +78,11 @@ def render(nest: LoopNest) -> str:
     write, ``matmul`` writes straight into it; otherwise the product is copied into
     ``out``.  Dynamic extents are read from the arrays on entry.
     """
-    *dims, g = nest.body
-    assert isinstance(g, Gemm) and all(isinstance(d, Let) for d in dims)
+    g, size, perm, result, lines = _prologue(nest)
     lay = g.layout
-    size = {ix.name: f"n_{ix.name}" if ix.dynamic else str(ix.extent)
-            for ix in nest.kernel.indices}
     order = lay.batch + lay.m + lay.n
-    perm = tuple(order.index(name) for name in g.out.indices)
     inverse = tuple(g.out.indices.index(name) for name in order)
-    result = f"z.reshape({_shape([size[name] for name in order])})"
-    if perm != tuple(range(len(perm))):
-        result += f".transpose({perm!r})"
-    lines = [
-        f"def {nest.kernel.name}({g.a.name}, {g.b.name}, {g.out.name}):",
-        f"    # {g.lines()[0]}",
-        *(f"    {d.name} = {d.value}" for d in dims),  # type: ignore[union-attr]
+    lines += [
         f"    x = {_arranged(g.a, (lay.m, lay.k), lay.batch, size, lay.copy[0])}",
         f"    y = {_arranged(g.b, (lay.k, lay.n), lay.batch, size, lay.copy[1])}",
     ]
@@ -105,36 +110,11 @@ def render_numba(nest: LoopNest, title: str, contiguous: tuple[bool, bool] = (Fa
     operand is read as a stack of matrices in place when it is C-contiguous and its axes
     are already in (batch, rows, columns) order, else copied into one first (strides are
     known only at run time there); the product is written into ``out`` in place when its
-    axes are in that order, else copied in.
-
-    >>> from einjit.ir import Index, Kernel, Operand, SUM, product
-    >>> from einjit.schedule import lower, schedule
-    >>> k = Kernel("k0", (Operand("a0", "float64", ("b", "i", "j")),
-    ...                   Operand("a1", "float64", ("j", "k"))),
-    ...            Operand("out", "float64", ("b", "i", "k")),
-    ...            (Index("b", 8), Index("i", 64), Index("k", 32), Index("j", 64)),
-    ...            product(2, (("b", "i", "j"), ("j", "k"))), SUM, "float64")
-    >>> nest = lower(k, schedule(k, ((4096, 64, 1), (32, 1)), (2048, 32, 1)))
-    >>> source = render_numba(nest, "bij,jk->bik")
-    >>> print(source[source.index("def "):], end="")
-    def k0(a0, a1, out):
-        # out[b,i,k] = gemm(a0[b,i,j], a1[j,k])   # batch -; m b,i; n k; k j
-        x = np.ascontiguousarray(a0).reshape((512, 64))
-        y = np.ascontiguousarray(a1).reshape((64, 32))
-        z = out.reshape((512, 32))
-        np.dot(x, y, z)
+    axes are in that order, else copied in (see the module's docstring).
     """
-    *dims, g = nest.body
-    assert isinstance(g, Gemm) and all(isinstance(d, Let) for d in dims)
+    g, size, perm, result, lines = _prologue(nest)
     lay = g.layout
-    size = {ix.name: f"n_{ix.name}" if ix.dynamic else str(ix.extent)
-            for ix in nest.kernel.indices}
-    order = lay.batch + lay.m + lay.n
-    perm = tuple(order.index(name) for name in g.out.indices)
     in_place = perm == tuple(range(len(perm)))
-    result = f"z.reshape({_shape([size[name] for name in order])})"
-    if not in_place:
-        result += f".transpose({perm!r})"
 
     def stack(op: Operand, groups: tuple[tuple[str, ...], ...], contiguous: bool) -> str:
         ordered = [n for n in lay.batch if n in op.indices] + [n for g in groups for n in g]
@@ -142,10 +122,7 @@ def render_numba(nest: LoopNest, title: str, contiguous: tuple[bool, bool] = (Fa
         return _arranged(op, groups, lay.batch, size, copy)
 
     matrices = _shape([size[n] for n in lay.batch] + _grouped((lay.m, lay.n), size))
-    lines = [
-        f"def {nest.kernel.name}({g.a.name}, {g.b.name}, {g.out.name}):",
-        f"    # {g.lines()[0]}",
-        *(f"    {d.name} = {d.value}" for d in dims),  # type: ignore[union-attr]
+    lines += [
         f"    x = {stack(g.a, (lay.m, lay.k), contiguous[0])}",
         f"    y = {stack(g.b, (lay.k, lay.n), contiguous[1])}",
         f"    z = {g.out.name}.reshape({matrices})" if in_place else
@@ -169,6 +146,27 @@ def render_numba(nest: LoopNest, title: str, contiguous: tuple[bool, bool] = (Fa
     return (f"# Generated by einjit: {title}\n# {nest.kernel}\nimport numpy as np\n"
             "from numba import njit\n\n\n@njit(cache=True, nogil=True)\n"
             + "\n".join(lines) + "\n")
+
+
+def _prologue(nest: LoopNest) -> tuple[Gemm, dict[str, str], tuple[int, ...], str, list[str]]:
+    """What both renderers start from: the nest's GEMM; each index's extent as source (a
+    literal, or the name a dynamic one is read into); the output's axes as a permutation
+    of (batch, m, n) order; the product ``z`` as an array of the output's axes; and the
+    function's first lines (its header, the GEMM as a comment, the extents read)."""
+    *dims, g = nest.body
+    assert isinstance(g, Gemm) and all(isinstance(d, Let) for d in dims)
+    lay = g.layout
+    size = {ix.name: f"n_{ix.name}" if ix.dynamic else str(ix.extent)
+            for ix in nest.kernel.indices}
+    order = lay.batch + lay.m + lay.n
+    perm = tuple(order.index(name) for name in g.out.indices)
+    result = f"z.reshape({_shape([size[name] for name in order])})"
+    if perm != tuple(range(len(perm))):
+        result += f".transpose({perm!r})"
+    lines = [f"def {nest.kernel.name}({g.a.name}, {g.b.name}, {g.out.name}):",
+             f"    # {g.lines()[0]}",
+             *(f"    {d.name} = {d.value}" for d in dims)]  # type: ignore[union-attr]
+    return g, size, perm, result, lines
 
 
 def _grouped(groups: tuple[tuple[str, ...], ...], size: dict[str, str]) -> list[str]:
