@@ -22,9 +22,12 @@ diagonal: a strided view of it (``as_strided``, the repeated axes' strides added
 checking that those axes agree.  A result is always a new array, also where numpy
 returns a view of the operand (``ii->i``, ``ij->ji``).
 
+``out=`` takes an array of the result's shape whose dtype the result casts to safely;
+the result is written into it and it is returned.
+
 Limits inside Numba: every operand is an array (no scalars or lists); a label's sizes
 must agree exactly (no size-1 broadcasting of labelled dimensions); no keyword
-arguments (``out=``, ``dtype=``...).
+arguments but ``out=`` (``dtype=``, ``optimize=``...).
 
 Numba loads this module through its ``numba_extensions`` entry point (see
 ``pyproject.toml``), so nothing is imported before Numba compiles something.
@@ -71,18 +74,22 @@ def register() -> None:
 
     from . import api, engine
 
-    @overload(engine.einsum, prefer_literal=True)
-    def _einsum(*operands):  # type: ignore[no-untyped-def]  # (Numba compares signatures)
+    # (not strict: the implementation names each operand, for Numba passes a star
+    # argument followed by a keyword one to the implementation wrongly)
+    @overload(engine.einsum, prefer_literal=True, strict=False)
+    def _einsum(*operands, out=None):  # type: ignore[no-untyped-def]
         if not operands or not isinstance(operands[0], types.StringLiteral):
             raise errors.TypingError("einjit.einsum inside Numba needs the equation as a "
                                      "literal string (a constant in the code)")
         equation = operands[0].literal_value
-        return _implementation(equation, None, None, operands[1:], 1)
+        given = out is not None and not isinstance(out, (types.NoneType, types.Omitted))
+        return _implementation(equation, None, None, operands[1:],
+                               out_type=out if given else None)
 
     @overload(_fold_call, prefer_literal=True)
     def _folded(fold_id, *operands):  # type: ignore[no-untyped-def]
         equation, fold, fn = _FOLDS[fold_id.literal_value]
-        return _implementation(equation, fold, fn, operands, 1, fold_id=True)
+        return _implementation(equation, fold, fn, operands, fold_id=True)
 
     @typeof_impl.register(api.CompiledEinsum)
     def _typeof_compiled(val: Any, c: Any) -> Any:
@@ -123,8 +130,10 @@ def njit_wrapper(compiled: Any) -> Any:
 
 
 def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
-                    array_types: tuple[Any, ...], first: int, fold_id: bool = False) -> Any:
-    """The generated implementation for these Numba array types (see the module doc)."""
+                    array_types: tuple[Any, ...], fold_id: bool = False,
+                    out_type: Any = None) -> Any:
+    """The generated implementation for these Numba array types (see the module doc);
+    ``out_type``: the Numba type of an ``out=`` array, None without one."""
     from numba.core import errors, types
     from numba.np.numpy_support import as_dtype
 
@@ -173,6 +182,15 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         raise errors.TypingError(f"{where}: {exc}") from None
     if arith.backend != "numba" or arith.compute != arith.result:
         raise errors.TypingError(f"{where}: dtype {result} is not supported inside Numba")
+    if out_type is not None:
+        if not isinstance(out_type, types.Array) or out_type.ndim != len(spec.output):
+            raise errors.TypingError(f"{where}: out= must be an array of {len(spec.output)} "
+                                     f"dimensions, not {out_type}")
+        if not np.can_cast(result, as_dtype(out_type.dtype), "safe"):
+            raise errors.TypingError(f"{where}: cannot write the {result} result into an "
+                                     f"out= of {as_dtype(out_type.dtype)} (casting='safe')")
+        if not out_type.mutable:
+            raise errors.TypingError(f"{where}: out= is read-only")
     size = spec.size
     labels = terms
     from .engine import _build_lock  # (see _plan_generic)
@@ -223,13 +241,20 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
                   "    else:",
                   f"        k{i}({call_args}, v{step.result})"]
     last = f"v{plan.steps[-1].result}"
-    lines.append(f"    return {last}[()]" if not spec.output else f"    return {last}")
+    if out_type is not None:  # numpy's out=: the result's shape, written into it, returned
+        dims = "".join(f"n_{_name(lb)}, " for lb in spec.output)
+        lines += [f"    if out.shape != ({dims}):",
+                  f"        raise ValueError({_out_shape(equation)!r})",
+                  f"    out[...] = {last}" if spec.output else f"    out[()] = {last}[()]",
+                  "    return out"]
+    else:
+        lines.append(f"    return {last}[()]" if not spec.output else f"    return {last}")
     if fold_id:
         head = ["def impl(fold_id, *operands):"]
+        head += [f"    a{k} = operands[{k}]" for k in range(len(params))]
     else:
-        head = ["def impl(*operands):"]
-    head += [f"    a{k} = operands[{k + first - (1 if fold_id else 0)}]"
-             for k in range(len(params))]
+        head = [f"def impl(equation, {''.join(f'a{k}, ' for k in range(len(params)))}"
+                "out=None):"]
     text = "\n".join(head + lines) + "\n"
     exec(compile(text, f"<einjit in numba {equation}>", "exec"), namespace)
     return namespace["impl"]
@@ -251,6 +276,10 @@ def _diagonal(equation: str, k: int, full: tuple[str, ...], term: tuple[str, ...
     tail = "," if len(term) == 1 else ""
     return lines + [f"    d{k} = as_strided(a{k}, shape=({', '.join(shape)}{tail}), "
                     f"strides=({', '.join(strides)}{tail}))"]
+
+
+def _out_shape(equation: str) -> str:
+    return f"einjit.einsum({equation!r}): out= does not have the result's shape"
 
 
 def _collapsing(equation: str, label: str, operand: int) -> str:

@@ -107,6 +107,39 @@ def test_diagonals_inside_njit(dtype):
     assert _diagonal(x).dtype == dtype
 
 
+@numba.njit
+def _into(a, b, out):
+    return einjit.einsum("ij,jk->ik", a, b, out=out)
+
+
+@numba.njit
+def _sum_into(a, out):
+    return einjit.einsum("ij->", a, out=out)
+
+
+def test_out_inside_njit():
+    """out= takes an array of the result's shape (any layout, a dtype the result casts
+    to safely), is written and returned; a wrong shape is a ValueError, an unsafe dtype
+    or a read-only array a typing error."""
+    rng = np.random.default_rng(6)
+    a, b = rng.random((5, 6)), rng.random((6, 7))
+    for out in (np.zeros((5, 7)), np.zeros((7, 5)).T, np.zeros((5, 7), np.complex128)):
+        got = _into(a, b, out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-12)
+        assert np.shares_memory(got, out) and got.dtype == out.dtype
+    total = np.zeros(())
+    _sum_into(a, total)
+    np.testing.assert_allclose(total, a.sum(), rtol=1e-12)
+    with pytest.raises(ValueError, match="out= does not have the result's shape"):
+        _into(a, b, np.zeros((5, 6)))
+    with pytest.raises(TypingError, match="casting='safe'"):
+        _into(a, b, np.zeros((5, 7), np.float32))
+    readonly = np.zeros((5, 7))
+    readonly.flags.writeable = False
+    with pytest.raises(TypingError, match="read-only"):
+        _into(a, b, readonly)
+
+
 # Spelled for this test alone: Numba keeps one implementation per equation and types.
 _PRODUCTS = [("zpq,zqr->zpr", [(4, 6, 5), (4, 5, 3)]), ("pqr,qs->psr", [(3, 6, 4), (6, 5)]),
              ("abcd,dbef->aecf", [(2, 3, 4, 5), (5, 3, 2, 3)]),
