@@ -23,11 +23,13 @@ checking that those axes agree.  A result is always a new array, also where nump
 returns a view of the operand (``ii->i``, ``ij->ji``).
 
 ``out=`` takes an array of the result's shape whose dtype the result casts to safely;
-the result is written into it and it is returned.
+the result is written into it and it is returned.  ``optimize=`` a literal (``True``,
+``"greedy"``, ``"optimal"``, ``False``...) splits the operands as it does outside
+Numba; any other value plans with einjit's default.
 
 Limits inside Numba: every operand is an array (no scalars or lists); a label's sizes
 must agree exactly (no size-1 broadcasting of labelled dimensions); no keyword
-arguments but ``out=`` (``dtype=``, ``optimize=``...).
+arguments but ``out=`` and ``optimize=`` (no ``dtype=``, ``order=``, ``casting=``).
 
 Numba loads this module through its ``numba_extensions`` entry point (see
 ``pyproject.toml``), so nothing is imported before Numba compiles something.
@@ -77,14 +79,14 @@ def register() -> None:
     # (not strict: the implementation names each operand, for Numba passes a star
     # argument followed by a keyword one to the implementation wrongly)
     @overload(engine.einsum, prefer_literal=True, strict=False)
-    def _einsum(*operands, out=None):  # type: ignore[no-untyped-def]
+    def _einsum(*operands, out=None, optimize=None):  # type: ignore[no-untyped-def]
         if not operands or not isinstance(operands[0], types.StringLiteral):
             raise errors.TypingError("einjit.einsum inside Numba needs the equation as a "
                                      "literal string (a constant in the code)")
         equation = operands[0].literal_value
         given = out is not None and not isinstance(out, (types.NoneType, types.Omitted))
         return _implementation(equation, None, None, operands[1:],
-                               out_type=out if given else None)
+                               out_type=out if given else None, optimize=_path(optimize))
 
     @overload(_fold_call, prefer_literal=True)
     def _folded(fold_id, *operands):  # type: ignore[no-untyped-def]
@@ -96,6 +98,16 @@ def register() -> None:
         from numba.core.typing.typeof import typeof
 
         return typeof(njit_wrapper(val), c)
+
+
+def _path(optimize: Any) -> Any:
+    """The ``optimize=`` a call inside Numba plans with: its value where it is a literal
+    bool or string (a constant in the code), else einjit's default."""
+    from numba.core import types
+
+    if isinstance(optimize, (types.BooleanLiteral, types.StringLiteral)):
+        return optimize.literal_value
+    return "auto"
 
 
 def _fold_call(fold_id: int, *operands: Any) -> Any:  # pragma: no cover - Numba only
@@ -131,9 +143,10 @@ def njit_wrapper(compiled: Any) -> Any:
 
 def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
                     array_types: tuple[Any, ...], fold_id: bool = False,
-                    out_type: Any = None) -> Any:
+                    out_type: Any = None, optimize: Any = "auto") -> Any:
     """The generated implementation for these Numba array types (see the module doc);
-    ``out_type``: the Numba type of an ``out=`` array, None without one."""
+    ``out_type``: the Numba type of an ``out=`` array, None without one; ``optimize``:
+    how the plan splits three or more operands (numpy's values)."""
     from numba.core import errors, types
     from numba.np.numpy_support import as_dtype
 
@@ -196,8 +209,11 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
     from .engine import _build_lock  # (see _plan_generic)
 
     with _build_lock:
-        plan, nests, gemms = _plan_generic(spec, labels, size, dtypes, arith, fold,
-                                           array_types, _blas_in_numba())
+        try:
+            plan, nests, gemms = _plan_generic(spec, labels, size, dtypes, arith, fold,
+                                               array_types, _blas_in_numba(), optimize)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise errors.TypingError(f"{where}: {exc}") from None
     namespace: dict[str, Any] = {"np": np, "as_strided": np.lib.stride_tricks.as_strided}
     lines = []
     params = [f"a{k}" for k in range(len(array_types))]
@@ -254,7 +270,7 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         head += [f"    a{k} = operands[{k}]" for k in range(len(params))]
     else:
         head = [f"def impl(equation, {''.join(f'a{k}, ' for k in range(len(params)))}"
-                "out=None):"]
+                "out=None, optimize=None):"]
     text = "\n".join(head + lines) + "\n"
     exec(compile(text, f"<einjit in numba {equation}>", "exec"), namespace)
     return namespace["impl"]
@@ -304,8 +320,8 @@ def _blas_in_numba() -> bool:
 
 
 def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: list[Any],
-                  arith: Any, fold: Any, array_types: tuple[Any, ...], blas: bool
-                  ) -> tuple[Any, list[Any], list[Any]]:
+                  arith: Any, fold: Any, array_types: tuple[Any, ...], blas: bool,
+                  optimize: Any = "auto") -> tuple[Any, list[Any], list[Any]]:
     """The plan, the loop nests of kernels generic in every extent (dummy sizes guide the
     path and the schedule; C or F strides from the Numba layouts), and for each step the
     nest of a BLAS matrix product where the step is one and ``blas`` (else None).
@@ -322,8 +338,8 @@ def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: li
     products = replace(policy, parallel_min_work=1 << 62)
     try:
         schedule.POLICY = loops
-        plan = make_plan(labels, spec.output, size, [dt.name for dt in dtypes], arith, "auto",
-                         frozenset(size), fold)
+        plan = make_plan(labels, spec.output, size, [dt.name for dt in dtypes], arith,
+                         optimize, frozenset(size), fold)
         strides: dict[int, tuple[int, ...]] = {}
         for k, t in enumerate(array_types):
             shape = [_DUMMY_EXTENT] * t.ndim

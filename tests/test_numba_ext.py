@@ -140,6 +140,28 @@ def test_out_inside_njit():
         _into(a, b, readonly)
 
 
+@numba.njit
+def _paths(a, b, c, out):
+    one = einjit.einsum("ij,jk,kl->il", a, b, c, optimize=False)  # one fused nest
+    einjit.einsum("ij,jk,kl->il", a, b, c, optimize="optimal", out=out)
+    return one
+
+
+def test_optimize_inside_njit():
+    rng = np.random.default_rng(7)
+    a, b, c = rng.random((4, 5)), rng.random((5, 6)), rng.random((6, 3))
+    out = np.zeros((4, 3))
+    np.testing.assert_allclose(_paths(a, b, c, out), a @ b @ c, rtol=1e-12)
+    np.testing.assert_allclose(out, a @ b @ c, rtol=1e-12)
+
+    @numba.njit
+    def unknown(x):  # (numpy raises KeyError; with two operands it asks for no path)
+        return einjit.einsum("ij,jk,kl->il", x, x, x, optimize="fastest")
+
+    with pytest.raises(TypingError, match="fastest"):
+        unknown(np.ones((2, 2)))
+
+
 # Spelled for this test alone: Numba keeps one implementation per equation and types.
 _PRODUCTS = [("zpq,zqr->zpr", [(4, 6, 5), (4, 5, 3)]), ("pqr,qs->psr", [(3, 6, 4), (6, 5)]),
              ("abcd,dbef->aecf", [(2, 3, 4, 5), (5, 3, 2, 3)]),
