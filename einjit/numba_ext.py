@@ -23,13 +23,15 @@ checking that those axes agree.  A result is always a new array, also where nump
 returns a view of the operand (``ii->i``, ``ij->ji``).
 
 ``out=`` takes an array of the result's shape whose dtype the result casts to safely;
-the result is written into it and it is returned.  ``optimize=`` a literal (``True``,
-``"greedy"``, ``"optimal"``, ``False``...) splits the operands as it does outside
-Numba; any other value plans with einjit's default.
+the result is written into it and it is returned.  ``dtype=`` (``np.float64``, a
+``np.dtype`` or a literal string) computes in that dtype, the operands casting to it
+safely.  ``optimize=`` a literal (``True``, ``"greedy"``, ``"optimal"``, ``False``...)
+splits the operands as it does outside Numba; any other value plans with einjit's
+default.
 
 Limits inside Numba: every operand is an array (no scalars or lists); a label's sizes
 must agree exactly (no size-1 broadcasting of labelled dimensions); no keyword
-arguments but ``out=`` and ``optimize=`` (no ``dtype=``, ``order=``, ``casting=``).
+arguments but ``out=``, ``dtype=`` and ``optimize=`` (no ``order=``, ``casting=``).
 
 Numba loads this module through its ``numba_extensions`` entry point (see
 ``pyproject.toml``), so nothing is imported before Numba compiles something.
@@ -79,14 +81,14 @@ def register() -> None:
     # (not strict: the implementation names each operand, for Numba passes a star
     # argument followed by a keyword one to the implementation wrongly)
     @overload(engine.einsum, prefer_literal=True, strict=False)
-    def _einsum(*operands, out=None, optimize=None):  # type: ignore[no-untyped-def]
+    def _einsum(*operands, out=None, dtype=None, optimize=None):  # type: ignore[no-untyped-def]
         if not operands or not isinstance(operands[0], types.StringLiteral):
             raise errors.TypingError("einjit.einsum inside Numba needs the equation as a "
                                      "literal string (a constant in the code)")
         equation = operands[0].literal_value
-        given = out is not None and not isinstance(out, (types.NoneType, types.Omitted))
-        return _implementation(equation, None, None, operands[1:],
-                               out_type=out if given else None, optimize=_path(optimize))
+        return _implementation(equation, None, None, operands[1:], out_type=_given(out),
+                               dtype=_dtype(equation, _given(dtype)),
+                               optimize=_path(optimize))
 
     @overload(_fold_call, prefer_literal=True)
     def _folded(fold_id, *operands):  # type: ignore[no-untyped-def]
@@ -98,6 +100,37 @@ def register() -> None:
         from numba.core.typing.typeof import typeof
 
         return typeof(njit_wrapper(val), c)
+
+
+def _given(arg: Any) -> Any:
+    """A keyword argument's Numba type, or None where the call left it out (or None)."""
+    from numba.core import types
+
+    if arg is None or isinstance(arg, (types.NoneType, types.Omitted)):
+        return None
+    return arg
+
+
+def _dtype(equation: str, arg: Any) -> np.dtype | None:
+    """The numpy dtype a ``dtype=`` argument names (a NumPy scalar type such as
+    ``np.float64``, a ``np.dtype`` or a literal string), or None without one."""
+    from numba.core import errors, types
+    from numba.np.numpy_support import as_dtype
+
+    if arg is None:
+        return None
+    if isinstance(arg, types.NumberClass):
+        return as_dtype(arg.instance_type)
+    if isinstance(arg, types.DType):
+        return as_dtype(arg.dtype)
+    if isinstance(arg, types.StringLiteral):
+        try:
+            return np.dtype(arg.literal_value)
+        except TypeError as exc:
+            raise errors.TypingError(f"einjit.einsum({equation!r}) inside Numba: "
+                                     f"{exc}") from None
+    raise errors.TypingError(f"einjit.einsum({equation!r}) inside Numba: dtype= must be a "
+                             f"NumPy type, a dtype or a literal string, not {arg}")
 
 
 def _path(optimize: Any) -> Any:
@@ -143,10 +176,12 @@ def njit_wrapper(compiled: Any) -> Any:
 
 def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
                     array_types: tuple[Any, ...], fold_id: bool = False,
-                    out_type: Any = None, optimize: Any = "auto") -> Any:
+                    out_type: Any = None, dtype: np.dtype | None = None,
+                    optimize: Any = "auto") -> Any:
     """The generated implementation for these Numba array types (see the module doc);
-    ``out_type``: the Numba type of an ``out=`` array, None without one; ``optimize``:
-    how the plan splits three or more operands (numpy's values)."""
+    ``out_type``: the Numba type of an ``out=`` array, None without one; ``dtype``: the
+    dtype to compute in (numpy's ``dtype=``); ``optimize``: how the plan splits three or
+    more operands (numpy's values)."""
     from numba.core import errors, types
     from numba.np.numpy_support import as_dtype
 
@@ -181,7 +216,7 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
     fold = fold or DEFAULT_FOLD
     try:
         if fold.default:
-            result = result_dtype([np.empty(0, dt) for dt in dtypes], None, "safe")
+            result = result_dtype([np.empty(0, dt) for dt in dtypes], dtype, "safe")
             arith = arithmetic(result)
         else:
             from .body import body_dtypes, reduction
@@ -270,7 +305,7 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         head += [f"    a{k} = operands[{k}]" for k in range(len(params))]
     else:
         head = [f"def impl(equation, {''.join(f'a{k}, ' for k in range(len(params)))}"
-                "out=None, optimize=None):"]
+                "out=None, dtype=None, optimize=None):"]
     text = "\n".join(head + lines) + "\n"
     exec(compile(text, f"<einjit in numba {equation}>", "exec"), namespace)
     return namespace["impl"]

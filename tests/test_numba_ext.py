@@ -162,6 +162,30 @@ def test_optimize_inside_njit():
         unknown(np.ones((2, 2)))
 
 
+@numba.njit
+def _widened(a, b):
+    return (einjit.einsum("ij,jk->ik", a, b, dtype=np.float64),
+            einjit.einsum("ij->", a, dtype="complex128"))
+
+
+def test_dtype_inside_njit():
+    """dtype= (a NumPy type, or a literal string) computes in that dtype; an operand that
+    does not cast to it safely is a typing error, as numpy raises TypeError."""
+    rng = np.random.default_rng(8)
+    a, b = rng.random((30, 40)).astype(np.float32), rng.random((40, 5)).astype(np.float32)
+    product, total = _widened(a, b)
+    assert product.dtype == np.float64 and isinstance(total, complex)
+    np.testing.assert_allclose(product, a.astype(np.float64) @ b, rtol=1e-12)
+    np.testing.assert_allclose(total, a.astype(np.float64).sum(), rtol=1e-12)
+
+    @numba.njit
+    def narrowed(x):
+        return einjit.einsum("ij->", x, dtype=np.int32)
+
+    with pytest.raises(TypingError, match="cannot be cast to int32"):
+        narrowed(a)
+
+
 # Spelled for this test alone: Numba keeps one implementation per equation and types.
 _PRODUCTS = [("zpq,zqr->zpr", [(4, 6, 5), (4, 5, 3)]), ("pqr,qs->psr", [(3, 6, 4), (6, 5)]),
              ("abcd,dbef->aecf", [(2, 3, 4, 5), (5, 3, 2, 3)]),
