@@ -25,13 +25,13 @@ returns a view of the operand (``ii->i``, ``ij->ji``).
 ``out=`` takes an array of the result's shape whose dtype the result casts to safely;
 the result is written into it and it is returned.  ``dtype=`` (``np.float64``, a
 ``np.dtype`` or a literal string) computes in that dtype, the operands casting to it
-safely.  ``optimize=`` a literal (``True``, ``"greedy"``, ``"optimal"``, ``False``...)
+safely, or by the rule a literal ``casting=`` names.  ``optimize=`` a literal (``True``, ``"greedy"``, ``"optimal"``, ``False``...)
 splits the operands as it does outside Numba; any other value plans with einjit's
 default.
 
 Limits inside Numba: every operand is an array (no scalars or lists); a label's sizes
 must agree exactly (no size-1 broadcasting of labelled dimensions); no keyword
-arguments but ``out=``, ``dtype=`` and ``optimize=`` (no ``order=``, ``casting=``).
+arguments but ``out=``, ``dtype=``, ``casting=`` and ``optimize=`` (no ``order=``).
 
 Numba loads this module through its ``numba_extensions`` entry point (see
 ``pyproject.toml``), so nothing is imported before Numba compiles something.
@@ -81,13 +81,15 @@ def register() -> None:
     # (not strict: the implementation names each operand, for Numba passes a star
     # argument followed by a keyword one to the implementation wrongly)
     @overload(engine.einsum, prefer_literal=True, strict=False)
-    def _einsum(*operands, out=None, dtype=None, optimize=None):  # type: ignore[no-untyped-def]
+    def _einsum(*operands, out=None, dtype=None, casting=None,  # type: ignore[no-untyped-def]
+                optimize=None):
         if not operands or not isinstance(operands[0], types.StringLiteral):
             raise errors.TypingError("einjit.einsum inside Numba needs the equation as a "
                                      "literal string (a constant in the code)")
         equation = operands[0].literal_value
         return _implementation(equation, None, None, operands[1:], out_type=_given(out),
                                dtype=_dtype(equation, _given(dtype)),
+                               casting=_casting(equation, _given(casting)),
                                optimize=_path(optimize))
 
     @overload(_fold_call, prefer_literal=True)
@@ -131,6 +133,20 @@ def _dtype(equation: str, arg: Any) -> np.dtype | None:
                                      f"{exc}") from None
     raise errors.TypingError(f"einjit.einsum({equation!r}) inside Numba: dtype= must be a "
                              f"NumPy type, a dtype or a literal string, not {arg}")
+
+
+def _casting(equation: str, arg: Any) -> str:
+    """numpy's ``casting=`` from a literal string argument (default ``"safe"``)."""
+    from numba.core import errors, types
+
+    if arg is None:
+        return "safe"
+    rules = ("no", "equiv", "safe", "same_kind", "unsafe")
+    if not isinstance(arg, types.StringLiteral) or arg.literal_value not in rules:
+        raise errors.TypingError(f"einjit.einsum({equation!r}) inside Numba: casting= must "
+                                 f"be one of {', '.join(map(repr, rules))} as a literal "
+                                 f"string, not {arg}")
+    return str(arg.literal_value)
 
 
 def _path(optimize: Any) -> Any:
@@ -177,11 +193,10 @@ def njit_wrapper(compiled: Any) -> Any:
 def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
                     array_types: tuple[Any, ...], fold_id: bool = False,
                     out_type: Any = None, dtype: np.dtype | None = None,
-                    optimize: Any = "auto") -> Any:
+                    casting: str = "safe", optimize: Any = "auto") -> Any:
     """The generated implementation for these Numba array types (see the module doc);
-    ``out_type``: the Numba type of an ``out=`` array, None without one; ``dtype``: the
-    dtype to compute in (numpy's ``dtype=``); ``optimize``: how the plan splits three or
-    more operands (numpy's values)."""
+    ``out_type``: the Numba type of an ``out=`` array, None without one; ``dtype``,
+    ``casting``: numpy's; ``optimize``: how the plan splits three or more operands."""
     from numba.core import errors, types
     from numba.np.numpy_support import as_dtype
 
@@ -216,7 +231,7 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
     fold = fold or DEFAULT_FOLD
     try:
         if fold.default:
-            result = result_dtype([np.empty(0, dt) for dt in dtypes], dtype, "safe")
+            result = result_dtype([np.empty(0, dt) for dt in dtypes], dtype, casting)
             arith = arithmetic(result)
         else:
             from .body import body_dtypes, reduction
@@ -234,9 +249,10 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         if not isinstance(out_type, types.Array) or out_type.ndim != len(spec.output):
             raise errors.TypingError(f"{where}: out= must be an array of {len(spec.output)} "
                                      f"dimensions, not {out_type}")
-        if not np.can_cast(result, as_dtype(out_type.dtype), "safe"):
+        if not np.can_cast(result, as_dtype(out_type.dtype), casting):
             raise errors.TypingError(f"{where}: cannot write the {result} result into an "
-                                     f"out= of {as_dtype(out_type.dtype)} (casting='safe')")
+                                     f"out= of {as_dtype(out_type.dtype)} "
+                                     f"(casting={casting!r})")
         if not out_type.mutable:
             raise errors.TypingError(f"{where}: out= is read-only")
     size = spec.size
@@ -305,7 +321,7 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
         head += [f"    a{k} = operands[{k}]" for k in range(len(params))]
     else:
         head = [f"def impl(equation, {''.join(f'a{k}, ' for k in range(len(params)))}"
-                "out=None, dtype=None, optimize=None):"]
+                "out=None, dtype=None, casting=None, optimize=None):"]
     text = "\n".join(head + lines) + "\n"
     exec(compile(text, f"<einjit in numba {equation}>", "exec"), namespace)
     return namespace["impl"]

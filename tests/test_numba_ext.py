@@ -185,6 +185,16 @@ def test_dtype_inside_njit():
     with pytest.raises(TypingError, match="cannot be cast to int32"):
         narrowed(a)
 
+    @numba.njit
+    def unsafe(x, out):  # casting= names the rule, for dtype= and out= alike
+        einjit.einsum("ij->i", x, out=out, casting="same_kind")
+        return einjit.einsum("ij->i", x, dtype=np.int64, casting="unsafe")
+
+    x, out = rng.random((4, 6)) * 10, np.zeros(4, np.float32)
+    np.testing.assert_array_equal(unsafe(x, out),
+                                  np.einsum("ij->i", x, dtype=np.int64, casting="unsafe"))
+    np.testing.assert_allclose(out, x.sum(1), rtol=1e-6)
+
 
 # Spelled for this test alone: Numba keeps one implementation per equation and types.
 _PRODUCTS = [("zpq,zqr->zpr", [(4, 6, 5), (4, 5, 3)]), ("pqr,qs->psr", [(3, 6, 4), (6, 5)]),
