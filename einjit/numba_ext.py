@@ -25,9 +25,9 @@ returns a view of the operand (``ii->i``, ``ij->ji``).
 ``out=`` takes an array of the result's shape whose dtype the result casts to safely;
 the result is written into it and it is returned.  ``dtype=`` (``np.float64``, a
 ``np.dtype`` or a literal string) computes in that dtype, the operands casting to it
-safely, or by the rule a literal ``casting=`` names.  ``optimize=`` a literal (``True``, ``"greedy"``, ``"optimal"``, ``False``...)
-splits the operands as it does outside Numba; any other value plans with einjit's
-default.
+safely, or by the rule a literal ``casting=`` names (for ``out=`` too).  A literal
+``optimize=`` (``True``, ``"greedy"``, ``"optimal"``, ``False``...) splits the operands
+as it does outside Numba; any other value plans with einjit's default.
 
 Limits inside Numba: every operand is an array (no scalars or lists); a label's sizes
 must agree exactly (no size-1 broadcasting of labelled dimensions); no keyword
