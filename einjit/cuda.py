@@ -397,8 +397,7 @@ def einsum(*operands: Any, out: Any = None, dtype: Any = None, order: str = "K",
     """
     how = _Fold(fold, body)
     key: Hashable = None
-    if out is None and dtype is None and order == "K" and casting == "safe" and operands \
-            and type(operands[0]) is str:
+    if plain(operands, out, dtype, order, casting):
         key = _fast_key(operands, None if fold.default else how, optimize)
         result = _run_bound(key, operands)
         if result is not MISS:
@@ -555,6 +554,13 @@ _FAST: dict[Hashable, _Bound] = {}
 MISS = object()
 
 
+def plain(operands: Sequence[Any], out: Any, dtype: Any, order: str, casting: str) -> bool:
+    """Whether a call may have a bound entry: an equation string first, and no out=,
+    dtype=, order= or casting=."""
+    return (out is None and dtype is None and order == "K" and casting == "safe"
+            and bool(operands) and type(operands[0]) is str)
+
+
 def _fast_key(operands: Sequence[Any], fold: Any, optimize: Any) -> Hashable:
     """The key of a call in :data:`_FAST` (``operands[0]`` is the equation), or None
     when it has none (an operand that is not a device array, an unhashable path)."""
@@ -579,8 +585,8 @@ def _run_bound(key: Hashable, operands: Sequence[Any]) -> Any:
 
 
 def fast_call(operands: Sequence[Any], optimize: Any) -> Any:
-    """The result of a plain call (no out=, dtype=, order= or casting=; the default
-    body) that this process has bound already, or :data:`MISS`: the engine asks this
+    """The result of a :func:`plain` call (with the default body) that this process has
+    bound already, or :data:`MISS`: the engine asks this
     before looking for device operands, so that a repeated call on device arrays skips
     that walk (a few microseconds of a call that costs about 25)."""
     return _run_bound(_fast_key(operands, None, optimize), operands)
@@ -654,7 +660,7 @@ class _Bound:
             size = op.geo.dtype.itemsize
             pointers.append((arrays.address(a) + op.low * size, op.count, size))
         count = math.prod(self.shape)
-        if count == 0 or any(k >= len(pointers) for k in step.args):
+        if count == 0:
             return None
         result = arrays.empty(count, self.compute)
         step.launch(arrays, [pointers[k] for k in step.args], arrays.pointer(result))

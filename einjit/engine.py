@@ -678,8 +678,8 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
                     return result
     if key is None:  # not all plain ndarrays, or target= given: maybe the GPU
         from . import cuda as cuda_target
-        if (target in (None, "cuda") and out is None and dtype is None and order == "K"
-                and casting == "safe" and operands and type(operands[0]) is str):
+        if target in (None, "cuda") and cuda_target.plain(operands, out, dtype, order,
+                                                          casting):
             result = cuda_target.fast_call(operands, optimize)
             if result is not cuda_target.MISS:
                 return result
