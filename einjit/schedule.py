@@ -92,7 +92,9 @@ class Policy:
     (``Schedule.block_rows``; 0: none).  ``tile_gemm_max``: multiply-adds per matrix up
     to which a GEMM-shaped kernel runs as such a tile rather than BLAS.
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
-    loops (when they read every input along its runs) rather than a BLAS call.
+    loops (when they read every input along its runs) rather than a BLAS call;
+    ``gemv_max_calls``: the most such products one BLAS call each (a batch of more runs
+    as loops, on the same condition).
     ``wide_tile_terms``, ``panel_bytes``: a wide block of accumulators runs as register
     tiles when its sums have at least ``wide_tile_terms`` terms and the block of each
     input the tile's rows share takes at most ``panel_bytes`` (see :func:`_wide_tile`).
@@ -108,6 +110,7 @@ class Policy:
     parallel_min_work: int = 1 << 20
     gemm_min_work: int = 1 << 14
     gemv_min_work: int = 1 << 16
+    gemv_max_calls: int = 1
     block: int = 512
     max_loop_depth: int = 12
     chunk: int = 1024
@@ -370,12 +373,17 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         extent = kernel.extent
         thin = min(_product(extent[g] for g in layout.m), _product(extent[g] for g in layout.n))
         gemm = Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout)
-        if thin == 1 and kernel.work < POLICY.gemv_min_work:
+        calls = _product(extent[g] for g in layout.batch)
+        if thin == 1 and (kernel.work < POLICY.gemv_min_work or calls > POLICY.gemv_max_calls):
             # A small matrix-vector product or dot: BLAS's call costs more than a loop
             # nest's whole pass (i,i-> over 16384 floats 14.5 -> 6.0 us), where the loops
             # read every input along their runs (in one pass: not hoisted, which passes
             # over the output again for each value of the reduction, dab,d->ab 32 x 300
             # x 3: 25 us hoisted, 22 us BLAS).
+            # A batch of them is one memory-bound call per matrix, each threaded on its
+            # own (or not at all): one loop nest streams the batch on every thread
+            # (float32 ijk,j->ik over 256^3: 5.6 -> 1.8 ms; bij,bi->bj over
+            # 64 x 512 x 512: 4.2 -> 0.83 ms).
             # Loops that gather an input still win where BLAS would first copy one
             # (cbb,cab->a over 75 x 2 x 128: 24 us of loops, 56 us copying a1 along c,b
             # for the product), by the cost model.

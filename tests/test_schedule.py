@@ -487,6 +487,20 @@ def test_small_matrix_vector_products_run_as_loops():
     assert not copied.schedule.gemm
 
 
+def test_batches_of_matrix_vector_products_run_as_loops():
+    # one BLAS call per matrix of a memory-bound batch loses to one loop nest over it,
+    # above Policy.gemv_min_work too: a batch index of both operands, or one the
+    # layout moves out of the rows (i, k of ijk do not merge into one axis)
+    for eq, shapes in (("bij,bj->bi", [(6, 128, 96), (6, 96)]),
+                       ("bij,bi->bj", [(6, 128, 96), (6, 128)]),
+                       ("ijk,j->ik", [(8, 96, 100), (96,)])):
+        (nest,) = _check(eq, *(RNG.standard_normal(s) for s in shapes))
+        assert not nest.schedule.gemm, eq
+    # one matrix of that size still goes to BLAS
+    (one,) = _check("ijk,k->ij", RNG.standard_normal((8, 96, 100)), RNG.standard_normal(100))
+    assert one.schedule.gemm
+
+
 def test_every_reduction_hoisted_only_when_split(monkeypatch):
     # on one thread, a block of accumulators keeps such an output in registers instead
     monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(

@@ -126,7 +126,8 @@ def test_threaded_matrix_vector_batches_are_not_split(monkeypatch):
     """OpenBLAS threads a matrix-vector product from 9216 multiply-adds: a batch of
     those stays one call (splitting it would run BLAS threads inside einjit's)."""
     monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
-        gemm_min_work=0, gemv_min_work=0, tile_gemm_max=0, parallel_min_work=0))
+        gemm_min_work=0, gemv_min_work=0, gemv_max_calls=1 << 20, tile_gemm_max=0,
+        parallel_min_work=0))
     monkeypatch.setattr(schedule, "thread_count", lambda: 2)
     einjit = __import__("einjit")
     for d, split in ((128, 1), (16, 2)):  # 128 x 128 (threaded by BLAS), 128 x 16
