@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import AbstractSet, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .dtypes import Arithmetic
-from .schedule import gemm_worthy
 from .body import semiring, with_indices
+from .dtypes import Arithmetic
 from .ir import (SUM, Call, Cast, Const, Expr, Index, Kernel, Load, Operand, Plan, Reduction,
                  Step)
+from .layout import for_products, laid_out_like
+from .schedule import gemm_cost, gemm_worthy
 
 #: Object-dtype expressions up to this many body evaluations run as one fused step.
 OBJECT_FUSE_LIMIT = 1 << 20
@@ -537,7 +538,19 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
             if consumer == len(contractions) - 1:  # combined into the result: its order
                 near.append(output)  # too, where it shares more with it than a partner
             apart = [labels[i] for i, p in enumerate(local) if p not in others]
-            out = _laid_out_like(out, near, set(output).union(*apart))
+            kept = set(output).union(*apart)
+            out = laid_out_like(out, near, kept)
+            kernel = _kernel(f"k{done + len(steps)}", arg_labels, arg_types, out,
+                             arith.compute, extent, arith, dynamic, fold)
+            if len(arg_labels) == 2 and gemm_worthy(kernel):
+                near_one = (labels[local.index(others[0])]
+                            if len(others) == 1 and others[0] in local else None)
+                typed = dict(zip(arg_labels, arg_types))
+                if near_one is not None:
+                    typed[near_one] = types[local.index(others[0])]
+                out = for_products(out, arg_labels, near_one, kept,
+                                   output if consumer == len(contractions) - 1 else None,
+                                   _costing(typed, extent, arith, dynamic, fold))
         else:
             out = output
         kernel = _kernel(f"k{done + len(steps)}", arg_labels, arg_types, out, arith.compute,
@@ -549,6 +562,19 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
         labels.append(out)
         types.append(arith.compute)
     return Plan(equation, tuple(steps), path)
+
+
+def _costing(typed: dict[Labels, str], extent: dict[str, int], arith: Arithmetic,
+             dynamic: frozenset[str], fold: Fold | None
+             ) -> Callable[[Sequence[Labels], Labels], float | None]:
+    """The cost of a matrix product of operands (labels; their dtypes from ``typed``, an
+    intermediate's the arithmetic's) into a result laid out as given, by the
+    scheduler's model: for :func:`~einjit.layout.for_products`."""
+    def cost(ops: Sequence[Labels], result: Labels) -> float | None:
+        dts = [typed.get(tuple(op), arith.compute) for op in ops]
+        return gemm_cost(_kernel("k", ops, dts, result, arith.compute, extent, arith,
+                                 dynamic, fold))
+    return cost
 
 
 def _partners(n: int, contractions: Sequence[tuple[int, ...]]
@@ -564,33 +590,6 @@ def _partners(n: int, contractions: Sequence[tuple[int, ...]]
                 partners[a] = (step, tuple(x for x in args if x != a))
         ids = [x for x in ids if x not in args] + [n + step]
     return partners
-
-
-def _laid_out_like(out: Labels, partners: Sequence[Labels],
-                   kept: AbstractSet[str] = frozenset()) -> Labels:
-    """An intermediate's index order, from the operands it will next be combined with.
-
-    The indices it shares with its largest partner go innermost, in the partner's order,
-    so the consuming step reads both alike: ``ki`` then ``ik`` becomes ``ki`` and ``ki``
-    (no transposed access), and in a matrix product the summed indices of both operands
-    merge into one axis without a copy.  Without partners the order stays as it is.
-    (The caller lists the result as a partner too where the consuming step writes it:
-    ``ab,dca->dcb`` then ``dcb,db->dcb`` writes the intermediate as ``dcb``, the layout
-    ``dca`` has, where ``db`` alone made it ``cdb``, a copy of ``dca`` first.)
-
-    Where the consuming step is a matrix product (each operand has an index of its own,
-    and they share a summed one), the shared indices in ``kept`` (those it keeps: its
-    batch indices) go before the summed ones: a batch index innermost would leave no
-    matrix with a unit stride, and BLAS would take a copy of the intermediate
-    (``abd,cbd->cad`` lays the intermediate out ``cdb``, not ``cbd``).
-    """
-    if not partners:
-        return out
-    other = max(partners, key=lambda t: (len(set(t) & set(out)), len(t)))
-    shared = [lb for lb in other if lb in out]
-    if set(other) - set(out) and set(out) - set(other) and set(shared) - kept:
-        shared = [lb for lb in shared if lb in kept] + [lb for lb in shared if lb not in kept]
-    return tuple(lb for lb in out if lb not in shared) + tuple(shared)
 
 
 def _bytes(kernel: Kernel) -> int:

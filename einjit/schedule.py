@@ -48,7 +48,7 @@ from .ir import (CHUNK, SLOT, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, G
 from .views import c_strides
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "partial_spread", "copies",
-           "innermost", "gemm_roles", "gemm_worthy", "thread_count"]
+           "innermost", "gemm_roles", "gemm_worthy", "gemm_cost", "thread_count"]
 
 #: The block-offset loop variable.  Every name a lowering invents has two or more
 #: characters (``acc``, ``part``, ``vb``, ``v0``, ``rb``, ``fo``...), so it can never be an
@@ -195,6 +195,21 @@ def _use_gemm(kernel: Kernel) -> bool:
     batch, m, n, k = (_product(extent[name] for name in group) for group in roles)
     # A batch of dot products (ij,ij->i) is one BLAS call per row: loops stream it.
     return k >= 8 and (m * n > 1 or batch == 1)
+
+
+def gemm_cost(kernel: Kernel) -> float | None:
+    """Seconds a matrix-matrix product (see :func:`gemm_worthy`) over C-ordered arrays
+    takes as a BLAS call by the cost model of :func:`_gemm_layout`, its copies included;
+    None for any other kernel (the planner weighs intermediates' layouts with it)."""
+    if not gemm_worthy(kernel):
+        return None
+    extent = kernel.extent
+
+    def strides(op: Operand) -> tuple[int, ...]:
+        return c_strides([extent[name] for name in op.indices])
+
+    return _gemm_layout(kernel, [strides(op) for op in kernel.inputs],
+                        strides(kernel.output), 1)[1]
 
 
 def _product(values: Iterable[int]) -> int:

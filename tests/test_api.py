@@ -397,6 +397,29 @@ def test_an_intermediate_keeps_its_batch_index_off_the_innermost_axis():
                                    np.einsum("abd,cb,cdb->cda", *ops), rtol=1e-12)
 
 
+@pytest.mark.parametrize("eq,shapes", [
+    # one matrix per axis of a tensor (a Tucker product), summed in the tensor's order:
+    # each product sums the leading axis and appends its new one last, so every
+    # operand and every intermediate is a matrix BLAS reads or writes as it is (the
+    # partner-led order copied all four)
+    ("ea,fb,abcd,gc,hd->efgh", [(8, 12), (9, 12), (12, 12, 12, 12), (10, 12), (11, 12)]),
+    ("ab,bcd,de->ace", [(30, 31), (31, 32, 33), (33, 34)]),
+    # a chain whose intermediates are written transposed (C^T = B^T A^T)
+    ("ij,jk,kl,lm->im", [(40, 41), (41, 42), (42, 43), (43, 44)]),
+])
+def test_intermediates_between_matrix_products_are_never_copied(eq, shapes):
+    rng = np.random.default_rng(9)
+    ops = [rng.random(s) for s in shapes]
+    nests = einjit.explain(eq, *ops, optimize="greedy").nests
+    assert len(nests) == len(shapes) - 1
+    for nest in nests:
+        gemm = nest.schedule.gemm
+        assert gemm and gemm.copy == (False, False) and gemm.direct, nest.kernel
+    for _ in range(2):
+        np.testing.assert_allclose(einjit.einsum(eq, *ops, optimize="greedy"),
+                                   np.einsum(eq, *ops), rtol=1e-12)
+
+
 @pytest.mark.parametrize("eq,shapes,merged", [
     ("edc->", ((40, 6, 2),), "e"),                      # every label: one loop
     ("ijk,ijk->i", ((30, 10, 3), (30, 10, 3)), "i,j"),  # j and k merge, i is the output's

@@ -1,0 +1,116 @@
+"""The memory order of the intermediates a split plan computes.
+
+An intermediate is a C-ordered array whose axes the planner may order freely.  Two rules
+choose that order: :func:`laid_out_like` puts the indices it shares with its next partner
+innermost, in the partner's order, so that a loop nest reads both alike; and where the
+intermediate is made and then consumed by matrix products (BLAS), :func:`for_products`
+picks the order that lets both products read and write their matrices in place, since a
+transposing copy of a large array costs more than the product itself (numpy permutes a
+1M-element float32 array of four axes in about 3 ms; a 32 x 32 x 32768 product takes
+about 1 ms).
+
+All orders here are label tuples, outermost first, as the arrays are laid out (inputs are
+taken to be C-ordered).
+"""
+
+from __future__ import annotations
+
+from typing import AbstractSet, Callable, Sequence
+
+__all__ = ["laid_out_like", "for_products"]
+
+Labels = tuple[str, ...]
+
+
+def laid_out_like(out: Labels, partners: Sequence[Labels],
+                  kept: AbstractSet[str] = frozenset()) -> Labels:
+    """An intermediate's index order, from the operands it will next be combined with.
+
+    The indices it shares with its largest partner go innermost, in the partner's order,
+    so the consuming step reads both alike: ``ki`` then ``ik`` becomes ``ki`` and ``ki``
+    (no transposed access), and in a matrix product the summed indices of both operands
+    merge into one axis without a copy.  Without partners the order stays as it is.
+    (The caller lists the result as a partner too where the consuming step writes it:
+    ``ab,dca->dcb`` then ``dcb,db->dcb`` writes the intermediate as ``dcb``, the layout
+    ``dca`` has, where ``db`` alone made it ``cdb``, a copy of ``dca`` first.)
+
+    Where the consuming step is a matrix product (each operand has an index of its own,
+    and they share a summed one), the shared indices in ``kept`` (those it keeps: its
+    batch indices) go before the summed ones: a batch index innermost would leave no
+    matrix with a unit stride, and BLAS would take a copy of the intermediate
+    (``abd,cbd->cad`` lays the intermediate out ``cdb``, not ``cbd``).
+
+    >>> laid_out_like(("i", "k"), [("k", "i")])
+    ('k', 'i')
+    >>> laid_out_like(("c", "a", "d"), [("c", "b", "d")], kept=frozenset("cab"))
+    ('a', 'c', 'd')
+    """
+    if not partners:
+        return out
+    other = max(partners, key=lambda t: (len(set(t) & set(out)), len(t)))
+    shared = [lb for lb in other if lb in out]
+    if set(other) - set(out) and set(out) - set(other) and set(shared) - kept:
+        shared = [lb for lb in shared if lb in kept] + [lb for lb in shared if lb not in kept]
+    return tuple(lb for lb in out if lb not in shared) + tuple(shared)
+
+
+def for_products(first: Labels, args: Sequence[Labels], partner: Labels | None,
+                 kept: AbstractSet[str], final: Labels | None,
+                 cost: Callable[[Sequence[Labels], Labels], float | None]) -> Labels:
+    """The order of an intermediate made by the product of ``args`` and then combined
+    with ``partner`` into a result over the indices in ``kept``, laid out ``final``
+    (None: not decided yet).  Where the partner is not made yet (None), or that second
+    step is no matrix product, ``first``: the loops that consume it read it best so.
+
+    The candidates are ``first`` (what :func:`laid_out_like` gave) and the orders in
+    which either product reads or writes the intermediate as one matrix (or a stack of
+    them): its batch, row and column indices as the operands have them, the batch first
+    or last.  ``cost(args, out)`` weighs a product (seconds by the scheduler's model,
+    None when it would not run as one); the consuming product is weighed writing the
+    order it would read and write in place where ``final`` is None.  The cheapest pair
+    wins, ``first`` on a tie.
+
+    >>> from einjit.ir import Index, Kernel, Operand, SUM, product
+    >>> from einjit.schedule import gemm_cost
+    >>> def cost(args, out):  # float32, every extent 32
+    ...     labels = dict.fromkeys(out + sum(args, ()))
+    ...     return gemm_cost(Kernel("k", tuple(Operand(f"a{i}", "float32", x)
+    ...                                        for i, x in enumerate(args)),
+    ...                             Operand("out", "float32", out),
+    ...                             tuple(Index(lb, 32) for lb in labels),
+    ...                             product(2, args), SUM, "float32"))
+    >>> # e,a @ a,b,c,d -> ? then f,b with it, keeping c, d, e (and f)
+    >>> for_products(("e", "c", "d", "b"), (("e", "a"), ("a", "b", "c", "d")),
+    ...              ("f", "b"), frozenset("cdef"), None, cost)
+    ('b', 'c', 'd', 'e')
+    """
+    a, b = args
+    here = set(first)
+    batch = tuple(lb for lb in first if lb in a and lb in b)
+    m = tuple(lb for lb in a if lb in here and lb not in b)
+    n = tuple(lb for lb in b if lb in here and lb not in a)
+    candidates = [first]
+    for rows, cols in ((m, n), (n, m)):
+        candidates += [batch + rows + cols, rows + cols + batch]
+    if partner is not None:
+        own = tuple(lb for lb in first if lb in kept and lb not in partner)
+        summed = tuple(lb for lb in partner if lb in here and lb not in kept)
+        rest = tuple(lb for lb in first if lb not in own and lb not in summed)
+        candidates += [rest + own + summed, rest + summed + own]
+
+    if partner is None:
+        return first
+
+    def used(order: Labels) -> float | None:
+        if final is not None:
+            result = final
+        else:  # as the consuming product would write it in place
+            both = tuple(lb for lb in order if lb in kept and lb in partner)
+            result = (both + tuple(lb for lb in order if lb in kept and lb not in both)
+                      + tuple(lb for lb in partner if lb in kept and lb not in here))
+        return cost((order, partner), result)
+
+    if used(first) is None:
+        return first
+    return min(dict.fromkeys(candidates),  # the first of equals: ``first``
+               key=lambda order: (cost(args, order) or 0.0) + (used(order) or 0.0))
