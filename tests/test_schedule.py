@@ -134,10 +134,18 @@ def test_short_innermost_loops_hide_their_trip_count():
     # LLVM unrolls a short constant loop completely before vectorising; the generated
     # code hides trip counts of 16 to 64 behind vm.opaque (longer ones stay literals)
     for c, hidden in ((8, False), (16, True), (64, True), (65, False)):
+        x, y = RNG.standard_normal((4, c)), RNG.standard_normal(c)
+        _check("ab,b->ab", x, y)
+        source = einjit.explain("ab,b->ab", x, y).sources[0]
+        assert (f"range(vm.opaque({c}))" in source) == hidden, (c, source)
+    # a sum into one scalar from 16 trips, however many: with the count known, LLVM
+    # makes it one chain of dependent vector additions (chunks of Policy.chunk terms too)
+    for c, hidden in ((8, False), (16, True), (65, True), (1000, True), (2048, True)):
         x = RNG.standard_normal((3, 4, c))
         _check("abc->ab", x)
         source = einjit.explain("abc->ab", x).sources[0]
-        assert (f"range(vm.opaque({c}))" in source) == hidden, (c, source)
+        trips = c if c < 2048 else 1024  # (2048: two chunks)
+        assert (f"range(vm.opaque({trips}))" in source) == hidden, (c, source)
     # and in loops over a block of accumulators (index Let, then the sum) up to 32 trips:
     # zeroing, summing and storing the block; above, only the zeroing loop
     for a, hidden in ((32, 3), (48, 1)):
