@@ -509,6 +509,16 @@ def test_batches_of_matrix_vector_products_run_as_loops():
     assert one.schedule.gemm
 
 
+def test_unrolled_values_only_over_rows_in_cache():
+    # several values of i at once read as many rows of a0 at a time: where a0 fits in
+    # cache (Policy.unroll_max_bytes) that shares the loads of a1; beyond, one row at a
+    # time streams from memory faster
+    for b, unrolled in ((2, True), (16, False)):
+        x, y = RNG.standard_normal((b, 128, 256)), RNG.standard_normal((b, 256))
+        (nest,) = _check("bij,bj->bi", x, y)
+        assert (nest.schedule.unroll is not None) == unrolled, b
+
+
 def test_every_reduction_hoisted_only_when_split(monkeypatch):
     # on one thread, a block of accumulators keeps such an output in registers instead
     monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
