@@ -84,22 +84,9 @@ def for_products(first: Labels, args: Sequence[Labels], partner: Labels | None,
     ...              ("f", "b"), frozenset("cdef"), None, cost)
     ('b', 'c', 'd', 'e')
     """
-    a, b = args
-    here = set(first)
-    batch = tuple(lb for lb in first if lb in a and lb in b)
-    m = tuple(lb for lb in a if lb in here and lb not in b)
-    n = tuple(lb for lb in b if lb in here and lb not in a)
-    candidates = [first]
-    for rows, cols in ((m, n), (n, m)):
-        candidates += [batch + rows + cols, rows + cols + batch]
-    if partner is not None:
-        own = tuple(lb for lb in first if lb in kept and lb not in partner)
-        summed = tuple(lb for lb in partner if lb in here and lb not in kept)
-        rest = tuple(lb for lb in first if lb not in own and lb not in summed)
-        candidates += [rest + own + summed, rest + summed + own]
-
     if partner is None:
         return first
+    here = set(first)
 
     def used(order: Labels) -> float | None:
         if final is not None:
@@ -112,5 +99,16 @@ def for_products(first: Labels, args: Sequence[Labels], partner: Labels | None,
 
     if used(first) is None:
         return first
+    a, b = args
+    batch = tuple(lb for lb in first if lb in a and lb in b)
+    m = tuple(lb for lb in a if lb in here and lb not in b)
+    n = tuple(lb for lb in b if lb in here and lb not in a)
+    candidates = [first]
+    for rows, cols in ((m, n), (n, m)):
+        candidates += [batch + rows + cols, rows + cols + batch]
+    own = tuple(lb for lb in first if lb in kept and lb not in partner)
+    summed = tuple(lb for lb in partner if lb in here and lb not in kept)
+    rest = tuple(lb for lb in first if lb not in own and lb not in summed)
+    candidates += [rest + own + summed, rest + summed + own]
     return min(dict.fromkeys(candidates),  # the first of equals: ``first``
                key=lambda order: (cost(args, order) or 0.0) + (used(order) or 0.0))
