@@ -188,6 +188,20 @@ def gemm_worthy(kernel: Kernel) -> bool:
     return min(sizes) >= 8
 
 
+def runs_as_blas(kernel: Kernel) -> bool:
+    """Whether a kernel over C-ordered arrays runs as BLAS calls: a matrix product, or a
+    matrix-vector product or dot large enough (``Policy.gemv_min_work``) and not one of
+    a batch (``Policy.gemv_max_calls``) that loops stream faster (see :func:`schedule`)."""
+    if not _use_gemm(kernel):
+        return False
+    roles = gemm_roles(kernel)
+    assert roles is not None
+    extent = kernel.extent
+    batch, m, n, _ = (_product(extent[name] for name in group) for group in roles)
+    return min(m, n) > 1 or (kernel.work >= POLICY.gemv_min_work
+                             and batch <= POLICY.gemv_max_calls)
+
+
 def _use_gemm(kernel: Kernel) -> bool:
     if kernel.accumulate not in _BLAS_DTYPES or kernel.work < POLICY.gemm_min_work:
         return False

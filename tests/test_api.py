@@ -367,6 +367,20 @@ def test_labels_summed_first_then_a_pairwise_path():
                                np.einsum("dc,bd,cab->db", *ops, optimize=True), rtol=1e-12)
 
 
+def test_matrix_vector_paths_split_where_the_loops_would_run_on_threads():
+    # x^T A y: the fused loop nest and the path (a BLAS matrix-vector product, then a
+    # dot) move the same bytes; from Policy.parallel_min_work terms the path is taken
+    # (the loops' threads would share the cores with BLAS's), below it one loop nest
+    rng = np.random.default_rng(10)
+    for n, steps in ((1024, 2), (256, 1)):
+        ops = [rng.random(n), rng.random((n, n)), rng.random(n)]
+        plan = einjit.explain("i,ij,j->", *ops).plan
+        assert len(plan.steps) == steps, plan
+        assert ("in BLAS calls" in plan.note) == (steps == 2), plan.note
+        np.testing.assert_allclose(einjit.einsum("i,ij,j->", *ops),
+                                   np.einsum("i,ij,j->", *ops), rtol=1e-12)
+
+
 def test_an_intermediate_the_result_is_made_of_is_laid_out_like_it():
     # ab,dca->(dcb) then (dcb),db->dcb: laid out like the result (dcb) rather than its
     # partner db alone (cdb), the first product reads dca as one matrix, no copy
