@@ -189,17 +189,10 @@ def gemm_worthy(kernel: Kernel) -> bool:
 
 
 def runs_as_blas(kernel: Kernel) -> bool:
-    """Whether a kernel over C-ordered arrays runs as BLAS calls: a matrix product, or a
-    matrix-vector product or dot large enough (``Policy.gemv_min_work``) and not one of
-    a batch (``Policy.gemv_max_calls``) that loops stream faster (see :func:`schedule`)."""
+    """Whether :func:`schedule` runs a kernel over C-ordered arrays as BLAS calls."""
     if not _use_gemm(kernel):
         return False
-    roles = gemm_roles(kernel)
-    assert roles is not None
-    extent = kernel.extent
-    batch, m, n, _ = (_product(extent[name] for name in group) for group in roles)
-    return min(m, n) > 1 or (kernel.work >= POLICY.gemv_min_work
-                             and batch <= POLICY.gemv_max_calls)
+    return schedule(kernel, *_c_ordered(kernel)).gemm is not None
 
 
 def _use_gemm(kernel: Kernel) -> bool:
@@ -222,13 +215,17 @@ def gemm_cost(kernel: Kernel) -> float | None:
     None for any other kernel (the planner weighs intermediates' layouts with it)."""
     if not gemm_worthy(kernel):
         return None
+    return _gemm_layout(kernel, *_c_ordered(kernel), 1)[1]
+
+
+def _c_ordered(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+    """The strides of a kernel's inputs and output where all are C-ordered arrays."""
     extent = kernel.extent
 
     def strides(op: Operand) -> tuple[int, ...]:
         return c_strides([extent[name] for name in op.indices])
 
-    return _gemm_layout(kernel, [strides(op) for op in kernel.inputs],
-                        strides(kernel.output), 1)[1]
+    return [strides(op) for op in kernel.inputs], strides(kernel.output)
 
 
 def _product(values: Iterable[int]) -> int:
