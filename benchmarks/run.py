@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick              # smoke test (few repeats, nothing saved)
     python benchmarks/run.py --dtype float32 --cases matmul,frob --repeat 30
     python benchmarks/run.py --plot-only          # redraw the chart from saved JSON
+    python benchmarks/run.py --more --no-save     # 32 common einsums beyond the table
 
 Method (see benchmarks/README.md for the columns):
 
@@ -97,6 +98,44 @@ CASES: list[Case] = [
     Case("tiny_dot", "i,i->", ((16,), (16,)), "byte"),
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
+
+#: ``--more``: common einsums of science and machine learning beyond the table above
+#: (einjit is not tuned on them; they check that its gains are general).
+MORE_CASES: list[Case] = [
+    Case("mm_bt", "ik,jk->ij", ((1024, 1024), (1024, 1024)), "flop"),
+    Case("mm_at", "ji,jk->ik", ((1024, 1024), (1024, 1024)), "flop"),
+    Case("gram", "ni,nj->ij", ((8192, 128), (8192, 128)), "flop"),
+    Case("dist", "nd,md->nm", ((2048, 64), (2048, 64)), "flop"),
+    Case("linear", "bij,jk->bik", ((32, 256, 512), (512, 512)), "flop"),
+    Case("attnv", "bhqk,bhkd->bhqd", ((8, 8, 256, 256), (8, 8, 256, 64)), "flop"),
+    Case("bqk", "bqd,bkd->bqk", ((16, 512, 64), (16, 512, 64)), "flop"),
+    Case("conv1x1", "nchw,oc->nohw", ((16, 64, 32, 32), (128, 64)), "flop"),
+    Case("abc_abd", "abc,abd->cd", ((128, 128, 64), (128, 128, 64)), "flop"),
+    Case("tensordot", "ijkl,klmn->ijmn", ((24,) * 4, (24,) * 4), "flop"),
+    Case("ijkl_jk", "ijkl,jk->il", ((32, 64, 64, 32), (64, 64)), "flop"),
+    Case("chain4", "ij,jk,kl,lm->im", ((256, 256),) * 4, "flop"),
+    Case("tucker", "ea,fb,abcd,gc,hd->efgh", ((32, 32),) * 2 + ((32,) * 4,) + ((32, 32),) * 2,
+         "flop"),
+    Case("ao2mo", "pqrs,pi,qj,rk,sl->ijkl", ((24,) * 4,) + ((24, 24),) * 4, "flop"),
+    Case("mps", "abc,cde,efg->abdfg", ((16, 8, 32), (32, 8, 32), (32, 8, 16)), "flop"),
+    Case("iajb", "ia,jb,ijab->", ((64, 32), (64, 32), (64, 64, 32, 32)), "flop"),
+    Case("bilinear2", "bi,bj,ij->b", ((4096, 64), (4096, 64), (64, 64)), "flop"),
+    Case("vmv", "i,ij,j->", ((4096,), (4096, 4096), (4096,)), "byte"),
+    Case("matvec", "ij,j->i", ((4096, 4096), (4096,)), "byte"),
+    Case("bmv", "bij,bj->bi", ((64, 512, 512), (64, 512)), "byte"),
+    Case("midaxis", "ijk,j->ik", ((256,) * 3, (256,)), "byte"),
+    Case("rowsum", "ij->i", ((4096, 4096),), "byte"),
+    Case("colsum", "ij->j", ((4096, 4096),), "byte"),
+    Case("sumall", "ijk->", ((256, 256, 256),), "byte"),
+    Case("hadamard", "ij,ij->ij", ((4096, 4096), (4096, 4096)), "byte"),
+    Case("colscale", "ij,j->ij", ((4096, 4096), (4096,)), "byte"),
+    Case("bouter", "bi,bj->bij", ((64, 512), (64, 512)), "byte"),
+    Case("outer3", "i,j,k->ijk", ((256,), (256,), (256,)), "byte"),
+    Case("btrace", "bii->b", ((256, 256, 256),), "byte"),
+    Case("small_bmm", "bij,bjk->bik", ((1000, 4, 4), (1000, 4, 4)), "flop"),
+    Case("tiny_chain", "ij,jk,kl->il", ((8, 8),) * 3, "flop"),
+    Case("bdiag", "bii->bi", ((64, 512, 512),), "view", "every contender returns a view"),
+]
 
 
 def random_cases(count: int, seed: int, max_elements: int = 1 << 21,
@@ -660,6 +699,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run N random contractions (see random_cases) instead of the table; "
                         "results go to --outdir/partial unless --outdir is given")
     p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    p.add_argument("--more", action="store_true",
+                   help="run MORE_CASES (common einsums beyond the table) instead; results "
+                        "go to --outdir/partial unless --outdir is given")
     p.add_argument("--quick", action="store_true", help="few repeats; smoke test")
     p.add_argument("--outdir", type=Path, default=None,
                    help="where JSON and PNG go (default benchmarks/results; "
@@ -679,8 +721,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.budget = 0.3 if args.quick else 2.5
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
+    if args.random and args.more:
+        p.error("--random and --more are two different case lists: give one")
     known = ({c.name: c for c in random_cases(args.random, args.seed)} if args.random
-             else CASE_BY_NAME)
+             else {c.name: c for c in MORE_CASES} if args.more else CASE_BY_NAME)
     if args.cases:  # of the table, or with --random of its cases (r0, r1, ...)
         names = [n.strip() for n in args.cases.split(",") if n.strip()]
         unknown = [n for n in names if n not in known]
@@ -690,7 +734,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     else:
         args.case_list = list(known.values())
     if args.outdir is None:
-        args.outdir = (RESULTS / "partial" if (args.quick or args.cases or args.random)
+        args.outdir = (RESULTS / "partial" if (args.quick or args.cases or args.random
+                                               or args.more)
                        else RESULTS)
     return args
 
