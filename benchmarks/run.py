@@ -420,6 +420,31 @@ def _estimate(fn: Callable[[], Any], first_s: float) -> float:
     return est
 
 
+def balanced_orders(names: list[str], rounds: int, rng: random.Random) -> list[list[str]]:
+    """``rounds`` orders of ``names`` in which each runs right after each other one
+    equally often: a Williams design, balanced every n rounds for an even number n of
+    names, every 2n for an odd one; which name takes which place is drawn from ``rng``.
+
+    >>> orders = balanced_orders(list("abcde"), 10, random.Random(0))
+    >>> pairs = [(x, y) for o in orders for x, y in zip(o, o[1:])]
+    >>> sorted(set(pairs.count(p) for p in pairs))
+    [2]
+    """
+    n = len(names)
+    first, low, high = [0], 1, n - 1  # 0, 1, n-1, 2, n-2, ...
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    rows = [[(i + shift) % n for i in first] for shift in range(n)]
+    if n % 2:
+        rows += [row[::-1] for row in rows]
+    placed = rng.sample(names, n)
+    return [[placed[i] for i in rows[r % len(rows)]] for r in range(rounds)]
+
+
 def run_case(case: Case, dtype: str, args: argparse.Namespace, torch_mod: Any,
              ceilings: dict[str, Any]) -> dict[str, Any]:
     import opt_einsum as oe
@@ -517,14 +542,16 @@ def run_case(case: Case, dtype: str, args: argparse.Namespace, torch_mod: Any,
         # one call alone is over the budget it is the one sample, rather than paying twice.
         samples[name] = [t] if (n == 1 and inner == 1 and name == "einjit") else []
 
-    # -- interleaved rounds in a fresh random order each: a contender's threads may keep
-    # spinning after its call (torch's and Numba's OpenMP pools do), which slows whoever
-    # runs next; a rotation would always put the same contender after the same one.
+    # -- interleaved rounds: a contender's threads may keep spinning after its call
+    # (torch's OpenMP pool, OpenBLAS's), which slows whoever runs next (a BLAS call right
+    # after torch's: 2x); the orders put each contender right after each other one
+    # equally often (a rotation would always put the same one after the same one, and
+    # random orders did so unevenly: up to 8 of 20 samples after torch).
     order = [c for c in CONTENDERS if c in plan]
     rounds = max((n for n, _ in plan.values()), default=0)
     shuffler = random.Random(zlib.crc32(f"{case.name}/{dtype}".encode()))
-    for _ in range(rounds):
-        for name in shuffler.sample(order, len(order)):
+    for names in balanced_orders(order, rounds, shuffler):
+        for name in names:
             n, inner = plan[name]
             if len(samples[name]) < n:
                 samples[name].append(_timer(fns[name], inner))
