@@ -48,7 +48,7 @@ from .ir import (CHUNK, SLOT, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, G
 from .views import c_strides
 
 __all__ = ["Policy", "POLICY", "schedule", "lower", "partials", "partial_spread", "copies",
-           "innermost", "gemm_roles", "gemm_worthy", "gemm_cost", "thread_count"]
+           "innermost", "gemm_roles", "gemm_worthy", "gemm_cost", "runs_as_blas", "thread_count"]
 
 #: The block-offset loop variable.  Every name a lowering invents has two or more
 #: characters (``acc``, ``part``, ``vb``, ``v0``, ``rb``, ``fo``...), so it can never be an
@@ -97,8 +97,8 @@ class Policy:
     to which a GEMM-shaped kernel runs as such a tile rather than BLAS.
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
     loops (when they read every input along its runs) rather than a BLAS call;
-    ``gemv_max_calls``: the most such products one BLAS call each (a batch of more runs
-    as loops, on the same condition).
+    ``gemv_max_calls``: the most BLAS calls (one per product) a batch of them may take;
+    a larger batch runs as loops, on the same condition.
     ``wide_tile_terms``, ``panel_bytes``: a wide block of accumulators runs as register
     tiles when its sums have at least ``wide_tile_terms`` terms and the block of each
     input the tile's rows share takes at most ``panel_bytes`` (see :func:`_wide_tile`).
