@@ -15,6 +15,7 @@ taken to be C-ordered).
 
 from __future__ import annotations
 
+import functools
 from typing import AbstractSet, Callable, Sequence
 
 __all__ = ["laid_out_like", "for_products"]
@@ -88,6 +89,7 @@ def for_products(first: Labels, args: Sequence[Labels], partner: Labels | None,
         return first
     here = set(first)
 
+    @functools.cache
     def used(order: Labels) -> float | None:
         if final is not None:
             result = final

@@ -546,6 +546,7 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
             local.pop(p)
         arg_labels = [labels.pop(p) for p in picked][::-1]
         arg_types = [types.pop(p) for p in picked][::-1]
+        kernel = None
         if ids:
             keep = set(output).union(*labels)
             out = tuple(dict.fromkeys(lb for t in arg_labels for lb in t if lb in keep))
@@ -569,8 +570,9 @@ def _split(equation: str, inputs: list[Labels], output: Labels, extent: dict[str
                                    _costing(typed, extent, arith, dynamic, fold))
         else:
             out = output
-        kernel = _kernel(f"k{done + len(steps)}", arg_labels, arg_types, out, arith.compute,
-                         extent, arith, dynamic, fold)
+        if kernel is None or kernel.output.indices != out:
+            kernel = _kernel(f"k{done + len(steps)}", arg_labels, arg_types, out,
+                             arith.compute, extent, arith, dynamic, fold)
         result = n + done + len(steps)
         local.append(n + len(steps))
         steps.append(Step(kernel, tuple(args), result, _flops(kernel)))
