@@ -260,7 +260,11 @@ class GemmLayout:
     (summed: in both inputs).  ``copy`` says which inputs are first copied into a
     contiguous buffer, because their strides cannot be seen as a matrix BLAS reads;
     ``direct`` says whether the output can be written as such a matrix (else the
-    product goes to a temporary and is copied out).  ``split`` runs the first batch
+    product goes to a temporary and is copied out).  ``memory`` gives, per copied input,
+    the order of its indices in the copy's memory (outermost first) where that is the
+    input's own memory order, so the copy streams (a Fortran-ordered slice, reversed
+    axes) and BLAS reads it transposed where need be; empty: the copy is laid out in
+    (batch, rows, columns) order, transposing the input.  ``split`` runs the first batch
     axis in that many parts on as many threads: BLAS runs each small matrix product on
     one thread, so a batch of them would otherwise leave cores idle.
     """
@@ -272,11 +276,13 @@ class GemmLayout:
     copy: tuple[bool, bool] = (False, False)
     direct: bool = True
     split: int = 1
+    memory: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     def __str__(self) -> str:
         def g(x: tuple[str, ...]) -> str:
             return ",".join(x) or "-"
-        copies = [name for name, c in zip(("a", "b"), self.copy) if c]
+        copies = [name + (" (in its memory order)" if order else "")
+                  for name, c, order in zip(("a", "b"), self.copy, self.memory) if c]
         tail = f"; copy {' and '.join(copies)} first" if copies else ""
         if not self.direct:
             tail += "; product into a temporary, then copied out"

@@ -48,7 +48,7 @@ def k0(a0, a1, out):
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -59,14 +59,29 @@ __all__ = ["render", "render_numba", "build"]
 
 
 def _arranged(op: Operand, groups: tuple[tuple[str, ...], ...], batch: tuple[str, ...],
-              size: dict[str, str], copy: bool) -> str:
+              size: dict[str, str], copy: bool, memory: tuple[str, ...] = ()) -> str:
     """``op`` as a stack of matrices: its batch axes (size 1 where it has none, so it
-    broadcasts), then one axis per group; copied into a contiguous buffer if ``copy``."""
+    broadcasts), then one axis per group; copied into a contiguous buffer if ``copy``,
+    laid out in the order ``memory`` gives where it gives one (else in that order).
+
+    >>> a = Operand("a0", "float32", ("i", "j"))
+    >>> _arranged(a, (("j",), ("i",)), (), {"i": "4", "j": "5"}, True, ("j", "i"))
+    'np.ascontiguousarray(a0.transpose((1, 0))).reshape((5, 4))'
+    >>> _arranged(a, (("i",), ("j",)), (), {"i": "4", "j": "5"}, True, ("j", "i"))
+    'np.ascontiguousarray(a0.transpose((1, 0))).transpose((1, 0)).reshape((4, 5))'
+    """
     order = [name for name in batch if name in op.indices] + [n for g in groups for n in g]
-    perm = tuple(op.indices.index(name) for name in order)
-    text = op.name if perm == tuple(range(len(perm))) else f"{op.name}.transpose({perm!r})"
-    if copy:
-        text = f"np.ascontiguousarray({text})"
+
+    def moved(text: str, names: Sequence[str], start: Sequence[str]) -> str:
+        perm = tuple(start.index(name) for name in names)
+        return text if perm == tuple(range(len(perm))) else f"{text}.transpose({perm!r})"
+
+    if copy and memory and tuple(memory) != tuple(order):
+        text = moved(f"np.ascontiguousarray({moved(op.name, memory, op.indices)})", order, memory)
+    else:
+        text = moved(op.name, order, op.indices)
+        if copy:
+            text = f"np.ascontiguousarray({text})"
     shape = [size[name] if name in op.indices else "1" for name in batch]
     return f"{text}.reshape({_shape(shape + _grouped(groups, size))})"
 
@@ -83,8 +98,8 @@ def render(nest: LoopNest) -> str:
     order = lay.batch + lay.m + lay.n
     inverse = tuple(g.out.indices.index(name) for name in order)
     lines += [
-        f"    x = {_arranged(g.a, (lay.m, lay.k), lay.batch, size, lay.copy[0])}",
-        f"    y = {_arranged(g.b, (lay.k, lay.n), lay.batch, size, lay.copy[1])}",
+        f"    x = {_arranged(g.a, (lay.m, lay.k), lay.batch, size, lay.copy[0], lay.memory[0])}",
+        f"    y = {_arranged(g.b, (lay.k, lay.n), lay.batch, size, lay.copy[1], lay.memory[1])}",
     ]
     fallback = ["z = np.matmul(x, y)", f"np.copyto({g.out.name}, {result}, casting='unsafe')"]
     if not lay.direct:
