@@ -145,18 +145,19 @@ POLICY = Policy()
 _BLAS_DTYPES = frozenset(("float32", "float64", "complex64", "complex128"))
 
 
-def gemm_roles(kernel: Kernel) -> tuple[tuple[str, ...], ...] | None:
+def gemm_roles(kernel: Kernel, casts: bool = False) -> tuple[tuple[str, ...], ...] | None:
     """``(batch, m, n, k)`` index groups when ``kernel`` is a matrix product, else None.
 
     A kernel is GEMM-shaped when it has two operands, its body is their plain product
-    summed,
+    summed (with ``casts``, an operand may be cast to the accumulator's dtype first),
     and every index is in both operands and the output (batch), in the first operand
     and the output (m), in the second and the output (n), or in both operands only (k).
     """
     if (len(kernel.inputs) != 2 or not isinstance(kernel.body, Call) or kernel.body.op != "mul"
             or kernel.reduce.op != "add"):
         return None
-    if not all(isinstance(a, Load) for a in kernel.body.args):
+    if not all(isinstance(a, Load) or casts and isinstance(a, Cast) and isinstance(a.value, Load)
+               and a.dtype == kernel.accumulate for a in kernel.body.args):
         return None
     a, b = (set(op.indices) for op in kernel.inputs)
     out = set(kernel.output.indices)
@@ -176,7 +177,7 @@ def gemm_worthy(kernel: Kernel) -> bool:
     far faster than a loop nest could: the planner keeps such steps apart."""
     if not _use_gemm(kernel):
         return False
-    roles = gemm_roles(kernel)
+    roles = gemm_roles(kernel, casts=True)
     assert roles is not None
     extent = kernel.extent
     sizes = []
@@ -198,9 +199,12 @@ def runs_as_blas(kernel: Kernel) -> bool:
 def _use_gemm(kernel: Kernel) -> bool:
     if kernel.accumulate not in _BLAS_DTYPES or kernel.work < POLICY.gemm_min_work:
         return False
-    if any(op.dtype != kernel.accumulate for op in kernel.inputs + (kernel.output,)):
+    # An input of another dtype is cast as BLAS copies it (float32 by float64, as numpy's
+    # optimized path does): only where no value changes.
+    if kernel.output.dtype != kernel.accumulate or not all(
+            np.can_cast(op.dtype, kernel.accumulate, "safe") for op in kernel.inputs):
         return False
-    roles = gemm_roles(kernel)
+    roles = gemm_roles(kernel, casts=True)
     if roles is None:
         return False
     extent = kernel.extent
@@ -305,7 +309,7 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     (copies, the product at a rate that falls for thin matrices, one call per matrix of
     the batch) and the cheapest wins.
     """
-    roles = gemm_roles(kernel)
+    roles = gemm_roles(kernel, casts=True)
     assert roles is not None
     batch0, m0, n0, k0 = roles
     extent = kernel.extent
@@ -339,8 +343,8 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         batch = tuple(sorted(batch, key=lambda g: -abs(so[g])))
         for mo, no, ko in itertools.product(orders(m, sa, so), orders(n, sb, so),
                                             orders(k0, sa, sb)):
-            copy_a, memory_a, copy_a_s = _gemm_operand(a, (mo, ko), sa, extent, itemsize)
-            copy_b, memory_b, copy_b_s = _gemm_operand(b, (ko, no), sb, extent, itemsize)
+            copy_a, memory_a, copy_a_s = _gemm_operand(kernel, a, (mo, ko), sa, itemsize)
+            copy_b, memory_b, copy_b_s = _gemm_operand(kernel, b, (ko, no), sb, itemsize)
             direct = _blasable((mo, no), so, extent)
             M, N, K, B = size(mo), size(no), size(ko), size(batch)
             eff = 1.0
@@ -369,13 +373,14 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     return layout, cost
 
 
-def _gemm_operand(op: Operand, groups: tuple[Sequence[str], Sequence[str]],
-                  strides: dict[str, int], extent: dict[str, int], itemsize: int
-                  ) -> tuple[bool, tuple[str, ...], float]:
+def _gemm_operand(kernel: Kernel, op: Operand, groups: tuple[Sequence[str], Sequence[str]],
+                  strides: dict[str, int], itemsize: int) -> tuple[bool, tuple[str, ...], float]:
     """How a GEMM reads ``op`` as matrices of ``groups`` (rows, columns): whether it is
-    copied first, the copy's memory order (see :class:`GemmLayout`; empty: not copied,
-    or copied into (batch, rows, columns) order) and the copy's cost (seconds)."""
-    if _blasable(groups, strides, extent):
+    copied first (as it is when its dtype is not the accumulator's: cast), the copy's
+    memory order (see :class:`GemmLayout`; empty: not copied, or copied into (batch,
+    rows, columns) order) and the copy's cost (seconds)."""
+    extent = kernel.extent
+    if op.dtype == kernel.accumulate and _blasable(groups, strides, extent):
         return False, (), 0.0
     bytes_ = itemsize * _product(extent[name] for name in op.indices)
     live = [name for name in op.indices if extent[name] != 1]

@@ -59,10 +59,12 @@ __all__ = ["render", "render_numba", "build"]
 
 
 def _arranged(op: Operand, groups: tuple[tuple[str, ...], ...], batch: tuple[str, ...],
-              size: dict[str, str], copy: bool, memory: tuple[str, ...] = ()) -> str:
+              size: dict[str, str], copy: bool, memory: tuple[str, ...] = (),
+              dtype: str | None = None) -> str:
     """``op`` as a stack of matrices: its batch axes (size 1 where it has none, so it
     broadcasts), then one axis per group; copied into a contiguous buffer if ``copy``,
-    laid out in the order ``memory`` gives where it gives one (else in that order).
+    laid out in the order ``memory`` gives where it gives one (else in that order), of
+    ``dtype`` where that is not ``op``'s (cast as it is copied).
 
     >>> a = Operand("a0", "float32", ("i", "j"))
     >>> _arranged(a, (("j",), ("i",)), (), {"i": "4", "j": "5"}, True, ("j", "i"))
@@ -76,12 +78,14 @@ def _arranged(op: Operand, groups: tuple[tuple[str, ...], ...], batch: tuple[str
         perm = tuple(start.index(name) for name in names)
         return text if perm == tuple(range(len(perm))) else f"{text}.transpose({perm!r})"
 
+    cast = f", dtype=np.{dtype}" if dtype is not None and dtype != op.dtype else ""
     if copy and memory and tuple(memory) != tuple(order):
-        text = moved(f"np.ascontiguousarray({moved(op.name, memory, op.indices)})", order, memory)
+        text = moved(f"np.ascontiguousarray({moved(op.name, memory, op.indices)}{cast})",
+                     order, memory)
     else:
         text = moved(op.name, order, op.indices)
         if copy:
-            text = f"np.ascontiguousarray({text})"
+            text = f"np.ascontiguousarray({text}{cast})"
     shape = [size[name] if name in op.indices else "1" for name in batch]
     return f"{text}.reshape({_shape(shape + _grouped(groups, size))})"
 
@@ -94,12 +98,12 @@ def render(nest: LoopNest) -> str:
     ``out``.  Dynamic extents are read from the arrays on entry.
     """
     g, size, perm, result, lines = _prologue(nest)
-    lay = g.layout
+    lay, acc = g.layout, nest.kernel.accumulate
     order = lay.batch + lay.m + lay.n
     inverse = tuple(g.out.indices.index(name) for name in order)
     lines += [
-        f"    x = {_arranged(g.a, (lay.m, lay.k), lay.batch, size, lay.copy[0], lay.memory[0])}",
-        f"    y = {_arranged(g.b, (lay.k, lay.n), lay.batch, size, lay.copy[1], lay.memory[1])}",
+        f"    x = {_arranged(g.a, (lay.m, lay.k), lay.batch, size, lay.copy[0], lay.memory[0], acc)}",
+        f"    y = {_arranged(g.b, (lay.k, lay.n), lay.batch, size, lay.copy[1], lay.memory[1], acc)}",
     ]
     fallback = ["z = np.matmul(x, y)", f"np.copyto({g.out.name}, {result}, casting='unsafe')"]
     if not lay.direct:
@@ -134,7 +138,9 @@ def render_numba(nest: LoopNest, title: str, contiguous: tuple[bool, bool] = (Fa
     def stack(op: Operand, groups: tuple[tuple[str, ...], ...], contiguous: bool) -> str:
         ordered = [n for n in lay.batch if n in op.indices] + [n for g in groups for n in g]
         copy = not (contiguous and tuple(ordered) == op.indices)
-        return _arranged(op, groups, lay.batch, size, copy)
+        text = _arranged(op, groups, lay.batch, size, copy)
+        acc = nest.kernel.accumulate
+        return text if op.dtype == acc else f"{text}.astype(np.{acc})"
 
     matrices = _shape([size[n] for n in lay.batch] + _grouped((lay.m, lay.n), size))
     lines += [
