@@ -622,7 +622,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         if crossed(u, v) and min(extent[u], extent[v]) >= POLICY.tile:
             tile = (u, v, POLICY.tile)
     elif (len(inner) >= 2 and not deep and block is None and unroll is None and chunk is None
-          and parallel not in inner[-2:] and not any(fuse)):
+          and parallel != inner[-1] and not any(fuse)):
         # The same for the two innermost reduction loops (``ed,de->``: de read down its
         # columns, each load a new cache line): a tile of each operand stays in cache.
         # It pays where the column's rows alias in the cache (strides a multiple of 512
@@ -1053,6 +1053,12 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             if not rest and sched.chunk:
                 # One reduction loop: its chunks are the parallel iterations.
                 body = (init,) + _chunked(kernel, inner[0], sched.chunk, parallel=True)
+            elif sched.tile is not None and (inner[0], *rest) == sched.tile[:2]:
+                # two reduction loops in tiles, those of u on threads (ij,ij-> with one
+                # operand Fortran-ordered)
+                u, v, size = sched.tile
+                body = (init,) + _tiled(kernel, u, v, size, (), True, Accumulate(
+                    acc, red.op, kernel.body, kernel.accumulate))
             elif rest:
                 part = Var("part")
                 steps = (Init(part, kernel.accumulate, red.identity),) + _summed(
@@ -1060,7 +1066,7 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
                     fuse_red - 1) + (Accumulate(acc, red.op, part, kernel.accumulate),)
             else:
                 steps = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
-            if rest or not sched.chunk:
+            if (rest or not sched.chunk) and not (sched.tile and sched.tile[0] == inner[0]):
                 body = (init, Loop(inner[0], extent[inner[0]], steps, True))
         elif sched.chunk:
             body = (init,) + _nest(inner[:-1], kernel, _chunked(kernel, inner[-1], sched.chunk),
@@ -1089,7 +1095,10 @@ def _summed(kernel: Kernel, sched: Schedule, loops: Sequence[str], step: Stmt,
     the last two of them."""
     if sched.tile is not None and tuple(loops[-2:]) == sched.tile[:2]:
         u, v, size = sched.tile
-        return _nest(loops[:-2], kernel, _tiled(kernel, u, v, size, (step,), False), None)
+        tiled = (_tiled(kernel, u, v, size, (), False, step) if isinstance(step, Accumulate)
+                 and step.op == "add" and kernel.accumulate[0] in "fc"
+                 else _tiled(kernel, u, v, size, (step,), False))
+        return _nest(loops[:-2], kernel, tiled, None)
     if fuse <= 1 and isinstance(step, Accumulate) and _partials_pay(kernel, loops, (step,)):
         return _in_partials(kernel, loops, (step,))
     return _nest(loops, kernel, (step,), None, fuse, "fr")
@@ -1378,7 +1387,7 @@ def _chunked(kernel: Kernel, r: str, size: int, parallel: bool = False) -> tuple
 
 
 def _tiled(kernel: Kernel, u: str, v: str, size: int, body: tuple[Stmt, ...],
-           parallel: bool) -> tuple[Stmt, ...]:
+           parallel: bool, into: Accumulate | None = None) -> tuple[Stmt, ...]:
     """``body`` over ``u`` and ``v`` in ``size`` x ``size`` tiles::
 
         for pb in range(ceil(U / size)):          # prange when u was the parallel loop
@@ -1387,14 +1396,25 @@ def _tiled(kernel: Kernel, u: str, v: str, size: int, body: tuple[Stmt, ...],
                 q0 = qb * size; qn = min(size, V - q0)
                 for pt in range(pn): u = p0 + pt
                     for qt in range(qn): v = q0 + qt; body
+
+    ``into``: a sum of the body's terms into an accumulator (a reduction over both
+    loops): each tile's terms are summed into a partial of their own, then added to it
+    (one accumulator for all terms loses precision, see :func:`_in_partials`).
     """
     sizes = kernel.sizes
     head_u, count_u = _block_start("p", sizes[u], size)
     head_v, count_v = _block_start("q", sizes[v], size)
-    walk = Loop("pt", count_u, (Let(u, Call("add", (Var("p0"), Var("pt")))),
-                                Loop("qt", count_v, (Let(v, Call("add", (Var("q0"), Var("qt")))),)
-                                     + body)))
-    blocks_v = Loop("qb", _ceil_div(sizes[v], size), head_v + (walk,))
+    if into is not None:
+        part = Var("tsum")
+        body = (Accumulate(part, into.op, into.value, into.dtype),)
+    walk: Stmt = Loop("pt", count_u, (Let(u, Call("add", (Var("p0"), Var("pt")))),
+                                      Loop("qt", count_v, (Let(v, Call("add", (Var("q0"), Var("qt")))),)
+                                           + body)))
+    tile: tuple[Stmt, ...] = (walk,)
+    if into is not None:
+        tile = (Init(part, into.dtype, kernel.reduce.identity), walk,
+                Accumulate(into.acc, into.op, part, into.dtype))
+    blocks_v = Loop("qb", _ceil_div(sizes[v], size), head_v + tile)
     return (Loop("pb", _ceil_div(sizes[u], size), head_u + (blocks_v,), parallel),)
 
 
