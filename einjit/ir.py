@@ -261,10 +261,11 @@ class GemmLayout:
     contiguous buffer, because their strides cannot be seen as a matrix BLAS reads;
     ``direct`` says whether the output can be written as such a matrix (else the
     product goes to a temporary and is copied out).  ``memory`` gives, per copied input,
-    the order of its indices in the copy's memory (outermost first) where that is the
-    input's own memory order, so the copy streams (a Fortran-ordered slice, reversed
-    axes) and BLAS reads it transposed where need be; empty: the copy is laid out in
-    (batch, rows, columns) order, transposing the input.  ``split`` runs the first batch
+    the order of its indices in the copy's memory (outermost first) where that is not
+    (batch, rows, columns): the input's own memory order, so the copy streams (a
+    Fortran-ordered slice, reversed axes), or (batch, columns, rows), so it reads the
+    input along a shorter stride; BLAS reads such a copy transposed where need be.
+    ``split`` runs the first batch
     axis in that many parts on as many threads: BLAS runs each small matrix product on
     one thread, so a batch of them would otherwise leave cores idle.
     """
@@ -281,7 +282,7 @@ class GemmLayout:
     def __str__(self) -> str:
         def g(x: tuple[str, ...]) -> str:
             return ",".join(x) or "-"
-        copies = [name + (" (in its memory order)" if order else "")
+        copies = [name + (f" (laid out {','.join(order)})" if order else "")
                   for name, c, order in zip(("a", "b"), self.copy, self.memory) if c]
         tail = f"; copy {' and '.join(copies)} first" if copies else ""
         if not self.direct:

@@ -245,8 +245,25 @@ def _product(values: Iterable[int]) -> int:
 _COPY_BPS = 4e9
 # A copy in the input's own memory order (a slice's rows, a Fortran-ordered or reversed
 # array) streams: 1024 x 1024 float32 sliced [::2, ::2] from a Fortran-ordered array
-# 0.31 ms so, 6.6 ms into C order (numpy; 13.5 against 0.6 GB/s).
-_STREAM_COPY_BPS = 1e10
+# 0.31 ms so, 6.6 ms into C order (numpy; 13.5 against 0.6 GB/s); 16 x 24 x 16 x 256
+# float32 permuted keeping its rows, 6.3 MB in 0.2 ms.  Beyond the caches (and the new
+# buffer's pages first touched) at less than half that: 200^3 float32 (32 MB) copied as
+# jik to run ijk,jr->ikr as one product rather than 200 took 10 ms in all against 6.
+_STREAM_COPY_BPS, _CACHED_BYTES, _STREAM_FAR_BPS = 2e10, 1 << 23, 6e9
+# A copy that reads its input across rows gathers each element.  Between two steps along
+# the input's rows (its unit-stride axis) the copy reads one cache line per element of
+# the axes inside that one: where those lines stay in L1 the rows' next elements are
+# found there; else each element costs a line from further off, dearer where the lines
+# read one after the other are too far apart (a few to a page) for the hardware to
+# prefetch them, dearer again where they no longer fit in L2.  numpy, ns per element,
+# float32 / float64: 24^4 (abcd) copied as acdb 0.55 / 0.39 (24 lines between steps along
+# d), as dbac 1.1 / 0.75 (13824 lines, 96 or 192 bytes apart); 100 x 256 x 32 (gea) as gae
+# 0.34 / 0.8 (256 lines), as age 0.9 / 1.05 (25600 lines 128 or 256 bytes apart), as aeg
+# 3.6 / 3.7 (25600, 32 or 64 KB apart); 24 x 4 x 32 x 24 x 16 (fdegb) as dbgfe 0.9 / 2.1
+# (18432, 1.5 or 3 KB apart), as dbegf 1.6 / 2.2 (196 or 393 KB apart); 48 x 32 x 64
+# (dcb) as bcd 8 or 16 KB apart (1536 lines) against bdc 256 or 512 bytes apart: 2x.
+_L1_LINES, _L1_GATHER_S, _NEAR_GATHER_BYTES, _NEAR_GATHER_S = 512, 0.6e-9, 2048, 0.9e-9
+_L2_LINES, _L2_GATHER_S, _FAR_GATHER_S = 16384, 1.5e-9, 2.5e-9
 _GEMM_FLOPS = {"float32": 1e11, "float64": 5e10, "complex64": 2.5e10, "complex128": 1.25e10}
 _GEMM_CALL_S = 5e-6
 # The largest matrix-vector product OpenBLAS runs on one thread (2304 x its
@@ -343,8 +360,8 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         batch = tuple(sorted(batch, key=lambda g: -abs(so[g])))
         for mo, no, ko in itertools.product(orders(m, sa, so), orders(n, sb, so),
                                             orders(k0, sa, sb)):
-            copy_a, memory_a, copy_a_s = _gemm_operand(kernel, a, (mo, ko), sa, itemsize)
-            copy_b, memory_b, copy_b_s = _gemm_operand(kernel, b, (ko, no), sb, itemsize)
+            copy_a, memory_a, copy_a_s = _gemm_operand(kernel, a, batch, (mo, ko), sa)
+            copy_b, memory_b, copy_b_s = _gemm_operand(kernel, b, batch, (ko, no), sb)
             direct = _blasable((mo, no), so, extent)
             M, N, K, B = size(mo), size(no), size(ko), size(batch)
             eff = 1.0
@@ -373,23 +390,83 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     return layout, cost
 
 
-def _gemm_operand(kernel: Kernel, op: Operand, groups: tuple[Sequence[str], Sequence[str]],
-                  strides: dict[str, int], itemsize: int) -> tuple[bool, tuple[str, ...], float]:
-    """How a GEMM reads ``op`` as matrices of ``groups`` (rows, columns): whether it is
-    copied first (as it is when its dtype is not the accumulator's: cast), the copy's
-    memory order (see :class:`GemmLayout`; empty: not copied, or copied into (batch,
-    rows, columns) order) and the copy's cost (seconds)."""
+def _smallest_matrices(kernel: Kernel) -> int:
+    """Multiply-adds per matrix of the smallest products a GEMM-shaped kernel splits
+    into: output indices of one operand only taken as batch indices (as
+    :func:`_gemm_layout` may take them) while rows and columns keep 8 values (or all
+    they have).
+
+    >>> from einjit.ir import Index, Kernel, Operand, SUM, product
+    >>> k = Kernel("k", (Operand("a0", "float64", ("i", "j", "k")),
+    ...                  Operand("a1", "float64", ("j", "l"))),
+    ...            Operand("out", "float64", ("i", "l", "k")),
+    ...            (Index("i", 64), Index("l", 16), Index("k", 64), Index("j", 32)),
+    ...            product(2, (("i", "j", "k"), ("j", "l"))), SUM, "float64")
+    >>> _smallest_matrices(k)  # 64 values of k by 16 of l, 32 of j summed (i: batch)
+    32768
+    """
+    roles = gemm_roles(kernel, casts=True)
+    assert roles is not None
+    extent = kernel.extent
+
+    def least(group: Sequence[str]) -> int:
+        sizes = [extent[name] for name in group]
+        floor = min(8, _product(sizes))
+        return min(_product(kept) for r in range(len(sizes) + 1)
+                   for kept in itertools.combinations(sizes, r) if _product(kept) >= floor)
+
+    return least(roles[1]) * least(roles[2]) * _product(extent[name] for name in roles[3])
+
+
+def _gemm_operand(kernel: Kernel, op: Operand, batch: Sequence[str],
+                  groups: tuple[Sequence[str], Sequence[str]], strides: dict[str, int]
+                  ) -> tuple[bool, tuple[str, ...], float]:
+    """How a GEMM reads ``op`` as matrices of ``groups`` (rows, columns) after its
+    ``batch`` axes: whether it is copied first (as it is when its dtype is not the
+    accumulator's: cast), the copy's memory order (see :class:`GemmLayout`; empty: not
+    copied, or copied into (batch, rows, columns) order) and the copy's cost (seconds).
+
+    The copy is laid out in the cheapest of: the operand's own memory order (where BLAS
+    can read that), (batch, rows, columns) and (batch, columns, rows), BLAS reading the
+    last transposed."""
     extent = kernel.extent
     if op.dtype == kernel.accumulate and _blasable(groups, strides, extent):
         return False, (), 0.0
-    bytes_ = itemsize * _product(extent[name] for name in op.indices)
+    arranged = tuple(name for name in batch if name in op.indices) + tuple(groups[0]) + tuple(
+        groups[1])
+    candidates = [arranged, arranged[:len(arranged) - len(groups[0]) - len(groups[1])]
+                  + tuple(groups[1]) + tuple(groups[0])]
     live = [name for name in op.indices if extent[name] != 1]
     if all(strides[name] != 0 for name in live):
         memory = tuple(sorted(op.indices, key=lambda name: -abs(strides[name])))
         compact = dict(zip(memory, c_strides([extent[name] for name in memory])))
         if _blasable(groups, compact, extent):
-            return True, memory, bytes_ / _STREAM_COPY_BPS
-    return True, (), bytes_ / _COPY_BPS
+            candidates.append(memory)
+    # the first of the cheapest (a tie keeps (batch, rows, columns))
+    memory = min(candidates, key=lambda order: _copy_s(kernel, op, order, strides))
+    return True, () if memory == arranged else memory, _copy_s(kernel, op, memory, strides)
+
+
+def _copy_s(kernel: Kernel, op: Operand, memory: Sequence[str], strides: dict[str, int]
+            ) -> float:
+    """Seconds numpy takes to copy ``op`` (cast to the accumulator's dtype) into a
+    C-ordered buffer whose axes run in ``memory`` order.  It walks the buffer in memory
+    order, so it reads ``op`` along the buffer's innermost axis: within a cache line of
+    the last read it streams, further off each element costs a gather (more where each
+    is a cache line, and more again pages, apart)."""
+    extent = kernel.extent
+    live = [name for name in memory if extent[name] != 1]
+    elements = _product(extent[name] for name in op.indices)
+    step = abs(strides[live[-1]]) * np.dtype(op.dtype).itemsize if live else 0
+    size = elements * np.dtype(kernel.accumulate).itemsize
+    streamed = size / (_STREAM_COPY_BPS if size <= _CACHED_BYTES else _STREAM_FAR_BPS)
+    rows = min(live, key=lambda name: abs(strides[name])) if live else None  # unit stride
+    if rows is None or rows == live[-1]:  # along the input's rows: it streams
+        return streamed
+    lines = _product(extent[name] for name in live[live.index(rows) + 1:])
+    each = (_L1_GATHER_S if lines <= _L1_LINES else _NEAR_GATHER_S if step < _NEAR_GATHER_BYTES
+            else _L2_GATHER_S if lines <= _L2_LINES else _FAR_GATHER_S)
+    return max(streamed, elements * each)
 
 
 def thread_count() -> int:
@@ -458,10 +535,15 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                             and kernel.work * GATHER_COST * _LOOP_TERM_S < blas_s):
                 return loops
             return gemm
-        if _product(extent[g] for g in layout.m + layout.n + layout.k) <= POLICY.tile_gemm_max:
+        volume = _product(extent[g] for g in layout.m + layout.n + layout.k)
+        copied = any(layout.copy) or not layout.direct
+        if min(volume, _smallest_matrices(kernel) if copied else volume) <= POLICY.tile_gemm_max:
             # Small matrices: a register tile of loops (``block_rows``) beats a BLAS call
             # per matrix (1024 16 x 16 float32 products: 0.35 against 0.62 ms; 512 of
-            # 32 x 32, float64: 1.6 against 2.7 ms).
+            # 32 x 32, float64: 1.6 against 2.7 ms); also where BLAS would take such a
+            # batch as rows but copy an operand or the product (ijk,jl->ilk over
+            # 64 x 32 x 64 by 32 x 16: float32 0.14 -> 0.04 ms); not where it copies
+            # nothing (the products of a Tucker product, 32 x 32 by 32 x 32768).
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             if loops.block_rows is not None:
                 return loops

@@ -446,7 +446,7 @@ def test_a_gemm_copies_a_strided_operand_in_its_own_memory_order(eq, views):
     # memory order (a Fortran-ordered slice stays Fortran-ordered, read transposed by
     # BLAS), not transposed into C order (numpy's 2-D transposing copy runs 10-20x slower)
     rng = np.random.default_rng(11)
-    a = np.asfortranarray(rng.random((192, 192)))
+    a = np.asfortranarray(rng.random((1536, 1536)))[:192, :192]  # rows 12 KB apart
     c = np.asfortranarray(rng.random((96, 96, 4))).transpose(2, 0, 1)  # F-ordered matrices
     ops = views(a, c)
     gemm = einjit.explain(eq, *ops).nests[0].schedule.gemm

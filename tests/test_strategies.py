@@ -108,7 +108,7 @@ def test_tiles_with_partial_edges(eq, shapes, policy, monkeypatch):
 
 @pytest.mark.parametrize(("eq", "shapes"), [("bij,bjk->bik", [(5, 3, 8), (5, 8, 2)]),
                                             ("bij,bkj->bik", [(4, 3, 9), (4, 2, 9)]),
-                                            ("ijk,jl->ilk", [(64, 32, 64), (32, 16)]),
+                                            ("ijk,jl->ilk", [(9, 32, 128), (32, 16)]),
                                             ("...ij,...jk->...ik", [(4, 3, 2, 8), (4, 3, 8, 2)])])
 def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
     """Batches of small matrix products run in parts on a thread pool, broadcast batch
