@@ -239,9 +239,10 @@ def _product(values: Iterable[int]) -> int:
     return result
 
 
-# The GEMM cost model, in seconds: a copy moves bytes at COPY_BPS (transposing copies are
-# slow), a BLAS call runs at the dtype's rate times an efficiency that falls off for thin
-# matrices, and each matrix of a batch costs a call.
+# The GEMM cost model, in seconds: an operand's copy costs what ``_copy_s`` says, the
+# product's copy into a result BLAS cannot write moves bytes at _COPY_BPS, a BLAS call
+# runs at the dtype's rate times an efficiency that falls off for thin matrices, and each
+# matrix of a batch costs a call.
 _COPY_BPS = 4e9
 # A copy in the input's own memory order (a slice's rows, a Fortran-ordered or reversed
 # array) streams: 1024 x 1024 float32 sliced [::2, ::2] from a Fortran-ordered array
@@ -432,10 +433,9 @@ def _gemm_operand(kernel: Kernel, op: Operand, batch: Sequence[str],
     extent = kernel.extent
     if op.dtype == kernel.accumulate and _blasable(groups, strides, extent):
         return False, (), 0.0
-    arranged = tuple(name for name in batch if name in op.indices) + tuple(groups[0]) + tuple(
-        groups[1])
-    candidates = [arranged, arranged[:len(arranged) - len(groups[0]) - len(groups[1])]
-                  + tuple(groups[1]) + tuple(groups[0])]
+    lead = tuple(name for name in batch if name in op.indices)
+    arranged = lead + tuple(groups[0]) + tuple(groups[1])
+    candidates = [arranged, lead + tuple(groups[1]) + tuple(groups[0])]
     live = [name for name in op.indices if extent[name] != 1]
     if all(strides[name] != 0 for name in live):
         memory = tuple(sorted(op.indices, key=lambda name: -abs(strides[name])))
@@ -443,17 +443,18 @@ def _gemm_operand(kernel: Kernel, op: Operand, batch: Sequence[str],
         if _blasable(groups, compact, extent):
             candidates.append(memory)
     # the first of the cheapest (a tie keeps (batch, rows, columns))
-    memory = min(candidates, key=lambda order: _copy_s(kernel, op, order, strides))
-    return True, () if memory == arranged else memory, _copy_s(kernel, op, memory, strides)
+    cost, best = min(((_copy_s(kernel, op, order, strides), k) for k, order
+                      in enumerate(candidates)), key=lambda pair: pair[0])
+    return True, () if best == 0 else candidates[best], cost
 
 
 def _copy_s(kernel: Kernel, op: Operand, memory: Sequence[str], strides: dict[str, int]
             ) -> float:
     """Seconds numpy takes to copy ``op`` (cast to the accumulator's dtype) into a
     C-ordered buffer whose axes run in ``memory`` order.  It walks the buffer in memory
-    order, so it reads ``op`` along the buffer's innermost axis: within a cache line of
-    the last read it streams, further off each element costs a gather (more where each
-    is a cache line, and more again pages, apart)."""
+    order, so it reads ``op`` along the buffer's innermost axis: where that is the axis
+    of ``op``'s rows (its smallest stride) the copy streams, else each element is a
+    gather (see ``_L1_LINES`` and the constants beside it)."""
     extent = kernel.extent
     live = [name for name in memory if extent[name] != 1]
     elements = _product(extent[name] for name in op.indices)
@@ -1132,13 +1133,14 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
             # A full reduction split over threads: each iteration of the parallel loop
             # folds its slice into a partial, then the partials into ``acc``.
             rest = inner[1:]
+            tiled = sched.tile is not None and (inner[0], *rest) == sched.tile[:2]
             if not rest and sched.chunk:
                 # One reduction loop: its chunks are the parallel iterations.
                 body = (init,) + _chunked(kernel, inner[0], sched.chunk, parallel=True)
-            elif sched.tile is not None and (inner[0], *rest) == sched.tile[:2]:
+            elif tiled:
                 # two reduction loops in tiles, those of u on threads (ij,ij-> with one
                 # operand Fortran-ordered)
-                u, v, size = sched.tile
+                u, v, size = sched.tile  # type: ignore[misc]
                 body = (init,) + _tiled(kernel, u, v, size, (), True, Accumulate(
                     acc, red.op, kernel.body, kernel.accumulate))
             elif rest:
@@ -1148,7 +1150,7 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
                     fuse_red - 1) + (Accumulate(acc, red.op, part, kernel.accumulate),)
             else:
                 steps = (Accumulate(acc, red.op, kernel.body, kernel.accumulate),)
-            if (rest or not sched.chunk) and not (sched.tile and sched.tile[0] == inner[0]):
+            if (rest or not sched.chunk) and not tiled:
                 body = (init, Loop(inner[0], extent[inner[0]], steps, True))
         elif sched.chunk:
             body = (init,) + _nest(inner[:-1], kernel, _chunked(kernel, inner[-1], sched.chunk),
