@@ -265,13 +265,17 @@ _STREAM_COPY_BPS, _CACHED_BYTES, _STREAM_FAR_BPS = 2e10, 1 << 23, 6e9
 # (dcb) as bcd 8 or 16 KB apart (1536 lines) against bdc 256 or 512 bytes apart: 2x.
 _L1_LINES, _L1_GATHER_S, _NEAR_GATHER_BYTES, _NEAR_GATHER_S = 512, 0.6e-9, 2048, 0.9e-9
 _L2_LINES, _L2_GATHER_S, _FAR_GATHER_S = 16384, 1.5e-9, 2.5e-9
-_GEMM_FLOPS = {"float32": 1e11, "float64": 5e10, "complex64": 2.5e10, "complex128": 1.25e10}
+# BLAS's rates as this machine's OpenBLAS runs them on two threads (half that, the
+# model picked one product between copies over a batch read in place: adc,dg->gac over
+# 256 x 48 x 64 by 48 x 24, float64, 2.2 ms against 0.5-0.8).
+_GEMM_FLOPS = {"float32": 2e11, "float64": 1e11, "complex64": 5e10, "complex128": 2.5e10}
 _GEMM_CALL_S = 5e-6
 # The largest matrix-vector product OpenBLAS runs on one thread (2304 x its
 # GEMM_MULTITHREAD_THRESHOLD of 4).
 _GEMV_ONE_THREAD = 9216
-# A term of a loop nest that streams its inputs (a gathered one costs GATHER_COST of them).
-_LOOP_TERM_S = 0.3e-9
+# A term of a loop nest that streams its inputs (a gathered one costs GATHER_COST of
+# them), weighed against BLAS's modelled time for thin products (scaled with its rates).
+_LOOP_TERM_S = 0.15e-9
 _MAX_MOVES = 6
 
 

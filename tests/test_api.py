@@ -455,6 +455,19 @@ def test_a_gemm_copies_a_strided_operand_in_its_own_memory_order(eq, views):
         np.testing.assert_allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
 
 
+def test_a_batch_of_products_read_in_place_beats_one_product_between_copies():
+    # adc,dg->gac: a batch over a of (g x d) @ (d x c) reads both operands and writes the
+    # result in place; one product over rows (a, c) needs a copy of adc and of the
+    # result.  With BLAS's rate modelled at what this machine's OpenBLAS runs (about
+    # 200 / 100 GFLOP/s), the batch wins, as measured (float64: 2.2 -> 0.5-0.8 ms)
+    rng = np.random.default_rng(13)
+    ops = [rng.random((256, 48, 64)), rng.random((48, 24))]
+    gemm = einjit.explain("adc,dg->gac", *ops).nests[0].schedule.gemm
+    assert gemm and gemm.batch == ("a",) and gemm.copy == (False, False) and gemm.direct, gemm
+    np.testing.assert_allclose(einjit.einsum("adc,dg->gac", *ops),
+                               np.einsum("adc,dg->gac", *ops), rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtypes", [
     ("float32", "float64"), ("int32", "float64"), ("float64", "complex64"),
     ("int8", "float32"), ("bool", "complex128"), ("float16", "float32"),
