@@ -468,6 +468,18 @@ def test_a_batch_of_products_read_in_place_beats_one_product_between_copies():
                                np.einsum("adc,dg->gac", *ops), rtol=1e-12)
 
 
+def test_small_products_that_blas_would_copy_run_as_loops():
+    # dfbc,bacd->fcad: 400 products of 128 x 24 by 24 x 16 (batch c, d); BLAS would copy
+    # both operands and the result (transposing copies); loops vectorised along c read
+    # them as they are (float64 6.0 -> 2.8 ms)
+    rng = np.random.default_rng(14)
+    ops = [rng.random((4, 128, 24, 100)), rng.random((24, 16, 100, 4))]
+    nests = einjit.explain("dfbc,bacd->fcad", *ops).nests
+    assert all(n.schedule.gemm is None for n in nests), [str(n.schedule) for n in nests]
+    np.testing.assert_allclose(einjit.einsum("dfbc,bacd->fcad", *ops),
+                               np.einsum("dfbc,bacd->fcad", *ops), rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtypes", [
     ("float32", "float64"), ("int32", "float64"), ("float64", "complex64"),
     ("int8", "float32"), ("bool", "complex128"), ("float16", "float32"),
