@@ -265,9 +265,9 @@ class GemmLayout:
     (batch, rows, columns): the input's own memory order, so the copy streams (a
     Fortran-ordered slice, reversed axes), or (batch, columns, rows), so it reads the
     input along a shorter stride; BLAS reads such a copy transposed where need be.
-    ``split`` runs the first batch
-    axis in that many parts on as many threads: BLAS runs each small matrix product on
-    one thread, so a batch of them would otherwise leave cores idle.
+    ``split`` runs the first batch axis in that many parts on as many threads: BLAS runs
+    each small matrix product on one thread, so a batch of them would otherwise leave
+    cores idle.
     """
 
     batch: tuple[str, ...]

@@ -1186,9 +1186,8 @@ def _summed(kernel: Kernel, sched: Schedule, loops: Sequence[str], step: Stmt,
     the last two of them."""
     if sched.tile is not None and tuple(loops[-2:]) == sched.tile[:2]:
         u, v, size = sched.tile
-        tiled = (_tiled(kernel, u, v, size, (), False, step) if isinstance(step, Accumulate)
-                 and step.op == "add" and kernel.accumulate[0] in "fc"
-                 else _tiled(kernel, u, v, size, (step,), False))
+        tiled = (_tiled(kernel, u, v, size, (), False, step)  # type: ignore[arg-type]
+                 if _float_sum(kernel, step) else _tiled(kernel, u, v, size, (step,), False))
         return _nest(loops[:-2], kernel, tiled, None)
     if fuse <= 1 and isinstance(step, Accumulate) and _partials_pay(kernel, loops, (step,)):
         return _in_partials(kernel, loops, (step,))
@@ -1198,9 +1197,14 @@ def _summed(kernel: Kernel, sched: Schedule, loops: Sequence[str], step: Stmt,
 def _partials_pay(kernel: Kernel, loops: Sequence[str], steps: Sequence[Accumulate]) -> bool:
     """Whether float sums over nested reduction loops of more than ``Policy.chunk`` terms
     should add each loop's terms into a partial of its own (see :func:`_in_partials`)."""
-    return (len(loops) >= 2 and all(s.op == "add" for s in steps)
-            and kernel.accumulate[0] in "fc"
+    return (len(loops) >= 2 and all(_float_sum(kernel, s) for s in steps)
             and _product(kernel.extent[i] for i in loops) > POLICY.chunk)
+
+
+def _float_sum(kernel: Kernel, step: Stmt) -> bool:
+    """Whether ``step`` adds a term into a float (or complex) accumulator: a sum whose
+    rounding error grows with its terms, summed in partials where it is long."""
+    return isinstance(step, Accumulate) and step.op == "add" and kernel.accumulate[0] in "fc"
 
 
 #: The fewest terms beneath a reduction loop's body for :func:`_in_partials` to give it a
@@ -1488,10 +1492,11 @@ def _tiled(kernel: Kernel, u: str, v: str, size: int, body: tuple[Stmt, ...],
                 for pt in range(pn): u = p0 + pt
                     for qt in range(qn): v = q0 + qt; body
 
-    ``into``: a sum of the body's terms into an accumulator (a reduction over both
-    loops): each tile's terms are summed into a partial of their own, then added to it
-    (one accumulator for all terms loses precision, see :func:`_in_partials`).
+    ``into``, in place of ``body``: a sum of terms into an accumulator (a reduction over
+    both loops): each tile's terms are summed into a partial of their own, then added to
+    it (one accumulator for all terms loses precision, see :func:`_in_partials`).
     """
+    assert into is None or not body
     sizes = kernel.sizes
     head_u, count_u = _block_start("p", sizes[u], size)
     head_v, count_v = _block_start("q", sizes[v], size)
