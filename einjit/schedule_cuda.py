@@ -56,9 +56,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 from itertools import pairwise
 
-from .ir import Call, Cast, Expr, Index, Kernel, Load, Operand, loads
+from . import merge
+from .ir import Kernel
 from .schedule import gemm_roles
 
 __all__ = [
@@ -406,86 +408,26 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
 
 def merge_indices(kernel: Kernel, inputs: Sequence[Layout], output: Layout
                   ) -> tuple[Kernel, tuple[Layout, ...], Layout]:
-    """The same work over fewer indices: a pair ``p``, ``q`` (both output or both
-    reduction indices) becomes one index ``p`` of extent ``extent(p) * extent(q)`` when
-    every array and every load has either neither or ``p`` directly followed by ``q``,
-    with ``stride(p) == extent(q) * stride(q)`` (so the pair walks memory as one axis).
+    """The same work over fewer indices (:func:`einjit.merge.merge_indices`, every array
+    addressed flat, so any strides merge), with the arrays' new layouts.
 
     A pass from IR to IR, run before :func:`schedule_gpu`: a kernel then derives fewer
     indices from each flat thread or term number (``ij,ij->`` over C arrays sums one
     index, not two: no division per term).  Kernels with a dynamic extent are left alone.
 
-    >>> from einjit.ir import SUM, product
+    >>> from einjit.ir import Index, Operand, SUM, product
     >>> k = Kernel("k0", (Operand("a0", "float32", ("i", "j")),), Operand("out", "float32", ()),
     ...            (Index("i", 8), Index("j", 4)), product(1, (("i", "j"),)), SUM, "float32")
     >>> merged, ins, out = merge_indices(k, (Layout(0, (4, 1)),), Layout(0, ()))
     >>> print(merged, ins[0], sep="; ")
     kernel k0: out[] = sum_i a0[i]   (i=32; accumulate float32); offset 0, strides (1,)
     """
-    extent = kernel.extent
-    if kernel.dynamic or 0 in extent.values():
+    arrays = (*inputs, output)
+    merged, strides, groups = merge.merge_indices(kernel, [lay.strides for lay in arrays])
+    if not groups:
         return kernel, tuple(inputs), output
-    arrays = [(op.indices, lay.strides) for op, lay in zip(kernel.inputs, inputs)]
-    arrays.append((kernel.output.indices, output.strides))
-    body_loads = loads(kernel.body)
-    outs = set(kernel.output.indices)
-
-    def follows(indices: tuple[str, ...], p: str, q: str) -> bool | None:
-        """None: neither there; True: q right after p; False: otherwise."""
-        if p not in indices and q not in indices:
-            return None
-        return p in indices and indices[indices.index(p) + 1:indices.index(p) + 2] == (q,)
-
-    def mergeable(p: str, q: str) -> bool:
-        if (p in outs) != (q in outs):
-            return False
-        for indices, strides in arrays:
-            there = follows(indices, p, q)
-            if there is False or (there and strides[indices.index(p)]
-                                  != extent[q] * strides[indices.index(q)]):
-                return False
-        return all(follows(ld.indices, p, q) is not False for ld in body_loads)
-
-    merged = False
-    while True:
-        pair = next(((p, q) for indices, _ in arrays for p, q in pairwise(indices)
-                     if mergeable(p, q)), None)
-        if pair is None:
-            break
-        p, q = pair
-        arrays = [(indices, strides) if p not in indices else
-                  (tuple(x for x in indices if x != q),
-                   tuple(s for x, s in zip(indices, strides) if x != p))
-                  for indices, strides in arrays]
-        extent = {x: (n * extent[q] if x == p else n) for x, n in extent.items() if x != q}
-        merged = True
-        kernel = _drop_index(kernel, p, q, extent)
-    if not merged:
-        return kernel, tuple(inputs), output
-    layouts = tuple(Layout(lay.offset, strides)
-                    for lay, (_, strides) in zip([*inputs, output], arrays))
-    return kernel, layouts[:-1], layouts[-1]
-
-
-def _drop_index(kernel: Kernel, p: str, q: str, extent: dict[str, int]) -> Kernel:
-    """``kernel`` with ``q`` folded into ``p`` (of the new ``extent``) everywhere."""
-    def drop(indices: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(x for x in indices if x != q)
-
-    def expr(e: Expr) -> Expr:
-        if isinstance(e, Load):
-            return Load(e.operand, drop(e.indices))
-        if isinstance(e, Cast):
-            return Cast(expr(e.value), e.dtype)
-        if isinstance(e, Call):
-            return Call(e.op, tuple(expr(a) for a in e.args))
-        return e
-
-    return Kernel(kernel.name,
-                  tuple(Operand(op.name, op.dtype, drop(op.indices)) for op in kernel.inputs),
-                  Operand(kernel.output.name, kernel.output.dtype, drop(kernel.output.indices)),
-                  tuple(Index(ix.name, extent[ix.name]) for ix in kernel.indices if ix.name != q),
-                  expr(kernel.body), kernel.reduce, kernel.accumulate)
+    layouts = tuple(Layout(lay.offset, st) for lay, st in zip(arrays, strides))
+    return merged, layouts[:-1], layouts[-1]
 
 
 def _row_major(order: Sequence[str], names: Sequence[str], extent: dict[str, int]) -> Layout:
@@ -506,7 +448,7 @@ def intermediate_layout(kernel: Kernel, inputs: Sequence[Layout], policy: Policy
     can (``bn,nam,bm->ba`` with a short ``m``: the product ``b x am`` is not copied into
     an ``a, b, m`` intermediate, and ``a`` would batch matrices of too few columns).
 
-    >>> from einjit.ir import SUM, product
+    >>> from einjit.ir import Index, Operand, SUM, product
     >>> k = Kernel("k0", (Operand("a0", "float32", ("b", "n")),
     ...                   Operand("a1", "float32", ("n", "a", "m"))),
     ...            Operand("out", "float32", ("a", "b", "m")),
