@@ -18,7 +18,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from . import buffers, cache
+from . import buffers, cache, merge
 from .codegen import blas, numba_cpu, numpy_ufunc
 from .dispatch import (FastTable, Runner, entry_point, numba_type, result_type, signature,
                        with_out)
@@ -26,7 +26,7 @@ from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
                      check_out_cast, numba_dtype, result_dtype)
-from .ir import LoopNest, Plan
+from .ir import Kernel, LoopNest, Plan, Schedule
 from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, resolve_path, with_copies
 from . import schedule as schedule_module
@@ -393,21 +393,27 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
         k: _elements(v.strides, v.itemsize) for k, v in enumerate(call.views)}
     # Inputs read flat have their strides in the code: only where the key holds them.
     flat = not call.dynamic and all(s % v.itemsize == 0 for v in call.views for s in v.strides)
-    known = dict(strides)
-    scheduled = _scheduled(call, plan, known, flat)
+    scheduled = _scheduled(call, plan, dict(strides), flat)
     if call.arith.backend == "numba" and call.optimize is not False:  # False: one kernel
-        wanted = {i: found for i, (step, sched) in enumerate(zip(plan.steps, scheduled))
-                  if (found := copies(step.kernel, sched, [known[a] for a in step.args]))}
+        wanted = {}
+        for i, (step, (kernel, sched, ins, groups)) in enumerate(zip(plan.steps, scheduled)):
+            found = copies(kernel, sched, ins)
+            if found:  # in the step's own labels: each merged one stands for its group
+                wanted[i] = {p: tuple(x for lb in order for x in groups.get(lb, (lb,)))
+                             for p, order in found.items()}
         if wanted:  # inputs gathered in a kernel that reads them often: read copies
             plan = with_copies(plan, wanted)
             scheduled = _scheduled(call, plan, dict(strides), flat)
-    return plan, tuple(lower(step.kernel, sched) for step, sched in zip(plan.steps, scheduled))
+    return plan, tuple(lower(kernel, sched, _views(step.kernel, kernel))
+                       for step, (kernel, sched, _, _) in zip(plan.steps, scheduled))
 
 
 def _scheduled(call: Call, plan: Plan, strides: dict[int, tuple[int, ...]], flat: bool
-               ) -> list[Any]:
-    """Each step's schedule; ``strides`` (of the operands, by value id) gains the steps'
-    results'."""
+               ) -> list[tuple[Kernel, Schedule, list[tuple[int, ...]], dict[str, tuple[str, ...]]]]:
+    """Each step's kernel with its indices merged where its arrays allow (see
+    :mod:`einjit.merge`; a C-ordered array is viewed in the merged shape), that kernel's
+    schedule, its inputs' strides, and the indices each merged one stands for.
+    ``strides`` (of the operands, by value id) gains the steps' results'."""
     size = call.spec.size
     found = []
     for i, step in enumerate(plan.steps):
@@ -418,8 +424,24 @@ def _scheduled(call: Call, plan: Plan, strides: dict[int, tuple[int, ...]], flat
         else:
             out_strides = c_strides(shape)
         strides[step.result] = out_strides
-        found.append(schedule(kernel, [strides[a] for a in step.args], out_strides, flat=flat))
+        arrays = [strides[a] for a in step.args] + [out_strides]
+        # as the call's own labels merge (see coalesced): a small output keeps its axes
+        fixed = [not merge.c_ordered([size[lb] for lb in op.indices], st)
+                 for op, st in zip((*kernel.inputs, kernel.output), arrays)]
+        fixed[-1] = fixed[-1] or math.prod(shape) < MERGE_OUTPUT_MIN
+        kernel, arrays, groups = merge.merge_indices(kernel, arrays, fixed)
+        *ins, out = arrays
+        found.append((kernel, schedule(kernel, ins, out, flat=flat), ins, groups))
     return found
+
+
+def _views(kernel: Kernel, merged: Kernel) -> dict[str, tuple[int, ...]]:
+    """The arrays of ``kernel`` that ``merged`` (the same kernel, its indices merged)
+    sees in another shape, and that shape."""
+    extent = merged.extent
+    return {new.name: tuple(extent[x] for x in new.indices)
+            for old, new in zip((*kernel.inputs, kernel.output), (*merged.inputs, merged.output))
+            if new.indices != old.indices}
 
 
 def _targets(call: Call, plan: Plan) -> list[np.ndarray]:

@@ -530,17 +530,25 @@ Stmt = Union[Loop, Init, Accumulate, Store, Update, Alloc, Let, Gemm]
 
 @dataclass(frozen=True)
 class LoopNest:
-    """A kernel lowered under a schedule: the statements a code generator renders."""
+    """A kernel lowered under a schedule: the statements a code generator renders.
+
+    ``views``: arrays the kernel reads or writes as a view of another shape than the one
+    it is passed (``(name, shape)``; its indices merged, see :mod:`einjit.merge`); a
+    leading ``-1`` stands for an axis of partials, whatever its length.
+    """
 
     kernel: Kernel
     schedule: Schedule
     body: tuple[Stmt, ...]
+    views: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __str__(self) -> str:
         k = self.kernel
         args = ", ".join(str(op) for op in k.inputs)
         head = f"{k.name}({args}) -> {k.output}   [{self.schedule}]"
-        return "\n".join([head] + ["    " + ln for s in self.body for ln in s.lines()])
+        seen = [f"{name} = {name}.reshape({shape!r})" for name, shape in self.views]
+        return "\n".join([head] + ["    " + ln for ln in seen]
+                         + ["    " + ln for s in self.body for ln in s.lines()])
 
 
 # ------------------------------------------------------------------ plans

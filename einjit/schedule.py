@@ -1077,13 +1077,23 @@ def _dims(kernel: Kernel) -> tuple[Stmt, ...]:
     return tuple(lets)
 
 
-def lower(kernel: Kernel, sched: Schedule) -> LoopNest:
+def lower(kernel: Kernel, sched: Schedule, views: dict[str, tuple[int, ...]] | None = None
+          ) -> LoopNest:
     """Lower ``kernel`` under ``sched`` into loops, an accumulator and one store per element
-    (with ``sched.contract``, sums of products accumulate as ``muladd``)."""
+    (with ``sched.contract``, sums of products accumulate as ``muladd``).
+
+    ``views``: the kernel's arrays it is passed in another shape (its indices merged):
+    it views them in its own (a reduction into partials views them with their axis of
+    partials in front)."""
     nest = _lower(kernel, sched)
-    if not sched.contract:
+    if sched.contract:
+        nest = LoopNest(kernel, sched, _contracted(nest.body))
+    if not views:
         return nest
-    return LoopNest(kernel, sched, _contracted(nest.body))
+    into_partials = sched.threads and sched.parallel in kernel.reduction_indices
+    return replace(nest, views=tuple(
+        (name, (-1, *shape) if into_partials and name == kernel.output.name else shape)
+        for name, shape in views.items()))
 
 
 def multiply_add(expr: Expr) -> tuple[Expr, Expr] | None:
@@ -1445,7 +1455,9 @@ def partials(nest: LoopNest) -> LoopNest | None:
     fold = Kernel(f"{k.name}p", (Operand("a0", k.accumulate, (part,) + kept),), k.output,
                   tuple(Index(i, size[i]) for i in kept) + (Index(part, slots),),
                   Load(0, (part,) + kept), k.reduce, k.accumulate)
-    return lower(fold, Schedule(kept + (part,)))
+    seen = dict(nest.views).get(k.output.name)  # (-1, the output's shape), if viewed
+    return lower(fold, Schedule(kept + (part,)),
+                 None if seen is None else {"a0": seen, k.output.name: seen[1:]})
 
 
 def _block_start(prefix: str, n: int | Expr, size: int) -> tuple[tuple[Stmt, ...], int | Var]:

@@ -388,7 +388,7 @@ def test_an_intermediate_the_result_is_made_of_is_laid_out_like_it():
     ops = [rng.random(s) for s in ((32, 17), (32, 32, 32), (32, 17))]
     explained = einjit.explain("ab,dca,db->dcb", *ops)
     first, second = explained.nests
-    assert first.kernel.output.indices == ("d", "c", "b")
+    assert explained.plan.steps[0].kernel.output.indices == ("d", "c", "b")
     assert first.schedule.gemm and first.schedule.gemm.copy == (False, False)
     for _ in range(2):  # the launcher too
         np.testing.assert_allclose(einjit.einsum("ab,dca,db->dcb", *ops),

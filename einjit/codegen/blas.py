@@ -186,6 +186,7 @@ def _prologue(nest: LoopNest) -> tuple[Gemm, dict[str, str], tuple[int, ...], st
         result += f".transpose({perm!r})"
     lines = [f"def {nest.kernel.name}({g.a.name}, {g.b.name}, {g.out.name}):",
              f"    # {g.lines()[0]}",
+             *(f"    {name} = {name}.reshape({shape!r})" for name, shape in nest.views),
              *(f"    {d.name} = {d.value}" for d in dims)]  # type: ignore[union-attr]
     return g, size, perm, result, lines
 

@@ -273,6 +273,7 @@ def render_function(nest: LoopNest) -> str:
     args = ", ".join([op.name for op in k.inputs] + [k.output.name]
                      + ([CHUNK, CHUNKS] if chunked else []))
     lines = [f"def {k.name}({args}):"]
+    lines += [f"    {name} = {name}.reshape({shape!r})" for name, shape in nest.views]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
     extent = k.extent
     for n, (op, strides) in enumerate(zip(k.inputs, nest.schedule.flat)):

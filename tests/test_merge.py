@@ -1,0 +1,104 @@
+"""Indices merged per step of a plan (einjit.merge): the kernels see their arrays as views
+of fewer, longer axes; results as numpy's."""
+
+import numpy as np
+import pytest
+
+import einjit
+from einjit.ir import Index, Kernel, Operand, SUM, product
+from einjit.merge import c_ordered, merge_indices
+
+RNG = np.random.default_rng(11)
+
+
+def _kernel():
+    # out[a,b] = sum_cd x[a,b,c,d] * y[c,d]
+    return Kernel("k0", (Operand("a0", "float64", ("a", "b", "c", "d")),
+                         Operand("a1", "float64", ("c", "d"))),
+                  Operand("out", "float64", ("a", "b")),
+                  (Index("a", 2), Index("b", 3), Index("c", 4), Index("d", 5)),
+                  product(2, (("a", "b", "c", "d"), ("c", "d"))), SUM, "float64")
+
+
+def test_pairs_that_walk_memory_as_one_merge():
+    merged, strides, groups = merge_indices(_kernel(), [(60, 20, 5, 1), (5, 1), (3, 1)])
+    assert [op.indices for op in merged.inputs] == [("a", "c"), ("c",)]
+    assert merged.output.indices == ("a",)
+    assert merged.extent == {"a": 6, "c": 20}
+    assert strides == ((20, 1), (1,), (1,))
+    assert groups == {"a": ("a", "b"), "c": ("c", "d")}
+
+
+def test_strides_that_do_not_nest_or_fixed_arrays_keep_their_indices():
+    # y transposed: c, d do not walk its memory as one
+    merged, _, groups = merge_indices(_kernel(), [(60, 20, 5, 1), (1, 4), (3, 1)])
+    assert groups == {"a": ("a", "b")}
+    # the output fixed (as a view of another shape would not be C-ordered)
+    merged, _, groups = merge_indices(_kernel(), [(60, 20, 5, 1), (5, 1), (3, 1)],
+                                      fixed=(False, False, True))
+    assert groups == {"c": ("c", "d")} and merged.output.indices == ("a", "b")
+
+
+def test_c_ordered_ignores_axes_of_one_value():
+    assert c_ordered((3, 1, 4), (4, 7, 1)) and c_ordered((), ())
+    assert not c_ordered((3, 4), (1, 3)) and not c_ordered((3, 4), (8, 2))
+
+
+def test_a_step_runs_as_one_matrix_product_over_merged_indices():
+    # cdeg,gebf->cdbf (the first step): c,d and b,f merge, one 405 x 125 by 125 x 600
+    # product; unmerged, the small matrices of a split looked cheaper as loops
+    eq = "dfa,cdeg,gebf->abc"
+    ops = [RNG.random(s) for s in ((15, 30, 22), (27, 15, 25, 5), (5, 25, 20, 30))]
+    first = einjit.explain(eq, *ops).nests[0]
+    assert first.schedule.gemm is not None
+    assert first.kernel.extent["c"] == 27 * 15 and first.kernel.extent["b"] == 20 * 30
+    assert dict(first.views) == {"a0": (405, 25, 5), "a1": (5, 25, 600), "out": (405, 600)}
+    for _ in range(2):  # the first call and the launcher
+        np.testing.assert_allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_a_reduction_into_partials_views_them_merged(dtype):
+    # the last step sums j on two threads into partials of its merged output (k, l)
+    eq, path = "i,ijkl,j,lk->kl", ["einsum_path", (0, 1), (0, 1), (0, 1)]
+    shapes = ((2,), (2, 4096, 4, 64), (4096,), (64, 4))
+    ops = [(RNG.random(s) * 8).astype(dtype) for s in shapes]
+    nests = einjit.explain(eq, *ops, optimize=path).nests
+    assert any(("out", (-1, 256)) in n.views for n in nests), [n.views for n in nests]
+    ref = np.einsum(eq, *[o.astype(np.float64) for o in ops])
+    for _ in range(2):
+        got = einjit.einsum(eq, *ops, optimize=path)
+        if dtype is np.int64:
+            np.testing.assert_array_equal(got, np.einsum(eq, *ops))
+        else:
+            np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype is np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("layout", ["F", "sliced", "reversed"])
+def test_operands_not_c_ordered_are_not_viewed(layout):
+    eq = "dfa,cdeg,gebf->abc"
+    shapes = ((15, 30, 22), (27, 15, 25, 5), (5, 25, 20, 30))
+    ops = [RNG.random(s) for s in shapes]
+    if layout == "F":
+        ops[1] = np.asfortranarray(ops[1])
+    elif layout == "sliced":
+        ops[1] = RNG.random((27, 15, 25, 10))[..., ::2]
+    else:
+        ops[1] = ops[1][::-1]
+    explained = einjit.explain(eq, *ops)
+    step = explained.plan.steps[0]
+    if 1 in step.args:  # read as it is (not a copy): never viewed
+        assert "a" + str(step.args.index(1)) not in dict(explained.nests[0].views)
+    for _ in range(2):
+        np.testing.assert_allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
+
+
+def test_into_out_of_any_layout():
+    eq = "dfa,cdeg,gebf->abc"
+    ops = [RNG.random(s) for s in ((15, 30, 22), (27, 15, 25, 5), (5, 25, 20, 30))]
+    ref = np.einsum(eq, *ops)
+    for out in (np.empty((22, 20, 27)), np.empty((22, 20, 27), order="F"),
+                np.empty((22, 40, 27))[:, ::2]):
+        for _ in range(2):
+            assert einjit.einsum(eq, *ops, out=out) is out
+            np.testing.assert_allclose(out, ref, rtol=1e-12)
