@@ -343,6 +343,10 @@ class Schedule:
     rows along the reductions lie far apart (they fall into few cache sets) or it is
     read across its rows.  The blocks of v run outside the values of u, so each panel
     serves every value of u.
+    ``flat_run`` (a column sum: one output index, one reduction index, every input
+    C-ordered over both): the inputs are read flat, in runs of that many values (whole
+    rows of the output, whole vectors) summed into as many accumulators, which are then
+    folded into the output's values (with the rows left over).
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
     partial sums, as numpy's own pairwise and SIMD sums do.  ``contract``
@@ -366,10 +370,14 @@ class Schedule:
     hoist: tuple[str, ...] = ()
     block_rows: tuple[str, int] | None = None
     pack: tuple[int, ...] = ()
+    flat_run: int = 0
 
     def __str__(self) -> str:
         if self.gemm:
             return f"one batched GEMM (BLAS): {self.gemm}"
+        if self.flat_run:
+            return (f"order {''.join(self.order)}, serial, the inputs read flat in runs of "
+                    f"{self.flat_run} values, summed into as many accumulators")
         par = f", parallel {self.parallel}" if self.parallel else ", serial"
         if self.threads:
             par += f" in {self.threads} chunks on einjit's threads"

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
 import itertools
+import math
 
 import numpy as np
 
@@ -587,6 +588,9 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         # sets weighing more; on ties the equation's order (C-like).
         return sorted(names, key=lambda n: (-weighed[n], position[n]))
 
+    run = _flat_run(kernel, input_strides)
+    if run and (threads <= 1 or kernel.work < POLICY.parallel_min_work):
+        return Schedule(kernel.output_indices + kernel.reduction_indices, flat_run=run)
     outer = by_stride(kernel.output_indices)
     inner = by_stride(kernel.reduction_indices)
     extent = kernel.extent
@@ -804,6 +808,86 @@ def _register_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
         u = _rows(kernel, outer, v, m)
         return None if u is None else ((v, w), (u, m))
     return None
+
+
+#: The bytes of a column sum's run of accumulators (``Schedule.flat_run``), at least.
+FLAT_RUN_BYTES = 512
+
+
+def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
+    """Values per run when a column sum reads its inputs flat (``Schedule.flat_run``),
+    else 0: a sum over one reduction index i of a body of inputs all C-ordered over
+    (i, j), j the one output index, whose rows are short or no whole vectors.
+
+    A block of accumulators of one row's values sums each row as one short loop (and a
+    row of 3 or 12 values is no whole vector), where a run of whole rows (``m`` of them,
+    at least ``FLAT_RUN_BYTES``, whole vectors) is one long vectorised loop: ``ij->j``
+    over 100000 x 3 float32 328 -> 18 us, 60000 x 4 float64 214 -> 29 us, 10000 x 32
+    float32 38 -> 14 us (one thread; torch 81, 31, 23 us on two).
+
+    >>> from einjit.ir import Index, Kernel, Operand, SUM, product
+    >>> k = Kernel("k", (Operand("a0", "float32", ("i", "j")),), Operand("out", "float32", ("j",)),
+    ...            (Index("j", 3), Index("i", 1000)), product(1, (("i", "j"),)), SUM, "float32")
+    >>> _flat_run(k, [(3, 1)]), _flat_run(k, [(1, 1000)])
+    (144, 0)
+    """
+    if kernel.dynamic or len(kernel.output.indices) != 1 or len(kernel.reduction_indices) != 1:
+        return 0
+    (j,), (i,) = kernel.output.indices, kernel.reduction_indices
+    n_j, n_i = kernel.extent[j], kernel.extent[i]
+    if not (all(op.indices == (i, j) and tuple(st) == (n_j, 1)
+                for op, st in zip(kernel.inputs, input_strides))
+            and all(ld.indices == (i, j) for ld in loads(kernel.body)) and kernel.inputs):
+        return 0
+    lanes = _lanes(kernel)
+    if not lanes:
+        return 0
+    least = FLAT_RUN_BYTES // np.dtype(kernel.accumulate).itemsize
+    unit = math.lcm(n_j, lanes)
+    run = unit * -(-least // unit)
+    rows = run // n_j
+    return run if run <= 2 * least and rows >= 2 and n_i >= 2 * rows else 0
+
+
+def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
+    """Lowering of ``Schedule.flat_run``, the inputs viewed flat (``views``)::
+
+        for tb in range(L): acc[tb] = 0
+        for b in range(I // m):              # m = L / J rows at a time
+            f0 = b * L
+            for tb in range(L): ft = f0 + tb; acc[tb] += body[ft]
+        for j in range(J):
+            s = 0
+            for q in range(m): s += acc[q * J + j]
+            for ir in range(I mod m): i = I // m * m + ir; ft = i * J + j; s += body[ft]
+            out[j] = s
+    """
+    (j,), (i,) = kernel.output.indices, kernel.reduction_indices
+    n_j, n_i = kernel.extent[j], kernel.extent[i]
+    run, red, dt = sched.flat_run, kernel.reduce, kernel.accumulate
+    rows = run // n_j
+    whole = n_i // rows
+
+    def at(name: str) -> Expr:
+        return map_loads(kernel.body, lambda ld: Load(ld.operand, (name,)))
+
+    acc, total = Var("acc", Var(_T)), Var("s")
+    fold: tuple[Stmt, ...] = (
+        Init(total, dt, red.identity),
+        Loop("q", rows, (Accumulate(total, red.op, Var("acc", Call("add", (
+            Call("mul", (Var("q"), Const(n_j))), Var(j)))), dt),)))
+    if n_i % rows:
+        fold += (Loop("ir", n_i % rows, (
+            Let(i, Call("add", (Const(whole * rows), Var("ir")))),
+            Let("ft", Call("add", (Call("mul", (Var(i), Const(n_j))), Var(j)))),
+            Accumulate(total, red.op, at("ft"), dt))),)
+    return (
+        Alloc("acc", dt, run, run * np.dtype(dt).itemsize <= POLICY.stack_bytes),
+        Loop(_T, run, (Init(acc, dt, red.identity),)),
+        Loop("b", whole, (Let("f0", Call("mul", (Var("b"), Const(run)))),
+                          Loop(_T, run, (Let("ft", Call("add", (Var("f0"), Var(_T)))),
+                                         Accumulate(acc, red.op, at("ft"), dt))))),
+        Loop(j, n_j, fold + (Store(kernel.output, _store_cast(kernel, total, True)),)))
 
 
 def _lanes(kernel: Kernel) -> int:
@@ -1085,7 +1169,12 @@ def lower(kernel: Kernel, sched: Schedule, views: dict[str, tuple[int, ...]] | N
     ``views``: the kernel's arrays it is passed in another shape (its indices merged):
     it views them in its own (a reduction into partials views them with their axis of
     partials in front)."""
-    nest = _lower(kernel, sched)
+    if sched.flat_run:  # the inputs seen flat
+        views = {**(views or {}), **{op.name: (_product(kernel.extent[x] for x in op.indices),)
+                                     for op in kernel.inputs}}
+        nest = LoopNest(kernel, sched, _flat_runs(kernel, sched))
+    else:
+        nest = _lower(kernel, sched)
     if sched.contract:
         nest = LoopNest(kernel, sched, _contracted(nest.body))
     if not views:

@@ -1,0 +1,70 @@
+"""Column sums read flat in runs of whole rows (Schedule.flat_run): results as numpy's."""
+
+import numpy as np
+import pytest
+
+import einjit
+
+RNG = np.random.default_rng(23)
+
+
+def _schedule(eq, *ops):
+    return einjit.explain(eq, *ops).nests[-1].schedule
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.complex128])
+@pytest.mark.parametrize("shape", [(1000, 3), (997, 4), (301, 12), (64, 32), (5000, 7),
+                                   (40, 5), (333, 1)])
+def test_column_sums(shape, dtype):
+    x = (RNG.standard_normal(shape) * 10).astype(dtype)
+    if dtype is np.complex128:
+        x = x + 1j * RNG.standard_normal(shape)
+    y = (RNG.standard_normal(shape) * 10).astype(dtype)
+    for eq, ops in (("ij->j", (x,)), ("ij,ij->j", (x, y))):
+        if shape in ((1000, 3), (5000, 7)):  # many short rows: read flat
+            assert _schedule(eq, *ops).flat_run, (eq, shape)
+        got = einjit.einsum(eq, *ops)
+        ref = np.einsum(eq, *[o.astype(np.complex128 if dtype is np.complex128
+                                       else np.int64 if dtype is np.int64 else np.float64)
+                              for o in ops])
+        if dtype is np.int64:
+            np.testing.assert_array_equal(got, ref)
+        else:
+            np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype is np.float32 else 1e-12)
+        assert got.dtype == np.einsum(eq, *ops).dtype
+
+
+def test_only_c_ordered_rows_are_read_flat():
+    x = RNG.standard_normal((1000, 3))
+    assert _schedule("ij->j", x).flat_run
+    for view in (np.asfortranarray(x), RNG.standard_normal((1000, 6))[:, ::2],
+                 RNG.standard_normal((3, 1000)).T):
+        assert not _schedule("ij->j", view).flat_run
+        np.testing.assert_allclose(einjit.einsum("ij->j", view), view.sum(0), rtol=1e-12)
+    # a broadcast operand (read along j only) keeps the loops
+    assert not _schedule("ij,j->j", x, x[0]).flat_run
+
+
+def test_mixed_dtypes_and_out():
+    x = RNG.standard_normal((999, 5)).astype(np.float32)
+    y = RNG.standard_normal((999, 5))
+    ref = np.einsum("ij,ij->j", x.astype(np.float64), y)
+    np.testing.assert_allclose(einjit.einsum("ij,ij->j", x, y), ref, rtol=1e-12)
+    out = np.empty(10)[::2]
+    assert einjit.einsum("ij,ij->j", x, y, out=out) is out
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "prod", "max", "min"])
+def test_bodies_and_reductions(reduce):
+    @einjit.compile("ij,ij->j", reduce=reduce)
+    def f(a, b):
+        return (a - b) ** 2 * 0.5 + 0.75
+
+    x, y = RNG.random((1001, 6)), RNG.random((1001, 6))
+    assert _schedule("ij,ij->j", x, y).flat_run
+    terms = (x - y) ** 2 * 0.5 + 0.75
+    ref = {"sum": terms.sum(0), "prod": terms.prod(0), "max": terms.max(0),
+           "min": terms.min(0)}[reduce]
+    for _ in range(2):
+        np.testing.assert_allclose(f(x, y), ref, rtol=1e-12)
