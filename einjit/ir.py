@@ -376,7 +376,9 @@ class Schedule:
         if self.gemm:
             return f"one batched GEMM (BLAS): {self.gemm}"
         if self.flat_run:
-            return (f"order {''.join(self.order)}, serial, the inputs read flat in runs of "
+            par = (f"runs split in {self.threads} chunks on einjit's threads" if self.threads
+                   else "serial")
+            return (f"order {''.join(self.order)}, {par}, the inputs read flat in runs of "
                     f"{self.flat_run} values, summed into as many accumulators")
         par = f", parallel {self.parallel}" if self.parallel else ", serial"
         if self.threads:

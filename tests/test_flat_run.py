@@ -68,3 +68,26 @@ def test_bodies_and_reductions(reduce):
            "min": terms.min(0)}[reduce]
     for _ in range(2):
         np.testing.assert_allclose(f(x, y), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.complex128])
+def test_runs_split_over_threads(dtype):
+    # from Policy.parallel_min_work terms, each chunk sums its runs into a partial output
+    # of its own (chunk 0 adds the rows left over), folded after
+    shape = (200003, 6)
+    x = (RNG.standard_normal(shape) * 10).astype(dtype)
+    y = (RNG.standard_normal(shape) * 10).astype(dtype)
+    wide = np.complex128 if dtype is np.complex128 else np.int64 if dtype is np.int64 else np.float64
+    for eq, ops in (("ij->j", (x,)), ("ij,ij->j", (x, y))):
+        sched = _schedule(eq, *ops)
+        assert sched.flat_run
+        assert sched.threads == (2 if einjit.schedule.thread_count() > 1 else 0)
+        ref = np.einsum(eq, *[o.astype(wide) for o in ops])
+        size = np.einsum(eq, *[np.abs(o.astype(wide)) for o in ops])  # float32: 2e5 terms
+        for _ in range(2):
+            got = einjit.einsum(eq, *ops)
+            if dtype is np.int64:
+                np.testing.assert_array_equal(got, ref)
+            else:
+                np.testing.assert_allclose(got, ref, rtol=1e-12, atol=np.max(size) * (
+                    1e-6 if dtype is np.float32 else 1e-14))
