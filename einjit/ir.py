@@ -543,8 +543,9 @@ class LoopNest:
     """A kernel lowered under a schedule: the statements a code generator renders.
 
     ``views``: arrays the kernel reads or writes as a view of another shape than the one
-    it is passed (``(name, shape)``; its indices merged, see :mod:`einjit.merge`); a
-    leading ``-1`` stands for an axis of partials, whatever its length.
+    it is passed (``(name, shape)``; its indices merged, see :mod:`einjit.merge`, or
+    flat); ``-1`` stands for an axis whose length follows from the others', as in
+    numpy's ``reshape`` (an axis of partials, a flat view of a dynamic extent).
     """
 
     kernel: Kernel

@@ -839,9 +839,11 @@ def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
     >>> _flat_run(k, [(3, 1)]), _flat_run(k, [(1, 1000)])
     (144, 0)
     """
-    if kernel.dynamic or len(kernel.output.indices) != 1 or len(kernel.reduction_indices) != 1:
+    if len(kernel.output.indices) != 1 or len(kernel.reduction_indices) != 1:
         return 0
     (j,), (i,) = kernel.output.indices, kernel.reduction_indices
+    if j in kernel.dynamic:  # (the rows' count may be read at run time)
+        return 0
     n_j, n_i = kernel.extent[j], kernel.extent[i]
     if not (all(op.indices == (i, j) and tuple(st) == (n_j, 1)
                 for op, st in zip(kernel.inputs, input_strides))
@@ -854,7 +856,8 @@ def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
     unit = math.lcm(n_j, lanes)
     run = unit * -(-least // unit)
     rows = run // n_j
-    return run if run <= 2 * least and rows >= 2 and n_i >= 2 * rows else 0
+    return run if run <= 2 * least and rows >= 2 and (n_i >= 2 * rows
+                                                       or i in kernel.dynamic) else 0
 
 
 def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
@@ -871,11 +874,18 @@ def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
             out[j] = s
     """
     (j,), (i,) = kernel.output.indices, kernel.reduction_indices
-    n_j, n_i = kernel.extent[j], kernel.extent[i]
+    n_j = kernel.extent[j]
     run, red, dt = sched.flat_run, kernel.reduce, kernel.accumulate
     rows = run // n_j
-    whole = n_i // rows
     split = sched.parallel == i  # each chunk sums its runs into its own partial output
+    head: tuple[Stmt, ...] = (Let(SLOT, Var(CHUNK)),) if split else ()
+    n_i: int | Expr = kernel.extent[i]
+    if i in kernel.dynamic:  # read from the (flat) first input
+        n_i = Var(f"n_{i}")
+        head += (Let(n_i.name, Call("floordiv", (Dim(kernel.inputs[0].name, 0), Const(n_j)))),)
+    whole = (n_i // rows if isinstance(n_i, int)
+             else Call("floordiv", (n_i, Const(rows))))
+    left: int | Expr = n_i % rows if isinstance(n_i, int) else Call("mod", (n_i, Const(rows)))
 
     def at(name: str) -> Expr:
         return map_loads(kernel.body, lambda ld: Load(ld.operand, (name,)))
@@ -885,18 +895,20 @@ def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
         Init(total, dt, red.identity),
         Loop("q", rows, (Accumulate(total, red.op, Var("acc", Call("add", (
             Call("mul", (Var("q"), Const(n_j))), Var(j)))), dt),)))
-    if n_i % rows:  # the rows left over (on threads, chunk 0 sums them)
-        left: int | Expr = n_i % rows
+    if left:  # the rows left over (on threads, chunk 0 sums them)
+        first = (whole * rows if isinstance(whole, int)
+                 else Call("mul", (whole, Const(rows))))
         if split:
-            left = Call("mul", (Const(n_i % rows), Call("sub", (
+            left = Call("mul", (Const(left) if isinstance(left, int) else left, Call("sub", (
                 Const(1), Call("min", (Var(CHUNK), Const(1)))))))
         fold += (Loop("ir", left, (
-            Let(i, Call("add", (Const(whole * rows), Var("ir")))),
+            Let(i, Call("add", (Const(first) if isinstance(first, int) else first,
+                                Var("ir")))),
             Let("ft", Call("add", (Call("mul", (Var(i), Const(n_j))), Var(j)))),
             Accumulate(total, red.op, at("ft"), dt))),)
     store = (Store(Operand(kernel.output.name, dt, (SLOT, j)), total) if split
              else Store(kernel.output, _store_cast(kernel, total, True)))
-    return ((Let(SLOT, Var(CHUNK)),) if split else ()) + (
+    return head + (
         Alloc("acc", dt, run, run * np.dtype(dt).itemsize <= POLICY.stack_bytes),
         Loop(_T, run, (Init(acc, dt, red.identity),)),
         Loop("b", whole, (Let("f0", Call("mul", (Var("b"), Const(run)))),
@@ -1185,8 +1197,7 @@ def lower(kernel: Kernel, sched: Schedule, views: dict[str, tuple[int, ...]] | N
     it views them in its own (a reduction into partials views them with their axis of
     partials in front)."""
     if sched.flat_run:  # the inputs seen flat
-        views = {**(views or {}), **{op.name: (_product(kernel.extent[x] for x in op.indices),)
-                                     for op in kernel.inputs}}
+        views = {**(views or {}), **{op.name: (-1,) for op in kernel.inputs}}
         nest = LoopNest(kernel, sched, _flat_runs(kernel, sched))
     else:
         nest = _lower(kernel, sched)

@@ -93,3 +93,20 @@ def test_runs_split_over_threads(dtype):
             else:
                 np.testing.assert_allclose(got, ref, rtol=1e-12, atol=np.max(size) * (
                     1e-6 if dtype is np.float32 else 1e-14))
+
+
+def test_rows_of_a_dynamic_count():
+    # one kernel for every number of rows: the count read from the flat input
+    @einjit.compile("ij,ij->j", dynamic="i")
+    def dots(a, b):
+        """column dots"""
+
+    assert _schedule_dynamic("ij,ij->j", np.ones((1000, 3)), np.ones((1000, 3))).flat_run
+    for n in (1000, 0, 1, 47, 48, 49, 1001, 30001):
+        x, y = RNG.standard_normal((n, 3)), RNG.standard_normal((n, 3))
+        np.testing.assert_allclose(dots(x, y), np.einsum("ij,ij->j", x, y),
+                                   rtol=1e-12, atol=1e-12 * max(n, 1))
+
+
+def _schedule_dynamic(eq, *ops):
+    return einjit.explain(eq, *ops, dynamic="i").nests[-1].schedule
