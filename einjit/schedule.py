@@ -593,12 +593,18 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         # from parallel_min_work terms on, each thread sums a part of the runs into a
         # partial output of its own (ij->j over 200000 x 12 float32: 246 us hoisted on
         # two threads, 130 us in runs on one, 71 us in runs on two)
-        rows = run // kernel.extent[kernel.output.indices[0]]
-        split = (threads > 1 and POLICY.chunked and kernel.work >= POLICY.parallel_min_work
-                 and kernel.extent[kernel.reduction_indices[0]] >= 2 * threads * rows)
-        return Schedule(kernel.output_indices + kernel.reduction_indices,
-                        kernel.reduction_indices[0] if split else None,
-                        threads=threads if split else 0, flat_run=run)
+        *batch, j = kernel.output.indices
+        (i,) = kernel.reduction_indices
+        rows = run // kernel.extent[j]
+        parallel = None
+        if threads > 1 and POLICY.chunked and kernel.work >= POLICY.parallel_min_work:
+            if batch and kernel.extent[batch[0]] >= 2 * threads:
+                parallel = batch[0]  # each thread its own sums of the batch
+            elif not batch and kernel.extent[i] >= 2 * threads * rows:
+                parallel = i
+        if parallel is not None or not batch or kernel.work < POLICY.parallel_min_work:
+            return Schedule(kernel.output.indices + kernel.reduction_indices, parallel,
+                            threads=threads if parallel else 0, flat_run=run)
     outer = by_stride(kernel.output_indices)
     inner = by_stride(kernel.reduction_indices)
     extent = kernel.extent
@@ -825,7 +831,8 @@ FLAT_RUN_BYTES = 512
 def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
     """Values per run when a column sum reads its inputs flat (``Schedule.flat_run``),
     else 0: a sum over one reduction index i of a body of inputs all C-ordered over
-    (i, j), j the one output index, whose rows are short or no whole vectors.
+    (i, j), or (b, i, j) with b an output index too (a batch of column sums), j the
+    last output index, whose rows are short or no whole vectors.
 
     A block of accumulators of one row's values sums each row as one short loop (and a
     row of 3 or 12 values is no whole vector), where a run of whole rows (``m`` of them,
@@ -839,15 +846,20 @@ def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
     >>> _flat_run(k, [(3, 1)]), _flat_run(k, [(1, 1000)])
     (144, 0)
     """
-    if len(kernel.output.indices) != 1 or len(kernel.reduction_indices) != 1:
+    outs = kernel.output.indices
+    if len(outs) not in (1, 2) or len(kernel.reduction_indices) != 1:
         return 0
-    (j,), (i,) = kernel.output.indices, kernel.reduction_indices
-    if j in kernel.dynamic:  # (the rows' count may be read at run time)
-        return 0
+    j, (i,) = outs[-1], kernel.reduction_indices
+    batch = outs[:-1]
+    if j in kernel.dynamic or (batch and kernel.dynamic):  # (the rows' count may be
+        return 0                                            # read at run time)
     n_j, n_i = kernel.extent[j], kernel.extent[i]
-    if not (all(op.indices == (i, j) and tuple(st) == (n_j, 1)
-                for op, st in zip(kernel.inputs, input_strides))
-            and all(ld.indices == (i, j) for ld in loads(kernel.body)) and kernel.inputs):
+    order = (*batch, i, j)
+    strides = c_strides([kernel.extent[x] for x in order])
+    if not (kernel.inputs and all(op.indices == order and (
+            tuple(st) == strides or i in kernel.dynamic and tuple(st)[-1:] == (1,))
+            for op, st in zip(kernel.inputs, input_strides))
+            and all(ld.indices == order for ld in loads(kernel.body))):
         return 0
     lanes = _lanes(kernel)
     if not lanes:
@@ -856,24 +868,32 @@ def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
     unit = math.lcm(n_j, lanes)
     run = unit * -(-least // unit)
     rows = run // n_j
-    return run if run <= 2 * least and rows >= 2 and (n_i >= 2 * rows
+    # each sum ends folding its run's accumulators: a batch of them, each of fewer than
+    # 16 runs, ran slower so (bij->bj over 256 x 200 x 8 float32: 21 -> 35 us)
+    fewest = 16 * rows if batch else 2 * rows
+    return run if run <= 2 * least and rows >= 2 and (n_i >= fewest
                                                        or i in kernel.dynamic) else 0
 
 
 def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
-    """Lowering of ``Schedule.flat_run``, the inputs viewed flat (``views``)::
+    """Lowering of ``Schedule.flat_run``, the inputs viewed flat (``views``), for each
+    value of the batch index (if any) from ``f = b * I * J``::
 
         for tb in range(L): acc[tb] = 0
-        for b in range(I // m):              # m = L / J rows at a time
-            f0 = b * L
+        for rb in range(I // m):             # m = L / J rows at a time
+            f0 = f + rb * L
             for tb in range(L): ft = f0 + tb; acc[tb] += body[ft]
         for j in range(J):
-            s = 0
-            for q in range(m): s += acc[q * J + j]
-            for ir in range(I mod m): i = I // m * m + ir; ft = i * J + j; s += body[ft]
-            out[j] = s
+            sf = 0
+            for qf in range(m): sf += acc[qf * J + j]
+            for ir in range(I mod m): i = I // m * m + ir; ft = f + i * J + j; sf += body[ft]
+            out[..., j] = sf
+
+    The runs are split over threads (``parallel`` i: into partial outputs, chunk 0
+    summing the rows left over) or the batch is (``parallel`` b).
     """
-    (j,), (i,) = kernel.output.indices, kernel.reduction_indices
+    *batch, j = kernel.output.indices
+    (i,) = kernel.reduction_indices
     n_j = kernel.extent[j]
     run, red, dt = sched.flat_run, kernel.reduce, kernel.accumulate
     rows = run // n_j
@@ -890,11 +910,15 @@ def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
     def at(name: str) -> Expr:
         return map_loads(kernel.body, lambda ld: Load(ld.operand, (name,)))
 
-    acc, total = Var("acc", Var(_T)), Var("s")
+    def plus(base: Expr | None, value: Expr) -> Expr:
+        return value if base is None else Call("add", (base, value))
+
+    start = (Call("mul", (Var(batch[0]), Const(kernel.extent[i] * n_j))) if batch else None)
+    acc, total = Var("acc", Var(_T)), Var("sf")
     fold: tuple[Stmt, ...] = (
         Init(total, dt, red.identity),
-        Loop("q", rows, (Accumulate(total, red.op, Var("acc", Call("add", (
-            Call("mul", (Var("q"), Const(n_j))), Var(j)))), dt),)))
+        Loop("qf", rows, (Accumulate(total, red.op, Var("acc", Call("add", (
+            Call("mul", (Var("qf"), Const(n_j))), Var(j)))), dt),)))
     if left:  # the rows left over (on threads, chunk 0 sums them)
         first = (whole * rows if isinstance(whole, int)
                  else Call("mul", (whole, Const(rows))))
@@ -904,17 +928,20 @@ def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
         fold += (Loop("ir", left, (
             Let(i, Call("add", (Const(first) if isinstance(first, int) else first,
                                 Var("ir")))),
-            Let("ft", Call("add", (Call("mul", (Var(i), Const(n_j))), Var(j)))),
+            Let("ft", plus(start, Call("add", (Call("mul", (Var(i), Const(n_j))), Var(j))))),
             Accumulate(total, red.op, at("ft"), dt))),)
     store = (Store(Operand(kernel.output.name, dt, (SLOT, j)), total) if split
              else Store(kernel.output, _store_cast(kernel, total, True)))
-    return head + (
-        Alloc("acc", dt, run, run * np.dtype(dt).itemsize <= POLICY.stack_bytes),
+    sums = (
         Loop(_T, run, (Init(acc, dt, red.identity),)),
-        Loop("b", whole, (Let("f0", Call("mul", (Var("b"), Const(run)))),
+        Loop("rb", whole, (Let("f0", plus(start, Call("mul", (Var("rb"), Const(run))))),
                           Loop(_T, run, (Let("ft", Call("add", (Var("f0"), Var(_T)))),
                                          Accumulate(acc, red.op, at("ft"), dt)))), split),
         Loop(j, n_j, fold + (store,)))
+    if batch:
+        sums = (Loop(batch[0], kernel.extent[batch[0]], sums, sched.parallel == batch[0]),)
+    return head + (Alloc("acc", dt, run, run * np.dtype(dt).itemsize <= POLICY.stack_bytes),
+                   ) + sums
 
 
 def _lanes(kernel: Kernel) -> int:

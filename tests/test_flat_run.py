@@ -110,3 +110,26 @@ def test_rows_of_a_dynamic_count():
 
 def _schedule_dynamic(eq, *ops):
     return einjit.explain(eq, *ops, dynamic="i").nests[-1].schedule
+
+
+@pytest.mark.parametrize("eq,shape", [
+    ("iq->q", (1000, 3)), ("bj->j", (1000, 3)), ("sj->j", (1000, 5)), ("is->s", (1000, 5)),
+    ("nb->b", (700, 6)), ("rbj->rj", (4, 1000, 3)), ("qrs->qs", (3, 1000, 4)),
+    ("fbq,fbq->fq", (5, 999, 3)), ("bij->bj", (64, 1000, 3)), ("bij->bj", (16, 5000, 4))])
+def test_any_labels_and_a_batch_of_column_sums(eq, shape):
+    # the kernel's own loop variables never shadow an index, whatever its letter
+    ops = [RNG.standard_normal(shape) for _ in range(eq.count(",") + 1)]
+    assert _schedule(eq, *ops).flat_run
+    for _ in range(2):
+        np.testing.assert_allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
+
+
+def test_a_large_batch_of_column_sums_splits_the_batch_over_threads():
+    x = RNG.standard_normal((64, 5000, 4)).astype(np.float32)
+    sched = _schedule("bij->bj", x)
+    assert sched.flat_run
+    assert sched.parallel == ("b" if einjit.schedule.thread_count() > 1 else None)
+    ref = np.einsum("bij->bj", x.astype(np.float64))
+    for _ in range(2):
+        np.testing.assert_allclose(einjit.einsum("bij->bj", x), ref, rtol=1e-12,
+                                   atol=1e-6 * np.abs(x).sum(1).max())
