@@ -856,9 +856,8 @@ def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
     n_j, n_i = kernel.extent[j], kernel.extent[i]
     order = (*batch, i, j)
     strides = c_strides([kernel.extent[x] for x in order])
-    if not (kernel.inputs and all(op.indices == order and (
-            tuple(st) == strides or i in kernel.dynamic and tuple(st)[-1:] == (1,))
-            for op, st in zip(kernel.inputs, input_strides))
+    if not (kernel.inputs and all(op.indices == order and tuple(st) == strides
+                                  for op, st in zip(kernel.inputs, input_strides))
             and all(ld.indices == order for ld in loads(kernel.body))):
         return 0
     lanes = _lanes(kernel)
