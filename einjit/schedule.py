@@ -560,6 +560,9 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         # reads each operand once, so it is not worth a transposing copy of an operand.
         if not (any(layout.copy) and thin < 8):
             return gemm
+    flat_runs = _flat_schedule(kernel, input_strides, threads)
+    if flat_runs is not None:
+        return flat_runs
     cost = {ix.name: 0 for ix in kernel.indices}
     weighed = dict(cost)
     for op, strides in zip(kernel.inputs + (kernel.output,),
@@ -588,23 +591,6 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         # sets weighing more; on ties the equation's order (C-like).
         return sorted(names, key=lambda n: (-weighed[n], position[n]))
 
-    run = _flat_run(kernel, input_strides)
-    if run:
-        # from parallel_min_work terms on, each thread sums a part of the runs into a
-        # partial output of its own (ij->j over 200000 x 12 float32: 246 us hoisted on
-        # two threads, 130 us in runs on one, 71 us in runs on two)
-        *batch, j = kernel.output.indices
-        (i,) = kernel.reduction_indices
-        rows = run // kernel.extent[j]
-        parallel = None
-        if threads > 1 and POLICY.chunked and kernel.work >= POLICY.parallel_min_work:
-            if batch and kernel.extent[batch[0]] >= 2 * threads:
-                parallel = batch[0]  # each thread its own sums of the batch
-            elif not batch and kernel.extent[i] >= 2 * threads * rows:
-                parallel = i
-        if parallel is not None or not batch or kernel.work < POLICY.parallel_min_work:
-            return Schedule(kernel.output.indices + kernel.reduction_indices, parallel,
-                            threads=threads if parallel else 0, flat_run=run)
     outer = by_stride(kernel.output_indices)
     inner = by_stride(kernel.reduction_indices)
     extent = kernel.extent
@@ -874,6 +860,31 @@ def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
                                                        or i in kernel.dynamic) else 0
 
 
+def _flat_schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]], threads: int
+                   ) -> Schedule | None:
+    """The schedule of a column sum read flat (see :func:`_flat_run`), or None.  From
+    ``parallel_min_work`` terms on, each thread sums a part of the runs into a partial
+    output of its own (ij->j over 200000 x 12 float32: 246 us hoisted on two threads, 130
+    us in runs on one, 71 us in runs on two), or its own part of a batch; a batch too
+    short to split keeps the loops."""
+    run = _flat_run(kernel, input_strides)
+    if not run:
+        return None
+    *batch, j = kernel.output.indices
+    (i,) = kernel.reduction_indices
+    rows = run // kernel.extent[j]
+    parallel = None
+    if threads > 1 and POLICY.chunked and kernel.work >= POLICY.parallel_min_work:
+        if batch and kernel.extent[batch[0]] >= 2 * threads:
+            parallel = batch[0]  # each thread its own sums of the batch
+        elif not batch and kernel.extent[i] >= 2 * threads * rows:
+            parallel = i
+    if parallel is None and batch and kernel.work >= POLICY.parallel_min_work:
+        return None
+    return Schedule(kernel.output.indices + kernel.reduction_indices, parallel,
+                    threads=threads if parallel else 0, flat_run=run)
+
+
 def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
     """Lowering of ``Schedule.flat_run``, the inputs viewed flat (``views``), for each
     value of the batch index (if any) from ``f = b * I * J``::
@@ -902,9 +913,8 @@ def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
     if i in kernel.dynamic:  # read from the (flat) first input
         n_i = Var(f"n_{i}")
         head += (Let(n_i.name, Call("floordiv", (Dim(kernel.inputs[0].name, 0), Const(n_j)))),)
-    whole = (n_i // rows if isinstance(n_i, int)
-             else Call("floordiv", (n_i, Const(rows))))
-    left: int | Expr = n_i % rows if isinstance(n_i, int) else Call("mod", (n_i, Const(rows)))
+    whole = n_i // rows if isinstance(n_i, int) else Call("floordiv", (n_i, Const(rows)))
+    left = n_i % rows if isinstance(n_i, int) else Call("mod", (n_i, Const(rows)))
 
     def at(name: str) -> Expr:
         return map_loads(kernel.body, lambda ld: Load(ld.operand, (name,)))
@@ -919,14 +929,12 @@ def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
         Loop("qf", rows, (Accumulate(total, red.op, Var("acc", Call("add", (
             Call("mul", (Var("qf"), Const(n_j))), Var(j)))), dt),)))
     if left:  # the rows left over (on threads, chunk 0 sums them)
-        first = (whole * rows if isinstance(whole, int)
-                 else Call("mul", (whole, Const(rows))))
+        first = whole * rows if isinstance(whole, int) else Call("mul", (whole, Const(rows)))
         if split:
-            left = Call("mul", (Const(left) if isinstance(left, int) else left, Call("sub", (
+            left = Call("mul", (_expr(left), Call("sub", (
                 Const(1), Call("min", (Var(CHUNK), Const(1)))))))
         fold += (Loop("ir", left, (
-            Let(i, Call("add", (Const(first) if isinstance(first, int) else first,
-                                Var("ir")))),
+            Let(i, Call("add", (_expr(first), Var("ir")))),
             Let("ft", plus(start, Call("add", (Call("mul", (Var(i), Const(n_j))), Var(j))))),
             Accumulate(total, red.op, at("ft"), dt))),)
     store = (Store(Operand(kernel.output.name, dt, (SLOT, j)), total) if split
@@ -1192,11 +1200,16 @@ def _nest(order: Sequence[str], kernel: Kernel, body: tuple[Stmt, ...],
     return body
 
 
+def _expr(value: int | Expr) -> Expr:
+    """An extent or count as an expression (a literal as a constant)."""
+    return Const(value) if isinstance(value, int) else value
+
+
 def _times(values: Sequence[int | Expr]) -> int | Expr:
     """The product of extents: a number when all are literals, else an expression."""
     if all(isinstance(v, int) for v in values):
         return _product(values)  # type: ignore[arg-type]
-    return Call("mul", tuple(Const(v) if isinstance(v, int) else v for v in values))
+    return Call("mul", tuple(_expr(v) for v in values))
 
 
 def _ceil_div(n: int | Expr, size: int) -> int | Expr:
@@ -1231,7 +1244,7 @@ def lower(kernel: Kernel, sched: Schedule, views: dict[str, tuple[int, ...]] | N
         nest = LoopNest(kernel, sched, _contracted(nest.body))
     if not views:
         return nest
-    into_partials = sched.threads and sched.parallel in kernel.reduction_indices
+    into_partials = _into_partials(kernel, sched)
     return replace(nest, views=tuple(
         (name, (-1, *shape) if into_partials and name == kernel.output.name else shape)
         for name, shape in views.items()))
@@ -1571,6 +1584,12 @@ def partial_spread(kernel: Kernel, sched: Schedule) -> int:
     return 1 + -(-64 // size)
 
 
+def _into_partials(kernel: Kernel, sched: Schedule) -> bool:
+    """Whether the kernel is a reduction run in chunks, each writing its own partial
+    output (``out[slot, ...]``) for :func:`partials` to fold."""
+    return bool(sched.threads) and sched.parallel in kernel.reduction_indices
+
+
 def partials(nest: LoopNest) -> LoopNest | None:
     """For a reduction run in chunks (``threads`` with a reduction loop parallel): the
     loop nest that folds the chunks' partials (``a0[c, ...]``: one value, or with
@@ -1588,7 +1607,7 @@ def partials(nest: LoopNest) -> LoopNest | None:
         out[] = float32(acc)
     """
     k, sched = nest.kernel, nest.schedule
-    if not sched.threads or sched.parallel not in k.reduction_indices:
+    if not _into_partials(k, sched):
         return None
     kept = k.output.indices
     part = "c" if "c" not in kept else "ck"  # labels are single letters
@@ -1610,7 +1629,7 @@ def _block_start(prefix: str, n: int | Expr, size: int) -> tuple[tuple[Stmt, ...
     if isinstance(n, int) and n % size == 0:
         return head, size
     count = Var(f"{prefix}n")
-    total = Const(n) if isinstance(n, int) else n
+    total = _expr(n)
     return head + (Let(count.name, Call("min", (Const(size), Call("sub", (total, Var(first)))))),), count
 
 
@@ -1755,8 +1774,7 @@ def _unrolled(kernel: Kernel, sched: Schedule, outer: list[str], inner: list[str
     plain = (Init(acc, dtype, red.identity),)
     plain += _nest(inner, kernel, (Accumulate(acc, red.op, kernel.body, dtype),), None)
     plain += (Store(out, _store_cast(kernel, acc, True)),)
-    plain = (Let(v, Call("add", (Const(start) if isinstance(start, int) else start,
-                                 Var("vr")))),) + across_band(plain)
+    plain = (Let(v, Call("add", (_expr(start), Var("vr")))),) + across_band(plain)
     loops: tuple[Stmt, ...] = (blocks,)
     if not isinstance(rest_n, int) or rest_n:  # parallel too when ``vb`` is
         loops += (Loop("vr", rest_n, plain, sched.parallel == v),)
