@@ -166,7 +166,9 @@ def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | 
     Kernels are specialised to the exact sizes they see, and a label that keeps
     arriving with new sizes soon gets kernels generic in it (see
     :data:`einjit.engine.DYNAMIC_AFTER`).  ``dynamic=True`` makes every dimension
-    generic from the first call; ``dynamic="b"`` only the labels named.
+    generic from the first call; ``dynamic="b"`` only the labels named.  A generic
+    kernel serves one size class (a factor of 16: 0-15, 16-255, ...) and is planned
+    for its middle (see :func:`einjit.engine.planned_extent`).
     ``target="cuda"`` runs it on the GPU (numpy operands copied in and out); with the
     default ``None`` device operands (``__cuda_array_interface__``) run there anyway.
 

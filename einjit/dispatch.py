@@ -19,6 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import buffers
+from .schedule import serial_at
 from .threads import Chunked
 from .views import permuted_view, transpose_to_c, view_geometry
 
@@ -159,7 +160,9 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         lines.append(f"    if {' or '.join(f'shares(out, a{k})' for k in range(len(arrays)))}:")
         lines.append("        return None")
     values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call
-    for i, (step, fn) in enumerate(zip(steps, compiled.kernels)):
+    for i, (step, fn, nest) in enumerate(zip(steps, compiled.kernels, compiled.nests)):
+        if isinstance(fn, Chunked) and serial_at(nest.schedule, step.kernel, size):
+            fn = fn.serial()  # a kernel generic in its sizes, on a call too small for threads
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
         direct = call.direct_out and i == len(steps) - 1

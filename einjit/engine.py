@@ -30,7 +30,7 @@ from .ir import Kernel, LoopNest, Plan, Schedule
 from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, resolve_path, with_copies
 from . import schedule as schedule_module
-from .schedule import copies, lower, partial_spread, partials, schedule
+from .schedule import copies, lower, partial_spread, partials, schedule, serial_at
 from .views import c_strides, canonical_view, coalesce, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
@@ -63,11 +63,16 @@ class Call:
     def key(self, erase: frozenset[str] | None = None) -> Hashable:
         """Everything the compiled plan depends on: the in-memory cache key.
 
-        The extents of dynamic labels (or of ``erase``) are left out: one compiled plan
-        serves every size there."""
-        erase = self.dynamic if erase is None else erase
+        A dynamic label's extent stands as the size it is planned for (see
+        :func:`planned_extent`): one compiled plan serves every size of its class.  The
+        extents of ``erase`` are left out altogether (see :meth:`family`)."""
         spec: Hashable = self.spec
-        if erase:
+        if erase is None and self.dynamic:
+            erase = self.dynamic
+            spec = (self.spec.inputs, self.spec.output,
+                    tuple((lb, None, planned_extent(n)) if lb in erase else (lb, n)
+                          for lb, n in self.spec.extents), erase)
+        elif erase:
             spec = (self.spec.inputs, self.spec.output,
                     tuple((lb, None if lb in erase else n) for lb, n in self.spec.extents), erase)
         target = self.out if self.direct_out else None
@@ -137,9 +142,46 @@ class Call:
             return self.final
         return None, self.unpermute
 
+    @property
+    def planning_size(self) -> dict[str, int]:
+        """Each label's extent as the plan sees it: a dynamic label's planned size (see
+        :func:`planned_extent`), not this call's."""
+        size = self.spec.size
+        if not self.dynamic:
+            return size
+        return {lb: planned_extent(n) if lb in self.dynamic else n for lb, n in size.items()}
+
     def family(self) -> Hashable:
         """The key with every extent left out: calls differing only in sizes."""
         return self.key(frozenset(self.spec.size))
+
+
+#: A kernel generic in a label serves the sizes of one class, a factor of 2^DYNAMIC_BITS
+#: wide: [16^k, 16^(k+1)), 0 with 1..15.
+DYNAMIC_BITS = 4
+
+
+def size_class(n: int) -> tuple[int, int]:
+    """The sizes that share a generic kernel with ``n``: ``[low, high)``.
+
+    >>> size_class(0), size_class(15), size_class(300)
+    ((0, 16), (0, 16), (256, 4096))
+    """
+    k = max(n.bit_length() - 1, 0) // DYNAMIC_BITS
+    return (1 << DYNAMIC_BITS * k if k else 0), 1 << DYNAMIC_BITS * (k + 1)
+
+
+def planned_extent(n: int) -> int:
+    """The extent a kernel generic in a dimension is planned for (its path, BLAS or
+    loops, threads, tiles) when a call brings ``n``: the middle, on a log scale, of
+    ``n``'s size class.  Every size of the class shares the kernel; a size 16 times
+    larger gets its own plan, so a kernel planned for 100 rows never runs 10^6 of them
+    (or one planned for none, which was 100 times slower).
+
+    >>> [planned_extent(n) for n in (0, 1, 15, 16, 255, 256, 100_000)]
+    [4, 4, 4, 64, 64, 1024, 262144]
+    """
+    return size_class(n)[1] >> DYNAMIC_BITS // 2
 
 
 def _layout(a: np.ndarray) -> str:
@@ -386,11 +428,10 @@ def _elements(strides: Sequence[int], itemsize: int) -> tuple[int, ...]:
 
 def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
     """Plan and schedule a call: the pure part of :func:`build` (also used by explain)."""
-    size = call.spec.size
+    size = call.planning_size
     plan = make_plan(call.labels, call.written, size, [v.dtype.name for v in call.views],
                      call.arith, call.optimize, call.dynamic, call.fold)
-    strides: dict[int, tuple[int, ...]] = {
-        k: _elements(v.strides, v.itemsize) for k, v in enumerate(call.views)}
+    strides = _planning_strides(call, size)
     # Inputs read flat have their strides in the code: only where the key holds them.
     flat = not call.dynamic and all(s % v.itemsize == 0 for v in call.views for s in v.strides)
     scheduled = _scheduled(call, plan, dict(strides), flat)
@@ -408,13 +449,28 @@ def plan_call(call: Call) -> tuple[Plan, tuple[LoopNest, ...]]:
                        for step, (kernel, sched, _, _) in zip(plan.steps, scheduled))
 
 
+def _planning_strides(call: Call, size: dict[str, int]) -> dict[int, tuple[int, ...]]:
+    """Each operand's strides in elements, by value id; for a plan generic in some
+    extents, a C- or Fortran-ordered operand's are those of its planned shape."""
+    strides = {}
+    for k, (v, labels) in enumerate(zip(call.views, call.labels)):
+        shape = [size[lb] for lb in labels]
+        if call.dynamic and v.flags.c_contiguous:
+            strides[k] = c_strides(shape)
+        elif call.dynamic and v.flags.f_contiguous:
+            strides[k] = tuple(reversed(c_strides(shape[::-1])))
+        else:
+            strides[k] = _elements(v.strides, v.itemsize)
+    return strides
+
+
 def _scheduled(call: Call, plan: Plan, strides: dict[int, tuple[int, ...]], flat: bool
                ) -> list[tuple[Kernel, Schedule, list[tuple[int, ...]], dict[str, tuple[str, ...]]]]:
     """Each step's kernel with its indices merged where its arrays allow (see
     :mod:`einjit.merge`; a C-ordered array is viewed in the merged shape), that kernel's
     schedule, its inputs' strides, and the indices each merged one stands for.
     ``strides`` (of the operands, by value id) gains the steps' results'."""
-    size = call.spec.size
+    size = call.planning_size
     found = []
     for i, step in enumerate(plan.steps):
         kernel = step.kernel
@@ -540,7 +596,10 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
         entries = compiled.entries = tuple(
             entry_point(fn, [typed[a] for a in step.args] + [target])
             for step, fn, target in zip(steps, compiled.kernels, targets))
-    for step, fn, target in zip(steps, entries, targets):
+    for step, fn, target, nest in zip(steps, entries, targets, compiled.nests):
+        if call.dynamic and isinstance(fn, Chunked) and serial_at(nest.schedule, step.kernel,
+                                                                   call.spec.size):
+            fn = fn.serial()
         fn(*(values[a] for a in step.args), target)
         values[step.result] = target
     result = targets[-1]

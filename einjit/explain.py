@@ -9,6 +9,7 @@ import numpy as np
 
 from .codegen import blas, numpy_ufunc
 from .engine import (DEFAULT_OPTIMIZE, Call, coalesced, dynamic_labels, numba_sources, plan_call,
+                     planned_extent, size_class,
                      prepare_fold, prepare_operands)
 from .planner import DEFAULT_FOLD, Fold
 from .ir import Kernel, LoopNest, Plan
@@ -155,8 +156,12 @@ def explain_call(subscripts: str, operands_or_shapes: Sequence[Any], dtype: Any,
         sources = tuple(numpy_ufunc.render(s.kernel) for s in plan.steps)
     notes = []
     if call.dynamic:
+        size = call.spec.size
         notes.append(f"dynamic dimensions: {', '.join(sorted(call.dynamic))} (sizes read at "
-                     "run time)")
+                     "run time; planned for " + ", ".join(
+                         f"{lb}={planned_extent(size[lb])}, serving {lb} in "
+                         "[{}, {})".format(*size_class(size[lb])) for lb in sorted(call.dynamic))
+                     + ")")
     shape, unpermute = call.reshaped
     if shape is not None or unpermute is not None:
         then = [f"reshaped to {shape}"] if shape is not None else []

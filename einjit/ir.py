@@ -321,6 +321,9 @@ class Schedule:
     ``threads`` (when ``parallel`` is an output loop, the outermost): the parallel loop runs
     in that many chunks on einjit's worker threads (:mod:`einjit.threads`), each a call of
     the serial kernel with its chunk number, rather than as Numba's ``prange``.
+    ``least_work`` (a kernel generic in some extents, on threads or a split GEMM): the
+    body evaluations, counted at run time, from which the threads run; a smaller call
+    runs in one chunk (or one BLAS call) on the caller's thread.
     ``flat`` (per input, or empty): the element strides of an input that is neither C- nor
     Fortran-ordered (a slice), which the kernel then reads as one flat run of memory
     (``f0 = vm.flat(a0, span)``) with these strides as constants,
@@ -371,18 +374,21 @@ class Schedule:
     block_rows: tuple[str, int] | None = None
     pack: tuple[int, ...] = ()
     flat_run: int = 0
+    least_work: int = 0
 
     def __str__(self) -> str:
+        least = (f" from {self.least_work} terms (counted at run time)"
+                 if self.least_work else "")
         if self.gemm:
-            return f"one batched GEMM (BLAS): {self.gemm}"
+            return f"one batched GEMM (BLAS): {self.gemm}{least}"
         if self.flat_run:
-            par = (f"runs split in {self.threads} chunks on einjit's threads" if self.threads
-                   else "serial")
+            par = (f"runs split in {self.threads} chunks on einjit's threads{least}"
+                   if self.threads else "serial")
             return (f"order {''.join(self.order)}, {par}, the inputs read flat in runs of "
                     f"{self.flat_run} values, summed into as many accumulators")
         par = f", parallel {self.parallel}" if self.parallel else ", serial"
         if self.threads:
-            par += f" in {self.threads} chunks on einjit's threads"
+            par += f" in {self.threads} chunks on einjit's threads{least}"
         fuse = (f", fuse {self.fuse[0]} output and {self.fuse[1]} reduction loops"
                 if any(self.fuse) else "")
         block = (f", block {self.block[0]} by {self.block[1]} into a local accumulator"

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import itertools
 import math
@@ -519,7 +519,9 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         layout, blas_s = _gemm_layout(kernel, input_strides, output_strides, threads)
         extent = kernel.extent
         thin = min(_product(extent[g] for g in layout.m), _product(extent[g] for g in layout.n))
-        gemm = Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout)
+        gemm = Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout,
+                        least_work=_least_work(kernel, layout.split > 1,
+                                               POLICY.parallel_min_work))
         calls = _product(extent[g] for g in layout.batch)
         if thin == 1 and (kernel.work < POLICY.gemv_min_work or calls > POLICY.gemv_max_calls):
             # A small matrix-vector product or dot: BLAS's call costs more than a loop
@@ -642,7 +644,9 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                         contract=summed and _fused(kernel),
                         threads=threads if POLICY.chunked and parallel is not None else 0,
                         flat=flat_inputs(kernel, input_strides) if flat else (),
-                        hoist=tuple(hoist))
+                        hoist=tuple(hoist),
+                        least_work=_least_work(kernel, POLICY.chunked and parallel is not None,
+                                               least))
     block = unroll = block_rows = None
     if inner and outer and not deep:
         v = outer[-1]  # the output index with the smallest strides
@@ -747,7 +751,22 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                     unroll=unroll, reassociate=reassociate, threads=chunks, band=band,
                     rows=rows, contract=contract,
                     flat=flat_inputs(kernel, input_strides)
-                    if flat and not kernel.dynamic else (), block_rows=block_rows, pack=pack)
+                    if flat and not kernel.dynamic else (), block_rows=block_rows, pack=pack,
+                    least_work=_least_work(kernel, bool(chunks), least))
+
+
+def serial_at(sched: Schedule, kernel: Kernel, size: Mapping[str, int]) -> bool:
+    """Whether a kernel generic in some extents and scheduled on threads runs in one
+    chunk at these extents: fewer body evaluations than its ``least_work``."""
+    if not sched.least_work or any(ix.name not in size for ix in kernel.indices):
+        return False
+    return math.prod(size[ix.name] for ix in kernel.indices) < sched.least_work
+
+
+def _least_work(kernel: Kernel, threaded: bool, least: int) -> int:
+    """``Schedule.least_work``: ``least`` for a kernel generic in some extents that runs
+    on threads (decided for the extents it was planned for), else 0."""
+    return least if threaded and kernel.dynamic else 0
 
 
 #: The bytes of one vector register (AVX2), and how many there are.
@@ -882,7 +901,8 @@ def _flat_schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]], threa
     if parallel is None and batch and kernel.work >= POLICY.parallel_min_work:
         return None
     return Schedule(kernel.output.indices + kernel.reduction_indices, parallel,
-                    threads=threads if parallel else 0, flat_run=run)
+                    threads=threads if parallel else 0, flat_run=run,
+                    least_work=_least_work(kernel, bool(parallel), POLICY.parallel_min_work))
 
 
 def _flat_runs(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:

@@ -203,6 +203,10 @@ class Chunked:
         self._chunks(arrays[:-1] + (parts,))
         self.fold(parts, arrays[-1])
 
+    def serial(self) -> "Chunked":
+        """The same in one chunk, on the caller's thread (a call too small for threads)."""
+        return Chunked(self.fn, 1, self.fold, self.partial, self.slots)
+
     def specialised(self, arrays: Any) -> "Chunked":
         """The same, calling the compiled code of each Numba function for exactly these
         arrays' types (no per-call type dispatch; see ``einjit.dispatch``)."""

@@ -22,7 +22,8 @@ def test_table_with_every_dimension_dynamic(eq, shapes):
     for by in (0, 2):
         ops = make_operands(_grown(shapes, by), np.float64, _rng("dyn", eq, by))
         check_einsum(eq, *ops, _fn=lambda _, *arrays: fn(*arrays))
-    assert fn.signatures <= 1  # one generic plan (none for a view)
+    # a generic plan per size class (see the test below; none for a view)
+    assert fn.signatures <= 2
 
 
 @pytest.mark.parametrize("policy", [schedule.Policy(block=2, unroll=1), schedule.Policy(chunk=2),
@@ -47,7 +48,7 @@ def test_every_strategy_generic_in_sizes(eq, shapes, policy, monkeypatch):
     for by in (0, 1, 4, -1):
         ops = make_operands(_grown(shapes, by), np.float64, _rng(eq, by))
         check_einsum(eq, *ops, _fn=lambda _, *arrays: fn(*arrays))
-    assert fn.signatures == 1
+    assert fn.signatures <= 2  # these sizes span two size classes at most
 
 
 def test_named_labels_only():
@@ -84,11 +85,11 @@ def test_a_label_that_keeps_changing_goes_dynamic():
     rng = np.random.default_rng(1)
     eq = "bqd,bkd->bqk"
     before = einjit.cache_info()["misses"]
-    sizes = [3, 5, 7, 11, 13, 17, 0, 1]
+    sizes = [3, 5, 7, 11, 13, 0, 1]
     for n in sizes:
         a, b = rng.random((n, 6, 9)), rng.random((n, 7, 9))
         np.testing.assert_allclose(einjit.einsum(eq, a, b), np.einsum(eq, a, b), rtol=1e-12)
-    # a specialised plan for each of the first sizes, then one generic plan
+    # a specialised plan for each of the first sizes, then one generic plan (0..15)
     assert einjit.cache_info()["misses"] - before == engine.DYNAMIC_AFTER
     # sizes seen before the switch keep their specialised kernels
     a, b = rng.random((3, 6, 9)), rng.random((3, 7, 9))
@@ -115,3 +116,66 @@ def test_bad_dynamic_arguments():
         einjit.compile("ij,jk->ik", dynamic=3)
     with pytest.raises(ValueError, match="'q'"):
         einjit.explain("ij->j", (2, 3), dynamic="q")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_a_generic_kernel_serves_one_size_class(dtype):
+    """A kernel generic in a label is planned for its size class (a factor of 16), not
+    for the sizes of the call that compiled it: sizes of one class share it, a size of
+    another class gets a plan of its own, planned for its sizes."""
+    fn = einjit.CompiledEinsum("ij,ij->i", dynamic="i")
+    rng = np.random.default_rng(3)
+    classes = set()
+    for n in (0, 1, 15, 300, 4095, 256, 16, 5000, 70000, 255):
+        a, b = (make_operands([(n, 64)], dtype, rng)[0] for _ in range(2))
+        check_einsum("ij,ij->i", a, b, _fn=lambda _, *arrays: fn(*arrays))
+        classes.add(engine.size_class(n))
+        assert fn.signatures == len(classes)  # a new plan for a new class only
+    # [0, 16), [16, 256), [256, 4096), [4096, 65536), [65536, 2^20)
+    assert len(classes) == 5
+
+
+def test_a_generic_kernel_is_planned_for_its_class_not_the_first_call():
+    """A first call with no rows used to plan plain serial loops for every later size."""
+    empty = einjit.explain("ij,jk->ik", (0, 256), (256, 256), dynamic="i")
+    large = einjit.explain("ij,jk->ik", (5000, 256), (256, 256), dynamic="i")
+    big = einjit.explain("ij,jk->ik", (9000, 256), (256, 256), dynamic="i")
+    assert "planned for i=16384, serving i in [4096, 65536)" in str(large)
+    assert "planned for i=4, serving i in [0, 16)" in str(empty)
+    assert large.sources == big.sources  # one class, one plan
+    assert "matmul" in large.sources[0]  # planned as the GEMM 16384 rows make it
+
+
+@pytest.mark.parametrize(("eq", "shapes"), [
+    ("ij,ij->i", [("n", 128), ("n", 128)]),  # an output loop in chunks
+    ("ij->j", [("n", 128)]),                 # a column sum: runs of rows into partials
+    ("ij->", [("n", 128)]),                  # a whole reduction into partials
+    ("ji->j", [(128, "n")]),
+    ("bij,bjk->bik", [("n", 8, 16), ("n", 16, 8)]),     # a batch of small products
+    ("bij,bjk->bik", [("n", 32, 32), ("n", 32, 32)]),   # BLAS, the batch split
+])
+def test_threads_of_a_generic_kernel_start_at_run_time(eq, shapes, monkeypatch):
+    """A generic kernel put on threads for the size it was planned for runs a smaller
+    call of its class in one chunk (``Schedule.least_work``), a larger one on threads;
+    both correct, through ``einjit.einsum``'s launchers and a compiled function."""
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(parallel_min_work=1 << 12))
+    serial = []
+    original = einjit.threads.Chunked.serial
+    monkeypatch.setattr(einjit.threads.Chunked, "serial",
+                        lambda self: serial.append(1) or original(self))
+    label = eq.split(",")[0][list(shapes[0]).index("n")]
+    fn = einjit.CompiledEinsum(eq, dynamic=label)
+    rng = np.random.default_rng(4)
+    for n in (16, 250, 17, 200):  # one class: planned for 64
+        ops = make_operands([tuple(n if d == "n" else d for d in s) for s in shapes],
+                            np.float32, rng)
+        check_einsum(eq, *ops, _fn=lambda _, *arrays: fn(*arrays))
+    assert fn.signatures == 1
+    nest = fn._plans[next(iter(fn._plans))].nests[-1]
+    assert nest.schedule.least_work == 1 << 12
+    sizes = {lb: d for term, s in zip(eq.split("->")[0].split(","), shapes)
+             for lb, d in zip(term, s) if d != "n"}
+    fixed = int(np.prod(list(sizes.values())))  # body evaluations per value of n
+    if not nest.schedule.gemm:
+        # 16 and 17 rows ran in one chunk where that is too little work for threads
+        assert bool(serial) == (17 * fixed < 1 << 12)

@@ -115,7 +115,9 @@ def render(nest: LoopNest) -> str:
         "    except ValueError:  # out is not a stack of matrices here: copy the product in",
         *("        " + ln for ln in fallback),
         "        return",
-        f"    batched_matmul(x, y, o, {lay.split})" if lay.split > 1 else
+        (f"    batched_matmul(x, y, o, {lay.split}"
+         + (f", least={nest.schedule.least_work})" if nest.schedule.least_work else ")"))
+        if lay.split > 1 else
         "    np.matmul(x, y, out=o)",
     ]) + "\n"
 
@@ -209,10 +211,15 @@ def _shape(parts: list[str]) -> str:
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
-def batched_matmul(x: np.ndarray, y: np.ndarray, out: np.ndarray, parts: int) -> None:
+def batched_matmul(x: np.ndarray, y: np.ndarray, out: np.ndarray, parts: int,
+                   least: int = 0) -> None:
     """``np.matmul(x, y, out=out)`` with the first batch axis cut in ``parts`` pieces run
     on einjit's worker threads (numpy releases the GIL around BLAS).  ``x`` or ``y`` may
-    broadcast over that axis (size 1)."""
+    broadcast over that axis (size 1).  A product of fewer than ``least`` multiply-adds
+    (a kernel generic in its sizes, see ``Schedule.least_work``) is one call."""
+    if out.size * x.shape[-1] < least:
+        np.matmul(x, y, out=out)
+        return
     Chunked(_matmul_part, parts)(x, y, out)
 
 
