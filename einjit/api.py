@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dis
 import functools
+import types
 from typing import Any, Callable, Hashable
 
 import numpy as np
@@ -67,6 +68,10 @@ class CompiledEinsum:
         self._fast_get = self._fast.get  # (bound once: this runs on every call)
         self.__wrapped__ = fn
         if fn is not None:
+            if not isinstance(getattr(fn, "__code__", None), types.CodeType):
+                raise TypeError(f"einjit.compile({equation!r}) decorates a Python function, "
+                                f"not {type(fn).__name__}: pass the operands to the "
+                                "decorated function (or to einjit.einsum)")
             functools.update_wrapper(self, fn)
             n = len(self._parsed.inputs)
             argc = fn.__code__.co_argcount

@@ -72,6 +72,9 @@ def test_decorator_rejects_a_bad_body_and_wrong_arity():
         def g(a): ...
     with pytest.raises(ValueError, match="'%'"):
         einjit.compile("i%,j")
+    # operands passed to the decorator itself (einjit.compile(eq)(a) for einsum(eq, a))
+    with pytest.raises(TypeError, match="decorates a Python function, not ndarray"):
+        einjit.compile("ij->j")(np.ones((2, 3)))
 
 
 def test_second_process_loads_kernels_from_disk(tmp_path):
