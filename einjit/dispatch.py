@@ -181,11 +181,19 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         result += f".reshape({shape!r})"
     if unpermute is not None:  # seen in the output's axis order
         result += f".transpose({unpermute!r})"
+    written = np.dtype(steps[-1].kernel.output.dtype)
+    into = call.result if call.out is None else call.out.dtype
+    narrowing = written == np.float32 and into.char == "e" and not call.direct_out
+    if narrowing:
+        from .float16 import narrow  # a float16 result, rounded by einjit's own kernel
+
+        names["narrow"] = narrow
+        result = f"narrow({result})"
     if call.out is not None:  # into ``out``, cast as an assignment casts
         if not call.direct_out:
             lines.append(f"    copyto(out, {result}, casting='unsafe')")
         return lines + ["    return out"]
-    if np.dtype(steps[-1].kernel.output.dtype) != call.result:
+    if not narrowing and written != call.result:
         names["result_dtype"] = call.result
         result += ".astype(result_dtype, order='K')"
     if not call.spec.output and call.scalar:

@@ -228,8 +228,13 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
         check_out_cast(out, result, "unsafe" if assigns else casting)
     views, labels = [], []
     for array, term in zip(arrays, spec.inputs):
-        if arith.backend == "numba" and (not numba_dtype(array.dtype) or array.dtype.char == "e"
-                                         or (array.dtype.kind == "c" and result.kind != "c")):
+        if result.char == "e" and array.dtype.char != "e":
+            # numpy casts the operands to float16 (``dtype=``), then computes in float32
+            array = narrowed(array, result) if array.dtype == np.float32 else array.astype(result)
+        if arith.backend == "numba" and array.dtype.char == "e":
+            array = _widened(array, arith.compute)
+        elif arith.backend == "numba" and (not numba_dtype(array.dtype)
+                                           or (array.dtype.kind == "c" and result.kind != "c")):
             array = array.astype(arith.compute)  # numpy's own conversion (warns as numpy does)
         view, unique = canonical_view(array, term, size)
         views.append(view)
@@ -238,6 +243,15 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
     direct = (out is not None and out.dtype == np.dtype(arith.compute)
               and not any(np.may_share_memory(out, v) for v in views))
     return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct)
+
+
+def _widened(array: np.ndarray, compute: str) -> np.ndarray:
+    """A float16 operand in the dtype a call computes in (exactly: float16 values are
+    float32 values), widened by einjit's own kernel (:mod:`einjit.float16`)."""
+    from .float16 import widen
+
+    wide = widen(array)
+    return wide if compute == "float32" else wide.astype(compute)
 
 
 def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fold,
@@ -270,7 +284,7 @@ def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fo
     views, labels = [], []
     for array, term in zip(arrays, spec.inputs):
         if array.dtype.char == "e":
-            array = array.astype(np.float32)
+            array = _widened(array, "float32")
         view, unique = canonical_view(array, term, size)
         views.append(view)
         labels.append(unique)
@@ -610,11 +624,23 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
         result = result.transpose(unpermute)
     if call.out is not None:
         if result is not call.out:
-            np.copyto(call.out, result, casting="unsafe")
+            np.copyto(call.out, narrowed(result, call.out.dtype), casting="unsafe")
         return call.out
     if result.dtype != call.result:
-        result = result.astype(call.result, order="K")
+        result = narrowed(result, call.result)
+        if result.dtype != call.result:
+            result = result.astype(call.result, order="K")
     return result[()] if result.ndim == 0 and call.scalar else result
+
+
+def narrowed(result: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A float32 result rounded to float16 by einjit's own kernel where ``dtype`` is
+    float16 (see :mod:`einjit.float16`); else ``result`` itself."""
+    if dtype.char != "e" or result.dtype != np.float32:
+        return result
+    from .float16 import narrow
+
+    return narrow(result)
 
 
 class PlanTable(dict):  # type: ignore[type-arg]
