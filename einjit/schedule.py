@@ -489,7 +489,8 @@ def thread_count() -> int:
 def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]
                 ) -> tuple[tuple[int, ...] | None, ...]:
     """Per input, its strides when the kernel reads it flat (see :class:`Schedule`):
-    neither C- nor Fortran-ordered, every stride non-negative, one of them 1; None for
+    neither C- nor Fortran-ordered, one stride 1 or -1 (a negative one: the input
+    reversed along it, which Numba would see as an array of unknown strides); None for
     the others."""
     extent = kernel.extent
     flat: list[tuple[int, ...] | None] = []
@@ -500,8 +501,8 @@ def flat_inputs(kernel: Kernel, input_strides: Sequence[Sequence[int]]
                       for run in (live, live[::-1]))
         # Only an input with contiguous runs gains: strided alone, vectorised reads
         # would be gathers (a diagonal, a step-2 slice).
-        flat.append(None if ordered or any(s < 0 or n == 0 for n, s in live)
-                    or all(s != 1 for _, s in live)
+        flat.append(None if ordered or any(n == 0 for n, s in live)
+                    or all(abs(s) != 1 for _, s in live)
                     else tuple(int(s) for s in strides))
     return tuple(flat) if any(st is not None for st in flat) else ()
 

@@ -78,6 +78,7 @@ class _Subscripts:
 
     unsigned: frozenset[str] = frozenset()
     flat: tuple[tuple[int, ...] | None, ...] = ()
+    start: tuple[int, ...] = ()  # per input read flat: its first element's offset there
 
 
 _PLAIN = _Subscripts()
@@ -92,10 +93,29 @@ def _index(indices: tuple[str, ...], subs: _Subscripts = _PLAIN) -> str:
     return ", ".join(f"np.uintp({i})" if i in subs.unsigned else i for i in indices)
 
 
-def _flat_index(indices: tuple[str, ...], strides: tuple[int, ...]) -> str:
-    """The offset of ``indices`` in a flat input with these element strides."""
-    terms = [i if s == 1 else f"{i} * {s}" for i, s in zip(indices, strides) if s]
-    return f"np.uintp({' + '.join(terms)})" if terms else "0"
+def _flat_index(indices: tuple[str, ...], strides: tuple[int, ...], start: int = 0) -> str:
+    """The offset of ``indices`` in a flat input with these element strides, whose first
+    element lies ``start`` elements into it (after those its negative strides reach)."""
+    parts = [("+", str(start))] if start else []
+    for i, st in zip(indices, strides):
+        if st:
+            parts.append(("+" if st > 0 else "-", i if abs(st) == 1 else f"{i} * {abs(st)}"))
+    if not parts:
+        return "0"
+    (sign, first), rest = parts[0], parts[1:]
+    text = ("-" if sign == "-" else "") + first + "".join(f" {sg} {t}" for sg, t in rest)
+    return f"np.uintp({text})"
+
+
+def flat_span(extents: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int]:
+    """``(span, start)`` of an array read flat: the elements from its lowest address to
+    its highest, and how far into them its first element lies (negative strides).
+
+    >>> flat_span((3, 4), (-8, 1))
+    (20, 16)
+    """
+    span = 1 + sum((n - 1) * abs(st) for n, st in zip(extents, strides))
+    return span, sum((n - 1) * -st for n, st in zip(extents, strides) if st < 0)
 
 
 def _expr(e: Expr, subs: _Subscripts = _PLAIN) -> str:
@@ -104,7 +124,8 @@ def _expr(e: Expr, subs: _Subscripts = _PLAIN) -> str:
             return f"s{e.operand}"
         flat = subs.flat[e.operand] if e.operand < len(subs.flat) else None
         if flat is not None:  # see render_function
-            return f"f{e.operand}[{_flat_index(e.indices, flat)}]"
+            start = subs.start[e.operand] if subs.start else 0
+            return f"f{e.operand}[{_flat_index(e.indices, flat, start)}]"
         return f"a{e.operand}[{_index(e.indices, subs)}]"
     if isinstance(e, Var):
         if e.at is None:
@@ -276,12 +297,17 @@ def render_function(nest: LoopNest) -> str:
     lines += [f"    {name} = {name}.reshape({shape!r})" for name, shape in nest.views]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
     extent = k.extent
+    starts = []
     for n, (op, strides) in enumerate(zip(k.inputs, nest.schedule.flat)):
+        start = 0
         if strides is not None:  # read flat: the run of memory it spans, as a 1-D array
-            span = 1 + sum((extent[i] - 1) * st for i, st in zip(op.indices, strides))
-            lines.append(f"    f{n} = vm.flat({op.name}, {span})")
+            span, start = flat_span(tuple(extent[i] for i in op.indices), strides)
+            lines.append(f"    f{n} = vm.flat_from({op.name}, {span}, {start})" if start
+                         else f"    f{n} = vm.flat({op.name}, {span})")
+        starts.append(start)
     ctx = _Context(nest.schedule.reassociate, chunked,
-                   _Subscripts(_computed(nest.body, chunked), nest.schedule.flat))
+                   _Subscripts(_computed(nest.body, chunked), nest.schedule.flat,
+                               tuple(starts) if any(starts) else ()))
     for s in nest.body:
         if chunked and isinstance(s, Loop) and not (_has_parallel(s)
                                                    or _writes_own(s, k.output.name)):

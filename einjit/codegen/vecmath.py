@@ -61,7 +61,7 @@ from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "exp_flush", "flat", "fmax", "fmin", "local", "opaque", "radd", "rmuladd"]
+__all__ = ["exp", "exp_flush", "flat", "flat_from", "fmax", "fmin", "local", "opaque", "radd", "rmuladd"]
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n * _LN2_HI is exact for |n| < 2**20
@@ -304,12 +304,11 @@ def local(typingctx, size, dtype):  # type: ignore[no-untyped-def]
     return result(size, dtype), codegen
 
 
-@intrinsic
-def flat(typingctx, array, span):  # type: ignore[no-untyped-def]
-    """``array``'s memory from its first element, ``span`` elements of its dtype, as a 1-D
-    C-ordered array sharing its data (no copy, no call): for non-negative strides only,
-    which the caller has checked."""
+def _flat_typer(array, span, start):  # type: ignore[no-untyped-def]
+    """The signature and code of :func:`flat` (``start``: None) and :func:`flat_from`."""
     if not isinstance(array, types.Array) or not isinstance(span, types.Integer):
+        return None
+    if start is not None and not isinstance(start, types.Integer):
         return None
     result = types.Array(array.dtype, 1, "C", readonly=not array.mutable,
                          aligned=array.aligned)
@@ -322,9 +321,29 @@ def flat(typingctx, array, span):  # type: ignore[no-untyped-def]
         source = context.make_array(sig.args[0])(context, builder, args[0])
         view = context.make_array(sig.return_type)(context, builder)
         n = context.cast(builder, args[1], sig.args[1], types.intp)
-        populate_array(view, data=source.data, shape=cgutils.pack_array(builder, [n]),
+        data = source.data
+        if len(args) > 2:  # back ``start`` elements
+            back = context.cast(builder, args[2], sig.args[2], types.intp)
+            data = builder.gep(data, [builder.neg(back)])
+        populate_array(view, data=data, shape=cgutils.pack_array(builder, [n]),
                        strides=cgutils.pack_array(builder, [source.itemsize]),
                        itemsize=source.itemsize, meminfo=source.meminfo, parent=source.parent)
         return impl_ret_borrowed(context, builder, sig.return_type, view._getvalue())
 
-    return result(array, span), codegen
+    sig = result(array, span) if start is None else result(array, span, start)
+    return sig, codegen
+
+
+@intrinsic
+def flat(typingctx, array, span):  # type: ignore[no-untyped-def]
+    """``array``'s memory from its first element, ``span`` elements of its dtype, as a 1-D
+    C-ordered array sharing its data (no copy, no call): for non-negative strides only,
+    which the caller has checked."""
+    return _flat_typer(array, span, None)
+
+
+@intrinsic
+def flat_from(typingctx, array, span, start):  # type: ignore[no-untyped-def]
+    """:func:`flat` from ``start`` elements before ``array``'s first one: the lowest
+    address its negative strides reach (the caller computed both)."""
+    return _flat_typer(array, span, start)
