@@ -326,7 +326,8 @@ class Schedule:
     runs in one chunk (or one BLAS call) on the caller's thread.
     ``flat`` (per input, or empty): the element strides of an input that is neither C- nor
     Fortran-ordered (a slice), which the kernel then reads as one flat run of memory
-    (``f0 = vm.flat(a0, span)``) with these strides as constants,
+    (``f0 = vm.flat(a0, span)``; ``vm.flat_from(a0, span, start)`` from the lowest
+    address negative strides reach) with these strides as constants,
     ``f0[np.uintp(i * 1100 + j)]``: Numba knows nothing of such an array's strides and
     vectorises no loop over it.
     ``hoist`` (reduction indices): loops run outermost, before the output loops, where
