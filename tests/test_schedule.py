@@ -146,6 +146,17 @@ def test_short_innermost_loops_hide_their_trip_count():
         source = einjit.explain("abc->ab", x).sources[0]
         trips = c if c < 2048 else 1024  # (2048: two chunks)
         assert (f"range(vm.opaque({trips}))" in source) == hidden, (c, source)
+    # the loop over chunks too: unrolled, each chunk's count would be a constant again
+    for n, chunks in ((20000, 20), (2500, 3)):
+        x = RNG.standard_normal(n)
+        _check("i,i->", x, x)
+        source = einjit.explain("i,i->", x, x).sources[0]
+        assert f"for rb in range(vm.opaque({chunks})):" in source, source
+    # not a loop over blocks of accumulators (each block's own loops count them)
+    x = RNG.standard_normal((300, 1000))
+    _check("ac->c", x)
+    source = einjit.explain("ac->c", x).sources[0]
+    assert "for vb in range(2):" in source, source
     # and in loops over a block of accumulators (index Let, then the sum) up to 32 trips:
     # zeroing, summing and storing the block; above, only the zeroing loop
     for a, hidden in ((32, 3), (48, 1)):
