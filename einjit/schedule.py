@@ -867,7 +867,7 @@ def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
             and all(ld.indices == order for ld in loads(kernel.body))):
         return 0
     lanes = _lanes(kernel)
-    if not lanes:
+    if not lanes or n_j == 0:  # (no values to sum into: nothing to read in runs)
         return 0
     least = FLAT_RUN_BYTES // np.dtype(kernel.accumulate).itemsize
     unit = math.lcm(n_j, lanes)

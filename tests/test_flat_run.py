@@ -133,3 +133,12 @@ def test_a_large_batch_of_column_sums_splits_the_batch_over_threads():
     for _ in range(2):
         np.testing.assert_allclose(einjit.einsum("bij->bj", x), ref, rtol=1e-12,
                                    atol=1e-6 * np.abs(x).sum(1).max())
+
+
+def test_a_column_sum_with_no_columns():
+    """A step summing rows of no values (a zero extent) is no column sum to read in runs
+    (found by hypothesis: a division by zero planning it)."""
+    ops = [np.zeros((3, 0), np.int8), np.int8(2), np.zeros((1, 0), np.int8), np.int8(3)]
+    for optimize in ("optimal", "greedy", False):
+        got = einjit.einsum("K...,,K...,", *ops, optimize=optimize)
+        assert got.shape == (0,) and got.dtype == np.int8
