@@ -91,6 +91,27 @@ def test_gemm_into_out(eq, shapes, out_layout, monkeypatch):
     check_einsum(eq, *ops, out=out)
 
 
+@pytest.mark.parametrize(("eq", "shapes"), [("i,i->", [(70000,), (70000,)]),
+                                            ("ij,ij->", [(300, 300), (300, 300)]),
+                                            ("abc,abc->", [(40, 40, 50), (40, 40, 50)])])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("layout", ["C", "F", "negative", "strided"])
+def test_a_dot_as_blas(eq, shapes, dtype, layout):
+    """A full contraction to a scalar made a BLAS step is one ``np.dot`` of two vectors
+    (the operands copied into vectors where they must be), into a new result or ``out=``
+    of another dtype."""
+    rng = _rng("dot", eq, layout)
+    ops = [with_layout(o, layout, rng) for o in make_operands(shapes, dtype, rng)]
+    explained = __import__("einjit").explain(eq, *ops)
+    if layout in ("C", "F"):
+        assert explained.nests[0].schedule.gemm is not None
+    if explained.nests[0].schedule.gemm is not None:
+        source = explained.sources[0]
+        assert "np.dot(x, y)" in source and "matmul" not in source, source
+    check_einsum(eq, *ops)
+    check_einsum(eq, *ops, out=np.empty((), np.complex128))
+
+
 @pytest.mark.parametrize("policy", ["tile2", "parallel"])
 @pytest.mark.parametrize(("eq", "shapes"), [("ij,ji->ij", [(5, 7), (7, 5)]),
                                             ("ijk,kj->ijk", [(2, 5, 3), (3, 5)]),
