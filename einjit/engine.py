@@ -31,7 +31,7 @@ from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, resolve_path, with_copies
 from . import schedule as schedule_module
 from .schedule import copies, lower, partial_spread, partials, schedule, serial_at
-from .views import c_strides, canonical_view, coalesce, permuted_view, stride_rank
+from .views import c_strides, canonical_view, coalesce, f_strides, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
            "DEFAULT_OPTIMIZE"]
@@ -472,7 +472,7 @@ def _planning_strides(call: Call, size: dict[str, int]) -> dict[int, tuple[int, 
         if call.dynamic and v.flags.c_contiguous:
             strides[k] = c_strides(shape)
         elif call.dynamic and v.flags.f_contiguous:
-            strides[k] = tuple(reversed(c_strides(shape[::-1])))
+            strides[k] = f_strides(shape)
         else:
             strides[k] = _elements(v.strides, v.itemsize)
     return strides

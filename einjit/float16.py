@@ -28,6 +28,7 @@ from numba.extending import intrinsic
 
 from .schedule import thread_count
 from .threads import Chunked
+from .views import transpose_to_c
 
 __all__ = ["narrow", "widen"]
 
@@ -138,10 +139,13 @@ def _converted(array: np.ndarray, dtype: Any, written: Any, kernel: Any) -> np.n
     ``written`` values, chunk, chunks) reading it flat in memory order."""
     if array.size < KERNEL_FROM or array.ndim == 0:
         return array.astype(dtype)
-    # A dense array's axes by decreasing stride are C-ordered: convert that flat.
-    if not _dense(array):
+    # Seen in the axis order that makes it C-ordered (a copy in its memory order where
+    # there is none: a slice, reversed axes), it converts as one flat run.
+    perm = transpose_to_c(array)
+    if perm is None:
         array = array.copy(order="K")
-    perm = tuple(int(a) for a in np.argsort([-s for s in array.strides], kind="stable"))
+        perm = transpose_to_c(array)
+        assert perm is not None  # (dense, positive strides)
     ordered = array.transpose(perm)
     src = ordered.reshape(-1)
     if src.dtype.char == "e":
@@ -152,16 +156,3 @@ def _converted(array: np.ndarray, dtype: Any, written: Any, kernel: Any) -> np.n
     else:
         kernel(src, dst, 0, 1)
     return dst.view(dtype).reshape(ordered.shape).transpose(np.argsort(perm))
-
-
-def _dense(array: np.ndarray) -> bool:
-    """Whether ``array``'s elements fill its memory without gaps (some axis order of it
-    is C-contiguous, every stride positive)."""
-    if array.flags.c_contiguous or array.flags.f_contiguous:
-        return all(s > 0 for s, n in zip(array.strides, array.shape) if n > 1)
-    expected = array.itemsize
-    for s, n in sorted(((s, n) for s, n in zip(array.strides, array.shape) if n > 1)):
-        if s != expected:
-            return False
-        expected *= n
-    return True

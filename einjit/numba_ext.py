@@ -381,7 +381,7 @@ def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: li
     einjit build holds, so no other thread plans while it is swapped."""
     from . import schedule
     from .planner import make_plan
-    from .views import c_strides
+    from .views import c_strides, f_strides
 
     policy = schedule.POLICY
     loops = replace(policy, gemm_min_work=1 << 62, parallel_min_work=1 << 62)
@@ -393,8 +393,7 @@ def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: li
         strides: dict[int, tuple[int, ...]] = {}
         for k, t in enumerate(array_types):
             shape = [_DUMMY_EXTENT] * t.ndim
-            strides[k] = c_strides(shape) if t.layout != "F" else tuple(
-                reversed(c_strides(shape[::-1])))
+            strides[k] = c_strides(shape) if t.layout != "F" else f_strides(shape)
         nests, gemms = [], []
         for step in plan.steps:
             shape = tuple(size[lb] for lb in step.kernel.output.indices)

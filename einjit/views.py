@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["c_strides", "canonical_view", "coalesce", "memory_ordered", "permuted_view",
-           "stride_rank", "transpose_to_c", "view_geometry"]
+__all__ = ["c_strides", "canonical_view", "coalesce", "f_strides", "memory_ordered",
+           "permuted_view", "stride_rank", "transpose_to_c", "view_geometry"]
 
 
 def canonical_view(array: np.ndarray, labels: tuple[str, ...],
@@ -187,3 +187,12 @@ def c_strides(shape: Sequence[int]) -> tuple[int, ...]:
         strides.append(step)
         step *= max(n, 1)
     return tuple(reversed(strides))
+
+
+def f_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """Element strides of a Fortran-ordered array of ``shape`` (size-0 axes count as 1).
+
+    >>> f_strides((2, 3, 4))
+    (1, 2, 6)
+    """
+    return tuple(reversed(c_strides(tuple(shape)[::-1])))
