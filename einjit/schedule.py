@@ -95,7 +95,9 @@ class Policy:
     is read from a copy laid out along that loop (see :func:`copies`).
     ``tile_terms``: the accumulators of a register tile, rows of a narrow block
     (``Schedule.block_rows``; 0: none).  ``tile_gemm_max``: multiply-adds per matrix up
-    to which a GEMM-shaped kernel runs as such a tile rather than BLAS.
+    to which a GEMM-shaped kernel runs as such a tile rather than BLAS;
+    ``tile_batch_max``: the same for a batch of products that BLAS would run one by
+    one, each on its own threads.
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
     loops (when they read every input along its runs) rather than a BLAS call;
     ``gemv_max_calls``: the most BLAS calls (one per product) a batch of them may take;
@@ -134,6 +136,7 @@ class Policy:
     copy_min_work: int = 1 << 15
     tile_terms: int = 64
     tile_gemm_max: int = 1 << 16
+    tile_batch_max: int = 1 << 20
     rows: int = 2
     contract: bool = True
     wide_tile_terms: int = 32
@@ -546,7 +549,20 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             return gemm
         volume = _product(extent[g] for g in layout.m + layout.n + layout.k)
         copied = any(layout.copy) or not layout.direct
-        if min(volume, _smallest_matrices(kernel) if copied else volume) <= POLICY.tile_gemm_max:
+        # OpenBLAS threads each product of more than 2^18 multiply-adds (a batch of them
+        # is not split over einjit's threads, see ``_gemm_layout``), two threads meeting
+        # per product: the batch's products as register tiles, the batch on einjit's
+        # threads, beat that up to ``tile_batch_max`` multiply-adds a product (float32,
+        # 16 products of 128 x 32 by 32 x 128: 0.17 -> 0.13 ms; float64, 32 of 128 x 64
+        # by 64 x 64 (bnd,bne->bde): 0.63 -> 0.47 ms).  Not a batch split over threads
+        # (128 products of 64^3, ...ij,...jk->...ik: 0.40 ms as BLAS, 0.47 as tiles), not
+        # one product (128 x 64 by 64 x 128: level), not where BLAS copies an operand
+        # (the tiles would gather it: 4 products of 48 x 96 by 96 x 64 read from
+        # Fortran-ordered slices, 0.063 ms copied for BLAS, 0.080 ms as tiles).
+        one_by_one = (layout.split <= 1 and calls > 1 and not copied
+                      and volume <= POLICY.tile_batch_max)
+        small = min(volume, _smallest_matrices(kernel) if copied else volume)
+        if one_by_one or small <= POLICY.tile_gemm_max:
             # Small matrices: a register tile of loops (``block_rows``) beats a BLAS call
             # per matrix (1024 16 x 16 float32 products: 0.35 against 0.62 ms; 512 of
             # 32 x 32, float64: 1.6 against 2.7 ms); also where BLAS would take such a

@@ -271,3 +271,20 @@ def test_small_matrix_products_run_as_register_tiles(shapes, dtype):
     sched = einjit.explain("bij,bjk->bik", *ops).nests[0].schedule
     assert sched.gemm is None and sched.block_rows is not None
     check_einsum("bij,bjk->bik", *ops)
+
+
+def test_batches_blas_would_thread_product_by_product_run_as_register_tiles(monkeypatch):
+    """A batch of products of more than ``gemm_split_max`` multiply-adds each (which
+    OpenBLAS threads one by one) runs as register tiles up to ``tile_batch_max``
+    multiply-adds a product; above that, or with the limit at 0, as BLAS."""
+    import einjit
+
+    ops = make_operands([(4, 128, 64), (4, 64, 64)], np.float32, _rng("batch tiles"))
+    sched = einjit.explain("bij,bjk->bik", *ops).nests[0].schedule
+    assert sched.gemm is None and sched.block_rows is not None
+    check_einsum("bij,bjk->bik", *ops)
+    big = make_operands([(4, 256, 128), (4, 128, 128)], np.float32, _rng("batch blas"))
+    assert einjit.explain("bij,bjk->bik", *big).nests[0].schedule.gemm is not None
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_batch_max=0))
+    assert einjit.explain("bij,bjk->bik", *ops).nests[0].schedule.gemm is not None
+
