@@ -752,9 +752,10 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                    and kernel.reduce.op == "add" and kernel.accumulate[0] in "fc"
                    and extent[inner[-1]] >= 8)
     # A register tile sums each value in order, vectorised across the block: its terms
-    # may still be fused multiply-adds (see ``_tile_contract``).
-    contract = _fused(kernel) and (reassociate or block_rows is not None
-                                   and _tile_contract(kernel))
+    # may still be fused multiply-adds, one instruction where a multiply and an add were
+    # two (float32 bnd,bne->bde over 32 x 128 x 64, one thread: 0.44 -> 0.32 ms; sq = (x
+    # - y) ** 2 over id,dj->ij, 2048 x 2048 x 64 float64: 10.3 -> 7.7 ms).
+    contract = _fused(kernel) and (reassociate or block_rows is not None)
     # A register tile over two output indices pays once the body is a multiply-add:
     # then loads, not arithmetic, bound the loop, and each load serves ``rows`` values.
     rows = POLICY.rows if band is not None and contract else 1
@@ -1121,18 +1122,6 @@ def _panel_elements(kernel: Kernel, k: int, inner: Sequence[str], w: int) -> int
 
 def _panel_bytes(kernel: Kernel, k: int, inner: Sequence[str], w: int) -> int:
     return _panel_elements(kernel, k, inner, w) * np.dtype(kernel.inputs[k].dtype).itemsize
-
-
-def _tile_contract(kernel: Kernel) -> bool:
-    """Whether a register tile's terms (a float sum of products) are fused
-    multiply-adds, in order (``vecmath.muladd``): where a factor is computed (sq = (x -
-    y) ** 2 over id,dj->ij, 2048 x 2048 x 64 float64: 10.3 -> 7.7 ms).  Not a product of
-    two loads: one ``fmuladd`` per value, the block's loop is so short that LLVM unrolls
-    it completely before it would vectorise it (ij,jk->ik 512 x 256 x 512, float32 by
-    float64: 3.9 ms as a multiply and an add, 15.7 ms fused, 10.1 ms fused and
-    reassociated, when LLVM vectorises the reduction instead, gathering the block)."""
-    factors = multiply_add(kernel.body)
-    return factors is not None and not all(_loaded(f) for f in factors)
 
 
 def _fused(kernel: Kernel) -> bool:

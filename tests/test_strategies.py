@@ -288,3 +288,38 @@ def test_batches_blas_would_thread_product_by_product_run_as_register_tiles(monk
     monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_batch_max=0))
     assert einjit.explain("bij,bjk->bik", *ops).nests[0].schedule.gemm is not None
 
+
+def _fma() -> bool:
+    import llvmlite.binding as llvm
+
+    return "+fma" in llvm.get_host_cpu_features().flatten()
+
+
+@pytest.mark.parametrize(("eq", "shapes", "dtypes"), [
+    ("bij,bjk->bik", [(64, 16, 16), (64, 16, 16)], (np.float64, np.float64)),
+    ("bij,bjk->bik", [(64, 16, 16), (64, 16, 16)], (np.float32, np.float64)),
+    ("bnd,bne->bde", [(4, 70, 64), (4, 70, 64)], (np.float64, np.float64)),  # a panel
+])
+def test_register_tiles_of_plain_products_fuse_by_the_contract_flag(eq, shapes, dtypes):
+    """A register tile's multiply-adds of values read are ``acc += p * q`` in a function
+    compiled with ``fastmath={'contract'}`` (the intrinsic got short tiles unrolled
+    into scalar code): each term is rounded once where the CPU has FMA."""
+    import einjit
+
+    rng = _rng("contract flag", eq, shapes, dtypes)
+    x, y = (rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes))
+    explained = einjit.explain(eq, x, y)
+    nest, source = explained.nests[0], explained.sources[0]
+    assert nest.schedule.block_rows is not None and nest.schedule.contract
+    assert "fastmath={'contract'}" in source and "vm.muladd(" not in source
+    assert bool(nest.schedule.pack) == (eq == "bnd,bne->bde")
+    check_einsum(eq, x, y)
+    if x.dtype == np.float64:  # out[0, 0, 0] = -1 * 1 + t * t, t = 1 + 2^-30: t * t
+        t = 1 + 2.0 ** -30  # keeps its 2^-60 term only fused
+        first = (0, slice(None), 0) if eq == "bnd,bne->bde" else (0, 0, slice(None))
+        x[first], y[0, :, 0] = 0, 0
+        xs, ys = x[first], y[0, :, 0]
+        xs[0], ys[0], xs[1], ys[1] = -1, 1, t, t
+        got = einjit.einsum(eq, x, y)[0, 0, 0]
+        fused = 2.0 ** -29 + 2.0 ** -60
+        assert got == fused if _fma() else got in (fused, 2.0 ** -29)
