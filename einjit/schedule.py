@@ -136,7 +136,7 @@ class Policy:
     copy_min_work: int = 1 << 15
     tile_terms: int = 64
     tile_gemm_max: int = 1 << 16
-    tile_batch_max: int = 1 << 20
+    tile_batch_max: int = 1 << 24
     rows: int = 2
     contract: bool = True
     wide_tile_terms: int = 32
@@ -550,15 +550,18 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         volume = _product(extent[g] for g in layout.m + layout.n + layout.k)
         copied = any(layout.copy) or not layout.direct
         # OpenBLAS threads each product of more than 2^18 multiply-adds (a batch of them
-        # is not split over einjit's threads, see ``_gemm_layout``), two threads meeting
-        # per product: the batch's products as register tiles, the batch on einjit's
-        # threads, beat that up to ``tile_batch_max`` multiply-adds a product (float32,
-        # 16 products of 128 x 32 by 32 x 128: 0.17 -> 0.13 ms; float64, 32 of 128 x 64
-        # by 64 x 64 (bnd,bne->bde): 0.63 -> 0.47 ms).  Not a batch split over threads
-        # (128 products of 64^3, ...ij,...jk->...ik: 0.40 ms as BLAS, 0.47 as tiles), not
-        # one product (128 x 64 by 64 x 128: level), not where BLAS copies an operand
-        # (the tiles would gather it: 4 products of 48 x 96 by 96 x 64 read from
-        # Fortran-ordered slices, 0.063 ms copied for BLAS, 0.080 ms as tiles).
+        # is not split over einjit's threads, see ``_gemm_layout``), its two threads
+        # meeting for every product: the products as register tiles, the batch on
+        # einjit's threads, beat that up to ``tile_batch_max`` multiply-adds a product
+        # (float32, fused multiply-adds: 64 products of 128^3 2.07 -> 1.58 ms, 16 of 256^3
+        # 3.06 -> 2.64 ms, ijk,jl->ilk over 128 x 256 x 128 by 256 x 64 4.8 -> 3.4 ms,
+        # bhqd,bhkd->bhqk over 8 x 8 x 256 x 64 4.6 -> 3.7 ms; float64 0.75-0.88 of
+        # BLAS's time); not from 384^3 (float64 1.2x, 512^3 1.3-2x BLAS's time, where
+        # its cache blocking counts).  Not a batch split over threads (128 products of
+        # 64^3, ...ij,...jk->...ik: 0.40 ms as BLAS, 0.47 as tiles), not one product
+        # (128 x 64 by 64 x 128: level), not where BLAS copies an operand (the tiles
+        # would gather it: 4 products of 48 x 96 by 96 x 64 read from Fortran-ordered
+        # slices, 0.063 ms copied for BLAS, 0.080 ms as tiles).
         one_by_one = (layout.split <= 1 and calls > 1 and not copied
                       and volume <= POLICY.tile_batch_max)
         small = min(volume, _smallest_matrices(kernel) if copied else volume)

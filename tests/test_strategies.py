@@ -283,7 +283,7 @@ def test_batches_blas_would_thread_product_by_product_run_as_register_tiles(monk
     sched = einjit.explain("bij,bjk->bik", *ops).nests[0].schedule
     assert sched.gemm is None and sched.block_rows is not None
     check_einsum("bij,bjk->bik", *ops)
-    big = make_operands([(4, 256, 128), (4, 128, 128)], np.float32, _rng("batch blas"))
+    big = make_operands([(2, 512, 256), (2, 256, 256)], np.float32, _rng("batch blas"))
     assert einjit.explain("bij,bjk->bik", *big).nests[0].schedule.gemm is not None
     monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_batch_max=0))
     assert einjit.explain("bij,bjk->bik", *ops).nests[0].schedule.gemm is not None
