@@ -273,20 +273,26 @@ def test_small_matrix_products_run_as_register_tiles(shapes, dtype):
     check_einsum("bij,bjk->bik", *ops)
 
 
-def test_batches_blas_would_thread_product_by_product_run_as_register_tiles(monkeypatch):
-    """A batch of products of more than ``gemm_split_max`` multiply-adds each (which
-    OpenBLAS threads one by one) runs as register tiles up to ``tile_batch_max``
-    multiply-adds a product; above that, or with the limit at 0, as BLAS."""
+def test_products_blas_would_thread_one_by_one_run_as_register_tiles(monkeypatch):
+    """A batch of products not split over einjit's threads (more than ``gemm_split_max``
+    multiply-adds each, which OpenBLAS threads one by one), or one such product, runs as
+    register tiles up to ``tile_threaded_max`` multiply-adds a product; above that, or
+    with the limit at 0, as BLAS."""
     import einjit
 
-    ops = make_operands([(4, 128, 64), (4, 64, 64)], np.float32, _rng("batch tiles"))
-    sched = einjit.explain("bij,bjk->bik", *ops).nests[0].schedule
-    assert sched.gemm is None and sched.block_rows is not None
-    check_einsum("bij,bjk->bik", *ops)
+    for shapes in ([(4, 128, 64), (4, 64, 64)], [(128, 96), (96, 64)]):
+        ops = make_operands(shapes, np.float32, _rng("threaded tiles", shapes))
+        eq = "bij,bjk->bik" if len(shapes[0]) == 3 else "ij,jk->ik"
+        sched = einjit.explain(eq, *ops).nests[0].schedule
+        assert sched.gemm is None and sched.block_rows is not None
+        check_einsum(eq, *ops)
     big = make_operands([(2, 512, 256), (2, 256, 256)], np.float32, _rng("batch blas"))
     assert einjit.explain("bij,bjk->bik", *big).nests[0].schedule.gemm is not None
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_batch_max=0))
-    assert einjit.explain("bij,bjk->bik", *ops).nests[0].schedule.gemm is not None
+    # one product OpenBLAS runs on one thread (at most gemm_split_max): BLAS
+    one = make_operands([(64, 64), (64, 64)], np.float32, _rng("one product"))
+    assert einjit.explain("ij,jk->ik", *one).nests[0].schedule.gemm is not None
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_threaded_max=0))
+    assert einjit.explain("ij,jk->ik", *ops).nests[0].schedule.gemm is not None
 
 
 def _fma() -> bool:
