@@ -95,10 +95,7 @@ class Policy:
     is read from a copy laid out along that loop (see :func:`copies`).
     ``tile_terms``: the accumulators of a register tile, rows of a narrow block
     (``Schedule.block_rows``; 0: none).  ``tile_gemm_max``: multiply-adds per matrix up
-    to which a GEMM-shaped kernel runs as such a tile rather than BLAS;
-    ``tile_threaded_max``: the same for products BLAS would run one by one, each on its
-    own threads (a batch einjit does not split over its threads, or one product of more
-    than ``gemm_split_max``) where it would read the operands in place.
+    to which a GEMM-shaped kernel runs as such a tile rather than BLAS.
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
     loops (when they read every input along its runs) rather than a BLAS call;
     ``gemv_max_calls``: the most BLAS calls (one per product) a batch of them may take;
@@ -137,7 +134,6 @@ class Policy:
     copy_min_work: int = 1 << 15
     tile_terms: int = 64
     tile_gemm_max: int = 1 << 16
-    tile_threaded_max: int = 1 << 24
     rows: int = 2
     contract: bool = True
     wide_tile_terms: int = 32
@@ -400,15 +396,6 @@ def _gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     return layout, cost
 
 
-def _whole_blocks(sched: Schedule, extent: Mapping[str, int]) -> bool:
-    """Whether a register tile's blocks cover its output index whole: a last, shorter
-    block costs products BLAS would thread one by one more than BLAS does (Tucker
-    products of 576 x 24 by 24 x 24, in blocks of 16 and 8: float64 1.9 ms, BLAS 1.1)."""
-    assert sched.block is not None
-    v, size = sched.block
-    return extent[v] % size == 0
-
-
 def _smallest_matrices(kernel: Kernel) -> int:
     """Multiply-adds per matrix of the smallest products a GEMM-shaped kernel splits
     into: output indices of one operand only taken as batch indices (as
@@ -559,26 +546,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             return gemm
         volume = _product(extent[g] for g in layout.m + layout.n + layout.k)
         copied = any(layout.copy) or not layout.direct
-        # OpenBLAS threads a product of more than 2^18 multiply-adds itself, its two
-        # threads meeting for each product (einjit splits a batch of smaller ones over
-        # its own threads, see ``_gemm_layout``): such products, or a batch einjit does
-        # not split, run as register tiles (the batch or the rows on einjit's threads)
-        # up to ``tile_threaded_max`` multiply-adds a product.  A batch (float32, fused
-        # multiply-adds): 64 products of 128^3 2.07 -> 1.58 ms, 16 of 256^3 3.06 -> 2.64
-        # ms, ijk,jl->ilk over 128 x 256 x 128 by 256 x 64 4.8 -> 3.4 ms,
-        # bhqd,bhkd->bhqk over 8 x 8 x 256 x 64 4.6 -> 3.7 ms; float64 0.75-0.88 of
-        # BLAS's time.  One product: 0.74-0.92 of BLAS's time (512 x 64 by 64 x 512, 256^3,
-        # 160^3, both dtypes).  Not from 384^3 (float64 1.2x, 512^3 1.3-2x BLAS's time,
-        # where its cache blocking counts); not a batch split over threads (128
-        # products of 64^3, ...ij,...jk->...ik: 0.40 ms as BLAS, 0.47 as tiles); not
-        # where BLAS copies an operand (the tiles would gather it: 4 products of 48 x 96
-        # by 96 x 64 read from Fortran-ordered slices, 0.063 ms copied for BLAS, 0.080
-        # ms as tiles).
-        one_by_one = (layout.split <= 1 and not copied
-                      and (calls > 1 or volume > POLICY.gemm_split_max)
-                      and volume <= POLICY.tile_threaded_max)
-        small = min(volume, _smallest_matrices(kernel) if copied else volume)
-        if one_by_one or small <= POLICY.tile_gemm_max:
+        if min(volume, _smallest_matrices(kernel) if copied else volume) <= POLICY.tile_gemm_max:
             # Small matrices: a register tile of loops (``block_rows``) beats a BLAS call
             # per matrix (1024 16 x 16 float32 products: 0.35 against 0.62 ms; 512 of
             # 32 x 32, float64: 1.6 against 2.7 ms); also where BLAS would take such a
@@ -589,10 +557,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             # (dfbc,bacd->fcad, 400 products of 128 x 24 by 24 x 16, float64: BLAS after
             # three transposing copies 6.0 ms, loops 2.8 ms).
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
-            if small <= POLICY.tile_gemm_max:
-                if loops.block_rows is not None or (copied and loops.block is not None):
-                    return loops
-            elif loops.block_rows is not None and _whole_blocks(loops, extent):
+            if loops.block_rows is not None or (copied and loops.block is not None):
                 return loops
         # A matrix-vector product is memory-bound: BLAS gains nothing on a loop nest that
         # reads each operand once, so it is not worth a transposing copy of an operand.

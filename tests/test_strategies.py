@@ -273,28 +273,6 @@ def test_small_matrix_products_run_as_register_tiles(shapes, dtype):
     check_einsum("bij,bjk->bik", *ops)
 
 
-def test_products_blas_would_thread_one_by_one_run_as_register_tiles(monkeypatch):
-    """A batch of products not split over einjit's threads (more than ``gemm_split_max``
-    multiply-adds each, which OpenBLAS threads one by one), or one such product, runs as
-    register tiles up to ``tile_threaded_max`` multiply-adds a product; above that, or
-    with the limit at 0, as BLAS."""
-    import einjit
-
-    for shapes in ([(4, 128, 64), (4, 64, 64)], [(128, 96), (96, 64)]):
-        ops = make_operands(shapes, np.float32, _rng("threaded tiles", shapes))
-        eq = "bij,bjk->bik" if len(shapes[0]) == 3 else "ij,jk->ik"
-        sched = einjit.explain(eq, *ops).nests[0].schedule
-        assert sched.gemm is None and sched.block_rows is not None
-        check_einsum(eq, *ops)
-    big = make_operands([(2, 512, 256), (2, 256, 256)], np.float32, _rng("batch blas"))
-    assert einjit.explain("bij,bjk->bik", *big).nests[0].schedule.gemm is not None
-    # one product OpenBLAS runs on one thread (at most gemm_split_max): BLAS
-    one = make_operands([(64, 64), (64, 64)], np.float32, _rng("one product"))
-    assert einjit.explain("ij,jk->ik", *one).nests[0].schedule.gemm is not None
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_threaded_max=0))
-    assert einjit.explain("ij,jk->ik", *ops).nests[0].schedule.gemm is not None
-
-
 def _fma() -> bool:
     import llvmlite.binding as llvm
 
@@ -306,12 +284,15 @@ def _fma() -> bool:
     ("bij,bjk->bik", [(64, 16, 16), (64, 16, 16)], (np.float32, np.float64)),
     ("bnd,bne->bde", [(4, 70, 64), (4, 70, 64)], (np.float64, np.float64)),  # a panel
 ])
-def test_register_tiles_of_plain_products_fuse_by_the_contract_flag(eq, shapes, dtypes):
+def test_register_tiles_of_plain_products_fuse_by_the_contract_flag(eq, shapes, dtypes,
+                                                                    monkeypatch):
     """A register tile's multiply-adds of values read are ``acc += p * q`` in a function
     compiled with ``fastmath={'contract'}`` (the intrinsic got short tiles unrolled
     into scalar code): each term is rounded once where the CPU has FMA."""
     import einjit
 
+    # products of up to 2^20 multiply-adds as tiles (the panel's case), not BLAS
+    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_gemm_max=1 << 20))
     rng = _rng("contract flag", eq, shapes, dtypes)
     x, y = (rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes))
     explained = einjit.explain(eq, x, y)
