@@ -22,10 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from llvmlite import ir as llvm_ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
+from .codegen.vecmath import as_float, float_bits
 from .schedule import thread_count
 from .threads import Chunked
 from .views import transpose_to_c
@@ -36,33 +35,6 @@ __all__ = ["narrow", "widen"]
 THREADS_FROM = 1 << 20
 #: Values below which numpy's ``astype`` is quicker (this one's set-up: about 9 us).
 KERNEL_FROM = 1 << 13
-
-
-@intrinsic
-def _as_float32(typingctx, bits):  # type: ignore[no-untyped-def]
-    """The float32 whose bit pattern is the low 32 bits of the integer ``bits``."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        low = args[0]
-        if bits.bitwidth > 32:
-            low = builder.trunc(low, llvm_ir.IntType(32))
-        return builder.bitcast(low, llvm_ir.FloatType())
-
-    return types.float32(bits), codegen
-
-
-@intrinsic
-def _bits_of(typingctx, value):  # type: ignore[no-untyped-def]
-    """The bit pattern of the float32 ``value``, as a uint32."""
-    if value != types.float32:
-        return None
-
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        return builder.bitcast(args[0], llvm_ir.IntType(32))
-
-    return types.uint32(types.float32), codegen
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -82,8 +54,8 @@ def _widen_part(src, dst, chunk, chunks):  # type: ignore[no-untyped-def]
         # infinities and NaNs: the exponent all ones again
         bits = np.int32(bits + 0x38000000) if magnitude >= 0x7C00 else bits
         # zeros and subnormals: the mantissa times 2^-24, exact in float32
-        bits = np.int32(_bits_of(np.float32(magnitude) * tiny)) if magnitude < 0x400 else bits
-        into[k] = _as_float32(np.int32(bits | ((h & 0x8000) << 16)))
+        bits = np.int32(float_bits(np.float32(magnitude) * tiny)) if magnitude < 0x400 else bits
+        into[k] = as_float(np.int32(bits | ((h & 0x8000) << 16)))
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -94,9 +66,9 @@ def _narrow_part(src, dst, chunk, chunks):  # type: ignore[no-untyped-def]
     n = src.size
     lo, hi = n * chunk // chunks, n * (chunk + 1) // chunks
     part, into = src[lo:hi], dst[lo:hi]
-    half = _as_float32(np.int32(126 << 23))  # 0.5
+    half = as_float(np.int32(126 << 23))  # 0.5
     for k in range(part.size):
-        f = np.int32(_bits_of(part[k]))
+        f = np.int32(float_bits(part[k]))
         sign = (f >> 16) & 0x8000
         a = f & 0x7FFFFFFF
         # normal halves: the exponent rebiased, rounded to nearest even on the 13 bits
@@ -104,7 +76,7 @@ def _narrow_part(src, dst, chunk, chunks):  # type: ignore[no-untyped-def]
         o = np.int32((a - ((127 - 15) << 23) + 0xFFF + ((a >> 13) & 1)) >> 13)
         # subnormal halves and zero: adding 0.5 rounds the value to a multiple of 2^-24
         # (ties to even), whose bits then sit in the low mantissa bits
-        small = np.int32(_bits_of(_as_float32(np.int32(a)) + half)) - np.int32(126 << 23)
+        small = np.int32(float_bits(as_float(np.int32(a)) + half)) - np.int32(126 << 23)
         o = np.int32(small) if a < (113 << 23) else o
         o = np.int32(0x7C00) if a >= ((127 + 16) << 23) else o  # too large: infinity
         nan = np.int32(0x7C00 + ((a & 0x7FFFFF) >> 13))

@@ -161,3 +161,22 @@ def test_fmax_fmin_are_numpy_maximum_minimum_with_nan():
     assert all(np.isnan(v) for v in _extrema(x, -np.inf, np.inf))
     assert _extrema(np.arange(7), -5, 5) == (6, 0)  # integers: numpy's own maximum
     assert _extrema(np.float32([1.5, -2.5]), np.float64(0), np.float64(0)) == (1.5, -2.5)
+
+
+@njit
+def _bits_round_trip(x32, x64):
+    return (vecmath.float_bits(x32), vecmath.as_float(vecmath.float_bits(x32)),
+            vecmath.float_bits(x64), vecmath.as_float(vecmath.float_bits(x64)),
+            vecmath.as_float(np.int32(0x3F800000)), vecmath.as_float(np.int64(-1 << 63)))
+
+
+def test_bit_casts_keep_every_bit():
+    # the float of an integer's bits and back, at each width (sign, NaN payloads kept)
+    x32 = np.float32(-1.5)
+    x64 = np.frombuffer(np.uint64(0x7FF0000000000123).tobytes(), np.float64)[0]  # a NaN
+    b32, y32, b64, y64, one, minus_zero = _bits_round_trip(x32, x64)
+    assert b32 == np.frombuffer(x32.tobytes(), np.uint32)[0] and y32 == x32
+    assert b64 == 0x7FF0000000000123 and np.isnan(y64)
+    assert np.frombuffer(np.float64(y64).tobytes(), np.uint64)[0] == 0x7FF0000000000123
+    assert one == np.float32(1.0) and isinstance(one, float)
+    assert minus_zero == 0.0 and np.signbit(minus_zero)

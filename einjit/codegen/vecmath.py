@@ -61,7 +61,8 @@ from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "exp_flush", "flat", "flat_from", "fmax", "fmin", "local", "opaque", "radd", "rmuladd"]
+__all__ = ["as_float", "exp", "exp_flush", "flat", "flat_from", "float_bits", "fmax", "fmin",
+           "local", "opaque", "radd", "rmuladd"]
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n * _LN2_HI is exact for |n| < 2**20
@@ -71,16 +72,36 @@ _C = [1.0 / float(np.prod(np.arange(1, k + 1, dtype=np.float64))) for k in range
 _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C[2:]
 
 
+_FLOAT_OF_WIDTH = {32: (types.float32, llvm_ir.FloatType()),
+                   64: (types.float64, llvm_ir.DoubleType())}
+
+
 @intrinsic
-def _from_bits(typingctx, bits):  # type: ignore[no-untyped-def]
-    """The float64 whose bit pattern is the int64 ``bits`` (an LLVM bitcast)."""
-    if bits != types.int64:
+def as_float(typingctx, bits):  # type: ignore[no-untyped-def]
+    """The float whose bit pattern is the integer ``bits``, of its width (an int32 or
+    uint32 gives a float32, an int64 or uint64 a float64): an LLVM bitcast."""
+    if not isinstance(bits, types.Integer) or bits.bitwidth not in _FLOAT_OF_WIDTH:
         return None
+    result, ir_type = _FLOAT_OF_WIDTH[bits.bitwidth]
 
     def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        return builder.bitcast(args[0], llvm_ir.DoubleType())
+        return builder.bitcast(args[0], ir_type)
 
-    return types.float64(types.int64), codegen
+    return result(bits), codegen
+
+
+@intrinsic
+def float_bits(typingctx, value):  # type: ignore[no-untyped-def]
+    """The bit pattern of the float32 or float64 ``value``, as a uint32 or uint64."""
+    if value not in (types.float32, types.float64):
+        return None
+    width = value.bitwidth
+    result = types.uint32 if width == 32 else types.uint64
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], llvm_ir.IntType(width))
+
+    return result(value), codegen
 
 
 @njit(inline="always")
@@ -104,7 +125,7 @@ def _exp64(x):  # type: ignore[no-untyped-def]
     xc = -746.0 if xc < -746.0 else xc
     p, n = _exp_reduced(xc)
     half = n >> 1  # 2**n in two factors: n runs from -1075 to 1024
-    return p * _from_bits((half + 1023) << 52) * _from_bits((n - half + 1023) << 52)
+    return p * as_float((half + 1023) << 52) * as_float((n - half + 1023) << 52)
 
 
 @njit(inline="always")
