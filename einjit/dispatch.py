@@ -19,6 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import buffers
+from .dtypes import narrows_to_half
 from .schedule import serial_at
 from .threads import Chunked
 from .views import permuted_view, transpose_to_c, view_geometry
@@ -183,7 +184,7 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         result += f".transpose({unpermute!r})"
     written = np.dtype(steps[-1].kernel.output.dtype)
     into = call.result if call.out is None else call.out.dtype
-    narrowing = written == np.float32 and into.char == "e" and not call.direct_out
+    narrowing = narrows_to_half(written, into) and not call.direct_out
     if narrowing:
         from .float16 import narrow  # a float16 result, rounded by einjit's own kernel
 

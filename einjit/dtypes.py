@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["CASTINGS", "Arithmetic", "arithmetic", "as_dtype", "check_casting", "result_dtype",
-           "check_out_array", "check_out_cast", "numba_dtype"]
+           "check_out_array", "check_out_cast", "numba_dtype", "narrows_to_half"]
 
 CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
 
@@ -57,6 +57,17 @@ class Arithmetic:
 
 
 @functools.lru_cache(maxsize=256)
+def narrows_to_half(written: Any, wanted: np.dtype) -> bool:
+    """Whether a kernel's float32 result is wanted as float16: rounded then by einjit's
+    own kernel (:func:`einjit.float16.narrow`), not by numpy's ``astype``.
+
+    >>> half = np.dtype("float16")
+    >>> narrows_to_half("float32", half), narrows_to_half("float64", half)
+    (True, False)
+    """
+    return wanted.char == "e" and np.dtype(written) == np.float32
+
+
 def arithmetic(result: np.dtype) -> Arithmetic:
     """The :class:`Arithmetic` for a result dtype."""
     name = result.name if result.kind != "O" else "object"

@@ -25,7 +25,7 @@ from .dispatch import (FastTable, Runner, entry_point, numba_type, result_type, 
 from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
-                     check_out_cast, numba_dtype, result_dtype)
+                     check_out_cast, narrows_to_half, numba_dtype, result_dtype)
 from .ir import Kernel, LoopNest, Plan, Schedule
 from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, resolve_path, with_copies
@@ -67,14 +67,12 @@ class Call:
         :func:`planned_extent`): one compiled plan serves every size of its class.  The
         extents of ``erase`` are left out altogether (see :meth:`family`)."""
         spec: Hashable = self.spec
-        if erase is None and self.dynamic:
-            erase = self.dynamic
-            spec = (self.spec.inputs, self.spec.output,
-                    tuple((lb, None, planned_extent(n)) if lb in erase else (lb, n)
-                          for lb, n in self.spec.extents), erase)
-        elif erase:
-            spec = (self.spec.inputs, self.spec.output,
-                    tuple((lb, None if lb in erase else n) for lb, n in self.spec.extents), erase)
+        planned = erase is None  # dynamic labels: by their planned size
+        erase = self.dynamic if planned else erase
+        if erase:
+            spec = (self.spec.inputs, self.spec.output, tuple(
+                (lb, n) if lb not in erase else (lb, None, planned_extent(n)) if planned
+                else (lb, None) for lb, n in self.spec.extents), erase)
         target = self.out if self.direct_out else None
         # A view neither C- nor Fortran-ordered may be read flat, its strides in the code.
         layouts = tuple((v.dtype.str, lay, v.flags.writeable, v.flags.aligned, stride_rank(v),
@@ -636,7 +634,7 @@ def run(compiled: CompiledPlan, call: Call) -> Any:
 def narrowed(result: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A float32 result rounded to float16 by einjit's own kernel where ``dtype`` is
     float16 (see :mod:`einjit.float16`); else ``result`` itself."""
-    if dtype.char != "e" or result.dtype != np.float32:
+    if not narrows_to_half(result.dtype, dtype):
         return result
     from .float16 import narrow
 
