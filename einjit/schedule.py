@@ -614,7 +614,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     # from fewer of them (ab,ba-> 1000 x 1000 float32: 1.7 ms serial, 0.9 ms on two).
     # Not where the reductions would run hoisted, reading the input in memory order.
     gathers = (bool(_gathered(kernel, input_strides, last))
-               and not _hoisted(kernel, outer, inner, cost, deep, None))
+               and not _hoisted(kernel, outer, inner, inside, cost, deep, None))
     least = POLICY.parallel_min_work // (GATHER_COST if gathers else 1)
     if threads > 1 and kernel.work >= least and splittable:
         group = outer if outer else inner
@@ -623,7 +623,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             parallel = _balanced(wide, group, extent, threads)
             group.remove(parallel)
             group.insert(0, parallel)
-    hoist = _hoisted(kernel, outer, inner, cost, deep, parallel)
+    hoist = _hoisted(kernel, outer, inner, inside, cost, deep, parallel)
     if len(hoist) == len(inner) and parallel is None and len(outer) == 1:
         # Every reduction outermost, no threads to split them and one output loop: a block
         # of accumulators (below) keeps the output in registers instead (adb,da->b with
@@ -1119,7 +1119,8 @@ def _fused(kernel: Kernel) -> bool:
 
 
 def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
-             cost: dict[str, int], deep: bool, parallel: str | None) -> list[str]:
+             inside: Callable[[str, str], bool], cost: dict[str, int], deep: bool,
+             parallel: str | None) -> list[str]:
     """The reduction loops to run outermost (``Schedule.hoist``), in stride order: those
     whose stride exceeds every output index's, in a sum over an input of at least
     ``POLICY.hoist_min_bytes`` into an output of at most ``POLICY.hoist_max_bytes``.
@@ -1148,7 +1149,7 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     widest = max(cost[o] for o in outer)
     hoist = [r for r in inner if cost[r] > widest and extent[r] >= 2]
     rest = [r for r in inner if r not in hoist]
-    if rest and extent[outer[-1]] >= 4 and cost[outer[-1]] < cost[rest[-1]]:
+    if rest and inside(outer[-1], rest[-1]):
         # The reductions left inside would run innermost across the memory an output
         # loop walks along (cea,cde->da: e, a's stride apart): a block of that output
         # index, the reductions outside it, reads the inputs in runs instead.

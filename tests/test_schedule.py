@@ -79,6 +79,18 @@ def test_reductions_over_the_slowest_axis_run_outermost(dtype, monkeypatch):
     assert not biggest.explain(x[:, 0]).nests[0].schedule.hoist
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_a_few_output_values_inside_the_sum_stay_in_registers(dtype, monkeypatch):
+    # a (2 or 3 values) runs inside d in memory: hoisting c alone would leave d innermost,
+    # read by twos or threes; a's values as scalar accumulators read a1 in memory order
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(hoist_min_bytes=0))
+    for n in (2, 3):
+        x, y = (RNG.integers(-9, 9, s).astype(dtype) for s in ((40,), (40, 30, n)))
+        (nest,) = _check("c,cda->a", x, y)
+        assert not nest.schedule.hoist and nest.schedule.unroll == ("a", n)
+        assert nest.schedule.order[-1] == "d"
+
+
 def test_every_reduction_hoisted_updates_the_output_directly(monkeypatch):
     # nothing summed inside the output loops: each term updates the output, a loop of
     # one statement that LLVM vectorises (c,acb->bc with b = 17: 0.13 -> 0.07 ms); four
