@@ -45,6 +45,13 @@ def signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
         if type(a) is _ndarray:
             return (a.shape, a.strides, a.dtype, a.flags.num)
         return None
+    if n == 3:
+        a, b, c = arrays
+        if type(a) is _ndarray and type(b) is _ndarray and type(c) is _ndarray:
+            return (a.shape, a.strides, a.dtype, a.flags.num,
+                    b.shape, b.strides, b.dtype, b.flags.num,
+                    c.shape, c.strides, c.dtype, c.flags.num)
+        return None
     sig: tuple[Any, ...] = ()
     for a in arrays:
         if type(a) is not _ndarray:
@@ -153,6 +160,12 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
             lend[k] = f"a{k}" if perm is None else f"a{k}.transpose({perm!r})"
         if v is a:
             names_of[k] = f"a{k}"  # the operand itself
+        elif (a.flags.c_contiguous and v.flags.c_contiguous and v.size == a.size
+              and not a.dtype.hasobject and v.ctypes.data == a.ctypes.data):
+            # the operand reshaped (merged labels): ravel() 0.05 us, reshape() 0.1 us,
+            # where the ndarray constructor takes 0.19 us
+            lines.append(f"    v{k} = a{k}.ravel()" if v.ndim == 1
+                         else f"    v{k} = a{k}.reshape({v.shape!r})")
         else:
             lines.append(f"    v{k} = {_strided(v, k, lend)}")
     size = call.spec.size

@@ -18,6 +18,9 @@ CASES = [
     ("...i,...i", [(2, 3), (3,)]),
     ("ba,ba->ab", [(2, 3), (2, 3)]),           # results in the operands' memory order
     ("a,bc->acb", [(3,), (4, 2)]),
+    ("ab,ab->", [(3, 4), (3, 4)]),             # operands viewed flat (ravel)
+    ("abc,abc->a", [(2, 3, 4), (2, 3, 4)]),    # operands reshaped (b and c merged)
+    ("a,b,ab->b", [(3,), (4,), (3, 4)]),       # three operands
 ]
 
 
@@ -137,7 +140,8 @@ def test_decorator_fast_path():
 
 @pytest.mark.parametrize("writeable", [True, False])
 @pytest.mark.parametrize(("eq", "shapes"), [("ii->", [(5, 5)]), ("i,i->i", [(1,), (7,)]),
-                                            ("iij,j->i", [(3, 3, 4), (4,)])])
+                                            ("iij,j->i", [(3, 3, 4), (4,)]),
+                                            ("abc,abc->a", [(2, 3, 4), (2, 3, 4)])])
 def test_replay_reuses_the_compiled_kernel(eq, shapes, writeable):
     """The replayed canonical views have the Numba type the kernel was compiled for (a
     read-only view of a writeable array would compile the kernel a second time)."""
