@@ -322,6 +322,10 @@ def _presum_note(pre: Sequence[Step]) -> str:
 #: weighs each iteration by the operands it reads (below, a second kernel's call costs
 #: more than the loads it saves).
 PRESUM_WEIGHED = 1 << 15
+#: What the kernel call :func:`presum` adds costs, in iterations of the fused loop nest
+#: (a few tenths of a microsecond with its intermediate): a tiny operand is not summed
+#: first (``cd,abc->a`` over 2 x 5 and 2 x 3 x 2 stays one nest).
+STEP_CALL = 256
 
 
 def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
@@ -333,7 +337,8 @@ def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
     d has a thousand values.  Only for several operands, and only where it at least
     halves the cost, or from :data:`PRESUM_WEIGHED` iterations on saves a quarter: it
     adds a kernel (and an intermediate) to compile and run (``deb,adc->dba`` with
-    c = 64, b = 2: summing c first leaves 52 % of the fused terms).  When
+    c = 64, b = 2: summing c first leaves 52 % of the fused terms), whose call counts as
+    :data:`STEP_CALL` iterations.  When
     the fused nest would read another operand across its rows in its innermost loop
     (along this operand's last label), from :data:`PRESUM_WEIGHED` iterations on, each
     iteration is weighed by the operands it reads and a saving of a quarter pays: a
@@ -359,7 +364,7 @@ def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
         if not alone:
             continue
         cut = math.prod(extent[lb] for lb in alone)
-        cost = math.prod(extent[lb] for lb in t) + total // cut
+        cost = math.prod(extent[lb] for lb in t) + total // cut + STEP_CALL
         # A fused nest runs along this operand's last (contiguous) label innermost: an
         # operand with that label elsewhere is read across its rows there.
         gathered = any(t[-1] in u and u[-1] != t[-1] for j, u in enumerate(labels) if j != k)

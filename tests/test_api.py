@@ -360,6 +360,8 @@ def test_optimize_with_a_memory_limit_as_numpy(optimize):
     ("abc,c->a", ((40, 40, 32), (32,)), 1),      # fused, c is read along its run
     ("deb,adc->dba", ((32, 8, 2), (32, 32, 32)), 3),  # c too: 53 % of 2**16 terms left
     ("deb,adc->dba", ((8, 8, 2), (8, 8, 8)), 2),      # not c: 52 % of 2**10 terms left
+    ("cd,abc->a", ((10, 30), (5, 6, 10)), 2),  # d: 1 456 of 9 000 terms, with the call
+    ("cd,abc->a", ((2, 5), (2, 3, 2)), 1),     # not d: the call costs more than it saves
 ])
 def test_labels_only_one_operand_has_are_summed_first(eq, shapes, steps):
     rng = np.random.default_rng(5)
