@@ -630,3 +630,16 @@ def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
 def test_wide_blocks_stay_in_memory_where_register_tiles_do_not_pay(eq, shapes):
     sched = einjit.explain(eq, *shapes, dtype="int64").nests[0].schedule
     assert sched.block is not None and sched.block[1] > 16 and sched.block_rows is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sums_that_gather_a_cache_line_apart_add_in_order(dtype):
+    # vectorised, a loop reading b down a column would load it by gather instructions
+    a, b = (RNG.standard_normal((40, 40)).astype(dtype) for _ in range(2))
+    (nest,) = _check("ab,ba->", a, b, rtol=1e-5)
+    assert not nest.schedule.reassociate
+    (nest,) = _check("ab,ab->", a, b, rtol=1e-5)  # both rows in runs: vectorised
+    assert nest.schedule.reassociate
+    x, y = RNG.standard_normal((40, 3)).astype(dtype), a[0]  # x read 3 values apart
+    (nest,) = _check("ab,a->b", x, y, rtol=1e-5)
+    assert nest.schedule.reassociate and nest.schedule.order[-1] == "a"
