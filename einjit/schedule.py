@@ -1135,7 +1135,8 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     and the output, small, stays in cache across the passes.  Only sums kept in the
     output's dtype (each pass adds into it; float sums only when they may be
     reassociated), and sizes known.  On several threads the outermost of them is split
-    (see ``partial_spread``)."""
+    (see ``partial_spread``).  None when the output index with the smallest strides would
+    run ``inside`` (the scheduler's test) the innermost reduction left."""
     if (not outer or not inner or deep or kernel.dynamic or kernel.reduce.op != "add"
             or kernel.accumulate != kernel.output.dtype
             or kernel.accumulate[0] not in "fciu"
