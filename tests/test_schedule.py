@@ -643,3 +643,19 @@ def test_sums_that_gather_a_cache_line_apart_add_in_order(dtype):
     x, y = RNG.standard_normal((40, 3)).astype(dtype), a[0]  # x read 3 values apart
     (nest,) = _check("ab,a->b", x, y, rtol=1e-5)
     assert nest.schedule.reassociate and nest.schedule.order[-1] == "a"
+
+
+def test_sums_of_far_gathers_only_take_threads_from_fewer_terms(monkeypatch):
+    # every term a cache line of its own: threads from parallel_min_work / 16 terms;
+    # a term that also streams an input: from parallel_min_work / 4
+    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        parallel_min_work=1 << 12))
+    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
+    x = RNG.standard_normal((8, 50, 50))
+    (nest,) = _check("bii->b", x)  # 400 terms
+    assert nest.schedule.parallel is not None
+    a = RNG.standard_normal((20, 20))
+    (nest,) = _check("ab,ba->", a, a.T.copy())  # 400 terms, a0 streamed
+    assert nest.schedule.parallel is None
+    (nest,) = _check("bii->b", x[:2])  # 100 terms
+    assert nest.schedule.parallel is None
