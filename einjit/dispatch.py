@@ -148,16 +148,8 @@ def _view_lines(call: Any, arrays: Sequence[np.ndarray], names: dict[str, Any]) 
 def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
                   names: dict[str, Any]) -> list[str]:
     names_of: dict[int, str] = {}  # value id -> its local in the launcher
-    lend: dict[int, str] = {}  # operand -> an array lending its buffer, from its first element
     lines = []
     for k, (a, v) in enumerate(zip(arrays, call.views)):
-        # A transposed C-ordered operand is seen C-ordered (see views.memory_ordered).
-        perm = None if a.flags.c_contiguous or a.flags.f_contiguous else transpose_to_c(a)
-        if not a.dtype.hasobject and (perm or a.flags.c_contiguous or a.flags.f_contiguous):
-            # a contiguous array lends its buffer (as_strided is ~10x slower); writeable
-            # when ``a`` is, like the canonical view the kernel was compiled for
-            names[f"d{k}"] = a.dtype
-            lend[k] = f"a{k}" if perm is None else f"a{k}.transpose({perm!r})"
         if v is a:
             names_of[k] = f"a{k}"  # the operand itself
         elif (a.flags.c_contiguous and v.flags.c_contiguous and v.size == a.size
@@ -167,7 +159,7 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
             lines.append(f"    v{k} = a{k}.ravel()" if v.ndim == 1
                          else f"    v{k} = a{k}.reshape({v.shape!r})")
         else:
-            lines.append(f"    v{k} = {_strided(v, k, lend)}")
+            lines.append(f"    v{k} = {_strided(v, k, a, names)}")
     size = call.spec.size
     steps = compiled.plan.steps
     if call.direct_out:  # the last kernel writes into ``out``: never over an operand
@@ -223,11 +215,18 @@ def result_type(call: Any, written: str) -> np.dtype:
     return call.result if dtype == call.result else dtype
 
 
-def _strided(view: np.ndarray, k: int, lend: dict[int, str]) -> str:
-    """An expression for this call's ``view`` (its shape and strides) of operand ``k``,
-    which starts at the operand's first element."""
-    if k in lend:
-        return f"ndarray({view.shape!r}, d{k}, {lend[k]}, 0, {view.strides!r})"
+def _strided(view: np.ndarray, k: int, a: np.ndarray, names: dict[str, Any]) -> str:
+    """An expression for this call's ``view`` (its shape and strides) of operand ``k``
+    (``a``), which starts at the operand's first element; the names it uses go into
+    ``names``."""
+    # A transposed C-ordered operand is seen C-ordered (see views.memory_ordered).
+    perm = None if a.flags.c_contiguous or a.flags.f_contiguous else transpose_to_c(a)
+    if not a.dtype.hasobject and (perm or a.flags.c_contiguous or a.flags.f_contiguous):
+        # a contiguous array lends its buffer (as_strided is ~10x slower); writeable
+        # when ``a`` is, like the canonical view the kernel was compiled for
+        names[f"d{k}"] = a.dtype
+        lender = f"a{k}" if perm is None else f"a{k}.transpose({perm!r})"
+        return f"ndarray({view.shape!r}, d{k}, {lender}, 0, {view.strides!r})"
     return f"as_strided(a{k}, {view.shape!r}, {view.strides!r})"
 
 
