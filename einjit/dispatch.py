@@ -166,19 +166,25 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         lines.append(f"    if {' or '.join(f'shares(out, a{k})' for k in range(len(arrays)))}:")
         lines.append("        return None")
     values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call
+    written = np.dtype(steps[-1].kernel.output.dtype)
+    into = call.result if call.out is None else call.out.dtype
+    narrowing = narrows_to_half(written, into) and not call.direct_out
     for i, (step, fn, nest) in enumerate(zip(steps, compiled.kernels, compiled.nests)):
         if isinstance(fn, Chunked) and serial_at(nest.schedule, step.kernel, size):
             fn = fn.serial()  # a kernel generic in its sizes, on a call too small for threads
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
         direct = call.direct_out and i == len(steps) - 1
-        values.append(call.out if direct else buffers.empty(shape, out.dtype))
+        # the array returned, or one that dies in the call (from smaller sizes up)
+        least = None if i == len(steps) - 1 and call.out is None and not narrowing \
+            else buffers.MIN_STEP_BYTES
+        values.append(call.out if direct else buffers.empty(shape, out.dtype, least))
         names[f"k{i}"] = entry_point(fn, [values[a] for a in step.args + (step.result,)])
         names[f"t{i}"] = result_type(call, out.dtype) if i == len(steps) - 1 else np.dtype(
             out.dtype)
-        new = "pooled" if buffers.pooled(shape, out.dtype) else "empty"
-        lines.append(f"    v{step.result} = out" if direct
-                     else f"    v{step.result} = {new}({shape!r}, t{i})")
+        new = (f"pooled({shape!r}, t{i}, {least})" if buffers.pooled(shape, out.dtype, least)
+               else f"empty({shape!r}, t{i})")
+        lines.append(f"    v{step.result} = " + ("out" if direct else new))
         lines.append(f"    k{i}({', '.join(names_of.get(a, f'v{a}') for a in step.args)}, "
                      f"v{step.result})")
     result = f"v{steps[-1].result}"
@@ -187,9 +193,6 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         result += f".reshape({shape!r})"
     if unpermute is not None:  # seen in the output's axis order
         result += f".transpose({unpermute!r})"
-    written = np.dtype(steps[-1].kernel.output.dtype)
-    into = call.result if call.out is None else call.out.dtype
-    narrowing = narrows_to_half(written, into) and not call.direct_out
     if narrowing:
         from .float16 import narrow  # a float16 result, rounded by einjit's own kernel
 

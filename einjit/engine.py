@@ -523,8 +523,9 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
             targets.append(call.out)
         else:
             last = i == len(plan.steps) - 1
-            targets.append(buffers.empty(shape, result_type(call, out.dtype) if last
-                                         else out.dtype))
+            targets.append(buffers.empty(shape, result_type(call, out.dtype), None)
+                           if last else
+                           buffers.empty(shape, out.dtype, buffers.MIN_STEP_BYTES))
     return targets
 
 

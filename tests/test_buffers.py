@@ -62,6 +62,31 @@ def test_fortran_order_and_intermediates():
     np.testing.assert_allclose(got, a @ b @ c, rtol=1e-10)
 
 
+def test_intermediates_come_from_the_pool_from_smaller_sizes():
+    # three 128 KiB matrices alive at once page-fault afresh in every call with
+    # numpy.empty; the intermediate (below MIN_BYTES) comes from the pool, the result not
+    n = 128
+    assert n * n * 8 < buffers.MIN_BYTES and n * n * 8 >= buffers.MIN_STEP_BYTES
+    rng = np.random.default_rng(4)
+    a, b, c = rng.random((n, n)), rng.random((n, n)), rng.random((n, n))
+    for k in range(3):
+        got = einjit.einsum("ik,kj,jl->il", a, k * b, c)
+        np.testing.assert_allclose(got, a @ (k * b) @ c, rtol=1e-10)
+        assert got.base is None and got.flags.owndata
+        assert buffers.pooled_bytes() == n * n * 8   # the intermediate, again and again
+
+
+def test_a_result_kept_alive_is_never_lent_again():
+    a, b = _ops(5)
+    kept = [einjit.einsum("ik,kj->ij", a * k, b) for k in range(buffers.TRACKED + 3)]
+    for k, got in enumerate(kept):  # more than the pool watches: the oldest are forgotten
+        np.testing.assert_allclose(got, (a * k) @ b, rtol=1e-12)
+    assert len({got.ctypes.data for got in kept}) == len(kept)
+    assert buffers.pooled_bytes() == 0
+    del kept, got
+    assert buffers.pooled_bytes() == buffers.TRACKED * N * N * 8
+
+
 def test_the_pool_keeps_at_most_its_limit(monkeypatch):
     monkeypatch.setattr(buffers, "LIMIT", 3 * N * N * 8)
     arrays = [buffers.empty((N, N), np.float64) for _ in range(5)]
