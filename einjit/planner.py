@@ -75,33 +75,54 @@ def _opt_einsum_finder(name: str) -> Callable[..., list[tuple[int, ...]]]:
     return find
 
 
-def _auto_path(inputs: list[set[str]], output: set[str], size: dict[str, int]
+def _auto_path(inputs: Sequence[Labels | set[str]], output: set[str], size: dict[str, int]
                ) -> list[tuple[int, ...]]:
     """opt_einsum's ``auto``: the optimal path for up to four operands, searched here
     exhaustively (at most 18 orders; no opt_einsum import, which costs a first call
-    about 10 ms), and opt_einsum's choice of finder beyond that."""
+    about 10 ms), and opt_einsum's choice of finder beyond that.  Of orders equally
+    cheap, it takes one whose products read the operands (given as label tuples, in
+    memory order) as matrices most often (:func:`_split_reads`)."""
     if len(inputs) > 4:
-        return _opt_einsum_finder("auto")(inputs, output, size)
-    return _cheapest(list(inputs), output, size)[1]
+        return _opt_einsum_finder("auto")([set(t) for t in inputs], output, size)
+    return _cheapest(list(inputs), output, size)[2]
 
 
-def _cheapest(terms: list[set[str]], output: set[str], size: dict[str, int]
-              ) -> tuple[int, list[tuple[int, ...]]]:
-    """``(cost, path)`` of the pairwise order with the fewest body evaluations."""
+def _split_reads(a: Labels | set[str], b: Labels | set[str], keep: set[str]) -> int:
+    """How many of ``a`` and ``b`` (label tuples in memory order; a set is an
+    intermediate, laid out as its product wants) a product of the two reads with the
+    labels it sums between labels it keeps, other than their shared kept (batch) ones: a
+    matrix product then loops over the outer kept labels (``ijk,jr->ikr`` runs as a batch
+    of ``i`` products, ``ijk,kr->ijr`` as one; over 200^3 and 200 x 32 float32, 8.9 and
+    6.9 ms)."""
+    batch = set(a) & set(b) & keep
+    split = 0
+    for t in (a, b):
+        if not isinstance(t, tuple):
+            continue
+        kinds = [lb in keep for lb in t if lb not in batch]
+        split += sum(x != y for x, y in zip(kinds, kinds[1:])) > 1
+    return split
+
+
+def _cheapest(terms: list[Labels | set[str]], output: set[str], size: dict[str, int]
+              ) -> tuple[int, int, list[tuple[int, ...]]]:
+    """``(cost, split, path)`` of the pairwise order with the fewest body evaluations,
+    and of those, the fewest operands read split (:func:`_split_reads`)."""
     if len(terms) == 1:
-        return 0, []
-    best: tuple[int, list[tuple[int, ...]]] | None = None
+        return 0, 0, []
+    best: tuple[int, int, list[tuple[int, ...]]] | None = None
     for i in range(len(terms)):
         for j in range(i + 1, len(terms)):
             rest = [t for k, t in enumerate(terms) if k not in (i, j)]
             keep = output.union(*rest) if rest else output
-            both = terms[i] | terms[j]
+            both = set(terms[i]) | set(terms[j])
             cost = 1
             for name in both:
                 cost *= size[name]
-            sub, path = _cheapest(rest + [both & keep], output, size)
-            if best is None or cost + sub < best[0]:
-                best = (cost + sub, [(i, j)] + path)
+            split = _split_reads(terms[i], terms[j], keep)
+            sub, sub_split, path = _cheapest(rest + [both & keep], output, size)
+            if best is None or (cost + sub, split + sub_split) < best[:2]:
+                best = (cost + sub, split + sub_split, [(i, j)] + path)
     assert best is not None
     return best
 
@@ -149,7 +170,10 @@ def resolve_path(optimize: Any, inputs: Sequence[Labels], output: Labels,
     if optimize not in PATH_FINDERS:
         raise UnknownPathError(f"einsum: optimize={optimize!r} names no path finder; use "
                                f"one of {sorted(PATH_FINDERS)}")
-    found = PATH_FINDERS[optimize]([set(t) for t in inputs], set(output), extent)
+    if optimize == "auto":  # the operands' memory order breaks ties
+        found = _auto_path([tuple(t) for t in inputs], set(output), extent)
+    else:
+        found = PATH_FINDERS[optimize]([set(t) for t in inputs], set(output), extent)
     return tuple(tuple(int(i) for i in c) for c in found)
 
 

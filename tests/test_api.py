@@ -388,6 +388,21 @@ def test_labels_summed_first_then_a_pairwise_path():
                                np.einsum("dc,bd,cab->db", *ops, optimize=True), rtol=1e-12)
 
 
+def test_of_equally_cheap_paths_the_one_reading_its_operands_as_matrices():
+    # ijk,jr,kr->ir: summing j or k first costs the same; k first reads ijk as one
+    # (ij) x k matrix (one BLAS call), j first as a batch of i matrices.  With ijk laid
+    # out as ikj, j first is the one product read whole.
+    rng = np.random.default_rng(11)
+    ops = [rng.random((24, 24, 24)), rng.random((24, 16)), rng.random((24, 16))]
+    ikj = np.ascontiguousarray(ops[0].transpose(0, 2, 1)).transpose(0, 2, 1)
+    for a, first in ((ops[0], (0, 2)), (ikj, (0, 1))):
+        explained = einjit.explain("ijk,jr,kr->ir", a, *ops[1:])
+        assert explained.plan.steps[0].args == first, explained.plan
+        assert not explained.nests[0].schedule.gemm.batch
+        np.testing.assert_allclose(einjit.einsum("ijk,jr,kr->ir", a, *ops[1:]),
+                                   np.einsum("ijk,jr,kr->ir", *ops), rtol=1e-12)
+
+
 def test_matrix_vector_paths_split_where_the_loops_would_run_on_threads():
     # x^T A y: the fused loop nest and the path (a BLAS matrix-vector product, then a
     # dot) move the same bytes; from Policy.parallel_min_work terms the path is taken

@@ -140,8 +140,11 @@ def test_explain_shows_the_gpu_plan_without_a_gpu():
     assert "2048 blocks per output into partial sums" in text
     assert "def k0_part(a0, a1, part):" in text and "@cuda.jit(cache=True)" in text
     # GEMM steps: the library's matrix product, batched where a group does not merge
-    e = einjit.explain("ijk,jr,kr->ir", (512, 512, 512), (512, 64), (512, 64), target="cuda")
+    e = einjit.explain("ijk,jr->ikr", (512, 512, 512), (512, 64), target="cuda")
     assert str(e.nests[0]).startswith("library GEMM") and "batch i; m k" in str(e.nests[0])
+    # of two equally cheap paths, the one whose product reads its operands as matrices
+    e = einjit.explain("ijk,jr,kr->ir", (512, 512, 512), (512, 64), (512, 64), target="cuda")
+    assert str(e.nests[0]).startswith("library GEMM") and "batch -;" in str(e.nests[0])
     assert isinstance(e.nests[1], GpuSchedule)
     assert einjit.explain("ij->ji", (3, 4), target="cuda").backend == "view"
     with pytest.raises(ValueError, match="target must be"):
