@@ -101,7 +101,9 @@ def empty(shape: Sequence[int], dtype: Any, least: int | None = None) -> np.ndar
         _lent.append(buffer)
         if len(_lent) > TRACKED:
             del _lent[0]
-    return np.ndarray(shape, dtype, buffer[0], buffer[2])
+        # made under the lock: until the array holds the buffer, another thread's
+        # _reclaim would count it free
+        return np.ndarray(shape, dtype, buffer[0], buffer[2])
 
 
 def _reclaim() -> None:
