@@ -403,6 +403,19 @@ def test_of_equally_cheap_paths_the_one_reading_its_operands_as_matrices():
                                    np.einsum("ijk,jr,kr->ir", *ops), rtol=1e-12)
 
 
+def test_an_intermediate_loops_consume_is_laid_out_as_one_matrix_product():
+    # bn,anm,bm->ba: anm x bm first; laid out (a,b,n), as the loops after it read it
+    # best, it is a batch of a products; laid out (a,n,b), one product of (a n) rows
+    rng = np.random.default_rng(12)
+    ops = [rng.random(s) for s in ((64, 32), (16, 32, 32), (64, 32))]
+    explained = einjit.explain("bn,anm,bm->ba", *ops)
+    assert explained.plan.steps[0].kernel.output.indices == ("a", "n", "b")
+    assert not explained.nests[0].schedule.gemm.batch
+    for _ in range(2):
+        np.testing.assert_allclose(einjit.einsum("bn,anm,bm->ba", *ops),
+                                   np.einsum("bn,anm,bm->ba", *ops), rtol=1e-12)
+
+
 def test_matrix_vector_paths_split_where_the_loops_would_run_on_threads():
     # x^T A y: the fused loop nest and the path (a BLAS matrix-vector product, then a
     # dot) move the same bytes; from Policy.parallel_min_work terms the path is taken
