@@ -166,18 +166,14 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         lines.append(f"    if {' or '.join(f'shares(out, a{k})' for k in range(len(arrays)))}:")
         lines.append("        return None")
     values: list[Any] = list(call.views)  # this call's arrays, to type each kernel's call
-    written = np.dtype(steps[-1].kernel.output.dtype)
-    into = call.result if call.out is None else call.out.dtype
-    narrowing = narrows_to_half(written, into) and not call.direct_out
+    narrowing = _narrowing(call, steps)
     for i, (step, fn, nest) in enumerate(zip(steps, compiled.kernels, compiled.nests)):
         if isinstance(fn, Chunked) and serial_at(nest.schedule, step.kernel, size):
             fn = fn.serial()  # a kernel generic in its sizes, on a call too small for threads
         out = step.kernel.output
         shape = tuple(size[lb] for lb in out.indices)  # the last one in memory order
         direct = call.direct_out and i == len(steps) - 1
-        # the array returned, or one that dies in the call (from smaller sizes up)
-        least = None if i == len(steps) - 1 and call.out is None and not narrowing \
-            else buffers.MIN_STEP_BYTES
+        least = pool_least(call, steps, i)
         values.append(call.out if direct else buffers.empty(shape, out.dtype, least))
         names[f"k{i}"] = entry_point(fn, [values[a] for a in step.args + (step.result,)])
         names[f"t{i}"] = result_type(call, out.dtype) if i == len(steps) - 1 else np.dtype(
@@ -202,12 +198,30 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
         if not call.direct_out:
             lines.append(f"    copyto(out, {result}, casting='unsafe')")
         return lines + ["    return out"]
-    if not narrowing and written != call.result:
+    if not narrowing and np.dtype(steps[-1].kernel.output.dtype) != call.result:
         names["result_dtype"] = call.result
         result += ".astype(result_dtype, order='K')"
     if not call.spec.output and call.scalar:
         result += "[()]"
     return lines + [f"    return {result}"]
+
+
+def _narrowing(call: Any, steps: Sequence[Any]) -> bool:
+    """Whether einjit's own kernel rounds the last step's float32 array to the float16
+    result (see :mod:`einjit.float16`)."""
+    into = call.result if call.out is None else call.out.dtype
+    return narrows_to_half(np.dtype(steps[-1].kernel.output.dtype), into) and \
+        not call.direct_out
+
+
+def pool_least(call: Any, steps: Sequence[Any], i: int) -> int | None:
+    """``buffers.empty``'s ``least`` for the array step ``i`` writes: the default for
+    the array returned, :data:`~einjit.buffers.MIN_STEP_BYTES` for one that dies in
+    the call (an intermediate, or the last array where it is copied into ``out`` or
+    rounded to float16)."""
+    if i == len(steps) - 1 and call.out is None and not _narrowing(call, steps):
+        return None
+    return buffers.MIN_STEP_BYTES
 
 
 def result_type(call: Any, written: str) -> np.dtype:

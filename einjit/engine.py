@@ -20,8 +20,8 @@ import numpy as np
 
 from . import buffers, cache, merge
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .dispatch import (FastTable, Runner, entry_point, numba_type, result_type, signature,
-                       with_out)
+from .dispatch import (FastTable, Runner, entry_point, numba_type, pool_least, result_type,
+                       signature, with_out)
 from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
@@ -523,9 +523,8 @@ def _targets(call: Call, plan: Plan) -> list[np.ndarray]:
             targets.append(call.out)
         else:
             last = i == len(plan.steps) - 1
-            targets.append(buffers.empty(shape, result_type(call, out.dtype), None)
-                           if last else
-                           buffers.empty(shape, out.dtype, buffers.MIN_STEP_BYTES))
+            targets.append(buffers.empty(shape, result_type(call, out.dtype) if last
+                                         else out.dtype, pool_least(call, plan.steps, i)))
     return targets
 
 

@@ -107,6 +107,10 @@ def for_products(first: Labels, args: Sequence[Labels], partner: Labels | None,
                       + tuple(lb for lb in partner if lb in kept and lb not in here))
         return cost((order, partner), result)
 
+    @functools.cache
+    def made(order: Labels) -> float | None:  # the product writing ``order``
+        return cost(args, order)
+
     a, b = args
     batch = tuple(lb for lb in first if lb in a and lb in b)
     m = tuple(lb for lb in a if lb in here and lb not in b)
@@ -117,14 +121,14 @@ def for_products(first: Labels, args: Sequence[Labels], partner: Labels | None,
     if used(first) is None:
         # the consumer is loops, which read the intermediate once whatever its order:
         # an order the product writes as fewer, larger matrices wins by a clear margin
-        own = cost(args, first)
+        own = made(first)
         if own is None:
             return first
-        best = min(dict.fromkeys(candidates), key=lambda order: cost(args, order) or own)
-        return best if (cost(args, best) or own) < own * (1 - BATCH_MARGIN) else first
+        best = min(dict.fromkeys(candidates), key=lambda order: made(order) or own)
+        return best if (made(best) or own) < own * (1 - BATCH_MARGIN) else first
     own = tuple(lb for lb in first if lb in kept and lb not in partner)
     summed = tuple(lb for lb in partner if lb in here and lb not in kept)
     rest = tuple(lb for lb in first if lb not in own and lb not in summed)
     candidates += [rest + own + summed, rest + summed + own]
     return min(dict.fromkeys(candidates),  # the first of equals: ``first``
-               key=lambda order: (cost(args, order) or 0.0) + (used(order) or 0.0))
+               key=lambda order: (made(order) or 0.0) + (used(order) or 0.0))
