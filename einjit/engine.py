@@ -29,8 +29,9 @@ from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_
 from .ir import Kernel, LoopNest, Plan, Schedule
 from .parser import Equation, EinsumSpec, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, resolve_path, with_copies
-from . import schedule as schedule_module
-from .schedule import copies, lower, partial_spread, partials, schedule, serial_at
+from . import policy
+from .lower import lower, partials
+from .schedule import copies, partial_spread, schedule, serial_at
 from .views import c_strides, canonical_view, coalesce, f_strides, permuted_view, stride_rank
 
 __all__ = ["Call", "CompiledPlan", "prepare", "build", "run", "einsum", "clear_cache",
@@ -82,7 +83,7 @@ class Call:
                       (_layout(target), stride_rank(target), target.dtype.str))
         opt = self.optimize if isinstance(self.optimize, (str, bool)) else repr(self.optimize)
         return (spec, tuple(self.labels), layouts, self.arith, out_layout, self.order, opt,
-                schedule_module.POLICY, self.fold)
+                policy.POLICY, self.fold)
 
     @property
     def scalar(self) -> bool:

@@ -80,7 +80,7 @@ def for_products(first: Labels, args: Sequence[Labels], partner: Labels | None,
     wins, ``first`` on a tie.
 
     >>> from einjit.ir import Index, Kernel, Operand, SUM, product
-    >>> from einjit.schedule import gemm_cost
+    >>> from einjit.gemm import gemm_cost
     >>> def cost(args, out):  # float32, every extent 32
     ...     labels = dict.fromkeys(out + sum(args, ()))
     ...     return gemm_cost(Kernel("k", tuple(Operand(f"a{i}", "float32", x)

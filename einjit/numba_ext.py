@@ -379,15 +379,16 @@ def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: li
     No step runs on threads or calls BLAS from Python (the caller's code may itself be
     parallel).  The schedule's policy is module state: the caller holds the lock every
     einjit build holds, so no other thread plans while it is swapped."""
-    from . import schedule
+    from . import policy as policies, schedule
+    from .lower import lower
     from .planner import make_plan
     from .views import c_strides, f_strides
 
-    policy = schedule.POLICY
+    policy = policies.POLICY
     loops = replace(policy, gemm_min_work=1 << 62, parallel_min_work=1 << 62)
     products = replace(policy, parallel_min_work=1 << 62)
     try:
-        schedule.POLICY = loops
+        policies.POLICY = loops
         plan = make_plan(labels, spec.output, size, [dt.name for dt in dtypes], arith,
                          optimize, frozenset(size), fold)
         strides: dict[int, tuple[int, ...]] = {}
@@ -399,15 +400,15 @@ def _plan_generic(spec: Any, labels: list[Any], size: dict[str, int], dtypes: li
             shape = tuple(size[lb] for lb in step.kernel.output.indices)
             strides[step.result] = c_strides(shape)
             args = [strides[a] for a in step.args]
-            schedule.POLICY = loops
+            policies.POLICY = loops
             sched = schedule.schedule(step.kernel, args, strides[step.result], flat=False)
-            nests.append(schedule.lower(step.kernel, sched))
+            nests.append(lower(step.kernel, sched))
             gemm = None
             if blas:
-                schedule.POLICY = products
+                policies.POLICY = products
                 sched = schedule.schedule(step.kernel, args, strides[step.result], flat=False)
-                gemm = schedule.lower(step.kernel, sched) if sched.gemm else None
+                gemm = lower(step.kernel, sched) if sched.gemm else None
             gemms.append(gemm)
     finally:
-        schedule.POLICY = policy
+        policies.POLICY = policy
     return plan, nests, gemms

@@ -33,8 +33,9 @@ from .dtypes import Arithmetic
 from .ir import (SUM, Call, Cast, Const, Expr, Index, Kernel, Load, Operand, Plan, Reduction,
                  Step)
 from .layout import for_products, laid_out_like
-from . import schedule
-from .schedule import gemm_cost, gemm_worthy, runs_as_blas
+from . import policy
+from .gemm import gemm_cost, gemm_worthy
+from .schedule import runs_as_blas
 
 #: Object-dtype expressions up to this many body evaluations run as one fused step.
 OBJECT_FUSE_LIMIT = 1 << 20
@@ -438,7 +439,7 @@ def _sum_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict[
         # BLAS calls in the program, would share the cores with einjit's (x^T A x over
         # 4096^2 float64 beside numpy's and torch's calls: 6.8 ms fused, 3.0 ms as a
         # gemv and a dot; 1024^2: 0.13 and 0.07 ms; back to back level).
-        streamed = (fused.work >= schedule.POLICY.parallel_min_work  # loops on threads
+        streamed = (fused.work >= policy.POLICY.parallel_min_work  # loops on threads
                     and all(runs_as_blas(s.kernel) for s in split.steps
                         if _bytes(s.kernel) > split_bytes * SPLIT_BYTES_SLACK)
                     and split_bytes <= _bytes(fused) * (1 + SPLIT_BYTES_SLACK))

@@ -61,7 +61,7 @@ from itertools import pairwise
 
 from . import merge
 from .ir import Kernel
-from .schedule import gemm_roles
+from .gemm import gemm_roles
 
 __all__ = [
     "POLICY",

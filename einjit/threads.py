@@ -8,7 +8,7 @@ Two kinds of steps use them:
   serial Numba function compiled with ``nogil=True`` that takes its chunk number and the
   number of chunks as two trailing arguments and runs that share of the loop; a
   reduction split over threads writes one partial per chunk, and a second small kernel
-  folds them (:func:`einjit.schedule.partials`).
+  folds them (:func:`einjit.lower.partials`).
 
 Numba's ``prange`` would run such a loop on Numba's own threads, but a ``parallel=True``
 kernel takes 0.7-1.3 s to compile against 0.15-0.25 s serially (``shared/MEASURED.md``;

@@ -251,7 +251,7 @@ def test_max_min_folds_over_a_fully_unrolled_nest_compile_quickly(reduce):
 @pytest.mark.parametrize("reduce", REDUCTIONS)
 def test_every_reduction_over_every_label_under_prange(reduce, monkeypatch):
     # Numba's parfors fold only + and *: the other reductions over every label stay serial
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         chunked=False, parallel_min_work=0))
     f = einjit.CompiledEinsum("mn,mn->", absdiff, reduce=reduce)
     ops = [np.arange(12.0).reshape(3, 4) / 7, np.ones((3, 4))]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import einjit
-from einjit import engine, schedule
+from einjit import engine
+from einjit.policy import Policy
 from test_equations import EQUATIONS, _params, _rng
 from _reference import check_einsum, make_operands
 
@@ -26,11 +27,11 @@ def test_table_with_every_dimension_dynamic(eq, shapes):
     assert fn.signatures <= 2
 
 
-@pytest.mark.parametrize("policy", [schedule.Policy(block=2, unroll=1), schedule.Policy(chunk=2),
-                                    schedule.Policy(parallel_min_work=0),
-                                    schedule.Policy(gemm_min_work=0),
-                                    schedule.Policy(unroll=2, block=1 << 20),
-                                    schedule.Policy(unroll=3, parallel_min_work=0)],
+@pytest.mark.parametrize("policy", [Policy(block=2, unroll=1), Policy(chunk=2),
+                                    Policy(parallel_min_work=0),
+                                    Policy(gemm_min_work=0),
+                                    Policy(unroll=2, block=1 << 20),
+                                    Policy(unroll=3, parallel_min_work=0)],
                          ids=["block2", "chunk2", "parallel", "gemm", "unroll2", "unroll3par"])
 @pytest.mark.parametrize(("eq", "shapes"), [
     ("ij,jk->ik", [(3, 5), (5, 4)]),
@@ -43,7 +44,7 @@ def test_table_with_every_dimension_dynamic(eq, shapes):
 def test_every_strategy_generic_in_sizes(eq, shapes, policy, monkeypatch):
     """Blocks and chunks of a size the kernel learns at run time: partial last blocks,
     empty and single-element extents."""
-    monkeypatch.setattr(schedule, "POLICY", policy)
+    monkeypatch.setattr(einjit.policy, "POLICY", policy)
     fn = einjit.CompiledEinsum(eq, dynamic=True)
     for by in (0, 1, 4, -1):
         ops = make_operands(_grown(shapes, by), np.float64, _rng(eq, by))
@@ -158,7 +159,7 @@ def test_threads_of_a_generic_kernel_start_at_run_time(eq, shapes, monkeypatch):
     """A generic kernel put on threads for the size it was planned for runs a smaller
     call of its class in one chunk (``Schedule.least_work``), a larger one on threads;
     both correct, through ``einjit.einsum``'s launchers and a compiled function."""
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(parallel_min_work=1 << 12))
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=1 << 12))
     serial = []
     original = einjit.threads.Chunked.serial
     monkeypatch.setattr(einjit.threads.Chunked, "serial",

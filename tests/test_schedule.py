@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import einjit
+from einjit.policy import Policy
 
 RNG = np.random.default_rng(11)
 
@@ -35,7 +36,7 @@ def test_blocked_output_with_remainder_serial():
 @pytest.mark.parametrize("stack_bytes", [1 << 15, 0])
 def test_blocked_accumulators_on_the_stack_or_the_heap(stack_bytes, monkeypatch):
     # a block's accumulators live on the kernel's stack up to Policy.stack_bytes
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         block=8, stack_bytes=stack_bytes))
     for ops in ((_ints(5, 7), _ints(7, 19)), (RNG.random((5, 7)), RNG.random((7, 19)))):
         (nest,) = _check("ij,jk->ik", *ops)
@@ -50,7 +51,7 @@ def test_blocked_accumulators_on_the_stack_or_the_heap(stack_bytes, monkeypatch)
 def test_reductions_over_the_slowest_axis_run_outermost(dtype, monkeypatch):
     # a is the slowest axis of the big operand: summed outermost, the output accumulated
     # in place (set to 0 first), c summed inside for each output value
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         hoist_min_bytes=0, parallel_min_work=0))
     x, y = (RNG.integers(-9, 9, s).astype(dtype) for s in ((7, 5, 3, 20), (7, 20)))
     for threads in (1, 2):
@@ -68,12 +69,12 @@ def test_reductions_over_the_slowest_axis_run_outermost(dtype, monkeypatch):
                 assert "for a in range((7 * chunk) // chunks" in source
                 assert "slot = chunk * " in source and "its partials" in source
     # not for a small input (the default policy), a max, or an output too big to keep
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(parallel_min_work=0))
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(parallel_min_work=0))
     assert not _check("abc->b", x[:, 0])[0].schedule.hoist
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         hoist_min_bytes=0, hoist_max_bytes=8))
     assert not _check("abc->b", x[:, 0])[0].schedule.hoist
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(hoist_min_bytes=0))
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(hoist_min_bytes=0))
     biggest = einjit.CompiledEinsum("abc->b", _first, reduce="max")
     np.testing.assert_array_equal(biggest(x[:, 0]), x[:, 0].max(axis=(0, 2)))
     assert not biggest.explain(x[:, 0]).nests[0].schedule.hoist
@@ -83,7 +84,7 @@ def test_reductions_over_the_slowest_axis_run_outermost(dtype, monkeypatch):
 def test_a_few_output_values_inside_the_sum_stay_in_registers(dtype, monkeypatch):
     # a (2 or 3 values) runs inside d in memory: hoisting c alone would leave d innermost,
     # read by twos or threes; a's values as scalar accumulators read a1 in memory order
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(hoist_min_bytes=0))
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(hoist_min_bytes=0))
     for n in (2, 3):
         x, y = (RNG.integers(-9, 9, s).astype(dtype) for s in ((40,), (40, 30, n)))
         (nest,) = _check("c,cda->a", x, y)
@@ -95,7 +96,7 @@ def test_every_reduction_hoisted_updates_the_output_directly(monkeypatch):
     # nothing summed inside the output loops: each term updates the output, a loop of
     # one statement that LLVM vectorises (c,acb->bc with b = 17: 0.13 -> 0.07 ms); four
     # values of the innermost hoisted loop per pass (13 = 3 x 4 + 1 left over)
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         hoist_min_bytes=0, parallel_min_work=0))
     for dtype in (np.float32, np.int64):
         x, y = RNG.integers(-9, 9, 11).astype(dtype), RNG.integers(-9, 9, (13, 11, 17))
@@ -121,7 +122,7 @@ def test_hoisted_reductions_split_over_threads(threads, monkeypatch):
     # every reduction strided wider than the output: all run outermost, the outermost
     # split over the threads, each chunk summing into its own partial output (slots a
     # cache line apart), folded by a second kernel
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         hoist_min_bytes=0, parallel_min_work=0))
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: threads)
     for c in (3, 11):  # 24 bytes of output: 4 slots per chunk; 88 bytes: 2
@@ -213,7 +214,7 @@ def test_wide_block_runs_as_register_tiles_over_a_packed_panel():
 
 def test_blocked_loop_itself_parallel(monkeypatch):
     # (a big input into a small output is summed hoisted by default: see below)
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         hoist_min_bytes=1 << 40))
     a, x = _ints(1500, 1400), _ints(1500)
     (nest,) = _check("ji,j->i", a, x)
@@ -243,7 +244,7 @@ def test_parallel_full_reduction_with_inner_loops():
 @pytest.mark.parametrize("chunked", [True, False])
 def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated(chunked,
                                                                             monkeypatch):
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(chunked=chunked))
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(chunked=chunked))
     x = RNG.standard_normal(1_100_003)
     (nest,) = _check("i,i,i->", x, x, x)
     assert nest.schedule.parallel == "i" and nest.schedule.chunk and nest.schedule.reassociate
@@ -254,7 +255,7 @@ def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated(chun
             in src)  # i = r0 + tb: cast so that no wraparound select stops the vectoriser
     if chunked:  # einjit's threads: each writes its partial, a second kernel folds them
         assert nest.schedule.threads > 1 and "out[chunk] = acc" in src
-        fold = einjit.schedule.partials(nest)
+        fold = einjit.lower.partials(nest)
         assert fold is not None and str(fold.kernel).startswith("kernel k0p: out[] = sum_c")
     else:  # the chunk loop is the prange (its fold stays ``+=`` for Numba's parfors)
         assert "for rb in prange(" in src and "acc += part" in src
@@ -262,7 +263,7 @@ def test_parallel_single_float_reduction_runs_in_chunks_summed_reassociated(chun
 
 @pytest.mark.parametrize("reduce", ["sum", "max", "any", "logsumexp"])
 def test_reductions_in_chunks_fold_their_partials_with_their_operator(reduce, monkeypatch):
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(parallel_min_work=8))
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(parallel_min_work=8))
     x = RNG.standard_normal(1001)
     plus = einjit.CompiledEinsum("i,i->", _plus, reduce=reduce)
     want = {"sum": np.sum, "max": np.max, "any": np.any,
@@ -304,7 +305,7 @@ def test_band_of_the_other_output_index_when_unrolled_rows_are_read_again(monkey
     # thresholds reach it with small shapes; remainders in i (the band), j (the
     # unrolled values) and both, serial and in chunks.
     for parallel in (1 << 62, 0):
-        monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+        monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
             band=4, band_bytes=64, parallel_min_work=parallel))
         for n, m in ((16, 12), (19, 14), (9, 8)):
             a, b = RNG.standard_normal((n, 9)), RNG.standard_normal((m, 9))
@@ -322,14 +323,14 @@ def test_band_of_the_other_output_index_when_unrolled_rows_are_read_again(monkey
             ints = _ints(n, 7), _ints(m, 7)
             (exact,) = _check("id,jd->ij", *ints)
             assert exact.schedule.band == ("i", 4) and exact.schedule.rows == 1
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy())
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy())
     small = RNG.standard_normal((50, 8))
     assert einjit.explain("id,jd->ij", small, small).nests[0].schedule.band is None
 
 
 def test_band_inside_a_batch_loop(monkeypatch):
     # bid,bjd->bij: the band walks i inside b; the rows read again are one batch's
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         band=4, band_bytes=64, parallel_min_work=0))
     a, b = RNG.standard_normal((4, 11, 7)), RNG.standard_normal((4, 10, 7))
     (nest,) = _check("bid,bjd->bij", a, b)
@@ -341,7 +342,7 @@ def test_band_inside_a_batch_loop(monkeypatch):
 def test_parallel_loop_the_threads_share_evenly(monkeypatch):
     # b's 3 values would leave one of two threads idle a third of the time: c runs in
     # parallel, outermost; the innermost loop stays where the strides put it
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(parallel_min_work=0))
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(parallel_min_work=0))
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
     a, b = RNG.standard_normal((4, 3, 8, 7)), RNG.standard_normal((7, 4, 8, 3))
     (nest,) = _check("cbad,dcab->bdac", a, b)
@@ -387,9 +388,7 @@ def test_rt_ff_into_fortran_out_regression():
                          [(lb, 1) for lb in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"]
                          + [(lb, 2) for lb in "acvwrtqpAVW"])  # unrolled names: vb v0 w0 ac0 vr
 def test_every_label_survives_blocking_and_chunking(label, unroll, monkeypatch):
-    from einjit import schedule
-
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(block=2, chunk=2, unroll=unroll))
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(block=2, chunk=2, unroll=unroll))
     i, k = [c for c in "ikIK" if c != label][:2]
     a, b = _ints(3, 5), _ints(5, 3)
     for eq in (f"{i}{label},{label}{k}->{i}{k}", f"{label}{i},{i}{k}->{label}{k}",
@@ -430,7 +429,7 @@ COPIED = [
 def test_gathered_inputs_read_from_a_copy(eq, shapes, view, expected, dtype, monkeypatch):
     # an input gathered in the innermost loop and read many times per element is copied
     # first, laid out along that loop (Policy.copy_reuse); small sizes with the limits at 0
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         copy_min_work=0, copy_reuse=2, gemm_min_work=1 << 40))
     ops = [(_ints(*s) + (1j * _ints(*s) if dtype is np.complex128 else 0)).astype(dtype)
            for s in shapes]
@@ -452,7 +451,7 @@ def test_gathered_inputs_read_from_a_copy(eq, shapes, view, expected, dtype, mon
 
 
 def test_copied_inputs_keep_a_body_and_reduction(monkeypatch):
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         copy_min_work=0, copy_reuse=2))
     x, y = RNG.standard_normal((40, 6, 5)), RNG.standard_normal((6, 10))[:, ::2]
     top = einjit.CompiledEinsum("abc,bc->a", _sqdiff, reduce="max")
@@ -477,7 +476,7 @@ def test_crossed_reduction_loops_run_in_tiles(monkeypatch):
     assert plain.schedule.tile is None
     # also inside the loop split over threads (each iteration's partial), and under outputs
     monkeypatch.setattr(einjit.schedule, "ALIASED_BYTES", 8)
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         parallel_min_work=0, tile=4))
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
     x, y = _ints(3, 9, 10), _ints(3, 10, 9)
@@ -555,7 +554,7 @@ def test_unrolled_values_only_over_rows_in_cache():
 
 def test_every_reduction_hoisted_only_when_split(monkeypatch):
     # on one thread, a block of accumulators keeps such an output in registers instead
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         hoist_min_bytes=0, parallel_min_work=0))
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 1)
     (nest,) = _check("b,bac->c", _ints(13), _ints(13, 5, 11))
@@ -569,7 +568,7 @@ def test_every_reduction_hoisted_only_when_split(monkeypatch):
 def test_no_hoist_where_the_reductions_left_inside_would_stride(monkeypatch):
     # c is strided wider than the output, but e, summed inside, runs across a's memory
     # (a0[c, e, a]): a block of a with c and e outside reads a0 in its memory order
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         hoist_min_bytes=0, parallel_min_work=0))
     for dtype in (np.float64, np.int64):
         x, y = (RNG.integers(-9, 9, s).astype(dtype) for s in ((17, 15, 32), (17, 3, 15)))
@@ -609,7 +608,7 @@ def test_a_few_output_values_are_summed_at_once_in_one_pass():
 def test_gathering_kernels_take_threads_from_fewer_terms(monkeypatch):
     # 600 x 600 terms: below parallel_min_work, but each gathers a column element
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         parallel_min_work=1 << 20))
     a, b = _ints(600, 600), _ints(600, 600)
     (crossed,) = _check("ab,ba->", a, b)
@@ -648,7 +647,7 @@ def test_sums_that_gather_a_cache_line_apart_add_in_order(dtype):
 def test_sums_of_far_gathers_only_take_threads_from_fewer_terms(monkeypatch):
     # every term a cache line of its own: threads from parallel_min_work / 16 terms;
     # a term that also streams an input: from parallel_min_work / 4
-    monkeypatch.setattr(einjit.schedule, "POLICY", einjit.schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
         parallel_min_work=1 << 12))
     monkeypatch.setattr(einjit.schedule, "thread_count", lambda: 2)
     x = RNG.standard_normal((8, 50, 50))

@@ -9,19 +9,21 @@ smaller slice of the table)."""
 import numpy as np
 import pytest
 
+import einjit
 from einjit import schedule
+from einjit.policy import Policy
 from test_equations import DTYPE_EQUATIONS, EQUATIONS, LAYOUT_EQUATIONS, LAYOUTS, _params, _rng
 from _reference import check_einsum, make_operands, with_layout
 
 POLICIES = {
-    "gemm": schedule.Policy(gemm_min_work=0, tile_gemm_max=0),
-    "block2": schedule.Policy(block=2, unroll=1),
-    "chunk2": schedule.Policy(chunk=2),
-    "parallel": schedule.Policy(parallel_min_work=0),  # output loops in chunks on threads
-    "prange": schedule.Policy(parallel_min_work=0, chunked=False),
-    "tile2": schedule.Policy(tile=2),
-    "unroll2": schedule.Policy(unroll=2),
-    "copy": schedule.Policy(copy_min_work=0, copy_reuse=1, gemm_min_work=1 << 40),
+    "gemm": Policy(gemm_min_work=0, tile_gemm_max=0),
+    "block2": Policy(block=2, unroll=1),
+    "chunk2": Policy(chunk=2),
+    "parallel": Policy(parallel_min_work=0),  # output loops in chunks on threads
+    "prange": Policy(parallel_min_work=0, chunked=False),
+    "tile2": Policy(tile=2),
+    "unroll2": Policy(unroll=2),
+    "copy": Policy(copy_min_work=0, copy_reuse=1, gemm_min_work=1 << 40),
 }
 
 
@@ -38,7 +40,7 @@ CASES = [pytest.param(eq, shapes, policy, id=f"{policy}-{p.id}")
 
 @pytest.mark.parametrize(("eq", "shapes", "policy"), CASES)
 def test_equation_under_policy(eq, shapes, policy, monkeypatch):
-    monkeypatch.setattr(schedule, "POLICY", POLICIES[policy])
+    monkeypatch.setattr(einjit.policy, "POLICY", POLICIES[policy])
     if policy == "tile2":  # crossed reduction loops in tiles too, whatever their strides
         monkeypatch.setattr(schedule, "ALIASED_BYTES", 1)
     ops = make_operands(shapes, np.float64, _rng(eq, shapes, policy))
@@ -49,7 +51,7 @@ def test_equation_under_policy(eq, shapes, policy, monkeypatch):
 @pytest.mark.parametrize(("eq", "shapes"), _params(DTYPE_EQUATIONS))
 def test_gemm_and_blocks_in_other_dtypes(eq, shapes, dtype, monkeypatch):
     for name in ("gemm", "block2", "chunk2"):
-        monkeypatch.setattr(schedule, "POLICY", POLICIES[name])
+        monkeypatch.setattr(einjit.policy, "POLICY", POLICIES[name])
         check_einsum(eq, *make_operands(shapes, dtype, _rng(eq, shapes, name)))
 
 
@@ -57,14 +59,14 @@ def test_gemm_and_blocks_in_other_dtypes(eq, shapes, dtype, monkeypatch):
 @pytest.mark.parametrize(("eq", "shapes"), _params(LAYOUT_EQUATIONS))
 def test_copies_of_gathered_inputs_on_strided_layouts(eq, shapes, layout, monkeypatch):
     # every input gathered in the innermost loop is read from a copy along it
-    monkeypatch.setattr(schedule, "POLICY", POLICIES["copy"])
+    monkeypatch.setattr(einjit.policy, "POLICY", POLICIES["copy"])
     ops = make_operands(shapes, np.float64, _rng(eq, shapes, "copy", layout), layouts=layout)
     check_einsum(eq, *ops)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_gemm_on_every_layout(layout, monkeypatch):
-    monkeypatch.setattr(schedule, "POLICY", POLICIES["gemm"])
+    monkeypatch.setattr(einjit.policy, "POLICY", POLICIES["gemm"])
     rng = _rng("gemm-layout", layout)
     for eq, shapes in [("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
                        ("abcd,dbef->aecf", [(2, 3, 2, 3), (3, 3, 2, 2)]),
@@ -84,7 +86,7 @@ def test_gemm_on_every_layout(layout, monkeypatch):
 def test_gemm_into_out(eq, shapes, out_layout, monkeypatch):
     """The product goes straight into ``out=`` when it is a stack of matrices BLAS can
     write, through a temporary otherwise; both must give numpy's values."""
-    monkeypatch.setattr(schedule, "POLICY", POLICIES["gemm"])
+    monkeypatch.setattr(einjit.policy, "POLICY", POLICIES["gemm"])
     rng = _rng("gemm-out", eq, out_layout)
     ops = make_operands(shapes, np.float64, rng)
     out = with_layout(np.empty(np.einsum(eq, *ops).shape), out_layout, rng)
@@ -120,8 +122,8 @@ def test_a_dot_as_blas(eq, shapes, dtype, layout):
 def test_tiles_with_partial_edges(eq, shapes, policy, monkeypatch):
     """Tiled element-wise kernels, tiles cut at the array edges (sizes not multiples of
     the tile), serial and with the tile rows in ``prange``."""
-    pol = schedule.Policy(tile=2, parallel_min_work=0 if policy == "parallel" else 1 << 20)
-    monkeypatch.setattr(schedule, "POLICY", pol)
+    pol = Policy(tile=2, parallel_min_work=0 if policy == "parallel" else 1 << 20)
+    monkeypatch.setattr(einjit.policy, "POLICY", pol)
     nest = __import__("einjit").explain(eq, *shapes).nests[0]
     assert nest.schedule.tile is not None
     check_einsum(eq, *make_operands(shapes, np.float64, _rng("tile", eq, policy)))
@@ -134,7 +136,7 @@ def test_tiles_with_partial_edges(eq, shapes, policy, monkeypatch):
 def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
     """Batches of small matrix products run in parts on a thread pool, broadcast batch
     axes included; the parts must cover the batch exactly (odd sizes)."""
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(gemm_min_work=0, tile_gemm_max=0,
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(gemm_min_work=0, tile_gemm_max=0,
                                                             parallel_min_work=0))
     monkeypatch.setattr(schedule, "thread_count", lambda: 2)
     layout = __import__("einjit").explain(eq, *shapes).nests[0].schedule.gemm
@@ -146,11 +148,10 @@ def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
 def test_threaded_matrix_vector_batches_are_not_split(monkeypatch):
     """OpenBLAS threads a matrix-vector product from 9216 multiply-adds: a batch of
     those stays one call (splitting it would run BLAS threads inside einjit's)."""
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(
         gemm_min_work=0, gemv_min_work=0, gemv_max_calls=1 << 20, tile_gemm_max=0,
         parallel_min_work=0))
     monkeypatch.setattr(schedule, "thread_count", lambda: 2)
-    einjit = __import__("einjit")
     for d, split in ((128, 1), (16, 2)):  # 128 x 128 (threaded by BLAS), 128 x 16
         shapes = [(6, 128, d), (6, 128)]
         layout = einjit.explain("acd,ac->ad", *shapes).nests[0].schedule.gemm
@@ -170,7 +171,7 @@ def test_register_tiles(eq, shapes, dtype, parallel, monkeypatch):
     forced on small shapes: vectors of 16 bytes, tiles of 12 terms, so blocks of 5 or 6
     values run 2 or 3 rows at a time, in whole vectors and a shorter last block, and
     leave rows over; the row loop is serial or in chunks on threads."""
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(
         gemm_min_work=1 << 40, unroll=1, tile_terms=12,
         parallel_min_work=0 if parallel else 1 << 20))
     monkeypatch.setattr(schedule, "VECTOR_BYTES", 16)
@@ -199,7 +200,7 @@ def test_wide_register_tiles_read_packed_panels(eq, shapes, dtype, mode, monkeyp
     threads, or a ``prange`` inside the loop over blocks."""
     import einjit
 
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(
         gemm_min_work=1 << 40, unroll=1, tile_terms=8, pack_rows=4, wide_tile_terms=1,
         parallel_min_work=1 << 40 if mode == "serial" else 0, chunked=mode != "prange"))
     accumulate = {np.float32: 4, np.complex128: 16}.get(dtype, 8)  # (int8 sums in int64)
@@ -225,7 +226,7 @@ def test_wide_register_tiles_of_a_body(eq, reduce, monkeypatch):
     import einjit
     from _reference import fold_reference
 
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_terms=8, pack_rows=4,
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(tile_terms=8, pack_rows=4,
                                                             wide_tile_terms=1))
     monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 8)
     rng = _rng("body tiles", eq, reduce)
@@ -249,7 +250,7 @@ def test_short_output_axis_summed_for_rows_at_once(eq, shapes, rows, mode, monke
     (``_vector_rows``), rows left over one at a time."""
     import einjit
 
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(
         parallel_min_work=1 << 40 if mode == "serial" else 0, chunked=mode != "prange"))
     ops = make_operands(shapes, np.float32, _rng("vector rows", eq, mode))
     sched = einjit.explain(eq, *ops).nests[0].schedule
@@ -292,7 +293,7 @@ def test_register_tiles_of_plain_products_fuse_by_the_contract_flag(eq, shapes, 
     import einjit
 
     # products of up to 2^20 multiply-adds as tiles (the panel's case), not BLAS
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(tile_gemm_max=1 << 20))
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(tile_gemm_max=1 << 20))
     rng = _rng("contract flag", eq, shapes, dtypes)
     x, y = (rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes))
     explained = einjit.explain(eq, x, y)

@@ -12,6 +12,7 @@ import pytest
 
 import einjit
 from einjit import schedule
+from einjit.policy import Policy
 from einjit.threads import Chunked
 
 
@@ -174,7 +175,7 @@ def test_a_forked_child_starts_its_own_workers():
 
 
 def test_large_output_loops_run_chunked_and_match_numpy(monkeypatch):
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(parallel_min_work=1 << 10))
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=1 << 10))
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((68, 45)), rng.standard_normal((45, 31))
     for eq, ops in [("ij,ij->i", (a, a)), ("i,j->ij", (a[:, 0], b[0])),
@@ -194,7 +195,7 @@ def test_large_output_loops_run_chunked_and_match_numpy(monkeypatch):
 def test_a_label_named_like_a_chunk_variable(eq, shapes, monkeypatch):
     # chunked kernels once took their chunk as ``c``: a label ``c`` overwrote it, and a
     # reduction's partial went to ``out[c]`` with c the label's last value (out of bounds)
-    monkeypatch.setattr(schedule, "POLICY", schedule.Policy(parallel_min_work=1 << 10))
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=1 << 10))
     rng = np.random.default_rng(8)
     for dtype in (np.float64, np.int64):
         ops = [rng.integers(-9, 9, s).astype(dtype) for s in shapes]

@@ -6,7 +6,8 @@ carries it out with ``numpy.matmul`` (BLAS for float and complex dtypes).  Trans
 and reshapes are numpy views or copies; no einsum is called.
 
 >>> from einjit.ir import Index, Kernel, Operand, SUM, product
->>> from einjit.schedule import lower, schedule
+>>> from einjit.lower import lower
+>>> from einjit.schedule import schedule
 >>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j", "k")),
 ...                   Operand("a1", "float64", ("j", "l"))),
 ...            Operand("out", "float64", ("i", "l", "k")),

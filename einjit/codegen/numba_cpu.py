@@ -7,7 +7,7 @@ can unroll and vectorise on them).  The module is written to a file and imported
 :mod:`einjit.cache`, so Numba's ``cache=True`` works across processes.
 
 >>> from einjit.ir import Index, Kernel, Operand, SUM, product, Schedule
->>> from einjit.schedule import lower
+>>> from einjit.lower import lower
 >>> k = Kernel("k0", (Operand("a0", "float32", ("i",)), Operand("a1", "float32", ("i",))),
 ...            Operand("out", "float32", ()), (Index("i", 8),),
 ...            product(2, (("i",), ("i",))), SUM, "float32")

@@ -1,0 +1,103 @@
+"""The scheduler's thresholds: one :class:`Policy`, read by :mod:`einjit.schedule`,
+:mod:`einjit.gemm` and :mod:`einjit.lower` as ``policy.POLICY`` at each use, so that tests
+(and :mod:`einjit.numba_ext`, which plans steps for loops and BLAS apart) can swap it.
+
+>>> from einjit import policy
+>>> policy.POLICY.unroll, policy.Policy(unroll=2).unroll
+(4, 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Policy", "POLICY"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The scheduler's thresholds (part of every compiled plan's cache key).
+
+    ``parallel_min_work``: body evaluations below which a kernel stays serial.  A
+    hand-over to einjit's chunk workers costs 4-10 us while they spin, but a call
+    between other work (another library's calls, as in a benchmark, with the caches
+    cold) finds them asleep, and waking one costs tens of microseconds, more on a busy
+    host: of 46 random kernels of 2**18 to 2**20 terms timed that way, every one ran
+    faster serially (geometric mean 0.67 of the two-thread time, 0.41 to 0.94); called
+    back to back, 0.83 (four slower, up to 1.42 in float64).
+    ``gemm_min_work``: multiply-adds from which a GEMM-shaped kernel runs as a BLAS call
+    rather than loops.  ``block``: accumulators in a blocked
+    output loop.  ``chunk``: terms per partial sum in long float reductions.
+    ``tile``: the side of the tiles an element-wise kernel with a transposed operand
+    walks.  ``unroll``: output values computed at once in registers (1: none).
+    ``reassociate``: float sums may be added in any order (vectorised reductions).
+    ``chunked``: a parallel output loop runs in chunks on einjit's threads (a serial
+    kernel compiles in a fraction of a ``prange`` kernel's time), else as a ``prange``.
+    ``unroll_max_bytes``: the most bytes of inputs read across their rows along the
+    unrolled index: beyond, as many rows at once stream from memory, and one value at a
+    time reads faster (``bij,bj->bi`` over 64 x 512 x 512 float32: 3.0 -> 1.5 ms; where
+    the rows are in cache, ``bij,bj->bi`` over 2 x 256 x 256, unrolling gains 20 %).
+    ``band``, ``band_bytes``: with unrolled output values, the other output index runs
+    in bands of ``band`` values when the rows read again for each of its values exceed
+    ``band_bytes`` (they then stay in cache across the band); ``rows`` of its values at
+    once when the body is a product (a register tile).  ``contract``: a float sum of
+    products may use fused multiply-adds (one rounding per term instead of two).
+    ``hoist_min_bytes``, ``hoist_max_bytes``: the smallest input and the largest output
+    of a sum whose outermost reduction loops run outside the output loops
+    (``Schedule.hoist``; from 64 KiB of input: bac->ac 100 x 64 x 8 float32 0.098 ->
+    0.043 ms hoisted, with 1 MiB as the least it was not).  ``stack_bytes``: the largest local array of accumulators kept
+    on the kernel's stack rather than the heap.  ``copy_reuse``, ``copy_min_work``: an
+    input read at least ``copy_reuse`` times per element (on average) by a kernel of at
+    least ``copy_min_work`` body evaluations, across its memory in the innermost loop,
+    is read from a copy laid out along that loop (see :func:`einjit.schedule.copies`).
+    ``tile_terms``: the accumulators of a register tile, rows of a narrow block
+    (``Schedule.block_rows``; 0: none).  ``tile_gemm_max``: multiply-adds per matrix up
+    to which a GEMM-shaped kernel runs as such a tile rather than BLAS.
+    ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
+    loops (when they read every input along its runs) rather than a BLAS call;
+    ``gemv_max_calls``: the most BLAS calls (one per product) a batch of them may take;
+    a larger batch runs as loops, on the same condition.
+    ``wide_tile_terms``, ``panel_bytes``: a wide block of accumulators runs as register
+    tiles when its sums have at least ``wide_tile_terms`` terms and the block of each
+    input the tile's rows share takes at most ``panel_bytes`` (see
+    :func:`einjit.schedule._wide_tile`).
+    ``pack_rows``, ``pack_bytes``: such a tile over at least ``pack_rows`` values of its
+    rows' index reads the inputs it shares across them from a panel copied per block
+    (``Schedule.pack``), when that panel takes at most ``pack_bytes``.
+    ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
+    over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
+    groups are fused (Python allows at most 20 nested blocks in one function).  Tests
+    swap the policy to drive every strategy with small shapes.
+    """
+
+    parallel_min_work: int = 1 << 20
+    gemm_min_work: int = 1 << 14
+    gemv_min_work: int = 1 << 16
+    gemv_max_calls: int = 1
+    block: int = 512
+    max_loop_depth: int = 12
+    chunk: int = 1024
+    tile: int = 32
+    unroll: int = 4
+    unroll_max_bytes: int = 1 << 21
+    gemm_split_max: int = 1 << 18
+    reassociate: bool = True
+    chunked: bool = True
+    band: int = 16
+    band_bytes: int = 1 << 17
+    stack_bytes: int = 1 << 15
+    hoist_min_bytes: int = 1 << 16
+    hoist_max_bytes: int = 1 << 16
+    copy_reuse: int = 8
+    copy_min_work: int = 1 << 15
+    tile_terms: int = 64
+    tile_gemm_max: int = 1 << 16
+    rows: int = 2
+    contract: bool = True
+    wide_tile_terms: int = 32
+    panel_bytes: int = 1 << 18
+    pack_rows: int = 64
+    pack_bytes: int = 1 << 15
+
+
+POLICY = Policy()
