@@ -589,6 +589,22 @@ def test_the_loop_order_avoids_gathering_along_aliased_rows():
         assert nest.schedule.order[-1] == order, a
 
 
+def test_a_block_along_aliased_rows_is_short_and_runs_inside_aliased_sums():
+    # a innermost (a block) reads y across its rows 2 KiB apart: a block of 8 values,
+    # whose 8 rows per term stay in their few cache sets until the next terms
+    (nest,) = _check("ba,ab->a", RNG.random((256, 300)), RNG.random((300, 256)))
+    assert nest.schedule.block == ("a", 8)
+    (nest,) = _check("ba,ab->a", RNG.random((255, 300)), RNG.random((300, 255)))
+    assert nest.schedule.block == ("a", 300)  # 2040 bytes apart: one block
+    # Both orders read an operand across rows 4 KiB apart (1024 x 1024 float32): b
+    # innermost would walk 1024 of x's rows per value of a, all in one cache set; a
+    # short block of a runs inside b instead
+    x, y = (RNG.random((1024, 1024)).astype(np.float32) for _ in range(2))
+    (nest,) = _check("ba,ab->a", x, y, rtol=1e-5)
+    assert nest.schedule.block == ("a", 8)
+    assert nest.schedule.order[-1] == "b"  # the block's loop runs inside it
+
+
 def test_a_few_output_values_are_summed_at_once_in_one_pass():
     # a = 8 values (at most twice Policy.unroll): eight scalar accumulators, the input
     # read once in memory order, rather than two passes of four
