@@ -101,7 +101,7 @@ class CompiledEinsum:
             sig = signature(operands) if out is None else with_out(signature(operands), out)
             if sig is not None:
                 key = (sig if dtype is None and order == "K" and casting == "safe"
-                       else (dtype, order, casting, sig))
+                       else (dtype, getattr(dtype, "char", None), order, casting, sig))
                 try:
                     run = self._fast_get(key)
                 except TypeError:  # an unhashable dtype=

@@ -60,6 +60,9 @@ class Call:
     # Output labels merged (see coalesced): the last kernel's result is reshaped to this
     # shape (the new result's memory order), then transposed by this to the output's.
     final: tuple[tuple[int, ...], tuple[int, ...] | None] | None = None
+    # The operands' own shapes (a broadcast label has extent 1 in some): which route
+    # numpy's optimized path takes to a 0-d result depends on them (see ``scalar``).
+    shapes: tuple[tuple[int, ...], ...] = ()
 
     def key(self, erase: frozenset[str] | None = None) -> Hashable:
         """Everything the compiled plan depends on: the in-memory cache key.
@@ -93,7 +96,9 @@ class Call:
         ``optimize`` (None included), numpy (2.x) evaluates a path and returns what its last
         step returned: a scalar from a step over one, or three or more, operands; from a
         step over two, its matrix-product route's 0-d array where they share a summed
-        index (of more than one value), else the scalar of their element-wise product."""
+        index with other than one value in each of them (numpy's ``bmm_einsum`` sets aside
+        a label of one value, broadcast or not, before it looks for one to sum), else the
+        scalar of their element-wise product."""
         if self.out is not None:
             return False
         opt = self.optimize
@@ -108,11 +113,14 @@ class Call:
             if found == []:  # no step at all (["einsum_path"]): numpy returns its operand
                 return False
             path = found or path
-        last = _last_step(terms, path)
+        size = self.spec.size
+        own = ([dict(zip(t, s)) for t, s in zip(terms, self.shapes)] if self.shapes
+               else [{lb: size[lb] for lb in t} for t in terms])
+        last = _last_step(terms, own, path)
         if len(last) != 2:
             return True
-        size = self.spec.size
-        return not any(size[lb] > 1 for lb in set(last[0]) & set(last[1]))
+        (a, extent_a), (b, extent_b) = last
+        return not any(extent_a[lb] != 1 and extent_b[lb] != 1 for lb in set(a) & set(b))
 
     @property
     def written(self) -> tuple[str, ...]:
@@ -241,7 +249,8 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
     axes = output_axes(order, spec.output, views, labels, arrays)
     direct = (out is not None and out.dtype == np.dtype(arith.compute)
               and not any(np.may_share_memory(out, v) for v in views))
-    return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct)
+    return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct,
+                shapes=tuple(a.shape for a in arrays))
 
 
 def _widened(array: np.ndarray, compute: str) -> np.ndarray:
@@ -390,7 +399,7 @@ def _numpy_path(terms: Sequence[tuple[str, ...]], size: dict[str, int], optimize
         return _find_numpy_path.__wrapped__(*key, optimize)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256, typed=True)  # optimize=1 is not True
 def _find_numpy_path(terms: tuple[tuple[str, ...], ...], sizes: tuple[tuple[str, int], ...],
                      optimize: Any) -> list[tuple[int, ...]] | None:
     size = dict(sizes)
@@ -408,17 +417,26 @@ def _find_numpy_path(terms: tuple[tuple[str, ...], ...], sizes: tuple[tuple[str,
     return [tuple(int(i) for i in step) for step in found]
 
 
-def _last_step(terms: Sequence[tuple[str, ...]], path: Sequence[tuple[int, ...]]
-               ) -> list[tuple[str, ...]]:
-    """The operands' labels at the last step of ``path`` (as numpy numbers its operands:
-    each step's result appended last, keeping the labels still used elsewhere)."""
-    terms = list(terms)
+def _last_step(terms: Sequence[tuple[str, ...]], extents: Sequence[dict[str, int]],
+               path: Sequence[tuple[int, ...]]
+               ) -> list[tuple[tuple[str, ...], dict[str, int]]]:
+    """The operands' labels and extents at the last step of ``path`` (as numpy numbers
+    its operands: each step's result appended last, keeping the labels still used
+    elsewhere, each with the extent other than one that an operand of the step gave it).
+
+    >>> _last_step([("i",), ("i", "j"), ("j",)], [{"i": 1}, {"i": 3, "j": 2}, {"j": 2}],
+    ...            [(0, 1), (0, 1)])
+    [(('j',), {'j': 2}), (('j',), {'j': 2})]
+    """
+    now = list(zip(terms, extents))
     for step in path[:-1]:
-        picked = [terms[i] for i in step]
-        terms = [t for i, t in enumerate(terms) if i not in step]
-        left = {lb for t in terms for lb in t}
-        terms.append(tuple(dict.fromkeys(lb for t in picked for lb in t if lb in left)))
-    return [terms[i] for i in path[-1] if i < len(terms)]
+        picked = [now[i] for i in step]
+        now = [t for i, t in enumerate(now) if i not in step]
+        left = {lb for t, _ in now for lb in t}
+        kept = tuple(dict.fromkeys(lb for t, _ in picked for lb in t if lb in left))
+        now.append((kept, {lb: next((e[lb] for _, e in picked if e.get(lb, 1) != 1), 1)
+                           for lb in kept}))
+    return [now[i] for i in path[-1] if i < len(now)]
 
 
 @dataclass
@@ -772,7 +790,10 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
                     and casting == "safe"):
                 key = (operands[0], sig)
             else:
-                key = (operands[0], dtype, order, casting, optimize, sig)
+                # by type too: optimize=1 is not optimize=True (1 == True), and
+                # dtype("q") is not dtype("l") (equal, but numpy keeps the name)
+                key = (operands[0], dtype, getattr(dtype, "char", None), order, casting,
+                       optimize, type(optimize), sig)
             try:
                 run = FAST.get(key)
             except TypeError:  # an unhashable dtype= or optimize= path: no fast path

@@ -310,7 +310,13 @@ def test_full_contractions_return_what_numpy_returns_for_each_optimize(optimize)
     cases = [("i,i", (x, x)), ("i->", (x,)), ("ii", (a,)), ("->", (np.array(3.0),)),
              ("ij,jk,kl->", (a, a, a)), ("i,i,i", (x, x, x)), ("ij,jk,kl->il", (a, a, a)),
              ("i,i", (one, one)), ("ab,ab,c->", (a, a, c)), (",,->", (s, s, s)),
-             ("a,ac,ab,ad,cd,bd,bc->", seven)]
+             ("a,ac,ab,ad,cd,bd,bc->", seven),
+             # a summed label broadcast from one value: no matrix product (a scalar);
+             # one of no values in both: a matrix product (a 0-d array), object too
+             ("i,i", (c, one)), ("ij,ij->", (np.ones((1, 4)), np.ones((3, 1)))),
+             ("ij,j->", (a, one)), ("i,i", (np.zeros(0), np.zeros(0))),
+             ("i,i", (np.zeros(0, object), np.zeros(0, object))),
+             ("ij,jk,k->", (np.ones((1, 3)), np.ones((3, 2)), np.ones(1)))]
     for eq, ops in cases:
         try:
             want = np.einsum(eq, *ops, optimize=optimize)
@@ -319,7 +325,25 @@ def test_full_contractions_return_what_numpy_returns_for_each_optimize(optimize)
         for _ in range(2):
             got = einjit.einsum(eq, *ops, optimize=optimize)
             assert type(got) is type(want), (eq, optimize)
-            np.testing.assert_allclose(got, want, rtol=1e-13)
+            assert getattr(got, "dtype", None) == getattr(want, "dtype", None), (eq, optimize)
+            np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float),
+                                       rtol=1e-13)
+
+
+def test_an_optimize_value_equal_to_a_cached_one_is_still_checked():
+    # 1 == True and 0 == False (equal hashes), but numpy refuses optimize=1 and 0; so
+    # does einjit, also after a call with True or False put its plan in the caches
+    a, b, c = np.ones((3, 4)), np.ones((4, 5)), np.ones((5, 2))
+    for good, bad in ((True, 1), (False, 0)):
+        einjit.einsum("ij,jk,kl->il", a, b, c, optimize=good)
+        with pytest.raises(TypeError):
+            np.einsum("ij,jk,kl->il", a, b, c, optimize=bad)
+        with pytest.raises(TypeError):
+            einjit.einsum("ij,jk,kl->il", a, b, c, optimize=bad)
+    # dtype= "q" and "l" are equal dtypes of different names: the result keeps the name
+    q = np.arange(7, dtype="q")
+    for name in ("q", "l", "q"):
+        assert einjit.einsum("i,i->i", q, q, dtype=np.dtype(name)).dtype.char == name
 
 
 def test_a_path_of_no_steps_returns_a_0d_array_as_numpy_does():
