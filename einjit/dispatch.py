@@ -13,12 +13,13 @@ checks that ``out`` shares no memory with an operand, and returns None when it d
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Hashable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import buffers
+from . import buffers, policy
 from .dtypes import narrows_to_half
 from .schedule import serial_at
 from .threads import Chunked
@@ -288,7 +289,12 @@ def numba_type(value: Any) -> Any:
 
 class FastTable(dict):  # type: ignore[type-arg]
     """Launchers (``run(arrays)``, see :class:`Runner`) by call signature; a dict, so a
-    lookup is one C call.  Bounded: cleared when it grows past 4096 entries."""
+    lookup is one C call.  Bounded: cleared when it grows past 4096 entries, and when the
+    scheduler's policy is set (its launchers run plans made under the old one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        _TABLES[id(self)] = weakref.ref(self, lambda _, key=id(self): _TABLES.pop(key, None))
 
     def put(self, key: Hashable, runner: Runner) -> None:
         if len(self) >= _MAX_ENTRIES:
@@ -296,3 +302,15 @@ class FastTable(dict):  # type: ignore[type-arg]
         run = runner.run
         run.source = runner.source  # type: ignore[attr-defined]
         self[key] = run
+
+
+#: Every live table, by id (a dict compares by contents: no WeakSet).
+_TABLES: dict[int, weakref.ref[FastTable]] = {}
+
+
+@policy.on_change
+def _forget_launchers() -> None:
+    for ref in list(_TABLES.values()):
+        table = ref()
+        if table is not None:
+            table.clear()

@@ -2,6 +2,10 @@
 :mod:`einjit.gemm` and :mod:`einjit.lower` as ``policy.POLICY`` at each use, so that tests
 (and :mod:`einjit.numba_ext`, which plans steps for loops and BLAS apart) can swap it.
 
+Setting ``POLICY`` calls the functions registered with :func:`on_change`: the call
+signatures' launchers (:mod:`einjit.dispatch`) run plans made under the policy of their
+first call, so they are dropped, and the next call plans under the new one.
+
 >>> from einjit import policy
 >>> policy.POLICY.unroll, policy.Policy(unroll=2).unroll
 (4, 2)
@@ -9,9 +13,31 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
+from typing import Callable
 
-__all__ = ["Policy", "POLICY"]
+__all__ = ["Policy", "POLICY", "on_change"]
+
+_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_change(fn: Callable[[], None]) -> Callable[[], None]:
+    """Have ``fn()`` called whenever ``POLICY`` is set (a decorator)."""
+    _LISTENERS.append(fn)
+    return fn
+
+
+class _PolicyModule(types.ModuleType):
+    """This module, whose ``POLICY`` attribute tells :func:`on_change`'s functions when
+    it is set (as ``monkeypatch.setattr`` and :mod:`einjit.numba_ext` set it)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name == "POLICY":
+            for fn in _LISTENERS:
+                fn()
 
 
 @dataclass(frozen=True)
@@ -56,7 +82,9 @@ class Policy:
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
     loops (when they read every input along its runs) rather than a BLAS call;
     ``gemv_max_calls``: the most BLAS calls (one per product) a batch of them may take;
-    a larger batch runs as loops, on the same condition.
+    a larger batch runs as loops, on the same condition.  ``blas_dots``: a dot (a product
+    with neither rows nor columns: ``ij,ij->``) may run as a BLAS call at any size, rather
+    than as loops wherever they read every input along its runs.
     ``wide_tile_terms``, ``panel_bytes``: a wide block of accumulators runs as register
     tiles when its sums have at least ``wide_tile_terms`` terms and the block of each
     input the tile's rows share takes at most ``panel_bytes`` (see
@@ -74,6 +102,7 @@ class Policy:
     gemm_min_work: int = 1 << 14
     gemv_min_work: int = 1 << 16
     gemv_max_calls: int = 1
+    blas_dots: bool = False
     block: int = 512
     max_loop_depth: int = 12
     chunk: int = 1024
@@ -101,3 +130,6 @@ class Policy:
 
 
 POLICY = Policy()
+
+
+sys.modules[__name__].__class__ = _PolicyModule

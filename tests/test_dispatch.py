@@ -396,3 +396,23 @@ def test_sliced_operands_with_dynamic_sizes_are_not_read_flat():
         a = rng.random((n, n + 5))[:, 5:]
         np.testing.assert_allclose(f(a, a), (a * a).sum(1), rtol=1e-12)
     assert "read flat" not in str(f.explain(a, a))
+
+
+def test_setting_the_policy_drops_the_launchers(monkeypatch):
+    # a launcher runs the plan made under the policy of its signature's first call: a new
+    # policy (as the strategy tests set) must plan again, for einsum and compiled objects
+    import einjit.engine
+    from einjit.policy import Policy
+
+    a, b = np.arange(12.0).reshape(3, 4), np.arange(20.0).reshape(4, 5)
+
+    @einjit.compile("ij,jk->ik")
+    def mm(x, y): ...
+
+    einjit.einsum("ij,jk->ik", a, b), mm(a, b)
+    plans = len(einjit.engine._PLANS)
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(block=2, unroll=1, gemm_min_work=1 << 40))
+    assert not einjit.engine.FAST and not mm._fast
+    np.testing.assert_array_equal(einjit.einsum("ij,jk->ik", a, b), a @ b)
+    assert len(einjit.engine._PLANS) > plans  # planned again, under the new policy
+    np.testing.assert_array_equal(mm(a, b), a @ b)
