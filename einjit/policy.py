@@ -82,9 +82,7 @@ class Policy:
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
     loops (when they read every input along its runs) rather than a BLAS call;
     ``gemv_max_calls``: the most BLAS calls (one per product) a batch of them may take;
-    a larger batch runs as loops, on the same condition.  ``blas_dots``: a dot (a product
-    with neither rows nor columns: ``ij,ij->``) may run as a BLAS call at any size, rather
-    than as loops wherever they read every input along its runs.
+    a larger batch runs as loops, on the same condition.
     ``wide_tile_terms``, ``panel_bytes``: a wide block of accumulators runs as register
     tiles when its sums have at least ``wide_tile_terms`` terms and the block of each
     input the tile's rows share takes at most ``panel_bytes`` (see
@@ -102,7 +100,6 @@ class Policy:
     gemm_min_work: int = 1 << 14
     gemv_min_work: int = 1 << 16
     gemv_max_calls: int = 1
-    blas_dots: bool = False
     block: int = 512
     max_loop_depth: int = 12
     chunk: int = 1024

@@ -106,20 +106,12 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     if blas and use_gemm(kernel):
         layout, blas_s = gemm_layout(kernel, input_strides, output_strides, threads)
         extent = kernel.extent
-        rows, cols = (math.prod(extent[g] for g in group) for group in (layout.m, layout.n))
-        thin = min(rows, cols)
+        thin = min(math.prod(extent[g] for g in layout.m), math.prod(extent[g] for g in layout.n))
         gemm = Schedule(tuple(ix.name for ix in kernel.indices), gemm=layout,
                         least_work=_least_work(kernel, layout.split > 1,
                                                pol.parallel_min_work))
         calls = math.prod(extent[g] for g in layout.batch)
-        # A dot, at any size: OpenBLAS runs it on one thread, the loops split the sum
-        # over threads (ij,ij-> over 2048^2 float32, in 2 chunks: 1.03-1.10 -> 0.78-1.01
-        # ms; float64 level; on a machine busy with another process, BLAS's threaded
-        # matrix-vector products wait for a descheduled thread, 2048 x 1024 float32:
-        # 0.44 ms quiet, 4.5 ms so, where numpy's own loops take 0.6).
-        dot = rows == cols == 1 and not pol.blas_dots
-        if thin == 1 and (kernel.work < pol.gemv_min_work or calls > pol.gemv_max_calls
-                          or dot):
+        if thin == 1 and (kernel.work < pol.gemv_min_work or calls > pol.gemv_max_calls):
             # A small matrix-vector product or dot: BLAS's call costs more than a loop
             # nest's whole pass (i,i-> over 16384 floats 14.5 -> 6.0 us), where the loops
             # read every input along their runs (in one pass: not hoisted, which passes
