@@ -84,7 +84,7 @@ def empty(shape: Sequence[int], dtype: Any, least: int | None = None) -> np.ndar
     nbytes = dtype.itemsize
     for n in shape:
         nbytes *= n
-    if nbytes < (MIN_BYTES if least is None else least) or dtype.hasobject:
+    if nbytes < _threshold(least) or dtype.hasobject:
         return np.empty(shape, dtype)
     global _pooled
     with _lock:
@@ -122,8 +122,13 @@ def _reclaim() -> None:
 def pooled(shape: Sequence[int], dtype: Any, least: int | None = None) -> bool:
     """Whether :func:`empty` takes an array of this shape and dtype from the pool."""
     dtype = np.dtype(dtype)
-    return not dtype.hasobject and dtype.itemsize * math.prod(shape) >= (
-        MIN_BYTES if least is None else least)
+    return not dtype.hasobject and dtype.itemsize * math.prod(shape) >= _threshold(least)
+
+
+def _threshold(least: int | None) -> int:
+    """The fewest bytes an array takes from the pool: ``least``, by default (read at
+    each call) :data:`MIN_BYTES`."""
+    return MIN_BYTES if least is None else least
 
 
 def pooled_bytes() -> int:
