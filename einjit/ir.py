@@ -297,7 +297,7 @@ class Schedule:
     """What the scheduler decided for one kernel.
 
     ``order`` lists loop indices outermost first (output indices, then reduction
-    indices); ``parallel`` names the loop run with ``prange`` (or ``None``); ``fuse``
+    indices; with ``hoist``, the nest's own order); ``parallel`` names the loop run with ``prange`` (or ``None``); ``fuse``
     says how many of the outermost output loops, and of the outermost reduction loops,
     run as one fused loop (0 or 1: none), which keeps deep nests within what Python
     and Numba compile.  ``block = (index, size)`` blocks an output index whose stride is
@@ -336,6 +336,10 @@ class Schedule:
     remaining, inner reductions to each value (:class:`Update`).  With ``threads``, the
     parallel loop is one of them: each chunk sums into its own copy of the output
     (``out[slot, ...]``), and a second kernel folds the copies.
+    ``around`` (output indices, with ``hoist``): output loops that run outside the hoisted
+    reductions, their strides the larger (``bdac,a->ba``: b, then d, then a): each of
+    their values sets its block of the output to the identity, then the passes add into
+    that block, which alone need stay in cache.
     ``block_rows = (u, m)`` (with ``block``): m values of the output index u at once,
     each with its own row of the block's accumulators, a register tile: an operand read
     along the block but not along u (``b[j,k]`` in ``ij,jk->ik``) is loaded once for m
@@ -372,6 +376,7 @@ class Schedule:
     contract: bool = False
     flat: tuple[tuple[int, ...] | None, ...] = ()
     hoist: tuple[str, ...] = ()
+    around: tuple[str, ...] = ()
     block_rows: tuple[str, int] | None = None
     pack: tuple[int, ...] = ()
     flat_run: int = 0
@@ -413,7 +418,8 @@ class Schedule:
         flat = "".join(f", a{k} read flat (strides {','.join(map(str, st))})"
                        for k, st in enumerate(self.flat) if st is not None)
         if self.hoist:
-            flat += (f", reductions over {''.join(self.hoist)} outermost (the output "
+            where = (f"inside {''.join(self.around)}" if self.around else "outermost")
+            flat += (f", reductions over {''.join(self.hoist)} {where} (the output "
                      "accumulated in place)")
         return (f"order {''.join(self.order) or '(scalar)'}{par}{fuse}{block}{chunk}{tile}"
                 f"{unroll}{sums}{flat}")

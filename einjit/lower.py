@@ -192,10 +192,10 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     if sched.gemm:
         a, b = kernel.inputs
         return LoopNest(kernel, sched, _dims(kernel) + (Gemm(a, b, kernel.output, sched.gemm),))
+    if sched.hoist:  # the order is the nest's: reductions among the output loops
+        return LoopNest(kernel, sched, _dims(kernel) + _passes(kernel, sched))
     n_out = len(kernel.output_indices)
     outer, inner = sched.order[:n_out], sched.order[n_out:]
-    if sched.hoist:
-        return LoopNest(kernel, sched, _dims(kernel) + _passes(kernel, sched, outer, inner))
     if sched.block is not None:
         body = _blocked(kernel, sched, list(outer), list(inner))
         return LoopNest(kernel, sched, _dims(kernel) + body)
@@ -334,28 +334,35 @@ def _in_partials(kernel: Kernel, loops: Sequence[str], steps: Sequence[Accumulat
     return (level(0, tuple(s.acc for s in steps)),)
 
 
-def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequence[str]
-            ) -> tuple[Stmt, ...]:
+def _passes(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
     """The nests of a schedule with ``hoist``: the output set to the identity, then the
     hoisted reduction loops around the output loops, each output value updated with the
-    sum of the remaining reductions::
+    sum of the remaining reductions; all inside the output loops ``around`` (those first
+    in ``outer``), for each of their values the block of the output they select::
 
-        for o...: out[o] = 0
-        for h...:                        # hoisted reduction loops
-            for o...:                    # output loops (the parallel one as scheduled)
-                acc = 0
-                for r...: acc += body    # the other reduction loops
-                out[o] += acc
+        for a...:                        # around (may be none)
+            for o...: out[a, o] = 0
+            for h...:                    # hoisted reduction loops
+                for o...:                # the other output loops
+                    acc = 0
+                    for r...: acc += body    # the other reduction loops
+                    out[a, o] += acc
     """
     red, acc = kernel.reduce, Var("acc")
-    parallel = sched.parallel if sched.parallel in outer else None
+    outputs = set(kernel.output_indices)
+    around = list(sched.around)
+    inside = [n for n in sched.order if n in outputs and n not in sched.around]
+
+    def split(loops: Sequence[str]) -> str | None:  # the parallel loop, if among loops
+        return sched.parallel if sched.parallel in loops else None
+
     target, head = kernel.output, ()
     spread = partial_spread(kernel, sched)
     if spread > 1:  # a split reduction: this chunk's own partial output, in its slot
         target = Operand(target.name, kernel.accumulate, (SLOT,) + target.indices)
         head = (Let(SLOT, Call("mul", (Var(CHUNK), Const(spread)))),)
-    rest = [r for r in inner if r not in sched.hoist]
-    reset = head + _nest(outer, kernel, (Store(target, Const(red.identity)),), parallel)
+    rest = [n for n in sched.order if n not in outputs and n not in sched.hoist]
+    reset = _nest(inside, kernel, (Store(target, Const(red.identity)),), split(inside))
     if rest:
         update = ((Init(acc, kernel.accumulate, red.identity),)
                   + _nest(rest, kernel,
@@ -364,15 +371,16 @@ def _passes(kernel: Kernel, sched: Schedule, outer: Sequence[str], inner: Sequen
     else:  # every reduction hoisted: each term updates the output, one statement (a
         # short innermost loop of it vectorises, see numba_cpu.OPAQUE_TRIPS)
         update = (Update(target, red.op, kernel.body),)
-        h = sched.hoist[-1]
-        if (red.op == "add" and h not in kernel.dynamic
-                and kernel.extent[h] >= 2 * HOIST_UNROLL):
-            passes = _hoist_unrolled(kernel, sched, h, target, outer, parallel,
-                                     _nest(outer, kernel, update, parallel))
-            return reset + _nest(list(sched.hoist[:-1]), kernel, passes,
-                                 sched.parallel if sched.parallel in sched.hoist[:-1] else None)
-    return reset + _nest(list(sched.hoist), kernel, _nest(outer, kernel, update, parallel),
-                         sched.parallel if sched.parallel in sched.hoist else None)
+    single = _nest(inside, kernel, update, split(inside))
+    h = sched.hoist[-1]
+    if (not rest and red.op == "add" and h not in kernel.dynamic
+            and kernel.extent[h] >= 2 * HOIST_UNROLL):
+        passes = _nest(list(sched.hoist[:-1]), kernel,
+                       _hoist_unrolled(kernel, sched, h, target, inside, split(inside),
+                                       single), split(sched.hoist[:-1]))
+    else:
+        passes = _nest(list(sched.hoist), kernel, single, split(sched.hoist))
+    return head + _nest(around, kernel, reset + passes, split(around))
 
 
 #: Values of the innermost hoisted reduction summed into the output in one pass.

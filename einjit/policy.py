@@ -71,7 +71,9 @@ class Policy:
     ``hoist_min_bytes``, ``hoist_max_bytes``: the smallest input and the largest output
     of a sum whose outermost reduction loops run outside the output loops
     (``Schedule.hoist``; from 64 KiB of input: bac->ac 100 x 64 x 8 float32 0.098 ->
-    0.043 ms hoisted, with 1 MiB as the least it was not).  ``stack_bytes``: the largest local array of accumulators kept
+    0.043 ms hoisted, with 1 MiB as the least it was not); of the output, the block
+    inside the hoisted loops where output loops run around them (``Schedule.around``).
+    ``stack_bytes``: the largest local array of accumulators kept
     on the kernel's stack rather than the heap.  ``copy_reuse``, ``copy_min_work``: an
     input read at least ``copy_reuse`` times per element (on average) by a kernel of at
     least ``copy_min_work`` body evaluations, across its memory in the innermost loop,

@@ -117,6 +117,43 @@ def test_every_reduction_hoisted_updates_the_output_directly(monkeypatch):
     assert "hb" not in einjit.explain("c,acb->bc", x, y[:7]).sources[0]
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_reductions_between_output_loops_run_between_them(threads, monkeypatch):
+    # d lies between b and a in memory: the nest runs b, d, a, c (memory order), each
+    # value of b setting its row of the output to 0 and each pass over d adding the sums
+    # over c into it; split over the threads by d (partial outputs) on two, by b (rows
+    # of the output) on three, where the threads share b's values evenly
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
+        hoist_min_bytes=0, parallel_min_work=0))
+    monkeypatch.setattr(einjit.schedule, "thread_count", lambda: threads)
+    for x, a in ((_ints(3, 17, 5, 20), _ints(5)),
+                 (RNG.random((3, 17, 5, 20)).astype(np.float32), RNG.random(5))):
+        (nest,) = _check("bdac,a->ba", x, a, rtol=1e-5 if x.dtype == np.float32 else 1e-12)
+        sched = nest.schedule
+        assert (sched.around, sched.hoist, sched.order) == (("b",), ("d",), tuple("bdac"))
+        assert "reductions over d inside b" in str(sched)
+        source = einjit.explain("bdac,a->ba", x, a).sources[0]
+        assert source.index("for b in") < source.index("] = 0") < source.index("for d in")
+        assert "] += acc" in source
+        if threads == 1:
+            assert sched.parallel is None
+        else:
+            assert sched.parallel == ("d" if threads == 2 else "b")
+            assert ("slot = chunk * " in source) == (threads == 2)
+    # two hoisted loops, two around; into a given output; a transposed operand
+    y, z = _ints(4, 6, 5, 7, 3), _ints(5)
+    (nest,) = _check("abcde,c->ad", y, z)
+    assert (nest.schedule.around, nest.schedule.hoist) == (("a",), ("b", "c"))
+    out = np.zeros((2, 4, 7), dtype=np.int64)[1]
+    assert einjit.einsum("abcde,c->ad", y, z, out=out) is out
+    np.testing.assert_array_equal(out, np.einsum("abcde,c->ad", y, z))
+    (nest,) = _check("edcba,c->ad", y.transpose(4, 3, 2, 1, 0), z)
+    assert nest.schedule.hoist == ("b", "c") and nest.schedule.order[-1] == "e"
+    # no reduction left inside the output loops: a block of accumulators, not passes
+    (nest,) = _check("deba->dba", _ints(6, 5, 7, 9))
+    assert not nest.schedule.hoist
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_hoisted_reductions_split_over_threads(threads, monkeypatch):
     # every reduction strided wider than the output: all run outermost, the outermost
