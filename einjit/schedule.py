@@ -123,11 +123,15 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             # 64 x 512 x 512: 4.2 -> 0.83 ms).
             # Loops that gather an input still win where BLAS would first copy one
             # (cbb,cab->a over 75 x 2 x 128: 24 us of loops, 56 us copying a1 along c,b
-            # for the product), by the cost model.
+            # for the product), by the cost model, and over a batch of tiny products,
+            # where the calls cost more than the terms (ac,bca->bc over 32 x 512 by
+            # 2 x 512 x 32, 64 terms a product: float32 0.059 -> 0.028 ms; eb,bec->bc,
+            # 200: 0.14 -> 0.04 ms; not be,edb->ed, 8192: 0.26 -> 0.46-0.58 ms).
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             gathers = copies(kernel, loops, input_strides, reuse=1)
             slow = gathers or loops.hoist
-            if not slow or (any(layout.copy)
+            tiny = calls > 1 and kernel.work <= calls * TINY_PRODUCT_TERMS
+            if not slow or ((any(layout.copy) or tiny)
                             and kernel.work * GATHER_COST * _LOOP_TERM_S < blas_s):
                 return loops
             return gemm
@@ -384,6 +388,9 @@ def _least_work(kernel: Kernel, threaded: bool, least: int) -> int:
 VECTOR_BYTES, VECTOR_REGISTERS = 32, 16
 #: The most rows of a register tile: each needs its own broadcast operand per term.
 MAX_TILE_ROWS = 4
+#: Multiply-adds of a matrix-vector product of a batch from which its BLAS call (one per
+#: matrix) may cost less than loops that gather.
+TINY_PRODUCT_TERMS = 512
 #: Rows of an array whose stride (bytes) is a multiple of this fall into few cache sets.
 ALIASED_BYTES = 512
 #: How much more such a stride weighs in the loop order: gathered along it, a column's

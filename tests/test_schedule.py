@@ -577,6 +577,16 @@ def test_batches_of_matrix_vector_products_run_as_loops():
     # one matrix of that size still goes to BLAS
     (one,) = _check("ijk,k->ij", RNG.standard_normal((8, 96, 100)), RNG.standard_normal(100))
     assert one.schedule.gemm
+    # a batch of tiny products (32 terms each, one call per value of c) the loops
+    # gather: still loops, the calls cost more than the gathering
+    for dtype in (np.float32, np.float64):
+        x, y = (RNG.standard_normal(s).astype(dtype) for s in ((32, 512), (2, 512, 32)))
+        (tiny,) = _check("ac,bca->bc", x, y, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        assert not tiny.schedule.gemm
+    # of 8192 terms each: BLAS
+    (wide,) = _check("be,edb->ed", RNG.standard_normal((64, 150)),
+                     RNG.standard_normal((150, 128, 64)))
+    assert wide.schedule.gemm
 
 
 def test_unrolled_values_only_over_rows_in_cache():
