@@ -70,7 +70,6 @@ def merge_indices(kernel: Kernel, strides: Sequence[Sequence[int]],
     fixed = tuple(fixed) or (False,) * len(strides)
     arrays = [(op.indices, tuple(st)) for op, st in zip((*kernel.inputs, kernel.output), strides)]
     held = {x for (indices, _), f in zip(arrays, fixed) if f for x in indices}
-    body_loads = loads(kernel.body)
     outs = set(kernel.output.indices)
 
     def follows(indices: tuple[str, ...], p: str, q: str) -> bool | None:
@@ -87,7 +86,7 @@ def merge_indices(kernel: Kernel, strides: Sequence[Sequence[int]],
             if there is False or (there and st[indices.index(p)]
                                   != extent[q] * st[indices.index(q)]):
                 return False
-        return all(follows(ld.indices, p, q) is not False for ld in body_loads)
+        return all(follows(ld.indices, p, q) is not False for ld in loads(kernel.body))
 
     groups: dict[str, tuple[str, ...]] = {}
     while True:

@@ -29,6 +29,21 @@ def test_pairs_that_walk_memory_as_one_merge():
     assert groups == {"a": ("a", "b"), "c": ("c", "d")}
 
 
+def test_runs_of_more_than_two_indices_merge_into_one():
+    # out[c,d,b] = sum_e y[e,c,d,b]: c, d, b walk both arrays' memory as one axis (once c
+    # and d had merged, the body's loads were still read as (e, c, d, b): b stayed apart)
+    k = Kernel("k1", (Operand("a0", "float32", ("e", "c", "d", "b")),),
+               Operand("out", "float32", ("c", "d", "b")),
+               (Index("c", 4), Index("d", 5), Index("b", 3), Index("e", 7)),
+               product(1, (("e", "c", "d", "b"),)), SUM, "float32")
+    merged, strides, groups = merge_indices(k, [(60, 15, 3, 1), (15, 3, 1)])
+    assert str(merged).startswith("kernel k1: out[c] = sum_e a0[e,c]   (c=60, e=7;")
+    assert strides == ((60, 1), (1,)) and groups == {"c": ("c", "d", "b")}
+    x, y = RNG.standard_normal((8, 3, 5, 4)), RNG.standard_normal((7, 4, 5, 3))
+    got = einjit.einsum("abdc,ecdb->", x, y)  # its step sums e out of y so
+    np.testing.assert_allclose(got, np.einsum("abdc,ecdb->", x, y), rtol=1e-12)
+
+
 def test_strides_that_do_not_nest_or_fixed_arrays_keep_their_indices():
     # y transposed: c, d do not walk its memory as one
     merged, _, groups = merge_indices(_kernel(), [(60, 20, 5, 1), (1, 4), (3, 1)])
