@@ -73,6 +73,23 @@ def test_a_step_runs_as_one_matrix_product_over_merged_indices():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_a_small_output_is_viewed_merged_by_its_kernel(dtype):
+    # 100 x 2 values: the result keeps its axes (written as bd, returned transposed),
+    # the kernel sees it as one run of 200 values (one loop, vectorised)
+    x = (RNG.random((512, 100, 2)) * 8).astype(dtype)
+    (nest,) = einjit.explain("abd->db", x).nests
+    assert nest.kernel.extent == {"b": 200, "a": 512} and ("out", (200,)) in nest.views
+    for _ in range(2):
+        got = einjit.einsum("abd->db", x)
+        assert got.shape == (2, 100) and got.dtype == dtype
+        if dtype is np.int64:
+            np.testing.assert_array_equal(got, np.einsum("abd->db", x))
+        else:
+            np.testing.assert_allclose(got, np.einsum("abd->db", x.astype(np.float64)),
+                                       rtol=1e-5 if dtype is np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 def test_a_reduction_into_partials_views_them_merged(dtype):
     # the last step sums j on two threads into partials of its merged output (k, l)
     eq, path = "i,ijkl,j,lk->kl", ["einsum_path", (0, 1), (0, 1), (0, 1)]
