@@ -357,7 +357,9 @@ class Schedule:
     folded into the output's values (with the rows left over).
     ``reassociate`` lets the compiler sum a float reduction in any order (only the
     accumulation; the body is evaluated as written): LLVM then vectorises it with several
-    partial sums, as numpy's own pairwise and SIMD sums do.  ``contract``
+    partial sums, as numpy's own pairwise and SIMD sums do.  ``interleave`` (where it is
+    not so vectorised): the innermost reduction loop adds its terms to that many partial
+    sums in turn, one chain of dependent additions each, then folds them.  ``contract``
     accumulates a body that is a product as a fused multiply-add (reassociated or not).
     """
 
@@ -374,6 +376,7 @@ class Schedule:
     band: tuple[str, int] | None = None
     rows: int = 1
     contract: bool = False
+    interleave: int = 0
     flat: tuple[tuple[int, ...] | None, ...] = ()
     hoist: tuple[str, ...] = ()
     around: tuple[str, ...] = ()
@@ -409,6 +412,8 @@ class Schedule:
         unroll = (f", {self.unroll[1]} values of {self.unroll[0]} at once in registers"
                   if self.unroll else "")
         sums = ", sums in any order (vectorised)" if self.reassociate else ""
+        if self.interleave:
+            sums += f", terms summed into {self.interleave} partials in turn"
         if self.contract:
             sums += ", products added as fused multiply-adds"
         if self.band:

@@ -166,6 +166,8 @@ def lower(kernel: Kernel, sched: Schedule, views: dict[str, tuple[int, ...]] | N
         nest = _lower(kernel, sched)
     if sched.contract:
         nest = LoopNest(kernel, sched, _contracted(nest.body))
+    if sched.interleave > 1:
+        nest = LoopNest(kernel, sched, _interleaved(nest.body, sched.interleave))
     if not views:
         return nest
     into_partials = _into_partials(kernel, sched)
@@ -186,6 +188,54 @@ def _contracted(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
                 s = Accumulate(s.acc, "muladd", Call("mul", factors), s.dtype)
         out.append(s)
     return tuple(out)
+
+
+def _interleaved(body: tuple[Stmt, ...], k: int) -> tuple[Stmt, ...]:
+    """``body`` with each innermost loop that adds one term per iteration to a scalar
+    (after the lets that derive its indices) adding its terms to ``k`` partials in turn,
+    the accumulator itself the first, folded into it after the loop::
+
+        acc_1 = ... = acc_<k-1> = 0
+        for rg in range(R // k):
+            r = rg * k + 0; <lets>; acc = add(acc, term)
+            r = rg * k + 1; <lets>; acc_1 = add(acc_1, term)  ...
+        for rr in range(R mod k): r = R // k * k + rr; <lets>; acc = add(acc, term)
+        acc = add(acc, acc_1); ...
+    """
+    out: list[Stmt] = []
+    for s in body:
+        if not isinstance(s, Loop):
+            out.append(s)
+            continue
+        *lets, last = s.body
+        if (s.parallel or s.unpack or not isinstance(last, Accumulate)
+                or not all(isinstance(x, Let) for x in lets)
+                or (isinstance(s.extent, int) and s.extent < 2 * k)):
+            out.append(Loop(s.index, s.extent, _interleaved(s.body, k), s.parallel, s.unpack))
+            continue
+        acc, r = last.acc, s.index
+        parts = [acc] + [Var(f"{acc.name}_{t}") for t in range(1, k)]
+        turns: list[Stmt] = []
+        for t, part in enumerate(parts):
+            turns += [Let(r, Call("add", (Call("mul", (Var(f"{r}g"), Const(k))), Const(t)))),
+                      *lets, Accumulate(part, last.op, last.value, last.dtype)]
+        start = Call("mul", (_expr(_floordiv(s.extent, k)), Const(k)))
+        left = _mod(s.extent, k)
+        out += [*(Init(p, last.dtype, 0) for p in parts[1:]),
+                Loop(f"{r}g", _floordiv(s.extent, k), tuple(turns))]
+        if left != 0:
+            out.append(Loop(f"{r}r", left, (Let(r, Call("add", (start, Var(f"{r}r")))),
+                                            *lets, last)))
+        out += [Accumulate(acc, last.op, p, last.dtype) for p in parts[1:]]
+    return tuple(out)
+
+
+def _floordiv(n: int | Expr, d: int) -> int | Expr:
+    return n // d if isinstance(n, int) else Call("floordiv", (n, Const(d)))
+
+
+def _mod(n: int | Expr, d: int) -> int | Expr:
+    return n % d if isinstance(n, int) else Call("mod", (n, Const(d)))
 
 
 def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:

@@ -2,6 +2,8 @@
 parallel blocked loops, parallel reductions with inner loops, fused deep nests.
 Each is checked against numpy in float64 (exact for integers) and its schedule pinned."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -178,6 +180,32 @@ def test_hoisted_reductions_split_over_threads(threads, monkeypatch):
 
 def _first(a):
     return a
+
+
+def test_unvectorised_sums_add_their_terms_to_several_partials(monkeypatch):
+    # the innermost sum reads a1 across its rows (no vectors): its terms go to four
+    # partials in turn, four independent chains of additions, with the terms left over
+    # (250 = 62 x 4 + 2) into the first; in tiles too (rows 2 KiB apart, aliased)
+    for shapes, tiled in ((((250, 250), (250, 250)), False), (((256, 256), (256, 256)), True)):
+        for dtype in (np.float32, np.float64):
+            x, y = (RNG.standard_normal(sh).astype(dtype) for sh in shapes)
+            (nest,) = _check("ab,ba->", x, y, rtol=1e-4 if dtype == np.float32 else 1e-12)
+            assert nest.schedule.interleave == 4 and not nest.schedule.reassociate
+            assert (nest.schedule.tile is not None) == tiled
+            assert "terms summed into 4 partials in turn" in str(nest.schedule)
+            source = einjit.explain("ab,ba->", x, y).sources[0]
+            part = re.search(r"(\w+)_3 \+= ", source)
+            assert part and f"{part[1]} += {part[1]}_3" in source, source
+            assert not tiled or part[1] == "tsum"
+            if not tiled:
+                assert "for br in range(2):" in source, source
+    # not where the sum must run in order, nor for integers (exact in any order)
+    monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(reassociate=False))
+    (nest,) = _check("ab,ba->", RNG.standard_normal((256, 250)), RNG.standard_normal((250, 256)))
+    assert not nest.schedule.interleave
+    monkeypatch.undo()
+    (nest,) = _check("ab,ba->", _ints(256, 250), _ints(250, 256))
+    assert not nest.schedule.interleave
 
 
 def test_short_innermost_loops_hide_their_trip_count():
