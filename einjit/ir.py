@@ -361,6 +361,9 @@ class Schedule:
     not so vectorised): the innermost reduction loop adds its terms to that many partial
     sums in turn, one chain of dependent additions each, then folds them.  ``contract``
     accumulates a body that is a product as a fused multiply-add (reassociated or not).
+    ``expand`` (reduction indices of a few values in all): the body sums their terms as
+    one expression, each term its own loads (``a1[c,e_0] * a0[e_0,b] + a1[c,e_1] *
+    a0[e_1,b]``), and the kernel runs as an element-wise one over its output.
     """
 
     order: tuple[str, ...]
@@ -377,6 +380,7 @@ class Schedule:
     rows: int = 1
     contract: bool = False
     interleave: int = 0
+    expand: tuple[str, ...] = ()
     flat: tuple[tuple[int, ...] | None, ...] = ()
     hoist: tuple[str, ...] = ()
     around: tuple[str, ...] = ()
@@ -414,6 +418,8 @@ class Schedule:
         sums = ", sums in any order (vectorised)" if self.reassociate else ""
         if self.interleave:
             sums += f", terms summed into {self.interleave} partials in turn"
+        if self.expand:
+            sums += f", the sum over {''.join(self.expand)} written out"
         if self.contract:
             sums += ", products added as fused multiply-adds"
         if self.band:

@@ -9,20 +9,21 @@ threads writing per-chunk partials, which :func:`partials` folds.
 >>> from einjit.ir import Index, Kernel, Operand, SUM, product
 >>> from einjit.schedule import schedule
 >>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j")), Operand("a1", "float64", ("j", "k"))),
-...            Operand("out", "float64", ("i", "k")), (Index("i", 2), Index("j", 3), Index("k", 4)),
+...            Operand("out", "float64", ("i", "k")), (Index("i", 4), Index("j", 5), Index("k", 4)),
 ...            product(2, (("i", "j"), ("j", "k"))), SUM, "float64")
->>> print(lower(k, schedule(k, ((3, 1), (1, 3)), (4, 1))))   # b column-major
+>>> print(lower(k, schedule(k, ((5, 1), (1, 5)), (4, 1))))   # b column-major
 k0(a0[i,j], a1[j,k]) -> out[i,k]   [order ikj, serial]
-    for i in range(2):
+    for i in range(4):
         for k in range(4):
             acc = float64(0)
-            for j in range(3):
+            for j in range(5):
                 acc = add(acc, a0[i,j] * a1[j,k])
             out[i,k] = float64(acc)
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from typing import Callable, Sequence
@@ -256,9 +257,13 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     fuse_out, fuse_red = sched.fuse
     acc, red = Var("acc"), kernel.reduce
     store_value: Expr
-    if not inner:
-        store_value = kernel.body
+    head: tuple[Stmt, ...] = ()
+    if sched.expand:
+        head, store_value = _written_out(kernel, sched.expand)
         body: tuple[Stmt, ...] = ()
+    elif not inner:
+        store_value = kernel.body
+        body = ()
     else:
         store_value = acc
         init = Init(acc, kernel.accumulate, red.identity)
@@ -295,7 +300,8 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
     if sched.threads and sched.parallel in inner:  # this chunk's partial, in its slot
         body = body + (Store(Operand(kernel.output.name, kernel.accumulate, (CHUNK,)), acc),)
     else:
-        body = body + (Store(kernel.output, _store_cast(kernel, store_value, bool(inner))),)
+        body = body + (Store(kernel.output, _store_cast(kernel, store_value,
+                                                        bool(inner or sched.expand))),)
     outer_parallel = sched.parallel if sched.parallel in outer else None
     if sched.tile is not None and sched.tile[0] in outer:
         u, v, size = sched.tile
@@ -303,7 +309,21 @@ def _lower(kernel: Kernel, sched: Schedule) -> LoopNest:
         body = _tiled(kernel, u, v, size, body, outer_parallel == u)
         outer_parallel = None if outer_parallel == u else outer_parallel
     return LoopNest(kernel, sched,
-                    _dims(kernel) + _nest(outer, kernel, body, outer_parallel, fuse_out, "fo"))
+                    _dims(kernel) + head + _nest(outer, kernel, body, outer_parallel, fuse_out,
+                                                 "fo"))
+
+
+def _written_out(kernel: Kernel, indices: Sequence[str]) -> tuple[tuple[Stmt, ...], Expr]:
+    """For ``Schedule.expand``: lets that name each value of ``indices`` (``e_0 = 0``),
+    and the sum of the body's terms over every combination of them, each term in the
+    accumulating dtype."""
+    extent = kernel.extent
+    head = tuple(Let(f"{r}_{t}", Const(t)) for r in indices for t in range(extent[r]))
+    terms: list[Expr] = []
+    for values in itertools.product(*(range(extent[r]) for r in indices)):
+        term = _renamed_all(kernel.body, {r: f"{r}_{t}" for r, t in zip(indices, values)})
+        terms.append(Cast(term, kernel.accumulate))
+    return head, terms[0] if len(terms) == 1 else Call(kernel.reduce.op, tuple(terms))
 
 
 def _summed(kernel: Kernel, sched: Schedule, loops: Sequence[str], step: Stmt,

@@ -73,7 +73,8 @@ class Policy:
     (``Schedule.hoist``; from 64 KiB of input: bac->ac 100 x 64 x 8 float32 0.098 ->
     0.043 ms hoisted, with 1 MiB as the least it was not); of the output, the block
     inside the hoisted loops where output loops run around them (``Schedule.around``).
-    ``stack_bytes``: the largest local array of accumulators kept
+    ``expand_terms``: the most terms of a sum written out as one expression in the body
+    (``Schedule.expand``; 0: none).  ``stack_bytes``: the largest local array of accumulators kept
     on the kernel's stack rather than the heap.  ``copy_reuse``, ``copy_min_work``: an
     input read at least ``copy_reuse`` times per element (on average) by a kernel of at
     least ``copy_min_work`` body evaluations, across its memory in the innermost loop,
@@ -116,6 +117,7 @@ class Policy:
     stack_bytes: int = 1 << 15
     hoist_min_bytes: int = 1 << 16
     hoist_max_bytes: int = 1 << 16
+    expand_terms: int = 4
     copy_reuse: int = 8
     copy_min_work: int = 1 << 15
     tile_terms: int = 64

@@ -15,12 +15,12 @@ loop nest.
 
 >>> from einjit.ir import Index, Kernel, Operand, SUM, product
 >>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j")), Operand("a1", "float64", ("j", "k"))),
-...            Operand("out", "float64", ("i", "k")), (Index("i", 2), Index("j", 3), Index("k", 4)),
+...            Operand("out", "float64", ("i", "k")), (Index("i", 4), Index("j", 5), Index("k", 4)),
 ...            product(2, (("i", "j"), ("j", "k"))), SUM, "float64")
->>> s = schedule(k, ((3, 1), (1, 3)), (4, 1))   # b stored column-major: j is contiguous
+>>> s = schedule(k, ((5, 1), (1, 5)), (4, 1))   # b stored column-major: j is contiguous
 >>> print(s)
 order ikj, serial
->>> print(schedule(k, ((3, 1), (4, 1)), (4, 1)))  # row-major b: k innermost, unrolled
+>>> print(schedule(k, ((5, 1), (4, 1)), (4, 1)))  # row-major b: k innermost, unrolled
 order ikj, serial, 4 values of k at once in registers
 """
 
@@ -154,7 +154,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         # reads each operand once, so it is not worth a transposing copy of an operand.
         if not (any(layout.copy) and thin < 8):
             return gemm
-    flat_runs = _flat_schedule(kernel, input_strides, threads)
+    expand = _expanded(kernel)
+    flat_runs = None if expand else _flat_schedule(kernel, input_strides, threads)
     if flat_runs is not None:
         return flat_runs
     cost = {ix.name: 0 for ix in kernel.indices}
@@ -191,7 +192,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         return sorted(names, key=lambda n: (-weighed[n], position[n]))
 
     outer = by_stride(kernel.output_indices)
-    inner = by_stride(kernel.reduction_indices)
+    inner = [] if expand else by_stride(kernel.reduction_indices)
     extent = kernel.extent
     parallel = None
     # Numba's parfors fold a prange reduction only by + and *: other reductions over
@@ -372,10 +373,27 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                          and (parallel in outer or not outer)) else 0
     return Schedule(tuple(outer + inner), parallel, fuse, block, chunk=chunk, tile=tile,
                     unroll=unroll, reassociate=reassociate, threads=chunks, band=band,
-                    rows=rows, contract=contract, interleave=interleave,
+                    rows=rows, contract=contract, interleave=interleave, expand=expand,
                     flat=flat_inputs(kernel, input_strides)
                     if flat and not kernel.dynamic else (), block_rows=block_rows, pack=pack,
                     least_work=_least_work(kernel, bool(chunks), least))
+
+
+def _expanded(kernel: Kernel) -> tuple[str, ...]:
+    """The reduction indices to write out in the body (``Schedule.expand``): all of them,
+    for a sum of at most ``policy.POLICY.expand_terms`` terms into an output (sizes
+    known).  Summed in
+    loops, each output value would run a loop of two to four trips (or a block of
+    accumulators one pass per value): written out, the kernel is element-wise, its
+    innermost loop an output index that reads and writes in runs (bae,ce,ae->cab's second
+    step, 256 x 256 x 17 x 2: a block over b,a summed in two passes; written out, one)."""
+    red = kernel.reduction_indices
+    extent = kernel.extent
+    if (not red or not kernel.output_indices or kernel.reduce.op != "add"
+            or any(r in kernel.dynamic for r in red)
+            or not 0 < math.prod(extent[r] for r in red) <= policy.POLICY.expand_terms):
+        return ()
+    return tuple(red)
 
 
 def serial_at(sched: Schedule, kernel: Kernel, size: Mapping[str, int]) -> bool:

@@ -208,6 +208,39 @@ def test_unvectorised_sums_add_their_terms_to_several_partials(monkeypatch):
     assert not nest.schedule.interleave
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int64, np.float16, np.float32, np.float64,
+                                   np.complex128, np.bool_])
+def test_sums_of_a_few_terms_are_written_out(dtype):
+    # at most four terms (e of 1 to 4 values, or e and f of 2 each): the body sums them
+    # as one expression and the kernel runs element-wise over its output; five: loops
+    def ops(*shapes):
+        return [(RNG.integers(-3, 4, sh) if dtype != np.bool_ else RNG.integers(0, 2, sh))
+                .astype(dtype) for sh in shapes]
+
+    for eq, shapes, terms in (("bae,ce,ae->cab", ((40, 17, 2), (30, 2), (17, 2)), 2),
+                              ("abe,eb->ab", ((20, 33, 1), (1, 33)), 1),
+                              ("abe,eb->ab", ((20, 33, 3), (3, 33)), 3),
+                              ("abef,ebf->ba", ((20, 33, 2, 2), (2, 33, 2)), 4),
+                              ("abe,eb->ab", ((20, 33, 5), (5, 33)), 0)):
+        xs = ops(*shapes)
+        got = einjit.einsum(eq, *xs)
+        ref = np.einsum(eq, *xs)
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        if np.issubdtype(ref.dtype, np.inexact):
+            wide = np.einsum(eq, *[x.astype(np.complex128 if dtype == np.complex128
+                                            else np.float64) for x in xs])
+            np.testing.assert_allclose(got, wide, rtol=1e-2 if dtype == np.float16 else 1e-6)
+        else:
+            np.testing.assert_array_equal(got, ref)
+        last = einjit.explain(eq, *xs).nests[-1]
+        if dtype == np.bool_:
+            continue  # (a logical or: loops)
+        assert bool(last.schedule.expand) == (terms > 0), (eq, last.schedule)
+        if terms:
+            source = einjit.explain(eq, *xs).sources[-1]
+            assert "e_0 = 0" in source and source.count(" += ") == 0, source
+
+
 def test_short_innermost_loops_hide_their_trip_count():
     # LLVM unrolls a short constant loop completely before vectorising; the generated
     # code hides trip counts of 16 to 64 behind vm.opaque (longer ones stay literals)
@@ -238,8 +271,8 @@ def test_short_innermost_loops_hide_their_trip_count():
     # and in loops over a block of accumulators (index Let, then the sum) up to 32 trips:
     # zeroing, summing and storing the block; above, only the zeroing loop
     for a, hidden in ((32, 3), (48, 1)):
-        # (a slice: d and a stay two output loops)
-        x, y = RNG.standard_normal(2), RNG.standard_normal((2, 20, a + 1))[:, :, :a]
+        # (a slice: d and a stay two output loops; c of 5 values, not written out)
+        x, y = RNG.standard_normal(5), RNG.standard_normal((5, 20, a + 1))[:, :, :a]
         (nest,) = _check("c,cda->da", x, y)
         assert nest.schedule.block == ("a", a)
         source = einjit.explain("c,cda->da", x, y).sources[0]

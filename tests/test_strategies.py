@@ -15,23 +15,27 @@ from einjit.policy import Policy
 from test_equations import DTYPE_EQUATIONS, EQUATIONS, LAYOUT_EQUATIONS, LAYOUTS, _params, _rng
 from _reference import check_einsum, make_operands, with_layout
 
+# The loop strategies sum in loops even the few terms the default writes out in the body
+# (the table's extents are small); "expand" writes out sums of up to 64 terms.
 POLICIES = {
     "gemm": Policy(gemm_min_work=0, tile_gemm_max=0),
-    "block2": Policy(block=2, unroll=1),
-    "chunk2": Policy(chunk=2),
-    "parallel": Policy(parallel_min_work=0),  # output loops in chunks on threads
-    "prange": Policy(parallel_min_work=0, chunked=False),
-    "tile2": Policy(tile=2),
-    "unroll2": Policy(unroll=2),
-    "copy": Policy(copy_min_work=0, copy_reuse=1, gemm_min_work=1 << 40),
+    "block2": Policy(block=2, unroll=1, expand_terms=0),
+    "chunk2": Policy(chunk=2, expand_terms=0),
+    "parallel": Policy(parallel_min_work=0, expand_terms=0),  # output loops in chunks
+    "prange": Policy(parallel_min_work=0, chunked=False, expand_terms=0),
+    "tile2": Policy(tile=2, expand_terms=0),
+    "unroll2": Policy(unroll=2, expand_terms=0),
+    "copy": Policy(copy_min_work=0, copy_reuse=1, gemm_min_work=1 << 40, expand_terms=0),
+    "expand": Policy(expand_terms=64),
 }
 
 
 # Each policy compiles new kernels (a prange one in about a second), so to keep CI short
 # every policy but gemm runs a slice of the table: prange every twelfth equation (from
-# the fourth), parallel every fourth, unroll2 every third, the others every second one.
+# the fourth), parallel every fourth, unroll2, copy and expand every third, the others
+# every second one.
 _EVERY = {"gemm": 1, "block2": 2, "chunk2": 2, "parallel": 4, "prange": 12, "tile2": 2,
-          "unroll2": 3, "copy": 3}
+          "unroll2": 3, "copy": 3, "expand": 3}
 _FIRST = {"prange": 3}
 CASES = [pytest.param(eq, shapes, policy, id=f"{policy}-{p.id}")
          for n, (p, (eq, shapes)) in enumerate(zip(_params(EQUATIONS), EQUATIONS))
@@ -172,7 +176,7 @@ def test_register_tiles(eq, shapes, dtype, parallel, monkeypatch):
     values run 2 or 3 rows at a time, in whole vectors and a shorter last block, and
     leave rows over; the row loop is serial or in chunks on threads."""
     monkeypatch.setattr(einjit.policy, "POLICY", Policy(
-        gemm_min_work=1 << 40, unroll=1, tile_terms=12,
+        gemm_min_work=1 << 40, unroll=1, tile_terms=12, expand_terms=0,
         parallel_min_work=0 if parallel else 1 << 20))
     monkeypatch.setattr(schedule, "VECTOR_BYTES", 16)
     monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 1 << 10)
@@ -202,6 +206,7 @@ def test_wide_register_tiles_read_packed_panels(eq, shapes, dtype, mode, monkeyp
 
     monkeypatch.setattr(einjit.policy, "POLICY", Policy(
         gemm_min_work=1 << 40, unroll=1, tile_terms=8, pack_rows=4, wide_tile_terms=1,
+        expand_terms=0,  # (sums of two to four terms: not written out, for the tiles)
         parallel_min_work=1 << 40 if mode == "serial" else 0, chunked=mode != "prange"))
     accumulate = {np.float32: 4, np.complex128: 16}.get(dtype, 8)  # (int8 sums in int64)
     monkeypatch.setattr(schedule, "VECTOR_BYTES", 2 * accumulate)
