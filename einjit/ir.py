@@ -297,8 +297,8 @@ class Schedule:
     """What the scheduler decided for one kernel.
 
     ``order`` lists loop indices outermost first (output indices, then reduction
-    indices; with ``hoist``, the nest's own order); ``parallel`` names the loop run with ``prange`` (or ``None``); ``fuse``
-    says how many of the outermost output loops, and of the outermost reduction loops,
+    indices; with ``hoist``, the nest's own order); ``parallel`` names the loop run with
+    ``prange`` (or ``None``); ``fuse`` says how many of the outermost output loops, and of the outermost reduction loops,
     run as one fused loop (0 or 1: none), which keeps deep nests within what Python
     and Numba compile.  ``block = (index, size)`` blocks an output index whose stride is
     smaller than every reduction index's: its loop runs innermost, inside the

@@ -168,7 +168,8 @@ def lower(kernel: Kernel, sched: Schedule, views: dict[str, tuple[int, ...]] | N
     if sched.contract:
         nest = LoopNest(kernel, sched, _contracted(nest.body))
     if sched.interleave > 1:
-        nest = LoopNest(kernel, sched, _interleaved(nest.body, sched.interleave))
+        nest = LoopNest(kernel, sched, _interleaved(nest.body, sched.interleave,
+                                                    kernel.reduce.identity))
     if not views:
         return nest
     into_partials = _into_partials(kernel, sched)
@@ -191,12 +192,13 @@ def _contracted(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
     return tuple(out)
 
 
-def _interleaved(body: tuple[Stmt, ...], k: int) -> tuple[Stmt, ...]:
+def _interleaved(body: tuple[Stmt, ...], k: int, identity: int | float | bool
+                 ) -> tuple[Stmt, ...]:
     """``body`` with each innermost loop that adds one term per iteration to a scalar
     (after the lets that derive its indices) adding its terms to ``k`` partials in turn,
     the accumulator itself the first, folded into it after the loop::
 
-        acc_1 = ... = acc_<k-1> = 0
+        acc_1 = ... = acc_<k-1> = identity
         for rg in range(R // k):
             r = rg * k + 0; <lets>; acc = add(acc, term)
             r = rg * k + 1; <lets>; acc_1 = add(acc_1, term)  ...
@@ -210,9 +212,10 @@ def _interleaved(body: tuple[Stmt, ...], k: int) -> tuple[Stmt, ...]:
             continue
         *lets, last = s.body
         if (s.parallel or s.unpack or not isinstance(last, Accumulate)
-                or not all(isinstance(x, Let) for x in lets)
+                or last.acc.at is not None or not all(isinstance(x, Let) for x in lets)
                 or (isinstance(s.extent, int) and s.extent < 2 * k)):
-            out.append(Loop(s.index, s.extent, _interleaved(s.body, k), s.parallel, s.unpack))
+            out.append(Loop(s.index, s.extent, _interleaved(s.body, k, identity), s.parallel,
+                            s.unpack))
             continue
         acc, r = last.acc, s.index
         parts = [acc] + [Var(f"{acc.name}_{t}") for t in range(1, k)]
@@ -222,7 +225,7 @@ def _interleaved(body: tuple[Stmt, ...], k: int) -> tuple[Stmt, ...]:
                       *lets, Accumulate(part, last.op, last.value, last.dtype)]
         start = Call("mul", (_expr(_floordiv(s.extent, k)), Const(k)))
         left = _mod(s.extent, k)
-        out += [*(Init(p, last.dtype, 0) for p in parts[1:]),
+        out += [*(Init(p, last.dtype, identity) for p in parts[1:]),
                 Loop(f"{r}g", _floordiv(s.extent, k), tuple(turns))]
         if left != 0:
             out.append(Loop(f"{r}r", left, (Let(r, Call("add", (start, Var(f"{r}r")))),
@@ -407,8 +410,8 @@ def _in_partials(kernel: Kernel, loops: Sequence[str], steps: Sequence[Accumulat
 def _passes(kernel: Kernel, sched: Schedule) -> tuple[Stmt, ...]:
     """The nests of a schedule with ``hoist``: the output set to the identity, then the
     hoisted reduction loops around the output loops, each output value updated with the
-    sum of the remaining reductions; all inside the output loops ``around`` (those first
-    in ``outer``), for each of their values the block of the output they select::
+    sum of the remaining reductions; all inside the output loops ``around``, for each of
+    their values the block of the output they select (``sched.order`` is the nest's)::
 
         for a...:                        # around (may be none)
             for o...: out[a, o] = 0
