@@ -10,7 +10,7 @@ from typing import Any, Callable, Hashable
 import numpy as np
 
 from . import cache, engine
-from .dispatch import FastTable, signature, with_out
+from .dispatch import FastTable, keyword_key, signature, with_out
 from .engine import DEFAULT_OPTIMIZE, einsum
 from .body import compile_errors, reduction, translate
 from .parser import parse_subscripts
@@ -101,7 +101,7 @@ class CompiledEinsum:
             sig = signature(operands) if out is None else with_out(signature(operands), out)
             if sig is not None:
                 key = (sig if dtype is None and order == "K" and casting == "safe"
-                       else (dtype, getattr(dtype, "char", None), order, casting, sig))
+                       else (*keyword_key(dtype, order, casting), sig))
                 try:
                     run = self._fast_get(key)
                 except TypeError:  # an unhashable dtype=

@@ -72,6 +72,13 @@ def with_out(sig: tuple[Any, ...] | None, out: Any) -> tuple[Any, ...] | None:
     return sig + ("out", out.shape, out.strides, out.dtype, out.flags.num)
 
 
+def keyword_key(dtype: Any, order: Any, casting: Any) -> tuple[Any, ...]:
+    """The part of a call signature that ``dtype=``, ``order=`` and ``casting=`` make,
+    where one is not the default: ``dtype`` with its character code, for
+    ``dtype("q")`` equals ``dtype("l")`` but numpy keeps the name it was given."""
+    return dtype, getattr(dtype, "char", None), order, casting
+
+
 class Runner:
     """Replays one call signature: a small Python function generated for it.
 

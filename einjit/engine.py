@@ -20,8 +20,8 @@ import numpy as np
 
 from . import buffers, cache, merge
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .dispatch import (FastTable, Runner, entry_point, numba_type, pool_least, result_type,
-                       signature, with_out)
+from .dispatch import (FastTable, Runner, entry_point, keyword_key, numba_type, pool_least,
+                       result_type, signature, with_out)
 from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
@@ -113,10 +113,7 @@ class Call:
             if found == []:  # no step at all (["einsum_path"]): numpy returns its operand
                 return False
             path = found or path
-        size = self.spec.size
-        own = ([dict(zip(t, s)) for t, s in zip(terms, self.shapes)] if self.shapes
-               else [{lb: size[lb] for lb in t} for t in terms])
-        last = _last_step(terms, own, path)
+        last = _last_step(terms, [dict(zip(t, s)) for t, s in zip(terms, self.shapes)], path)
         if len(last) != 2:
             return True
         (a, extent_a), (b, extent_b) = last
@@ -220,7 +217,8 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
     if out is None and len(arrays) == 1 and set(spec.inputs[0]) == set(spec.output):
         # numpy returns a view here, whatever dtype=, order= and casting= say.
         view = permuted_view(arrays[0], spec.inputs[0], spec.output)
-        return Call(spec, [], [], arithmetic(view.dtype), view.dtype, None, (), optimize, view)
+        return Call(spec, [], [], arithmetic(view.dtype), view.dtype, None, (), optimize, view,
+                    shapes=(arrays[0].shape,))
     if out is not None:
         check_out_array(out, tuple(size[lb] for lb in spec.output))
     # Like numpy, the computation dtype is common to the operands and ``out``.
@@ -302,7 +300,7 @@ def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fo
     direct = (out is not None and out.dtype == np.dtype(compute)
               and not any(np.may_share_memory(out, v) for v in views))
     return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct,
-                fold=fold)
+                fold=fold, shapes=tuple(a.shape for a in arrays))
 
 
 #: Results of fewer elements keep every output axis (see :func:`coalesced`).
@@ -792,10 +790,9 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
                     and casting == "safe"):
                 key = (operands[0], sig)
             else:
-                # by type too: optimize=1 is not optimize=True (1 == True), and
-                # dtype("q") is not dtype("l") (equal, but numpy keeps the name)
-                key = (operands[0], dtype, getattr(dtype, "char", None), order, casting,
-                       optimize, type(optimize), sig)
+                # by type too: optimize=1 is not optimize=True (1 == True)
+                key = (operands[0], *keyword_key(dtype, order, casting), optimize,
+                       type(optimize), sig)
             try:
                 run = FAST.get(key)
             except TypeError:  # an unhashable dtype= or optimize= path: no fast path
