@@ -344,11 +344,16 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     # is), and only when long enough to fill vectors.  Not one that reads an input a
     # cache line or more apart: vectorised, its loads are gather instructions, slower
     # here than one load at a time (ab,ba-> over 1000 x 1000, float32 0.56 -> 0.44 ms,
-    # float64 0.56 -> 0.49 ms in order; ii-> level).
+    # float64 0.56 -> 0.49 ms in order; ii-> level).  Nor, but for a register block (whose
+    # values lie side by side and vectorise across it), one that reads an input across its
+    # rows at all: its terms in four partials in turn (``interleave``, below) beat the
+    # vectors (d,cad->d over 2 x 512 x 32 x 2 float32, 8 bytes apart: 42 -> 11 us;
+    # bdac,dca over 2 x 3 x 8 x 128, 32 bytes apart: 11 -> 6 us; abb,cba,c 33 -> 15 us).
     reassociate = (pol.reassociate and bool(inner) and block is None
                    and kernel.reduce.op == "add" and kernel.accumulate[0] in "fc"
                    and extent[inner[-1]] >= 8
-                   and not _far_gathered(kernel, input_strides, inner[-1]))
+                   and not _far_gathered(kernel, input_strides, inner[-1])
+                   and (unroll is not None or not _gathered(kernel, input_strides, inner[-1])))
     # A register tile sums each value in order, vectorised across the block: its terms
     # may still be fused multiply-adds, one instruction where a multiply and an add were
     # two (float32 bnd,bne->bde over 32 x 128 x 64, one thread: 0.44 -> 0.32 ms; sq = (x

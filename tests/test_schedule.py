@@ -199,6 +199,10 @@ def test_unvectorised_sums_add_their_terms_to_several_partials(monkeypatch):
             assert not tiled or part[1] == "tsum"
             if not tiled:
                 assert "for br in range(2):" in source, source
+    # so too where the rows read across lie closer than a cache line (8 or 32 bytes)
+    for eq, shapes in (("d,cad->d", ((2,), (64, 32, 2))), ("bdac,dca", ((2, 3, 8, 128), (3, 128, 8)))):
+        (nest,) = _check(eq, *(RNG.standard_normal(sh).astype(np.float32) for sh in shapes), rtol=1e-4)
+        assert nest.schedule.interleave == 4 and not nest.schedule.reassociate, nest.schedule
     # not where the sum must run in order, nor for integers (exact in any order)
     monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(reassociate=False))
     (nest,) = _check("ab,ba->", RNG.standard_normal((256, 250)), RNG.standard_normal((250, 256)))
