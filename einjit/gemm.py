@@ -121,17 +121,16 @@ def c_ordered(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
 
 
 # The GEMM cost model, in seconds: an operand's copy costs what ``_copy_s`` says, the
-# product's copy into a result BLAS cannot write moves bytes at _COPY_BPS, a BLAS call
-# runs at the dtype's rate times an efficiency that falls off for thin matrices, and each
-# matrix of a batch costs a call.
-_COPY_BPS = 4e9
+# product's copy into a result BLAS cannot write _COPY_OUT_S_PER_BYTE, and the product
+# what ``_product_s`` says.
 # A copy in the input's own memory order (a slice's rows, a Fortran-ordered or reversed
 # array) streams: 1024 x 1024 float32 sliced [::2, ::2] from a Fortran-ordered array
 # 0.31 ms so, 6.6 ms into C order (numpy; 13.5 against 0.6 GB/s); 16 x 24 x 16 x 256
-# float32 permuted keeping its rows, 6.3 MB in 0.2 ms.  Beyond the caches (and the new
-# buffer's pages first touched) at less than half that: 200^3 float32 (32 MB) copied as
-# jik to run ijk,jr->ikr as one product rather than 200 took 10 ms in all against 6.
-_STREAM_COPY_BPS, _CACHED_BYTES, _STREAM_FAR_BPS = 2e10, 1 << 23, 6e9
+# float32 permuted keeping its rows, 6.3 MB in 0.2 ms.  Each byte beyond the first 4 MB
+# (the caches) at less than half that: 200^3 float32 (32 MB) copied as jik to run
+# ijk,jr->ikr as one product rather than 200 took 10 ms in all against 6; 6, 8, 12 and
+# 16 MB of float32 copied keeping their rows of 128: 0.44, 1.0, 2.0, 2.8 ms.
+_STREAM_COPY_BPS, _CACHED_BYTES, _STREAM_FAR_BPS = 2e10, 1 << 22, 6e9
 # A copy that reads its input across rows gathers each element.  Between two steps along
 # the input's rows (its unit-stride axis) the copy reads one cache line per element of
 # the axes inside that one: where those lines stay in L1 the rows' next elements are
@@ -146,11 +145,46 @@ _STREAM_COPY_BPS, _CACHED_BYTES, _STREAM_FAR_BPS = 2e10, 1 << 23, 6e9
 # (dcb) as bcd 8 or 16 KB apart (1536 lines) against bdc 256 or 512 bytes apart: 2x.
 _L1_LINES, _L1_GATHER_S, _NEAR_GATHER_BYTES, _NEAR_GATHER_S = 512, 0.6e-9, 2048, 0.9e-9
 _L2_LINES, _L2_GATHER_S, _FAR_GATHER_S = 16384, 1.5e-9, 2.5e-9
-# BLAS's rates as this machine's OpenBLAS runs them on two threads (half that, the
-# model picked one product between copies over a batch read in place: adc,dg->gac over
-# 256 x 48 x 64 by 48 x 24, float64, 2.2 ms against 0.5-0.8).
-_GEMM_FLOPS = {"float32": 2e11, "float64": 1e11, "complex64": 5e10, "complex128": 2.5e10}
-_GEMM_CALL_S = 5e-6
+# Each run of numpy's inner loop (the innermost axes that nest in both arrays) costs
+# about 8 ns more: rows of 4 to 32 float32 copied across a 2 MB array, 7.5 to 11.5 ns a
+# row (a 2 MB float32 operand copied in rows of 32 within a GEMM: 0.4-0.6 ms, 0.1 ms by
+# the bytes alone).
+_COPY_RUN_S = 8e-9
+# The product's copy into a result BLAS cannot write, per byte moved (read and written):
+# kept from the first model, pessimistic where the copy stays in cache (eba,da->edb over
+# 64^3 float64: 0.19 ms, 1.05 by this).  Priced by what it costs, the planner lays out
+# intermediates whose steps the scheduler then runs as loops (dfa,cdeg,gebf->abc: its
+# first step as c,b,d,f, 1.2 -> 10 ms), until the two agree on when loops win.
+_COPY_OUT_S_PER_BYTE = 2.5e-10
+# Every copy has a new buffer (an operand's copy, or the product a result is copied
+# from) whose pages are first touched: 8 MB filled 0.63 ms new, 0.35 ms reused.
+_FRESH_S_PER_BYTE = 3.5e-11
+# BLAS as numpy's matmul runs it here (OpenBLAS, two threads), fitted to 1,650 timed
+# products of 8 to 4096 rows and columns and 8 to 1024 terms, single or in stacks of
+# 16 and 128 (``benchmarks/gemm_model.py``): an M x K by K x N product runs
+# at the dtype's rate times M/(M+c) N/(N+c) K/(K+c), c = _GEMM_CORNER, each matrix of a
+# stack costs _GEMM_MATRIX_S more and the call _GEMM_CALL_S; about 1.35x error (rms).  The
+# earlier model (c = 24, 5 us a matrix, the rates of _THIN_FLOPS) put numpy's stacks at
+# 2.4x their time in float32: it still prices products with a side under 8, which the fit
+# did not cover and where loops often win (matrix-vector products, 3 x 17 by 17 x 64).
+_GEMM_FLOPS = {"float32": 1.2e11, "float64": 6e10, "complex64": 3e10, "complex128": 1.5e10}
+_GEMM_CORNER, _GEMM_MATRIX_S, _GEMM_CALL_S = 10, 1e-7, 2e-6
+_THIN_FLOPS = {"float32": 2e11, "float64": 1e11, "complex64": 5e10, "complex128": 2.5e10}
+_THIN_CORNER, _THIN_MATRIX_S = 24, 5e-6
+
+
+def _product_s(dtype: str, m: int, n: int, k: int, batch: int) -> float:
+    """Seconds numpy's matmul takes for ``batch`` products of m x k by k x n matrices."""
+    fitted = min(m, n, k) >= 8
+    corner = _GEMM_CORNER if fitted else _THIN_CORNER
+    eff = 1.0
+    for d in (m, n, k):
+        eff *= d / (d + corner)
+    rate = (_GEMM_FLOPS if fitted else _THIN_FLOPS)[dtype]
+    return (2.0 * m * n * k * batch / (rate * eff)
+            + (batch * _GEMM_MATRIX_S + _GEMM_CALL_S if fitted else batch * _THIN_MATRIX_S))
+
+
 # The largest matrix-vector product OpenBLAS runs on one thread (2304 x its
 # GEMM_MULTITHREAD_THRESHOLD of 4).
 _GEMV_ONE_THREAD = 9216
@@ -206,11 +240,9 @@ def gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     batch0, m0, n0, k0 = roles
     extent = kernel.extent
     a, b = kernel.inputs
+    itemsize = np.dtype(kernel.accumulate).itemsize
     sa, sb, so = ({name: int(st) for name, st in zip(op.indices, strides)} for op, strides in
                   zip((a, b, kernel.output), (*input_strides, output_strides)))
-    itemsize = 16 if kernel.accumulate == "complex128" else (
-        4 if kernel.accumulate == "float32" else 8)
-    rate = _GEMM_FLOPS[kernel.accumulate]
 
     def orders(group: Sequence[str], *strides: dict[str, int]) -> list[tuple[str, ...]]:
         # sorted: a tie in cost picks the same layout in every process (set order varies)
@@ -239,11 +271,8 @@ def gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             copy_b, memory_b, copy_b_s = _gemm_operand(kernel, b, batch, (ko, no), sb)
             direct = _blasable((mo, no), so, extent)
             M, N, K, B = size(mo), size(no), size(ko), size(batch)
-            eff = 1.0
-            for d in (M, N, K):
-                eff *= d / (d + 24)
-            cost = (2.0 * M * N * K * B / (rate * eff) + B * _GEMM_CALL_S + copy_a_s + copy_b_s
-                    + (0 if direct else 2 * itemsize * size(kernel.output.indices)) / _COPY_BPS)
+            cost = (_product_s(kernel.accumulate, M, N, K, B) + copy_a_s + copy_b_s
+                    + (0.0 if direct else _COPY_OUT_S_PER_BYTE * 2 * itemsize * size(kernel.output.indices)))
             layout = GemmLayout(batch, mo, no, ko, (copy_a, copy_b), direct,
                                 memory=(memory_a, memory_b))
             if best is None or cost < best[0]:
@@ -334,11 +363,19 @@ def _copy_s(kernel: Kernel, op: Operand, memory: Sequence[str], strides: dict[st
     elements = math.prod(extent[name] for name in op.indices)
     step = abs(strides[live[-1]]) * np.dtype(op.dtype).itemsize if live else 0
     size = elements * np.dtype(kernel.accumulate).itemsize
-    streamed = size / (_STREAM_COPY_BPS if size <= _CACHED_BYTES else _STREAM_FAR_BPS)
+    streamed = (min(size, _CACHED_BYTES) / _STREAM_COPY_BPS
+                + max(0, size - _CACHED_BYTES) / _STREAM_FAR_BPS)
+    # numpy's inner loop runs over the innermost axes whose strides nest in both arrays
+    run = 1
+    for inner, outer in zip(live[::-1], live[-2::-1] + [None]):
+        run *= extent[inner]
+        if outer is None or strides[outer] != strides[inner] * extent[inner]:
+            break
+    overhead = elements / run * _COPY_RUN_S + size * _FRESH_S_PER_BYTE
     rows = min(live, key=lambda name: abs(strides[name])) if live else None  # unit stride
     if rows is None or rows == live[-1]:  # along the input's rows: it streams
-        return streamed
+        return streamed + overhead
     lines = math.prod(extent[name] for name in live[live.index(rows) + 1:])
     each = (_L1_GATHER_S if lines <= _L1_LINES else _NEAR_GATHER_S if step < _NEAR_GATHER_BYTES
             else _L2_GATHER_S if lines <= _L2_LINES else _FAR_GATHER_S)
-    return max(streamed, elements * each)
+    return max(streamed, elements * each) + overhead

@@ -531,14 +531,27 @@ def test_a_gemm_copies_a_strided_operand_in_its_own_memory_order(eq, views):
 def test_a_batch_of_products_read_in_place_beats_one_product_between_copies():
     # adc,dg->gac: a batch over a of (g x d) @ (d x c) reads both operands and writes the
     # result in place; one product over rows (a, c) needs a copy of adc and of the
-    # result.  With BLAS's rate modelled at what this machine's OpenBLAS runs (about
-    # 200 / 100 GFLOP/s), the batch wins, as measured (float64: 2.2 -> 0.5-0.8 ms)
+    # result.  With BLAS's rate modelled at what this machine's OpenBLAS runs, the
+    # batch wins, as measured (float64: 2.2 -> 0.5-0.8 ms)
     rng = np.random.default_rng(13)
     ops = [rng.random((256, 48, 64)), rng.random((48, 24))]
     gemm = einjit.explain("adc,dg->gac", *ops).nests[0].schedule.gemm
     assert gemm and gemm.batch == ("a",) and gemm.copy == (False, False) and gemm.direct, gemm
     np.testing.assert_allclose(einjit.einsum("adc,dg->gac", *ops),
                                np.einsum("adc,dg->gac", *ops), rtol=1e-12)
+
+
+def test_a_copy_pays_for_its_rows_and_its_new_buffer():
+    # bca,cd over 8 x 1000 x 64 by 1000 x 17: one product over rows (b, a) first copies
+    # bca into (c, b, a) order, 8000 runs of 64 values into a new 4 MB buffer; a batch of
+    # 8 products over b reads it in place (float32: 0.39 -> 0.27 ms; the first model
+    # priced the copy by its bytes alone)
+    rng = np.random.default_rng(14)
+    ops = [rng.random((8, 1000, 64)).astype(np.float32), rng.random((1000, 17)).astype(np.float32)]
+    gemm = einjit.explain("bca,cd", *ops).nests[0].schedule.gemm
+    assert gemm and gemm.batch == ("b",) and gemm.copy == (False, False) and gemm.direct, gemm
+    np.testing.assert_allclose(einjit.einsum("bca,cd", *ops),
+                               np.einsum("bca,cd", *(o.astype(np.float64) for o in ops)), rtol=1e-5)
 
 
 def test_small_products_that_blas_would_copy_run_as_loops():
