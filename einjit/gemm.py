@@ -32,6 +32,7 @@ import numpy as np
 
 from . import policy
 from .ir import Call, Cast, GemmLayout, Kernel, Load, Operand
+from .merge import merge_indices
 from .views import c_strides
 
 __all__ = ["gemm_roles", "gemm_worthy", "gemm_cost", "use_gemm", "gemm_layout", "smallest_matrices",
@@ -103,11 +104,30 @@ def use_gemm(kernel: Kernel) -> bool:
 
 def gemm_cost(kernel: Kernel) -> float | None:
     """Seconds a matrix-matrix product (see :func:`gemm_worthy`) over C-ordered arrays
-    takes as a BLAS call by the cost model of :func:`gemm_layout`, its copies included;
-    None for any other kernel (the planner weighs intermediates' layouts with it)."""
+    takes as a BLAS call by the cost model of :func:`gemm_layout`, its copies included,
+    or, where the scheduler may run it as loops (:func:`small_for_blas`), at least what
+    the loops would; None for any other kernel (the planner weighs intermediates'
+    layouts with it)."""
     if not gemm_worthy(kernel):
         return None
-    return gemm_layout(kernel, *c_ordered(kernel), 1)[1]
+    inputs, output = c_ordered(kernel)
+    # as the scheduler sees it: indices that walk memory as one merged
+    merged, strides, _ = merge_indices(kernel, [*inputs, output])
+    layout, cost = gemm_layout(merged, strides[:-1], strides[-1], 1)
+    if small_for_blas(merged, layout):  # the scheduler may run it as loops instead
+        return max(cost, kernel.work * LOOP_TERM_S)
+    return cost
+
+
+def small_for_blas(kernel: Kernel, layout: GemmLayout) -> bool:
+    """Whether a GEMM-shaped kernel's products are small enough (``tile_gemm_max``
+    multiply-adds each) that a register tile of loops may beat BLAS: its matrices, or,
+    where BLAS would copy an operand or the product, the smallest matrices its batch
+    could split into (:func:`smallest_matrices`)."""
+    extent = kernel.extent
+    volume = math.prod(extent[g] for g in layout.m + layout.n + layout.k)
+    copied = any(layout.copy) or not layout.direct
+    return min(volume, smallest_matrices(kernel) if copied else volume) <= policy.POLICY.tile_gemm_max
 
 
 def c_ordered(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
@@ -120,9 +140,12 @@ def c_ordered(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
     return [strides(op) for op in kernel.inputs], strides(kernel.output)
 
 
-# The GEMM cost model, in seconds: an operand's copy costs what ``_copy_s`` says, the
-# product's copy into a result BLAS cannot write _COPY_OUT_S_PER_BYTE, and the product
-# what ``_product_s`` says.
+# A term of a loop nest that streams its inputs, weighed against BLAS's modelled time
+# (a gathered one costs ``schedule.GATHER_COST`` of them).
+LOOP_TERM_S = 0.15e-9
+# The GEMM cost model, in seconds: an operand's copy costs what ``_copy_s`` says, so
+# does the product's copy into a result BLAS cannot write (``_copy_out_s``), and the
+# product what ``_product_s`` says.
 # A copy in the input's own memory order (a slice's rows, a Fortran-ordered or reversed
 # array) streams: 1024 x 1024 float32 sliced [::2, ::2] from a Fortran-ordered array
 # 0.31 ms so, 6.6 ms into C order (numpy; 13.5 against 0.6 GB/s); 16 x 24 x 16 x 256
@@ -150,12 +173,6 @@ _L2_LINES, _L2_GATHER_S, _FAR_GATHER_S = 16384, 1.5e-9, 2.5e-9
 # row (a 2 MB float32 operand copied in rows of 32 within a GEMM: 0.4-0.6 ms, 0.1 ms by
 # the bytes alone).
 _COPY_RUN_S = 8e-9
-# The product's copy into a result BLAS cannot write, per byte moved (read and written):
-# kept from the first model, pessimistic where the copy stays in cache (eba,da->edb over
-# 64^3 float64: 0.19 ms, 1.05 by this).  Priced by what it costs, the planner lays out
-# intermediates whose steps the scheduler then runs as loops (dfa,cdeg,gebf->abc: its
-# first step as c,b,d,f, 1.2 -> 10 ms), until the two agree on when loops win.
-_COPY_OUT_S_PER_BYTE = 2.5e-10
 # Every copy has a new buffer (an operand's copy, or the product a result is copied
 # from) whose pages are first touched: 8 MB filled 0.63 ms new, 0.35 ms reused.
 _FRESH_S_PER_BYTE = 3.5e-11
@@ -240,7 +257,6 @@ def gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     batch0, m0, n0, k0 = roles
     extent = kernel.extent
     a, b = kernel.inputs
-    itemsize = np.dtype(kernel.accumulate).itemsize
     sa, sb, so = ({name: int(st) for name, st in zip(op.indices, strides)} for op, strides in
                   zip((a, b, kernel.output), (*input_strides, output_strides)))
 
@@ -272,7 +288,7 @@ def gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             direct = _blasable((mo, no), so, extent)
             M, N, K, B = size(mo), size(no), size(ko), size(batch)
             cost = (_product_s(kernel.accumulate, M, N, K, B) + copy_a_s + copy_b_s
-                    + (0.0 if direct else _COPY_OUT_S_PER_BYTE * 2 * itemsize * size(kernel.output.indices)))
+                    + (0.0 if direct else _copy_out_s(kernel, batch + mo + no, so)))
             layout = GemmLayout(batch, mo, no, ko, (copy_a, copy_b), direct,
                                 memory=(memory_a, memory_b))
             if best is None or cost < best[0]:
@@ -379,3 +395,13 @@ def _copy_s(kernel: Kernel, op: Operand, memory: Sequence[str], strides: dict[st
     each = (_L1_GATHER_S if lines <= _L1_LINES else _NEAR_GATHER_S if step < _NEAR_GATHER_BYTES
             else _L2_GATHER_S if lines <= _L2_LINES else _FAR_GATHER_S)
     return max(streamed, elements * each) + overhead
+
+
+def _copy_out_s(kernel: Kernel, order: Sequence[str], output_strides: dict[str, int]) -> float:
+    """Seconds numpy takes to copy a product, a C-ordered array of the accumulator's
+    dtype whose axes run in ``order`` (batch, rows, columns), into the output, walked
+    in the output's memory order (see :func:`_copy_s`)."""
+    product = Operand("z", kernel.accumulate, tuple(order))
+    strides = dict(zip(order, c_strides([kernel.extent[name] for name in order])))
+    memory = sorted(kernel.output.indices, key=lambda name: -abs(output_strides[name]))
+    return _copy_s(kernel, product, memory, strides)

@@ -33,7 +33,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from . import policy
-from .gemm import c_ordered, gemm_layout, smallest_matrices, use_gemm
+from .gemm import LOOP_TERM_S, c_ordered, gemm_layout, small_for_blas, use_gemm
 from .ir import Call, Cast, Const, Expr, Kernel, Load, Schedule, loads
 from .views import c_strides
 
@@ -46,11 +46,6 @@ def runs_as_blas(kernel: Kernel) -> bool:
     if not use_gemm(kernel):
         return False
     return schedule(kernel, *c_ordered(kernel)).gemm is not None
-
-
-# A term of a loop nest that streams its inputs (a gathered one costs GATHER_COST of
-# them), weighed against BLAS's modelled time for thin products (scaled with its rates).
-_LOOP_TERM_S = 0.15e-9
 
 
 def _across(kernel: Kernel, v: str) -> int:
@@ -132,12 +127,11 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             slow = gathers or loops.hoist
             tiny = calls > 1 and kernel.work <= calls * TINY_PRODUCT_TERMS
             if not slow or ((any(layout.copy) or tiny)
-                            and kernel.work * GATHER_COST * _LOOP_TERM_S < blas_s):
+                            and kernel.work * GATHER_COST * LOOP_TERM_S < blas_s):
                 return loops
             return gemm
-        volume = math.prod(extent[g] for g in layout.m + layout.n + layout.k)
         copied = any(layout.copy) or not layout.direct
-        if min(volume, smallest_matrices(kernel) if copied else volume) <= pol.tile_gemm_max:
+        if small_for_blas(kernel, layout):
             # Small matrices: a register tile of loops (``block_rows``) beats a BLAS call
             # per matrix (1024 16 x 16 float32 products: 0.35 against 0.62 ms; 512 of
             # 32 x 32, float64: 1.6 against 2.7 ms); also where BLAS would take such a

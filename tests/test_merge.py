@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 
 import einjit
+from einjit.gemm import LOOP_TERM_S, gemm_cost
+from einjit.gemm import c_ordered as c_ordered_arrays
 from einjit.ir import Index, Kernel, Operand, SUM, product
 from einjit.merge import c_ordered, merge_indices
+from einjit.schedule import schedule
 
 RNG = np.random.default_rng(11)
 
@@ -70,6 +73,27 @@ def test_a_step_runs_as_one_matrix_product_over_merged_indices():
     assert dict(first.views) == {"a0": (405, 25, 5), "a1": (5, 25, 600), "out": (405, 600)}
     for _ in range(2):  # the first call and the launcher
         np.testing.assert_allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
+
+
+def test_the_planner_prices_a_product_as_the_scheduler_will_run_it():
+    # cdeg,gebf summed into c,d,b,f merges into one 405 x 125 by 125 x 600 product (BLAS);
+    # into c,b,d,f it does not, and its small matrices (15 x 125 by 125 x 20 at least)
+    # run as loops: the planner's price for the step says so, whatever BLAS would cost
+    extent = {"c": 27, "d": 15, "e": 25, "g": 5, "b": 20, "f": 30}
+
+    def step(out):
+        return Kernel("k", (Operand("a0", "float64", tuple("cdeg")),
+                            Operand("a1", "float64", tuple("gebf"))),
+                      Operand("out", "float64", tuple(out)),
+                      tuple(Index(n, extent[n]) for n in out + "eg"),
+                      product(2, (tuple("cdeg"), tuple("gebf"))), SUM, "float64")
+
+    merged, apart = step("cdbf"), step("cbdf")
+    assert gemm_cost(apart) >= apart.work * LOOP_TERM_S > 2 * gemm_cost(merged)
+    assert schedule(apart, *c_ordered_arrays(apart)).gemm is None
+    inputs, output = c_ordered_arrays(merged)
+    one = merge_indices(merged, [*inputs, output])[0]  # as the scheduler sees it
+    assert schedule(one, *c_ordered_arrays(one)).gemm is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
