@@ -282,8 +282,10 @@ class GemmLayout:
     def __str__(self) -> str:
         def g(x: tuple[str, ...]) -> str:
             return ",".join(x) or "-"
+        # the kernel's inputs by their names in its text (a0, a1), not by letters its
+        # indices may also bear
         copies = [name + (f" (laid out {','.join(order)})" if order else "")
-                  for name, c, order in zip(("a", "b"), self.copy, self.memory) if c]
+                  for name, c, order in zip(("a0", "a1"), self.copy, self.memory) if c]
         tail = f"; copy {' and '.join(copies)} first" if copies else ""
         if not self.direct:
             tail += "; product into a temporary, then copied out"
