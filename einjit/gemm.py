@@ -126,8 +126,8 @@ def small_for_blas(kernel: Kernel, layout: GemmLayout) -> bool:
     could split into (:func:`smallest_matrices`)."""
     extent = kernel.extent
     volume = math.prod(extent[g] for g in layout.m + layout.n + layout.k)
-    copied = any(layout.copy) or not layout.direct
-    return min(volume, smallest_matrices(kernel) if copied else volume) <= policy.POLICY.tile_gemm_max
+    least = smallest_matrices(kernel) if layout.copies else volume
+    return min(volume, least) <= policy.POLICY.tile_gemm_max
 
 
 def c_ordered(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:

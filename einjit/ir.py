@@ -279,6 +279,11 @@ class GemmLayout:
     split: int = 1
     memory: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
+    @property
+    def copies(self) -> bool:
+        """Whether BLAS needs a copy: of an input first, or of the product into ``out``."""
+        return any(self.copy) or not self.direct
+
     def __str__(self) -> str:
         def g(x: tuple[str, ...]) -> str:
             return ",".join(x) or "-"

@@ -130,7 +130,6 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                             and kernel.work * GATHER_COST * LOOP_TERM_S < blas_s):
                 return loops
             return gemm
-        copied = any(layout.copy) or not layout.direct
         if small_for_blas(kernel, layout):
             # Small matrices: a register tile of loops (``block_rows``) beats a BLAS call
             # per matrix (1024 16 x 16 float32 products: 0.35 against 0.62 ms; 512 of
@@ -142,7 +141,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             # (dfbc,bacd->fcad, 400 products of 128 x 24 by 24 x 16, float64: BLAS after
             # three transposing copies 6.0 ms, loops 2.8 ms).
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
-            if loops.block_rows is not None or (copied and loops.block is not None):
+            if loops.block_rows is not None or (layout.copies and loops.block is not None):
                 return loops
         # A matrix-vector product is memory-bound: BLAS gains nothing on a loop nest that
         # reads each operand once, so it is not worth a transposing copy of an operand.
