@@ -18,7 +18,10 @@ Three mappings, chosen by :func:`schedule_gpu`:
   threads stride over the flattened reduction (its smallest-stride index fastest, so a
   warp reads consecutive memory) and combine partial sums with a tree in shared memory.
   A team is sized so that each thread sums ``team_terms`` terms or more (at least a
-  warp); a block holds several teams when one is smaller than a block.  With few
+  warp); rows of ``short_rows`` to ``cooperate_min`` adjacent terms, which one thread
+  each would read a cache line or more apart from its neighbours', get teams of
+  ``short_team`` threads.  A block holds several teams when one is smaller than a
+  block.  With few
   outputs and a long reduction, ``split`` blocks share one output: each writes a
   partial sum to a scratch buffer and a second kernel adds them.  Row reductions, full
   reductions (``i,i->``, ``ij,ij->``).  When the outputs, not the terms, are adjacent
@@ -99,7 +102,12 @@ class Policy:
     memory is adjacent (and at least ``fill_blocks``) get interleaved teams.
     ``max_blocks``: the most blocks a grid-stride launch uses.  ``team_terms``: terms
     each thread of a cooperating team should sum at least, which sizes the team (at
-    least a ``warp``) and so how many outputs share a block.  ``tile``: a GEMM
+    least a ``warp``) and so how many outputs share a block.  ``short_rows``: the
+    shortest row of adjacent terms (shorter than ``cooperate_min``) that teams of
+    ``short_team`` threads sum: on an H200, `ij->i` over 2^25 float32 with rows of 32,
+    64 and 100 terms took 135, 136 and 81 us a thread per row, 50, 41 and 34 in teams
+    of 8 (teams of 32: 186, 75, 54; `ij,ij->i` 269, 283, 264 -> 70, 65, 73); rows of 8
+    and 16 stayed faster a thread each (37 and 68 us, teams of 4: 258 and 76).  ``tile``: a GEMM
     block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's ``(reg_m, reg_n)``
     register block.  ``gemm_min``: the smallest m, n and k extents run as a tiled GEMM.
     ``band``: rows each thread of an element-wise kernel writes (1: a thread per element,
@@ -125,6 +133,8 @@ class Policy:
     max_blocks: int = 1 << 16
     fuse_work: int = 1 << 22
     team_terms: int = 32
+    short_rows: int = 32
+    short_team: int = 8
     tile: tuple[int, int, int] = (64, 64, 16)
     reg: tuple[int, int] = (4, 4)
     gemm_min: tuple[int, int, int] = (16, 16, 8)
@@ -366,9 +376,13 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
         gemm = _tiled_gemm(kernel, inputs, output, p, n_out)
     if gemm is not None:
         return GpuSchedule(gemm, *layouts)
-    cooperate = n_out and n_red >= max(p.cooperate_min, 2)
     # Outputs adjacent in memory (the terms are not): adjacent threads on adjacent outputs.
-    adjacent = cooperate and bool(outputs) and cost[reduce[-1]] >= cost[outputs[-1]]
+    adjacent = bool(outputs and reduce) and cost[reduce[-1]] >= cost[outputs[-1]]
+    # Rows of adjacent terms too short for a warp each, too long for a thread each.
+    short = bool(outputs and reduce) and not adjacent and (
+        max(p.short_rows, 2) <= n_red < p.cooperate_min)
+    cooperate = n_out and (n_red >= max(p.cooperate_min, 2) or short)
+    adjacent = cooperate and adjacent
     if adjacent and n_out < p.fill_threads:
         interleaved = _interleaved(outputs, reduce, n_out, n_red, p)
         if interleaved is not None:
@@ -386,7 +400,8 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
             mapping: Mapping = BlockPerOutput(outputs, reduce, threads, split,
                                               Launch(grid, threads), finish)
         else:
-            team = min(threads, max(p.warp, _pow2_floor(max(1, n_red // p.team_terms))))
+            least = min(p.short_team, p.warp) if short else p.warp
+            team = min(threads, max(least, _pow2_floor(max(1, n_red // p.team_terms))))
             rows = min(threads // team, _pow2_ceil(n_out))
             mapping = BlockPerOutput(outputs, reduce, team, 1,
                                      Launch(min(_ceil_div(n_out, rows), p.max_blocks),

@@ -65,6 +65,23 @@ def test_rowdot_cooperates_along_the_contiguous_reduction():
     assert "32 threads stride over j (4 outputs per block)" in str(s)
 
 
+def test_short_rows_of_adjacent_terms_get_small_teams():
+    # Rows of 32 to 127 adjacent terms: a team of 8 per row (a thread per row read
+    # a cache line or more apart from its neighbours); shorter rows keep a thread each.
+    k = _kernel(["ij", "ij"], "i", {"i": 20971, "j": 100})
+    s = schedule_gpu(k, (_c((20971, 100)),) * 2, _c((20971,)))
+    assert s.mapping == BlockPerOutput(("i",), ("j",), 8, 1, Launch(2622, 64), rows=8)
+    k = _kernel(["ij"], "i", {"i": 65536, "j": 32})
+    assert schedule_gpu(k, (_c((65536, 32)),), _c((65536,))).mapping.threads == 8
+    k = _kernel(["ij"], "i", {"i": 65536, "j": 16})
+    assert isinstance(schedule_gpu(k, (_c((65536, 16)),), _c((65536,))).mapping,
+                      ThreadPerOutput)
+    # Column sums of that length keep adjacent threads on adjacent outputs.
+    k = _kernel(["ij"], "j", {"i": 100, "j": 65536})
+    assert isinstance(schedule_gpu(k, (_c((100, 65536)),), _c((65536,))).mapping,
+                      ThreadPerOutput)
+
+
 def test_column_sum_maps_threads_to_the_contiguous_output():
     k = _kernel(["ij"], "j", {"i": 4096, "j": 4096})
     s = schedule_gpu(k, (_c((4096, 4096)),), _c((4096,)))

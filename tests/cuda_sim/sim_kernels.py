@@ -315,6 +315,19 @@ def test_small_calls_run_as_one_kernel():
     assert steps == [1, 1, 2, 2], steps  # optimize="greedy" keeps its path
 
 
+def test_short_rows_run_in_small_teams():
+    # Under the default policy rows of 32 to 127 adjacent terms are summed by teams of 8
+    schedule_cuda.set_policy(Policy())
+    cuda_target.clear_cache()
+    rng = np.random.default_rng(23)
+    for equation, shapes in [("ij,ij->i", [(37, 100)] * 2), ("bcd->bc", [(3, 5, 40)]),
+                             ("ij->i", [(5, 127)])]:
+        ops = [_data(s, "float64", rng) for s in shapes]
+        _check(einjit.einsum(equation, *ops, target="cuda"), ops, equation)
+    teams = [p.schedules[0].mapping for p in cuda_target._PLANS.values()]
+    assert [(type(m).__name__, m.threads) for m in teams] == [("BlockPerOutput", 8)] * 3
+
+
 def test_default_policy_runs_too():
     schedule_cuda.set_policy(Policy())
     rng = np.random.default_rng(7)
