@@ -36,7 +36,7 @@ from .merge import merge_indices
 from .views import c_strides
 
 __all__ = ["gemm_roles", "gemm_worthy", "gemm_cost", "use_gemm", "gemm_layout", "smallest_matrices",
-           "c_ordered"]
+           "c_ordered_strides"]
 
 _BLAS_DTYPES = frozenset(("float32", "float64", "complex64", "complex128"))
 
@@ -110,7 +110,7 @@ def gemm_cost(kernel: Kernel) -> float | None:
     layouts with it)."""
     if not gemm_worthy(kernel):
         return None
-    inputs, output = c_ordered(kernel)
+    inputs, output = c_ordered_strides(kernel)
     # as the scheduler sees it: indices that walk memory as one merged
     merged, strides, _ = merge_indices(kernel, [*inputs, output])
     layout, cost = gemm_layout(merged, strides[:-1], strides[-1], 1)
@@ -130,7 +130,7 @@ def small_for_blas(kernel: Kernel, layout: GemmLayout) -> bool:
     return min(volume, least) <= policy.POLICY.tile_gemm_max
 
 
-def c_ordered(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+def c_ordered_strides(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
     """The strides of a kernel's inputs and output where all are C-ordered arrays."""
     extent = kernel.extent
 

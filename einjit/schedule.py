@@ -33,7 +33,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from . import policy
-from .gemm import LOOP_TERM_S, c_ordered, gemm_layout, small_for_blas, use_gemm
+from .gemm import LOOP_TERM_S, c_ordered_strides, gemm_layout, small_for_blas, use_gemm
 from .ir import Call, Cast, Const, Expr, Kernel, Load, Schedule, loads
 from .views import c_strides
 
@@ -45,7 +45,7 @@ def runs_as_blas(kernel: Kernel) -> bool:
     """Whether :func:`schedule` runs a kernel over C-ordered arrays as BLAS calls."""
     if not use_gemm(kernel):
         return False
-    return schedule(kernel, *c_ordered(kernel)).gemm is not None
+    return schedule(kernel, *c_ordered_strides(kernel)).gemm is not None
 
 
 def _across(kernel: Kernel, v: str) -> int:

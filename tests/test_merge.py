@@ -6,7 +6,7 @@ import pytest
 
 import einjit
 from einjit.gemm import LOOP_TERM_S, gemm_cost
-from einjit.gemm import c_ordered as c_ordered_arrays
+from einjit.gemm import c_ordered_strides
 from einjit.ir import Index, Kernel, Operand, SUM, product
 from einjit.merge import c_ordered, merge_indices
 from einjit.schedule import schedule
@@ -90,10 +90,10 @@ def test_the_planner_prices_a_product_as_the_scheduler_will_run_it():
 
     merged, apart = step("cdbf"), step("cbdf")
     assert gemm_cost(apart) >= apart.work * LOOP_TERM_S > 2 * gemm_cost(merged)
-    assert schedule(apart, *c_ordered_arrays(apart)).gemm is None
-    inputs, output = c_ordered_arrays(merged)
+    assert schedule(apart, *c_ordered_strides(apart)).gemm is None
+    inputs, output = c_ordered_strides(merged)
     one = merge_indices(merged, [*inputs, output])[0]  # as the scheduler sees it
-    assert schedule(one, *c_ordered_arrays(one)).gemm is not None
+    assert schedule(one, *c_ordered_strides(one)).gemm is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
