@@ -194,9 +194,16 @@ WIDE_TILE_CASES = [("ij,jk->ik", [(11, 5), (5, 67)]),        # rows and a block 
                    ("ij,kj->ik", [(10, 6), (65, 6)])]          # panels copied across
 
 
-@pytest.mark.parametrize("mode", ["serial", "chunks", "prange"])
-@pytest.mark.parametrize("dtype", [np.float64, np.int64, np.float32, np.complex128, np.int8])
-@pytest.mark.parametrize(("eq", "shapes"), WIDE_TILE_CASES)
+_TILE_DTYPES = [np.float64, np.int64, np.float32, np.complex128, np.int8]
+# prange kernels compile in seconds each: every equation and every dtype runs under
+# prange once (the k-th equation in the k-th dtype), each pair serial and in chunks.
+_WIDE_TILE_RUNS = [pytest.param(eq, shapes, dtype, mode, id=f"{eq}-{dtype.__name__}-{mode}")
+                   for k, (eq, shapes) in enumerate(WIDE_TILE_CASES)
+                   for dtype in _TILE_DTYPES for mode in ("serial", "chunks", "prange")
+                   if mode != "prange" or dtype is _TILE_DTYPES[k % len(_TILE_DTYPES)]]
+
+
+@pytest.mark.parametrize(("eq", "shapes", "dtype", "mode"), _WIDE_TILE_RUNS)
 def test_wide_register_tiles_read_packed_panels(eq, shapes, dtype, mode, monkeypatch):
     """A wide block of accumulators runs as register tiles (3 rows of 4 values here:
     vectors of two accumulators, 8 registers), its shared input copied per block into a
