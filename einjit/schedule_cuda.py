@@ -277,6 +277,10 @@ class LibraryGemm:
     Groups list their indices in merge order (row-major, slowest first).  ``direct``:
     the output's m and n groups each merge into one strided axis, so the product is
     written in place; otherwise it is computed, then copied into the output's view.
+    ``swap``: the output's m rows lie closer in memory than its n columns (``ba,bd->da``),
+    so the library computes the transposed product, ``out^T = b^T a^T``, whose result is
+    row-major there (PyTorch's and CuPy's products write only row-major results in place:
+    others they compute apart and copy).
     """
 
     batch: tuple[str, ...]
@@ -285,13 +289,15 @@ class LibraryGemm:
     k: tuple[str, ...]
     direct: bool
     launch: Launch = Launch(0, 0)
+    swap: bool = False
 
     def __str__(self) -> str:
         def g(x: tuple[str, ...]) -> str:
             return "".join(x) or "-"
         into = "in place" if self.direct else "then copied into the output"
+        swap = ", as the transposed product b^T a^T" if self.swap else ""
         return (f"library GEMM (the arrays' matrix product, cuBLAS): batch {g(self.batch)}; "
-                f"m {g(self.m)}; n {g(self.n)}; k {g(self.k)}; written {into}")
+                f"m {g(self.m)}; n {g(self.n)}; k {g(self.k)}; written {into}{swap}")
 
 
 Mapping = ThreadPerOutput | BlockPerOutput | TiledGemm | LibraryGemm
@@ -568,7 +574,8 @@ def _library_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: P
     n, to_batch = _batched(n, sb, so, extent, p.tile[1])
     batch += to_batch
     direct = _merges(m, so, extent) and _merges(n, so, extent)
-    return LibraryGemm(batch, m, n, k, direct)
+    swap = direct and bool(m and n) and abs(so[m[-1]]) < abs(so[n[-1]])
+    return LibraryGemm(batch, m, n, k, direct, swap=swap)
 
 
 def _batched(group: tuple[str, ...], strides: dict[str, int], out: dict[str, int],

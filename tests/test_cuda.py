@@ -124,6 +124,19 @@ def test_outer_product_coalesces_on_the_last_output_index():
     assert schedule_gpu(k, (_c((6, 8)), _c((8,))), _c((6, 8))).mapping.band == 1
 
 
+def test_library_gemm_writes_a_transposed_output_as_the_transposed_product():
+    # out[d, a] = sum_b x[b, a] y[b, d]: the product (a x d) would be computed apart and
+    # copied into the C-ordered output; its transpose y^T x^T (d x a) is written in place
+    k = _kernel(["ba", "bd"], "da", {"a": 1000, "b": 17, "d": 300})
+    s = schedule_gpu(k, (_c((17, 1000)), _c((17, 300))), _c((300, 1000)), library=True)
+    assert s.mapping == LibraryGemm((), ("a",), ("d",), ("b",), True, swap=True)
+    source = render_module(k, s, "t")
+    assert "x = xp.view(a1, (300, 17), (1, 300), 0)" in source
+    assert "xp.matmul(x, y, xp.view(out, (300, 1000), (1000, 1), 0))" in source
+    s = schedule_gpu(k, (_c((17, 1000)), _c((17, 300))), Layout(0, (1, 1000)), library=True)
+    assert not s.mapping.swap  # an (a, d) output: the product itself is row-major there
+
+
 def test_gemm_shapes_get_shared_memory_tiles():
     k = _kernel(["bij", "bjk"], "bik", {"b": 256, "i": 256, "j": 256, "k": 256})
     s = schedule_gpu(k, (_c((256,) * 3),) * 2, _c((256,) * 3))

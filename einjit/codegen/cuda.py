@@ -657,8 +657,13 @@ def _library_gemm(kernel: Kernel, sched: GpuSchedule, g: LibraryGemm) -> str:
                 merged)
 
     (a, b), out = kernel.inputs, kernel.output
-    va, sa = view(a.name, a.indices, sched.inputs[0], (g.m, g.k))
-    vb, sb = view(b.name, b.indices, sched.inputs[1], (g.k, g.n))
+    if g.swap:  # out^T[n, m] = sum_k b[k, n] a[m, k]: b's transpose times a's
+        va, sa = view(b.name, b.indices, sched.inputs[1], (g.n, g.k))
+        vb, sb = view(a.name, a.indices, sched.inputs[0], (g.k, g.m))
+    else:
+        va, sa = view(a.name, a.indices, sched.inputs[0], (g.m, g.k))
+        vb, sb = view(b.name, b.indices, sched.inputs[1], (g.k, g.n))
+    rows, cols = (g.n, g.m) if g.swap else (g.m, g.n)
     lines = [f"def {kernel.name}(xp, {a.name}, {b.name}, out):",
              f"    # {g}",
              f"    x = {va}.reshape({sa!r})",
@@ -666,9 +671,9 @@ def _library_gemm(kernel: Kernel, sched: GpuSchedule, g: LibraryGemm) -> str:
     so = dict(zip(out.indices, sched.output.strides))
     batch = tuple(extent[x] for x in g.batch)
     if g.direct:
-        shape = batch + (math.prod(extent[x] for x in g.m), math.prod(extent[x] for x in g.n))
+        shape = batch + (math.prod(extent[x] for x in rows), math.prod(extent[x] for x in cols))
         strides = tuple(so[x] for x in g.batch) + tuple(
-            so[group[-1]] if group else 1 for group in (g.m, g.n))
+            so[group[-1]] if group else 1 for group in (rows, cols))
         lines.append(f"    xp.matmul(x, y, xp.view(out, {shape!r}, {strides!r}, "
                      f"{sched.output.offset}))")
     else:

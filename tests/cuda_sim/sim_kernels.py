@@ -238,6 +238,8 @@ GEMM_CASES = [  # the library's matrix product: batch broadcasting, transposes, 
     ("ij,jk,kl->il", [(3, 4), (4, 5), (5, 2)]),  # intermediates of the call's kind
     ("ijk,jr->ikr", [(3, 5, 4), (5, 6)]),        # i batches (m = ik would be copied)
     ("jr,ijk->rik", [(5, 6), (3, 5, 4)]),        # the same on the n side
+    ("ba,bd->da", [(4, 3), (4, 5)]),             # out's rows closer than its columns: out^T
+    ("bij,bjk->bki", [(2, 3, 4), (2, 4, 5)]),    # the same in a batch
 ]
 
 
