@@ -144,7 +144,7 @@ def c_ordered_strides(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int,
 # (a gathered one costs ``schedule.GATHER_COST`` of them).
 LOOP_TERM_S = 0.15e-9
 # The GEMM cost model, in seconds: an operand's copy costs what ``_copy_s`` says, so
-# does the product's copy into a result BLAS cannot write (``_copy_out_s``), and the
+# does the product's copy into a result BLAS cannot write (``_copy_out``), and the
 # product what ``_product_s`` says.
 # A copy in the input's own memory order (a slice's rows, a Fortran-ordered or reversed
 # array) streams: 1024 x 1024 float32 sliced [::2, ::2] from a Fortran-ordered array
@@ -173,6 +173,9 @@ _L2_LINES, _L2_GATHER_S, _FAR_GATHER_S = 16384, 1.5e-9, 2.5e-9
 # row (a 2 MB float32 operand copied in rows of 32 within a GEMM: 0.4-0.6 ms, 0.1 ms by
 # the bytes alone).
 _COPY_RUN_S = 8e-9
+# A copy split over the values of the output's innermost axes (``GemmLayout.peel``)
+# costs about 2 us a part (two views and a call of numpy's copyto), and has at most 16.
+_COPY_CALL_S, _MAX_PEEL = 2e-6, 16
 # Every copy has a new buffer (an operand's copy, or the product a result is copied
 # from) whose pages are first touched: 8 MB filled 0.63 ms new, 0.35 ms reused.
 _FRESH_S_PER_BYTE = 3.5e-11
@@ -287,10 +290,10 @@ def gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             copy_b, memory_b, copy_b_s = _gemm_operand(kernel, b, batch, (ko, no), sb)
             direct = _blasable((mo, no), so, extent)
             M, N, K, B = size(mo), size(no), size(ko), size(batch)
-            cost = (_product_s(kernel.accumulate, M, N, K, B) + copy_a_s + copy_b_s
-                    + (0.0 if direct else _copy_out_s(kernel, batch + mo + no, so)))
+            out_s, peel = (0.0, ()) if direct else _copy_out(kernel, batch + mo + no, so)
+            cost = _product_s(kernel.accumulate, M, N, K, B) + copy_a_s + copy_b_s + out_s
             layout = GemmLayout(batch, mo, no, ko, (copy_a, copy_b), direct,
-                                memory=(memory_a, memory_b))
+                                memory=(memory_a, memory_b), peel=peel)
             if best is None or cost < best[0]:
                 best = (cost, layout)
     assert best is not None
@@ -397,11 +400,32 @@ def _copy_s(kernel: Kernel, op: Operand, memory: Sequence[str], strides: dict[st
     return max(streamed, elements * each) + overhead
 
 
-def _copy_out_s(kernel: Kernel, order: Sequence[str], output_strides: dict[str, int]) -> float:
+def _copy_out(kernel: Kernel, order: Sequence[str], output_strides: dict[str, int]
+              ) -> tuple[float, tuple[str, ...]]:
     """Seconds numpy takes to copy a product, a C-ordered array of the accumulator's
-    dtype whose axes run in ``order`` (batch, rows, columns), into the output, walked
-    in the output's memory order (see :func:`_copy_s`)."""
-    product = Operand("z", kernel.accumulate, tuple(order))
-    strides = dict(zip(order, c_strides([kernel.extent[name] for name in order])))
+    dtype whose axes run in ``order`` (batch, rows, columns), into the output, and the
+    output's innermost axes the copy loops over (see :class:`GemmLayout`'s ``peel``).
+
+    numpy walks the output in its memory order (:func:`_copy_s`): where the output's
+    innermost axes are short and the product's rows run along another axis, each of
+    their values is copied apart, so that the copy walks the product along its rows in
+    long runs: ``dbe,bc->cde`` over 512 x 100 x 2 by 100 x 64 float32 copied its
+    1024 x 64 product into the output laid out d, c, e in 323 us in one copy (runs of
+    2), 36 us in two (runs of 64)."""
+    extent = kernel.extent
+    strides = dict(zip(order, c_strides([extent[name] for name in order])))
     memory = sorted(kernel.output.indices, key=lambda name: -abs(output_strides[name]))
-    return _copy_s(kernel, product, memory, strides)
+    live = [name for name in memory if extent[name] != 1]
+    best: tuple[float, tuple[str, ...]] | None = None
+    for cut in range(len(live)):
+        peel = tuple(live[len(live) - cut:])
+        copies = math.prod(extent[name] for name in peel)
+        if copies > _MAX_PEEL:
+            break
+        product = Operand("z", kernel.accumulate, tuple(n for n in order if n not in peel))
+        rest = [name for name in memory if name not in peel]
+        cost = copies * (_copy_s(kernel, product, rest, strides) + (_COPY_CALL_S if peel else 0))
+        if best is None or cost < best[0]:
+            best = (cost, peel)
+    assert best is not None
+    return best

@@ -267,7 +267,10 @@ class GemmLayout:
     input along a shorter stride; BLAS reads such a copy transposed where need be.
     ``split`` runs the first batch axis in that many parts on as many threads: BLAS runs
     each small matrix product on one thread, so a batch of them would otherwise leave
-    cores idle.
+    cores idle.  ``peel``: output indices (its innermost, short ones) over whose values
+    the product is copied out one part at a time, so that each copy runs along the
+    product's rows rather than in runs as short as those indices (numpy's copy walks
+    its destination in memory order).
     """
 
     batch: tuple[str, ...]
@@ -278,6 +281,7 @@ class GemmLayout:
     direct: bool = True
     split: int = 1
     memory: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    peel: tuple[str, ...] = ()
 
     @property
     def copies(self) -> bool:
@@ -294,6 +298,8 @@ class GemmLayout:
         tail = f"; copy {' and '.join(copies)} first" if copies else ""
         if not self.direct:
             tail += "; product into a temporary, then copied out"
+            if self.peel:
+                tail += f" for each value of {g(self.peel)}"
         if self.split > 1:
             tail += f"; the first batch axis in {self.split} parts on {self.split} threads"
         return f"batch {g(self.batch)}; m {g(self.m)}; n {g(self.n)}; k {g(self.k)}{tail}"

@@ -115,7 +115,8 @@ def render(nest: LoopNest) -> str:
     ]
     fallback = ["z = np.matmul(x, y)", f"np.copyto({g.out.name}, {result}, casting='unsafe')"]
     if not lay.direct:
-        return "\n".join(lines + ["    " + ln for ln in fallback]) + "\n"
+        return "\n".join(lines + ["    " + ln for ln in
+                                  _copied_out(g.out, lay.peel, size, result, fallback)]) + "\n"
     matrices = _shape([size[name] for name in lay.batch] + _grouped((lay.m, lay.n), size))
     return "\n".join(lines + [
         "    try:",
@@ -128,6 +129,21 @@ def render(nest: LoopNest) -> str:
         if lay.split > 1 else
         "    np.matmul(x, y, out=o)",
     ]) + "\n"
+
+
+def _copied_out(out: Operand, peel: Sequence[str], size: dict[str, str], result: str,
+                whole: list[str]) -> list[str]:
+    """The lines that copy the product into ``out``: ``whole`` (one copy), or one copy
+    per value of the ``peel`` indices (see :class:`~einjit.ir.GemmLayout`)."""
+    if not peel:
+        return whole
+    var = {name: f"v{k}" for k, name in enumerate(peel)}
+    at = "[" + ", ".join(var.get(name, ":") for name in out.indices) + "]"
+    lines = [whole[0], f"p = {result}"]
+    for depth, name in enumerate(peel):
+        lines.append("    " * depth + f"for {var[name]} in range({size[name]}):")
+    lines.append("    " * len(peel) + f"np.copyto({out.name}{at}, p{at}, casting='unsafe')")
+    return lines
 
 
 def render_numba(nest: LoopNest, title: str, contiguous: tuple[bool, bool] = (False, False)
