@@ -413,6 +413,7 @@ def _copy_out(kernel: Kernel, order: Sequence[str], output_strides: dict[str, in
     1024 x 64 product into the output laid out d, c, e in 323 us in one copy (runs of
     2), 36 us in two (runs of 64)."""
     extent = kernel.extent
+    dynamic = {ix.name for ix in kernel.indices if ix.dynamic}
     strides = dict(zip(order, c_strides([extent[name] for name in order])))
     memory = sorted(kernel.output.indices, key=lambda name: -abs(output_strides[name]))
     live = [name for name in memory if extent[name] != 1]
@@ -420,7 +421,7 @@ def _copy_out(kernel: Kernel, order: Sequence[str], output_strides: dict[str, in
     for cut in range(len(live)):
         peel = tuple(live[len(live) - cut:])
         copies = math.prod(extent[name] for name in peel)
-        if copies > _MAX_PEEL:
+        if copies > _MAX_PEEL or dynamic.intersection(peel):  # (a loop of known length)
             break
         product = Operand("z", kernel.accumulate, tuple(n for n in order if n not in peel))
         rest = [name for name in memory if name not in peel]

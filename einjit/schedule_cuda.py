@@ -21,9 +21,8 @@ Three mappings, chosen by :func:`schedule_gpu`:
   warp); rows of ``short_rows`` to ``cooperate_min`` adjacent terms, which one thread
   each would read a cache line or more apart from its neighbours', get teams of
   ``short_team`` threads.  A block holds several teams when one is smaller than a
-  block.  With few
-  outputs and a long reduction, ``split`` blocks share one output: each writes a
-  partial sum to a scratch buffer and a second kernel adds them.  Row reductions, full
+  block.  With few outputs and a long reduction, ``split`` blocks share one output:
+  each writes a partial sum to a scratch buffer and a second kernel adds them.  Row reductions, full
   reductions (``i,i->``, ``ij,ij->``).  When the outputs, not the terms, are adjacent
   in memory and too few to give each a thread of its own, adjacent threads take
   adjacent outputs instead (``interleave``: column sums).
@@ -107,8 +106,8 @@ class Policy:
     ``short_team`` threads sum: on an H200, `ij->i` over 2^25 float32 with rows of 32,
     64 and 100 terms took 135, 136 and 81 us a thread per row, 50, 41 and 34 in teams
     of 8 (teams of 32: 186, 75, 54; `ij,ij->i` 269, 283, 264 -> 70, 65, 73); rows of 8
-    and 16 stayed faster a thread each (37 and 68 us, teams of 4: 258 and 76).  ``tile``: a GEMM
-    block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's ``(reg_m, reg_n)``
+    and 16 stayed faster a thread each (37 and 68 us, teams of 4: 258 and 76).
+    ``tile``: a GEMM block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's ``(reg_m, reg_n)``
     register block.  ``gemm_min``: the smallest m, n and k extents run as a tiled GEMM.
     ``band``: rows each thread of an element-wise kernel writes (1: a thread per element,
     flattened); an H200 wrote `i,j->ij` over 16384^2 float32 at 4.3 TB/s back to back
