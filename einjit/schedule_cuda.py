@@ -567,11 +567,16 @@ def _library_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: P
     sb = dict(zip(kernel.inputs[1].indices, inputs[1].strides))
     # An m (n) group its operand cannot walk as one axis would be copied by the library:
     # its leading indices become batch indices instead (the other operand broadcasts
-    # over them), as long as the rest still makes matrices of at least a tile's rows.
-    m, to_batch = _batched(m, sa, so, extent, p.tile[0])
-    batch += to_batch
-    n, to_batch = _batched(n, sb, so, extent, p.tile[1])
-    batch += to_batch
+    # over them), as long as the rest still makes matrices of at least a tile's rows
+    # and the broadcast, which PyTorch's product materialises, is smaller than the copy
+    # (ijk,jr->ikr over 512^3: 512 x 512 x 64 values, not a 512^3 permutation; ced,acb
+    # over 150 x 8 x 125 by 75 x 150 x 150: a copy of acb, not 75 x 150 x 1000 values).
+    sizes = [_count(op.indices, extent) for op in kernel.inputs]
+    for side, (group, strides, least) in enumerate(((m, sa, p.tile[0]), (n, sb, p.tile[1]))):
+        rest, to_batch = _batched(group, strides, so, extent, least)
+        if to_batch and _count(to_batch, extent) * sizes[1 - side] < sizes[side]:
+            batch += to_batch
+            m, n = (rest, n) if side == 0 else (m, rest)
     direct = _merges(m, so, extent) and _merges(n, so, extent)
     swap = direct and bool(m and n) and abs(so[m[-1]]) < abs(so[n[-1]])
     return LibraryGemm(batch, m, n, k, direct, swap=swap)
