@@ -22,10 +22,10 @@ Three mappings, chosen by :func:`schedule_gpu`:
   each would read a cache line or more apart from its neighbours', get teams of
   ``short_team`` threads.  A block holds several teams when one is smaller than a
   block.  With few outputs and a long reduction, ``split`` blocks share one output:
-  each writes a partial sum to a scratch buffer and a second kernel adds them.  Row reductions, full
-  reductions (``i,i->``, ``ij,ij->``).  When the outputs, not the terms, are adjacent
-  in memory and too few to give each a thread of its own, adjacent threads take
-  adjacent outputs instead (``interleave``: column sums).
+  each writes a partial sum to a scratch buffer and a second kernel adds them.  Row
+  reductions, full reductions (``i,i->``, ``ij,ij->``).  When the outputs, not the
+  terms, are adjacent in memory and too few to give each a thread of its own, adjacent
+  threads take adjacent outputs instead (``interleave``: column sums).
 * :class:`TiledGemm`: GEMM-shaped sums of products (batch, m, n, k index groups; never
   another body or reduction, which run in the two mappings above) as a tiled
   matrix product: a block computes a ``tile_m x tile_n`` tile of the output, staging
@@ -107,8 +107,9 @@ class Policy:
     64 and 100 terms took 135, 136 and 81 us a thread per row, 50, 41 and 34 in teams
     of 8 (teams of 32: 186, 75, 54; `ij,ij->i` 269, 283, 264 -> 70, 65, 73); rows of 8
     and 16 stayed faster a thread each (37 and 68 us, teams of 4: 258 and 76).
-    ``tile``: a GEMM block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's ``(reg_m, reg_n)``
-    register block.  ``gemm_min``: the smallest m, n and k extents run as a tiled GEMM.
+    ``tile``: a GEMM block's ``(tile_m, tile_n, tile_k)``; ``reg``: each thread's
+    ``(reg_m, reg_n)`` register block.  ``gemm_min``: the smallest m, n and k extents
+    run as a tiled GEMM.
     ``band``: rows each thread of an element-wise kernel writes (1: a thread per element,
     flattened); an H200 wrote `i,j->ij` over 16384^2 float32 at 4.3 TB/s back to back
     in bands of 4 (2 and 8: 3.6 and 4.2), 2.8 flattened.
@@ -381,13 +382,14 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
         gemm = _tiled_gemm(kernel, inputs, output, p, n_out)
     if gemm is not None:
         return GpuSchedule(gemm, *layouts)
-    # Outputs adjacent in memory (the terms are not): adjacent threads on adjacent outputs.
-    adjacent = bool(outputs and reduce) and cost[reduce[-1]] >= cost[outputs[-1]]
+    # Outputs adjacent in memory (the terms are not), or rows of adjacent terms.
+    rows_apart = bool(outputs and reduce) and cost[reduce[-1]] >= cost[outputs[-1]]
     # Rows of adjacent terms too short for a warp each, too long for a thread each.
-    short = bool(outputs and reduce) and not adjacent and (
-        max(p.short_rows, 2) <= n_red < p.cooperate_min)
+    short = (bool(outputs and reduce) and not rows_apart
+             and max(p.short_rows, 2) <= n_red < p.cooperate_min)
     cooperate = n_out and (n_red >= max(p.cooperate_min, 2) or short)
-    adjacent = cooperate and adjacent
+    # adjacent threads on adjacent outputs
+    adjacent = cooperate and rows_apart
     if adjacent and n_out < p.fill_threads:
         interleaved = _interleaved(outputs, reduce, n_out, n_red, p)
         if interleaved is not None:
@@ -571,26 +573,27 @@ def _library_gemm(kernel: Kernel, inputs: Sequence[Layout], output: Layout, p: P
     # and the broadcast, which PyTorch's product materialises, is smaller than the copy
     # (ijk,jr->ikr over 512^3: 512 x 512 x 64 values, not a 512^3 permutation; ced,acb
     # over 150 x 8 x 125 by 75 x 150 x 150: a copy of acb, not 75 x 150 x 1000 values).
-    sizes = [_count(op.indices, extent) for op in kernel.inputs]
-    for side, (group, strides, least) in enumerate(((m, sa, p.tile[0]), (n, sb, p.tile[1]))):
-        rest, to_batch = _batched(group, strides, so, extent, least)
-        if to_batch and _count(to_batch, extent) * sizes[1 - side] < sizes[side]:
-            batch += to_batch
-            m, n = (rest, n) if side == 0 else (m, rest)
+    size_a, size_b = (_count(op.indices, extent) for op in kernel.inputs)
+    m, to_batch = _batched(m, sa, so, extent, p.tile[0], size_a / max(size_b, 1))
+    batch += to_batch
+    n, to_batch = _batched(n, sb, so, extent, p.tile[1], size_b / max(size_a, 1))
+    batch += to_batch
     direct = _merges(m, so, extent) and _merges(n, so, extent)
     swap = direct and bool(m and n) and abs(so[m[-1]]) < abs(so[n[-1]])
     return LibraryGemm(batch, m, n, k, direct, swap=swap)
 
 
 def _batched(group: tuple[str, ...], strides: dict[str, int], out: dict[str, int],
-             extent: dict[str, int], least: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+             extent: dict[str, int], least: int, most: float
+             ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(rest, leading)``: the group without its shortest prefix after which it merges
-    in both its operand and the output, when the rest spans ``least`` or more; else the
-    whole group and ``()``."""
+    in both its operand and the output, when the rest spans ``least`` or more and the
+    prefix fewer than ``most`` values (the other operand is broadcast over them); else
+    the whole group and ``()``."""
     for cut in range(len(group)):
         rest = group[cut:]
         if _merges(rest, strides, extent) and _merges(rest, out, extent):
-            if cut and _count(rest, extent) >= least:
+            if cut and _count(rest, extent) >= least and _count(group[:cut], extent) < most:
                 return rest, group[:cut]
             break
     return group, ()
