@@ -116,8 +116,9 @@ def result_dtype(arrays: Sequence[np.ndarray], dtype: Any, casting: Any) -> np.d
         except TypeError as exc:
             odd = [f"operand {k} ({a.dtype})" for k, a in enumerate(arrays)
                    if a.dtype.kind not in "biufcO"]
-            raise TypeError(f"einsum: cannot find a common dtype for {', '.join(odd) or 'the operands'}"
-                            f": {exc}") from None
+            # the type numpy raised (DTypePromotionError, a TypeError), named better
+            raise type(exc)(f"einsum: cannot find a common dtype for "
+                            f"{', '.join(odd) or 'the operands'}: {exc}") from None
     else:
         result = as_dtype(dtype)
     if result.kind not in "biufcO":

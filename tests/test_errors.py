@@ -228,6 +228,14 @@ ERROR_TABLE = [
      lambda: _call("i,i->i", _obj("a"), _obj(1.5)), TypeError, "'float'"),
     # ---- operand dtypes einsum cannot work with ----------------------------------------
     ("string_operand", lambda: _call("i,i->", _f(1), np.array(["a"])), TypeError, "operand 1"),
+    # numpy's promotion fails first, with its DTypePromotionError (a TypeError)
+    ("datetime_with_float",
+     lambda: _call("ij,jk->ik", _f(2, 2, dtype="M8[s]"), _f(2, 2)),
+     np.exceptions.DTypePromotionError, "operand 0"),
+    ("timedelta_with_float",
+     lambda: _call("i,i->", _f(2), _f(2, dtype="m8[s]")),
+     np.exceptions.DTypePromotionError, "operand 1"),
+    ("timedelta_alone", lambda: _call("i->", _f(2, dtype="m8[s]")), TypeError, "operand 0"),
 ]
 
 _IDS = [row[0] for row in ERROR_TABLE]
