@@ -20,8 +20,9 @@ import numpy as np
 
 from . import buffers, cache, merge
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .dispatch import (FastTable, Runner, entry_point, keyword_key, numba_type, pool_least,
-                       result_type, signature, with_out)
+from .dispatch import (PERMUTATIONS, FastTable, Runner, entry_point, keyword_key, numba_type,
+                       permutation, pool_least, remember_permutation, result_type, signature,
+                       with_out)
 from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
@@ -673,6 +674,7 @@ class PlanTable(dict):  # type: ignore[type-arg]
 _PLANS = PlanTable()
 FAST = FastTable()
 _STATS = cache.STATS  # one object for the process (reset in place)
+_ndarray = np.ndarray
 _build_lock = threading.Lock()
 
 
@@ -782,12 +784,22 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     (2, 4)
     """
     key: Hashable = None
+    if len(operands) == 2 and type(operands[0]) is str:  # one array: a transpose seen before?
+        axes = PERMUTATIONS.get(operands[0])
+        if axes is not None:
+            a = operands[1]
+            if (type(a) is _ndarray and a.ndim == len(axes) and out is None and dtype is None
+                    and optimize is DEFAULT_OPTIMIZE and order == "K" and casting == "safe"
+                    and target is None):
+                _STATS.hits += 1
+                return a.transpose(axes)
+    plain = (dtype is None and optimize is DEFAULT_OPTIMIZE and order == "K"
+             and casting == "safe")
     if operands and type(operands[0]) is str and (target is None or target == "cpu"):
         arrays = operands[1:]
         sig = signature(arrays) if out is None else with_out(signature(arrays), out)
         if sig is not None:
-            if (dtype is None and optimize is DEFAULT_OPTIMIZE and order == "K"
-                    and casting == "safe"):
+            if plain:
                 key = (operands[0], sig)
             else:
                 # by type too: optimize=1 is not optimize=True (1 == True)
@@ -813,6 +825,10 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
             return cuda_target.einsum(*operands, out=out, dtype=dtype, order=order,
                                       casting=casting, optimize=optimize)
     call = prepare(operands, out, dtype, order, casting, optimize)
+    if key is not None and plain and out is None and target is None and len(operands) == 2:
+        axes = permutation(call)
+        if axes is not None:
+            remember_permutation(operands[0], axes)
     return finish(call, None, key, FAST, operands[1:])
 
 
@@ -835,5 +851,6 @@ def clear_cache() -> None:
         _PLANS.clear()
         _PLANS.seen.clear()
         FAST.clear()
+        PERMUTATIONS.clear()
         buffers.clear()
         cache.STATS.reset()

@@ -127,6 +127,44 @@ def test_fast_path_returns_new_arrays_and_views_like_numpy():
         assert np.shares_memory(d, a)
 
 
+@pytest.mark.parametrize(("eq", "shapes"), [
+    ("ijk->kji", [(2, 3, 4)]), ("bca", [(2, 3, 4)]), ("i", [(5,)]), ("ij->ij", [(3, 2)]),
+    ("...ij->...ji", [(2, 3), (4, 2, 3), (5,) * 4]),
+    ("i...->...i", [(3, 4), (3,), (3, 1, 2)])])
+def test_permutations_answer_any_array_of_their_dimension(eq, shapes):
+    """After its first call a transposing equation answers by its axes alone (the
+    permutation table): for arrays of any shape, strides and dtype, a view of the
+    operand as numpy's, and an array of another dimension still gets its own axes."""
+    engine.clear_cache()
+    rng = np.random.default_rng(0)
+    for shape in shapes:
+        base = rng.random(tuple(2 * n for n in shape))
+        for a in (base[tuple(slice(None, None, 2) for _ in shape)], base[:shape[0]].copy()
+                  [tuple(slice(n) for n in shape)].astype(np.float32),
+                  np.asarray(rng.random(shape), order="F"),
+                  np.arange(int(np.prod(shape))).astype(object).reshape(shape)):
+            for _ in range(2):
+                t = einjit.einsum(eq, a)
+                expected = np.einsum(eq, a)
+                assert t.shape == expected.shape and t.strides == expected.strides
+                assert t.dtype == a.dtype and np.shares_memory(t, a)
+                np.testing.assert_array_equal(t, expected)
+    hits = engine.cache.STATS.hits
+    b = np.ones(shapes[-1]).astype(np.float16)  # the dimension of the last one planned
+    b.flags.writeable = False
+    t = einjit.einsum(eq, b)
+    assert engine.cache.STATS.hits == hits + 1 and not t.flags.writeable
+    # keywords and other kinds of operand take the full way, with numpy's answers
+    for order in "CF":  # numpy's view whatever the order
+        t, expected = einjit.einsum(eq, b, order=order), np.einsum(eq, b, order=order)
+        np.testing.assert_array_equal(t, expected)
+        assert t.strides == expected.strides
+    if "..." not in eq:  # an array of another dimension is still an error
+        with pytest.raises(ValueError, match="operand 0"):
+            einjit.einsum(eq, np.ones((2,) * 6))
+    assert type(einjit.einsum(eq, np.ma.masked_array(b))) is np.ndarray
+
+
 def test_decorator_fast_path():
     @einjit.compile("ij,j->i")
     def matvec(a, x): ...
