@@ -298,7 +298,7 @@ def _implementation(equation: str, fold: Any, fn: Callable[..., Any] | None,
             continue
         # A matrix product: BLAS (np.dot) from GEMM_MIN_WORK multiply-adds, the loop
         # kernel below that (copies and a BLAS call cost more than a few loops).
-        x, y = (a >= len(array_types) or array_types[a].layout == "C" for a in step.args)
+        x, y = ("C" if a >= len(array_types) else array_types[a].layout for a in step.args)
         namespace[f"g{i}"] = cache.load_module_function(
             blas.render_numba(gemm, title, (x, y)), step.kernel.name)
         work = " * ".join(f"n_{_name(ix.name)}" for ix in step.kernel.indices)

@@ -199,7 +199,10 @@ def test_dtype_inside_njit():
 # Spelled for this test alone: Numba keeps one implementation per equation and types.
 _PRODUCTS = [("zpq,zqr->zpr", [(4, 6, 5), (4, 5, 3)]), ("pqr,qs->psr", [(3, 6, 4), (6, 5)]),
              ("abcd,dbef->aecf", [(2, 3, 4, 5), (5, 3, 2, 3)]),
-             ("ab,cb,cdb->cda", [(4, 5), (3, 5), (3, 6, 5)])]
+             ("ab,cb,cdb->cda", [(4, 5), (3, 5), (3, 6, 5)]),
+             # operands read transposed in place, products written transposed in place
+             ("ij,jk,kl->il", [(4, 6), (6, 5), (5, 3)]), ("ji,kj->ki", [(6, 4), (3, 6)]),
+             ("bji,bjk->bki", [(2, 5, 4), (2, 5, 3)])]
 
 
 def test_matrix_products_inside_njit(monkeypatch):
@@ -221,8 +224,10 @@ def test_matrix_products_inside_njit(monkeypatch):
         base = [rng.standard_normal(s) for s in shapes]
         variants = [base, [np.repeat(o, 2, axis=-1)[..., ::2] for o in base],
                     [(o * 1j + o[..., ::-1]).astype(np.complex64) for o in base]]
-        if equation == _PRODUCTS[0][0]:  # (each typing compiles: the rest on one only)
-            variants.append([np.asfortranarray(o, dtype=np.float32) for o in base])
+        if equation in ("zpq,zqr->zpr", "ji,kj->ki"):  # (each typing compiles: the rest
+            variants.append([np.asfortranarray(o, dtype=np.float32) for o in base])  # not)
+        if equation == "ji,kj->ki":  # an integer operand, cast to the product's dtype
+            variants.append([(base[0] * 4).astype(np.int32), base[1]])
         for ops in variants:
             got = f(*ops)
             assert got.dtype == np.einsum(equation, *ops).dtype

@@ -32,19 +32,30 @@ stack of matrices BLAS reads in place, where rows ``(i, k)`` would have copied `
 the 64 small products run half on each of two threads.
 
 Inside Numba code (``einjit.einsum`` in ``@njit`` functions) the same product is a loop
-of ``np.dot`` calls, with the operands typed C-contiguous here (Numba plans no threads,
-whatever the comment line says):
+of ``np.dot`` calls (Numba plans no threads, whatever the comment line says).  With the
+operands typed C-contiguous, ``a0`` is read in place as matrices (j, k), the transposes
+of the (k, j) ones wanted, and ``out`` holds the products transposed, (l, k): each is
+written in place as ``a1^T a0[i]``, which BLAS reads and writes without a copy:
 
->>> source = render_numba(nest, "ijk,jl->ilk", (True, True))
+>>> source = render_numba(nest, "ijk,jl->ilk", ("C", "C"))
 >>> print(source[source.index("def "):], end="")
 def k0(a0, a1, out):
     # out[i,l,k] = gemm(a0[i,j,k], a1[j,l])   # batch i; m k; n l; k j; the first batch axis in 2 parts on 2 threads
-    x = np.ascontiguousarray(a0.transpose((0, 2, 1))).reshape((64, 64, 64))
+    x = a0.reshape((64, 64, 64))
     y = a1.reshape((1, 64, 32))
-    z = np.empty((64, 64, 32), dtype=out.dtype)
+    z = out.reshape((64, 32, 64))
     for q0 in range(64):
-        np.dot(x[q0], y[0], z[q0])
-    out[...] = z.reshape((64, 64, 32)).transpose((0, 2, 1))
+        np.dot(y[0].T, x[q0], z[q0])
+
+An operand of unknown strides (layout ``"A"``: a slice) is copied first:
+
+>>> source = render_numba(nest, "ijk,jl->ilk", ("A", "F"))
+>>> print(source[source.index("x = "):], end="")
+x = np.ascontiguousarray(a0.transpose((0, 2, 1))).reshape((64, 64, 64))
+    y = a1.T.reshape((1, 32, 64))
+    z = out.reshape((64, 32, 64))
+    for q0 in range(64):
+        np.dot(y[0], x[q0].T, z[q0])
 """
 
 from __future__ import annotations
@@ -146,32 +157,51 @@ def _copied_out(out: Operand, peel: Sequence[str], size: dict[str, str], result:
     return lines
 
 
-def render_numba(nest: LoopNest, title: str, contiguous: tuple[bool, bool] = (False, False)
-                 ) -> str:
+def render_numba(nest: LoopNest, title: str, layouts: tuple[str, str] = ("A", "A")) -> str:
     """A module defining ``@njit`` ``name(a0, a1, out)``: the GEMM as ``np.dot`` calls
     inside Numba code (Numba reaches BLAS through SciPy), one per matrix of the batch.
 
-    ``contiguous`` says which operands are typed C-contiguous; ``out`` always is.  An
-    operand is read as a stack of matrices in place when it is C-contiguous and its axes
-    are already in (batch, rows, columns) order, else copied into one first (strides are
-    known only at run time there); the product is written into ``out`` in place when its
-    axes are in that order, else copied in (see the module's docstring).
+    ``layouts`` gives the operands' Numba layouts (``"C"``, ``"F"`` or ``"A"``); ``out``
+    is C-contiguous.  Numba's ``np.dot`` reads a C- or F-contiguous matrix in place (BLAS
+    takes it transposed) and writes a C-contiguous one.  So a contiguous operand whose
+    axes in memory are (batch, rows, columns) or (batch, columns, rows) is read in place,
+    any other is copied first (its strides are known only at run time); the product is
+    written into ``out`` in place when ``out``'s axes are (batch, m, n), or as its
+    transpose ``b^T a^T`` when they are (batch, n, m), else copied in.
     """
     g, size, perm, result, lines = _prologue(nest)
     lay = g.layout
-    in_place = perm == tuple(range(len(perm)))
 
-    def stack(op: Operand, groups: tuple[tuple[str, ...], ...], contiguous: bool) -> str:
-        ordered = [n for n in lay.batch if n in op.indices] + [n for g in groups for n in g]
-        copy = not (contiguous and tuple(ordered) == op.indices)
-        text = _arranged(op, groups, lay.batch, size, copy)
+    def stack(op: Operand, groups: tuple[tuple[str, ...], tuple[str, ...]], layout: str
+              ) -> tuple[str, bool]:
+        # (the operand as a stack of matrices, whether each is stored transposed)
+        batch = tuple(n for n in lay.batch if n in op.indices)
+        memory = op.indices[::-1] if layout == "F" else op.indices
+        name = f"{op.name}.T" if layout == "F" and len(memory) > 1 else op.name
+        text, flip = None, False
+        for flip, order in ((False, groups), (True, groups[::-1])):
+            if layout in "CF" and batch + order[0] + order[1] == memory:
+                shape = [size[n] if n in op.indices else "1" for n in lay.batch]
+                text = f"{name}.reshape({_shape(shape + _grouped(order, size))})"
+                break
+        else:
+            text, flip = _arranged(op, groups, lay.batch, size, True), False
         acc = nest.kernel.accumulate
-        return text if op.dtype == acc else f"{text}.astype(np.{acc})"
+        return (text if op.dtype == acc else f"{text}.astype(np.{acc})"), flip
 
-    matrices = _shape([size[n] for n in lay.batch] + _grouped((lay.m, lay.n), size))
+    x, x_flip = stack(g.a, (lay.m, lay.k), layouts[0])
+    y, y_flip = stack(g.b, (lay.k, lay.n), layouts[1])
+    swapped = perm == tuple(range(len(lay.batch))) + tuple(
+        range(len(lay.batch) + len(lay.m), len(perm))) + tuple(
+        range(len(lay.batch), len(lay.batch) + len(lay.m)))
+    in_place = perm == tuple(range(len(perm))) or swapped
+    if swapped:  # out holds the transposed product: (b^T a^T), its matrices (n, m)
+        matrices = _shape([size[n] for n in lay.batch] + _grouped((lay.n, lay.m), size))
+    else:
+        matrices = _shape([size[n] for n in lay.batch] + _grouped((lay.m, lay.n), size))
     lines += [
-        f"    x = {stack(g.a, (lay.m, lay.k), contiguous[0])}",
-        f"    y = {stack(g.b, (lay.k, lay.n), contiguous[1])}",
+        f"    x = {x}",
+        f"    y = {y}",
         f"    z = {g.out.name}.reshape({matrices})" if in_place else
         f"    z = np.empty({matrices}, dtype={g.out.name}.dtype)",
     ]
@@ -180,14 +210,17 @@ def render_numba(nest: LoopNest, title: str, contiguous: tuple[bool, bool] = (Fa
         lines.append(f"{indent}for q{q} in range({size[name]}):")
         indent += "    "
 
-    def at(op: Operand, var: str) -> str:
-        if not lay.batch:
-            return var
+    def at(op: Operand, var: str, transposed: bool) -> str:
         picks = [f"q{q}" if name in op.indices else "0" for q, name in enumerate(lay.batch)]
-        return f"{var}[{', '.join(picks)}]"
+        text = f"{var}[{', '.join(picks)}]" if lay.batch else var
+        return f"{text}.T" if transposed else text
 
     z = f"z[{', '.join(f'q{q}' for q in range(len(lay.batch)))}]" if lay.batch else "z"
-    lines.append(f"{indent}np.dot({at(g.a, 'x')}, {at(g.b, 'y')}, {z})")
+    if swapped:
+        lines.append(f"{indent}np.dot({at(g.b, 'y', not y_flip)}, {at(g.a, 'x', not x_flip)}, "
+                     f"{z})")
+    else:
+        lines.append(f"{indent}np.dot({at(g.a, 'x', x_flip)}, {at(g.b, 'y', y_flip)}, {z})")
     if not in_place:
         lines.append(f"    {g.out.name}[...] = {result}")
     return (f"# Generated by einjit: {title}\n# {nest.kernel}\nimport numpy as np\n"
