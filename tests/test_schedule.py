@@ -609,6 +609,27 @@ def test_loop_order_follows_the_biggest_arrays_memory():
     assert nest.kernel.inputs[2].indices == ("a", "b", "c")
 
 
+def test_copies_across_strides_run_both_contiguous_axes_in_tiles():
+    # ijk,kji->ijk: the output and a0 run along k, a1 along i; by strides j would run
+    # innermost (every array's rows apart along it): k and i innermost in tiles instead,
+    # j around them on the threads
+    a, b = RNG.random((64, 64, 64)), RNG.random((64, 64, 64))
+    (nest,) = _check("ijk,kji->ijk", a, b)
+    assert nest.schedule.order == ("j", "i", "k") and nest.schedule.parallel == "j"
+    # a1's rows along k lie 32 KiB apart, all in one cache set: tiles of 8 rows
+    assert nest.schedule.tile == ("i", "k", 8)
+    # 800 bytes apart they spread over the cache: tiles of 32
+    (nest,) = _check("ijk,kji->ijk", RNG.random((100, 90, 80)), RNG.random((80, 90, 100)))
+    assert nest.schedule.order[1:] == ("i", "k") and nest.schedule.tile == ("i", "k", 32)
+    # operands that stay in the second level cache keep the order by strides
+    small = [RNG.random((32, 32, 32)).astype(np.float32) for _ in range(2)]
+    (nest,) = _check("ijk,kji->ijk", *small, rtol=1e-6)
+    assert nest.schedule.tile is None or nest.schedule.tile[:2] != ("i", "k")
+    # and in two dimensions, rows 4 KiB apart are tiled 8 by 8
+    (nest,) = _check("ij,ji->ij", RNG.random((512, 512)), RNG.random((512, 512)))
+    assert nest.schedule.tile[2] == 8
+
+
 def test_small_matrix_vector_products_run_as_loops():
     # below Policy.gemv_min_work, a dot or matrix-vector product runs as a loop nest
     # (BLAS's call costs more), unless the loops would gather an input that BLAS reads
