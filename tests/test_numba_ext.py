@@ -236,6 +236,37 @@ def test_matrix_products_inside_njit(monkeypatch):
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=equation)
 
 
+def test_plans_inside_njit_weigh_the_blas_products():
+    """With BLAS reachable, a chain whose fused loop nest has the flops of its products
+    (``ij,jk,ki->``: n^3 either way) is split so that a product runs on BLAS (one loop
+    nest over 512^2 float64 took 530 ms, the product and a sum 5 ms); without BLAS the
+    loop nest stays fused, and either way the result is numpy's."""
+    from numba.core import types
+
+    from einjit import numba_ext
+    from einjit.dtypes import arithmetic
+    from einjit.parser import bind, parse_subscripts
+    from einjit.planner import DEFAULT_FOLD
+
+    spec = bind(parse_subscripts("ij,jk,ki->"), [(64, 64)] * 3)
+    f64 = np.dtype("float64")
+    steps = {}
+    for blas in (True, False):
+        plan, _, gemms = numba_ext._plan_generic(
+            spec, [tuple(t) for t in spec.inputs], spec.size, [f64] * 3, arithmetic(f64),
+            DEFAULT_FOLD, (types.Array(types.float64, 2, "C"),) * 3, blas)
+        steps[blas] = (len(plan.steps), sum(g is not None for g in gemms))
+    assert steps == {True: (2, 1), False: (1, 0)}
+    a, b, c = (np.random.default_rng(k).random((40, 40)) for k in range(3))
+    np.testing.assert_allclose(_trace3(a, b, c), np.einsum("ij,jk,ki->", a, b, c),
+                               rtol=1e-12)
+
+
+@numba.njit
+def _trace3(a, b, c):
+    return einjit.einsum("ij,jk,ki->", a, b, c)
+
+
 @einjit.compile("bij,bjk->bik")
 def bmm(a, b): ...
 
