@@ -340,7 +340,6 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     if not inner and len(outer) >= 2 and not deep:
         u, v = outer[-2], outer[-1]
         if crossed(u, v) and min(extent[u], extent[v]) >= pol.tile:
-            tile = (u, v, pol.tile)
             # an array read or written across its rows along v keeps a line per row
             # of the tile in the cache while the tile runs
             across_v = [abs(st[op.indices.index(v)]) * np.dtype(op.dtype).itemsize

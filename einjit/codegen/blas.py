@@ -169,7 +169,7 @@ def render_numba(nest: LoopNest, title: str, layouts: tuple[str, str] = ("A", "A
     written into ``out`` in place when ``out``'s axes are (batch, m, n), or as its
     transpose ``b^T a^T`` when they are (batch, n, m), else copied in.
     """
-    g, size, perm, result, lines = _prologue(nest)
+    g, size, _, result, lines = _prologue(nest)
     lay = g.layout
 
     def stack(op: Operand, groups: tuple[tuple[str, ...], tuple[str, ...]], layout: str
@@ -178,7 +178,6 @@ def render_numba(nest: LoopNest, title: str, layouts: tuple[str, str] = ("A", "A
         batch = tuple(n for n in lay.batch if n in op.indices)
         memory = op.indices[::-1] if layout == "F" else op.indices
         name = f"{op.name}.T" if layout == "F" and len(memory) > 1 else op.name
-        text, flip = None, False
         for flip, order in ((False, groups), (True, groups[::-1])):
             if layout in "CF" and batch + order[0] + order[1] == memory:
                 shape = [size[n] if n in op.indices else "1" for n in lay.batch]
@@ -191,14 +190,12 @@ def render_numba(nest: LoopNest, title: str, layouts: tuple[str, str] = ("A", "A
 
     x, x_flip = stack(g.a, (lay.m, lay.k), layouts[0])
     y, y_flip = stack(g.b, (lay.k, lay.n), layouts[1])
-    swapped = perm == tuple(range(len(lay.batch))) + tuple(
-        range(len(lay.batch) + len(lay.m), len(perm))) + tuple(
-        range(len(lay.batch), len(lay.batch) + len(lay.m)))
-    in_place = perm == tuple(range(len(perm))) or swapped
-    if swapped:  # out holds the transposed product: (b^T a^T), its matrices (n, m)
-        matrices = _shape([size[n] for n in lay.batch] + _grouped((lay.n, lay.m), size))
-    else:
-        matrices = _shape([size[n] for n in lay.batch] + _grouped((lay.m, lay.n), size))
+    straight = g.out.indices == lay.batch + lay.m + lay.n
+    swapped = not straight and g.out.indices == lay.batch + lay.n + lay.m
+    in_place = straight or swapped
+    # (out's matrices are (n, m) where it holds the transposed product b^T a^T)
+    rows, columns = (lay.n, lay.m) if swapped else (lay.m, lay.n)
+    matrices = _shape([size[n] for n in lay.batch] + _grouped((rows, columns), size))
     lines += [
         f"    x = {x}",
         f"    y = {y}",
