@@ -13,8 +13,10 @@ with every extent dynamic (the kernels read the sizes from the arrays), renders 
 loads the kernels like any einjit kernel, and returns a small generated implementation
 that checks the shapes, allocates the intermediates and the result and calls the kernels.
 A matrix-product step calls BLAS through ``np.dot`` (as Numba does, through SciPy, when
-SciPy is installed) from :data:`GEMM_MIN_WORK` multiply-adds, and its loop kernel below
-that: both are compiled, and the sizes choose at run time.  Errors in the equation or the
+SciPy is installed) from :data:`GEMM_MIN_WORK` multiply-adds a matrix (one call per
+matrix of a batch), and its loop kernel below that: both are compiled, and the sizes
+choose at run time.  The path of three or more operands is weighed with those BLAS
+products.  Errors in the equation or the
 operands are Numba typing errors naming the equation.
 
 A label repeated within one operand (``ii->``, ``bii->bi``) reads that operand's
