@@ -382,7 +382,8 @@ def schedule_gpu(kernel: Kernel, inputs: Sequence[Layout], output: Layout,
         gemm = _tiled_gemm(kernel, inputs, output, p, n_out)
     if gemm is not None:
         return GpuSchedule(gemm, *layouts)
-    # Outputs adjacent in memory (the terms are not), or rows of adjacent terms.
+    # Whether the terms' rows lie apart and the outputs are adjacent in memory (else the
+    # terms of a row are adjacent).
     rows_apart = bool(outputs and reduce) and cost[reduce[-1]] >= cost[outputs[-1]]
     # Rows of adjacent terms too short for a warp each, too long for a thread each.
     short = (bool(outputs and reduce) and not rows_apart
