@@ -23,7 +23,10 @@ def _check(eq, *ops, rtol=1e-12):
     if np.issubdtype(ref.dtype, np.integer):
         np.testing.assert_array_equal(got, ref)
     else:
-        np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+        # rounding errors scale with the sum of the terms' magnitudes, not with the
+        # result's: a sum that cancels (ab,ba-> over random values) keeps them
+        mag = np.einsum(eq, *[np.abs(np.asarray(o, dtype=wide)) for o in ops])
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * np.max(mag))
     return einjit.explain(eq, *ops).nests
 
 
