@@ -205,7 +205,8 @@ _PRODUCTS = [("zpq,zqr->zpr", [(4, 6, 5), (4, 5, 3)]), ("pqr,qs->psr", [(3, 6, 4
              ("bji,bjk->bki", [(2, 5, 4), (2, 5, 3)])]
 
 
-def test_matrix_products_inside_njit(monkeypatch):
+@pytest.mark.parametrize("equation,shapes", _PRODUCTS)  # apart: each compiles for long
+def test_matrix_products_inside_njit(monkeypatch, equation, shapes):
     """Matrix-product steps call np.dot (BLAS) from GEMM_MIN_WORK multiply-adds (here
     0: always; the small products of the tests above run their loop kernels): batched,
     broadcast over a batch index, transposed and n-ary; C, Fortran and strided operands
@@ -216,24 +217,23 @@ def test_matrix_products_inside_njit(monkeypatch):
     assert numba_ext._blas_in_numba()
     monkeypatch.setattr(numba_ext, "GEMM_MIN_WORK", 0)  # read when typing
     rng = np.random.default_rng(5)
-    for equation, shapes in _PRODUCTS:
-        args = ", ".join(f"x{k}" for k in range(len(shapes)))
-        namespace = {"einjit": einjit}
-        exec(f"def f({args}):\n    return einjit.einsum({equation!r}, {args})\n", namespace)
-        f = numba.njit(namespace["f"])
-        base = [rng.standard_normal(s) for s in shapes]
-        variants = [base, [np.repeat(o, 2, axis=-1)[..., ::2] for o in base],
-                    [(o * 1j + o[..., ::-1]).astype(np.complex64) for o in base]]
-        if equation in ("zpq,zqr->zpr", "ji,kj->ki"):  # (each typing compiles: the rest
-            variants.append([np.asfortranarray(o, dtype=np.float32) for o in base])  # not)
-        if equation == "ji,kj->ki":  # an integer operand, cast to the product's dtype
-            variants.append([(base[0] * 4).astype(np.int32), base[1]])
-        for ops in variants:
-            got = f(*ops)
-            assert got.dtype == np.einsum(equation, *ops).dtype
-            want = np.einsum(equation, *[o.astype(np.complex128) for o in ops])
-            tol = 1e-5 if got.dtype in (np.float32, np.complex64) else 1e-12
-            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=equation)
+    args = ", ".join(f"x{k}" for k in range(len(shapes)))
+    namespace = {"einjit": einjit}
+    exec(f"def f({args}):\n    return einjit.einsum({equation!r}, {args})\n", namespace)
+    f = numba.njit(namespace["f"])
+    base = [rng.standard_normal(s) for s in shapes]
+    variants = [base, [np.repeat(o, 2, axis=-1)[..., ::2] for o in base],
+                [(o * 1j + o[..., ::-1]).astype(np.complex64) for o in base]]
+    if equation in ("zpq,zqr->zpr", "ji,kj->ki"):  # (each typing compiles: the rest
+        variants.append([np.asfortranarray(o, dtype=np.float32) for o in base])  # not)
+    if equation == "ji,kj->ki":  # an integer operand, cast to the product's dtype
+        variants.append([(base[0] * 4).astype(np.int32), base[1]])
+    for ops in variants:
+        got = f(*ops)
+        assert got.dtype == np.einsum(equation, *ops).dtype
+        want = np.einsum(equation, *[o.astype(np.complex128) for o in ops])
+        tol = 1e-5 if got.dtype in (np.float32, np.complex64) else 1e-12
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=equation)
 
 
 def test_plans_inside_njit_weigh_the_blas_products():
