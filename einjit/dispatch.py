@@ -14,7 +14,7 @@ checks that ``out`` shares no memory with an operand, and returns None when it d
 from __future__ import annotations
 
 import weakref
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -23,10 +23,10 @@ from . import buffers, policy
 from .dtypes import narrows_to_half
 from .schedule import serial_at
 from .threads import Chunked
-from .views import permuted_view, transpose_to_c, view_geometry
+from .views import transpose_to_c
 
 __all__ = ["signature", "with_out", "Runner", "FastTable", "entry_point", "numba_type",
-           "PERMUTATIONS", "permutation", "remember_permutation"]
+           "VIEWS", "view_function", "remember_view"]
 
 _MAX_ENTRIES = 4096
 
@@ -94,7 +94,6 @@ class Runner:
         names: dict[str, Any] = {"ndarray": np.ndarray, "empty": np.empty,
                                  "pooled": buffers.empty,
                                  "as_strided": as_strided,
-                                 "permuted_view": permuted_view,
                                  "shares": np.may_share_memory, "copyto": np.copyto}
         args = ", ".join(f"a{k}" for k in range(len(arrays)))
         lines = [f"def run(arrays{'' if call.out is None else ', out'}):",
@@ -121,65 +120,84 @@ class Runner:
         return self.run(arrays)
 
 
-def permutation(call: Any) -> tuple[int, ...] | None:
-    """The axes of a call that numpy answers with its operand transposed (one operand,
-    no label repeated, none summed), or None: the same for every array of that
-    dimension, whatever its shape, strides or dtype."""
-    if call.view is None:
+#: Equations numpy answers with a view of their one operand (transposed, diagonals
+#: taken), by subscripts string: a function that makes that view of any plain array of
+#: the operand's dimension (see :func:`view_function`).  ``engine.einsum`` looks here
+#: first for a call of one array and no keywords: 0.6-0.7 us a transpose, 1.2-1.4 us a
+#: diagonal, where the signature's table took 1.6 and 1.7-2.4 (numpy 1.2-1.6 both).  Cleared when it
+#: grows past 4096 entries.
+VIEWS: dict[str, Callable[[np.ndarray], Any]] = {}
+
+
+def view_function(call: Any) -> Callable[[np.ndarray], Any] | None:
+    """For a call that numpy answers with a view of its operand (one operand, no label
+    summed, at least one in the output), a function of one array that makes the same
+    view of any array of that dimension whose repeated labels have equal extents, and
+    returns None for any other array (the full way then raises numpy's error); None for
+    any other call.  The view is writeable when the array is, as numpy's.
+
+    >>> import numpy as np, einjit
+    >>> from einjit.engine import prepare
+    >>> a = np.arange(24.0).reshape(2, 3, 2, 2)
+    >>> call = prepare(("bcbb->cb", a))
+    >>> print(view_function(call).source)
+    def view(a):
+        if a.ndim == 4:
+            s = a.shape
+            if s[0] == s[2] == s[3]:
+                v = a.diagonal(0, 0, 2).diagonal(0, 1, 2)
+                if a.flags.writeable:
+                    v.setflags(write=True)
+                return v
+        return None
+    <BLANKLINE>
+    """
+    if call.view is None or not call.spec.output:
         return None
     labels, output = call.spec.inputs[0], call.spec.output
-    if len(set(labels)) != len(labels):
-        return None
-    return tuple(labels.index(lb) for lb in output)
+    axes, diagonals = list(labels), ""
+    while len(set(axes)) < len(axes):  # numpy's diagonal() puts its axis last
+        p = next(k for k, lb in enumerate(axes) if axes.count(lb) > 1)
+        q = axes.index(axes[p], p + 1)
+        diagonals += f".diagonal(0, {p}, {q})"
+        axes = [lb for k, lb in enumerate(axes) if k not in (p, q)] + [axes[p]]
+    perm = tuple(axes.index(lb) for lb in output)
+    transpose = ("" if perm == tuple(range(len(perm))) and diagonals
+                 else ".T" if len(perm) > 1 and perm == tuple(range(len(perm)))[::-1]
+                 else f".transpose({perm!r})")
+    lines = ["def view(a):", f"    if a.ndim == {len(labels)}:"]
+    if not diagonals:
+        lines.append(f"        return a{transpose}")
+    else:
+        repeated = [[k for k, x in enumerate(labels) if x == lb]
+                    for lb in dict.fromkeys(labels) if labels.count(lb) > 1]
+        lines += ["        s = a.shape",
+                  f"        if {' and '.join(' == '.join(f's[{k}]' for k in ks) for ks in repeated)}:",
+                  f"            v = a{diagonals}",
+                  "            if a.flags.writeable:",  # diagonal() gives a read-only view
+                  "                v.setflags(write=True)",
+                  f"            return v{transpose}"]
+    source = "\n".join(lines + ["    return None"]) + "\n"
+    names: dict[str, Any] = {}
+    exec(compile(source, "<einjit view>", "exec"), names)
+    fn = names["view"]
+    fn.source = source
+    return fn
 
 
-#: Equations numpy answers with the operand transposed (see :func:`permutation`), by
-#: subscripts string: the axes and so the operand's dimension.  ``engine.einsum`` looks
-#: here first for a call of one array and no keywords: 0.9 us a call where the
-#: signature's table takes 1.6 (numpy 1.5).  Cleared when it grows past 4096 entries.
-PERMUTATIONS: dict[str, tuple[int, ...]] = {}
-
-
-def remember_permutation(subscripts: str, axes: tuple[int, ...]) -> None:
-    """Keep ``axes`` as the answer to ``subscripts`` for arrays of ``len(axes)``
-    dimensions (one or more)."""
-    if axes:
-        if len(PERMUTATIONS) >= _MAX_ENTRIES:
-            PERMUTATIONS.clear()
-        PERMUTATIONS[subscripts] = axes
+def remember_view(subscripts: str, fn: Callable[[np.ndarray], Any]) -> None:
+    """Keep ``fn`` (see :func:`view_function`) as the answer to ``subscripts``."""
+    if len(VIEWS) >= _MAX_ENTRIES:
+        VIEWS.clear()
+    VIEWS[subscripts] = fn
 
 
 def _view_lines(call: Any, arrays: Sequence[np.ndarray], names: dict[str, Any]) -> list[str]:
-    labels, output = call.spec.inputs[0], call.spec.output
-    perm = permutation(call)
-    if perm is not None:  # a plain transpose: numpy's own view
-        if len(perm) > 1 and perm == tuple(range(len(perm)))[::-1]:
-            return ["    return a0.T"]  # the axes reversed: 40 ns less than transpose()
-        return [f"    return a0.transpose({perm!r})" if perm or not call.scalar
-                else "    return a0[()]"]
-    names["labels"], names["output"] = labels, output
-    fallback = ["    view = permuted_view(a0, labels, output)",
-                "    return view[()] if view.ndim == 0 else view" if call.scalar
-                else "    return view"]
-    a = arrays[0]
-    if a.dtype.hasobject:
-        return fallback
-    shape, strides = view_geometry(a.shape, a.strides, labels, output)
-    if (len(shape) == 1 and strides[0] > 0 and strides[0] % a.itemsize == 0
-            and (a.flags.c_contiguous or a.flags.f_contiguous)):
-        # A diagonal of a contiguous array (so is every array of this signature): every
-        # step-th element of its memory, a slice of its flat view (0.4 us, where numpy's
-        # ndarray constructor takes 0.75 us); writeable when ``a0`` is.
-        step = strides[0] // a.itemsize
-        cut = "" if -(-a.size // step) == shape[0] else f"[:{shape[0]}]"
-        return [f"    return a0.ravel('K')[::{step}]{cut}"]
-    # A diagonal of an array that owns its memory: same shape and strides every time.
-    lines = ["    if a0.base is None:",
-             f"        view = ndarray({shape!r}, a0.dtype, a0, 0, {strides!r})"]
-    if not a.flags.writeable:
-        lines.append("        view.flags.writeable = False")
-    lines.append(f"        return view{'[()]' if not shape and call.scalar else ''}")
-    return lines + fallback
+    make = view_function(call)
+    if make is None:  # a 0-d operand: itself (a view), or its scalar
+        return ["    return a0[()]" if call.scalar else "    return a0.transpose(())"]
+    names["view"] = make
+    return ["    return view(a0)"]
 
 
 def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],

@@ -20,8 +20,8 @@ import numpy as np
 
 from . import buffers, cache, merge
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .dispatch import (PERMUTATIONS, FastTable, Runner, entry_point, keyword_key, numba_type,
-                       permutation, pool_least, remember_permutation, result_type, signature,
+from .dispatch import (VIEWS, FastTable, Runner, entry_point, keyword_key, numba_type,
+                       pool_least, remember_view, result_type, signature, view_function,
                        with_out)
 from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
@@ -784,15 +784,17 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     (2, 4)
     """
     key: Hashable = None
-    if len(operands) == 2 and type(operands[0]) is str:  # one array: a transpose seen before?
-        axes = PERMUTATIONS.get(operands[0])
-        if axes is not None:
+    if len(operands) == 2 and type(operands[0]) is str:  # one array: a view seen before?
+        make = VIEWS.get(operands[0])
+        if make is not None:
             a = operands[1]
-            if (type(a) is _ndarray and a.ndim == len(axes) and out is None and dtype is None
+            if (type(a) is _ndarray and out is None and dtype is None
                     and optimize is DEFAULT_OPTIMIZE and order == "K" and casting == "safe"
                     and target is None):
-                _STATS.hits += 1
-                return a.transpose(axes)
+                view = make(a)
+                if view is not None:
+                    _STATS.hits += 1
+                    return view
     plain = (dtype is None and optimize is DEFAULT_OPTIMIZE and order == "K"
              and casting == "safe")
     if operands and type(operands[0]) is str and (target is None or target == "cpu"):
@@ -826,9 +828,9 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
                                       casting=casting, optimize=optimize)
     call = prepare(operands, out, dtype, order, casting, optimize)
     if key is not None and plain and out is None and target is None and len(operands) == 2:
-        axes = permutation(call)
-        if axes is not None:
-            remember_permutation(operands[0], axes)
+        make = view_function(call)
+        if make is not None:
+            remember_view(operands[0], make)
     return finish(call, None, key, FAST, operands[1:])
 
 
@@ -851,6 +853,6 @@ def clear_cache() -> None:
         _PLANS.clear()
         _PLANS.seen.clear()
         FAST.clear()
-        PERMUTATIONS.clear()
+        VIEWS.clear()
         buffers.clear()
         cache.STATS.reset()

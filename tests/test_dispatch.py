@@ -130,11 +130,14 @@ def test_fast_path_returns_new_arrays_and_views_like_numpy():
 @pytest.mark.parametrize(("eq", "shapes"), [
     ("ijk->kji", [(2, 3, 4)]), ("bca", [(2, 3, 4)]), ("i", [(5,)]), ("ij->ij", [(3, 2)]),
     ("...ij->...ji", [(2, 3), (4, 2, 3), (5,) * 4]),
-    ("i...->...i", [(3, 4), (3,), (3, 1, 2)])])
-def test_permutations_answer_any_array_of_their_dimension(eq, shapes):
-    """After its first call a transposing equation answers by its axes alone (the
-    permutation table): for arrays of any shape, strides and dtype, a view of the
-    operand as numpy's, and an array of another dimension still gets its own axes."""
+    ("i...->...i", [(3, 4), (3,), (3, 1, 2)]),
+    ("ii->i", [(3, 3), (1, 1), (5, 5)]), ("bcbb->cb", [(2, 3, 2, 2), (4, 1, 4, 4)]),
+    ("iij->ji", [(2, 2, 3)]), ("...ii->i...", [(3, 3), (2, 4, 4)])])
+def test_views_answer_any_array_of_their_dimension(eq, shapes):
+    """After its first call an equation numpy answers with a view (transposed, diagonals
+    taken) answers by the equation alone (``dispatch.VIEWS``): for arrays of any shape,
+    strides and dtype, numpy's view of the operand, writeable as the operand; an array
+    of another dimension or whose repeated labels' extents differ gets numpy's answer."""
     engine.clear_cache()
     rng = np.random.default_rng(0)
     for shape in shapes:
@@ -148,12 +151,16 @@ def test_permutations_answer_any_array_of_their_dimension(eq, shapes):
                 expected = np.einsum(eq, a)
                 assert t.shape == expected.shape and t.strides == expected.strides
                 assert t.dtype == a.dtype and np.shares_memory(t, a)
+                assert t.flags.writeable and expected.flags.writeable
                 np.testing.assert_array_equal(t, expected)
     hits = engine.cache.STATS.hits
     b = np.ones(shapes[-1]).astype(np.float16)  # the dimension of the last one planned
     b.flags.writeable = False
     t = einjit.einsum(eq, b)
     assert engine.cache.STATS.hits == hits + 1 and not t.flags.writeable
+    c = np.ones(shapes[-1])[...]  # read-only, a view of a writeable array
+    c.flags.writeable = False
+    assert not einjit.einsum(eq, c).flags.writeable and not np.einsum(eq, c).flags.writeable
     # keywords and other kinds of operand take the full way, with numpy's answers
     for order in "CF":  # numpy's view whatever the order
         t, expected = einjit.einsum(eq, b, order=order), np.einsum(eq, b, order=order)
@@ -162,6 +169,15 @@ def test_permutations_answer_any_array_of_their_dimension(eq, shapes):
     if "..." not in eq:  # an array of another dimension is still an error
         with pytest.raises(ValueError, match="operand 0"):
             einjit.einsum(eq, np.ones((2,) * 6))
+    labels = eq.split("->")[0].replace("...", "")
+    if len(set(labels)) < len(labels):  # so are a diagonal's unequal extents
+        shape = list(shapes[-1])  # the last repeated label's extent one larger
+        k = max(k for k, lb in enumerate(labels) if labels.count(lb) > 1)
+        shape[k + (len(shape) - len(labels) if eq.startswith("...") else 0)] += 1
+        with pytest.raises(ValueError):
+            np.einsum(eq, np.ones(shape))
+        with pytest.raises(ValueError, match="operand 0"):
+            einjit.einsum(eq, np.ones(shape))
     assert type(einjit.einsum(eq, np.ma.masked_array(b))) is np.ndarray
 
 
