@@ -403,6 +403,27 @@ def test_labels_only_one_operand_has_are_summed_first(eq, shapes, steps):
     assert len(einjit.explain(eq, *ops, optimize=False).plan.steps) == 1
 
 
+@pytest.mark.parametrize("eq,shapes", [("b,ab,b->b", ((100,), (50, 100), (100,))),
+                                       ("i,ij->i", ((64,), (64, 80)))])
+def test_complex_products_count_when_summing_first(eq, shapes):
+    """A complex product costs about as much as an iteration's loads and adds: in complex
+    arithmetic the operand's own labels are summed first, where real operands (their
+    products fused into the adds) stay one loop nest."""
+    rng = np.random.default_rng(7)
+    ops = [rng.standard_normal(s) for s in shapes]
+    assert len(einjit.explain(eq, *ops).plan.steps) == 1
+    for dtype in (np.complex64, np.complex128):
+        zs = [(o + 1j * o[..., ::-1]).astype(dtype) for o in ops]
+        plan = einjit.explain(eq, *zs).plan
+        assert len(plan.steps) == 2 and plan.steps[0].args == (1,)
+        got = einjit.einsum(eq, *zs)
+        assert got.dtype == dtype
+        wide = [z.astype(np.complex128) for z in zs]
+        tol = 1e-5 if dtype == np.complex64 else 1e-12  # of the terms' magnitudes
+        np.testing.assert_allclose(got, np.einsum(eq, *wide), rtol=tol,
+                                   atol=tol * np.einsum(eq, *map(np.abs, wide)).max())
+
+
 def test_labels_summed_first_then_a_pairwise_path():
     rng = np.random.default_rng(6)
     ops = [rng.random(s) for s in ((64, 32), (300, 64), (32, 8, 300))]
