@@ -124,8 +124,8 @@ class Runner:
 #: taken), by subscripts string: a function that makes that view of any plain array of
 #: the operand's dimension (see :func:`view_function`).  ``engine.einsum`` looks here
 #: first for a call of one array and no keywords: 0.6-0.7 us a transpose, 1.2-1.4 us a
-#: diagonal, where the signature's table took 1.6 and 1.7-2.4 (numpy 1.2-1.6 both).  Cleared when it
-#: grows past 4096 entries.
+#: diagonal, where the signature's table took 1.6 and 1.7-2.4 (numpy 1.2-1.6 both).
+#: Cleared when it grows past 4096 entries.
 VIEWS: dict[str, Callable[[np.ndarray], Any]] = {}
 
 
@@ -171,8 +171,9 @@ def view_function(call: Any) -> Callable[[np.ndarray], Any] | None:
     else:
         repeated = [[k for k, x in enumerate(labels) if x == lb]
                     for lb in dict.fromkeys(labels) if labels.count(lb) > 1]
+        equal = " and ".join(" == ".join(f"s[{k}]" for k in ks) for ks in repeated)
         lines += ["        s = a.shape",
-                  f"        if {' and '.join(' == '.join(f's[{k}]' for k in ks) for ks in repeated)}:",
+                  f"        if {equal}:",
                   f"            v = a{diagonals}",
                   "            if a.flags.writeable:",  # diagonal() gives a read-only view
                   "                v.setflags(write=True)",
