@@ -354,9 +354,10 @@ STEP_CALL = 256
 #: What one complex multiplication adds to an iteration of a loop nest, in iterations of
 #: a sum's (its loads and adds): a fused nest multiplies its n operands' values at each
 #: of its iterations, a sum first over one operand's own labels does not (complex64
-#: ``b,ab,b->b`` over 128 x 1000: 0.098 ms fused, 0.028 ms summed first; complex128
-#: 0.22 -> 0.057 ms; ``i,ij->i`` over 4096 x 256: 0.126 -> 0.097 ms).  Real products
-#: are fused into the adds (multiply-adds) and weigh nothing here.
+#: ``b,ab,b->b`` over 128 x 1000: 0.098 ms fused, 0.032 ms summed first; complex128
+#: 0.22 -> 0.051 ms; ``i,ij->i`` over 4096 x 256: complex64 0.126 -> 0.115 ms,
+#: complex128 0.28 -> 0.21 ms).  Real products are fused into the adds (multiply-adds)
+#: and weigh nothing here.
 COMPLEX_PRODUCT = 1
 #: Fused iterations from which complex products are weighed so: below, the second
 #: kernel's call costs about what it saves (``a,c->c`` over 17 and 17: 2.2 -> 2.7 us
