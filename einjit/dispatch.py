@@ -13,6 +13,7 @@ checks that ``out`` shares no memory with an operand, and returns None when it d
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any, Callable, Hashable, Sequence
 
@@ -154,7 +155,13 @@ def view_function(call: Any) -> Callable[[np.ndarray], Any] | None:
     """
     if call.view is None or not call.spec.output:
         return None
-    labels, output = call.spec.inputs[0], call.spec.output
+    return _view_maker(tuple(call.spec.inputs[0]), tuple(call.spec.output))
+
+
+@functools.lru_cache(maxsize=_MAX_ENTRIES)
+def _view_maker(labels: tuple[str, ...], output: tuple[str, ...]) -> Callable[..., Any]:
+    """:func:`view_function`'s function for an operand's labels and the output's, made
+    once (the first call of an equation asks for it twice: its table and its runner)."""
     axes, diagonals = list(labels), ""
     while len(set(axes)) < len(axes):  # numpy's diagonal() puts its axis last
         p = next(k for k, lb in enumerate(axes) if axes.count(lb) > 1)

@@ -407,15 +407,16 @@ def presum(inputs: list[Labels], output: Labels, extent: dict[str, int],
         if not alone:
             continue
         cut = math.prod(extent[lb] for lb in alone)
-        cost = math.prod(extent[lb] for lb in t) + total // cut + STEP_CALL
+        own, left = math.prod(extent[lb] for lb in t), total // cut
+        cost = own + left + STEP_CALL  # the sum first, then the nest left
         # A fused nest runs along this operand's last (contiguous) label innermost: an
         # operand with that label elsewhere is read across its rows there.
         gathered = any(t[-1] in u and u[-1] != t[-1] for j, u in enumerate(labels) if j != k)
         if weight and total >= COMPLEX_WEIGHED:  # weighed by their complex products
-            if 4 * (cost - total // cut + weight * (total // cut)) > 3 * weight * total:
+            if 4 * (own + STEP_CALL + weight * left) > 3 * weight * total:
                 continue
         elif gathered and total >= PRESUM_WEIGHED:  # iterations weighed by their reads
-            if 4 * (cost + (n - 1) * (total // cut)) > 3 * n * total:
+            if 4 * (cost + (n - 1) * left) > 3 * n * total:
                 continue
         elif 4 * cost > 3 * total if total >= PRESUM_WEIGHED else 2 * cost > total:
             continue  # not worth a kernel
