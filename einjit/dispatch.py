@@ -26,7 +26,7 @@ from .schedule import serial_at
 from .threads import Chunked
 from .views import transpose_to_c
 
-__all__ = ["signature", "with_out", "Runner", "FastTable", "entry_point", "numba_type",
+__all__ = ["signature", "with_out", "hosted", "path_key", "Runner", "FastTable", "entry_point", "numba_type",
            "VIEWS", "view_function", "remember_view"]
 
 _MAX_ENTRIES = 4096
@@ -64,6 +64,39 @@ def signature(arrays: Sequence[Any]) -> tuple[Any, ...] | None:
 
 
 _ndarray = np.ndarray
+#: Operands that numpy's einsum, and einjit's full way, take in as ``np.asarray`` makes
+#: them: Python numbers, numpy scalars, nested lists and tuples, ndarray subclasses
+#: (numpy's result is a plain ndarray for them too).  None of them is a device array.
+_HOSTED = (int, float, complex, np.generic, list, tuple, np.ndarray)
+
+
+def hosted(arrays: Sequence[Any]) -> tuple[np.ndarray, ...] | None:
+    """The operands as plain ndarrays, as ``np.asarray`` makes them, where each is a
+    number, a numpy scalar, a list or tuple, or an ndarray (of a subclass), so that a
+    call with them has a signature; None where one is anything else (a device array, an
+    object numpy would convert by its ``__array__``) or does not convert (the full way
+    then reports it in numpy's order).
+
+    >>> [a.dtype.name for a in hosted([2.0, np.float32(1), [[1, 2]], np.ones(2).view(np.matrix)])]
+    ['float64', 'float32', 'int64', 'float64']
+    >>> hosted([[1.0, [2.0]]]) is None
+    True
+    """
+    if not all(isinstance(a, _HOSTED) for a in arrays):
+        return None
+    try:
+        return tuple(a if type(a) is _ndarray else np.asarray(a) for a in arrays)
+    except Exception:  # noqa: BLE001 - a ragged list, say
+        return None
+
+
+def path_key(optimize: Any) -> Any:
+    """``optimize`` as a key of the signature's table: an explicit path given as a list
+    (``["einsum_path", (0, 1)]``, as ``numpy.einsum_path`` returns it) as a tuple of
+    tuples; anything else as it is (an unhashable one then has no fast path)."""
+    if type(optimize) is list:
+        return tuple(tuple(s) if type(s) is list else s for s in optimize)
+    return optimize
 
 
 def with_out(sig: tuple[Any, ...] | None, out: Any) -> tuple[Any, ...] | None:

@@ -20,15 +20,15 @@ import numpy as np
 
 from . import buffers, cache, merge
 from .codegen import blas, numba_cpu, numpy_ufunc
-from .dispatch import (VIEWS, FastTable, Runner, entry_point, keyword_key, numba_type,
-                       pool_least, remember_view, result_type, signature, view_function,
-                       with_out)
+from .dispatch import (VIEWS, FastTable, Runner, entry_point, hosted, keyword_key,
+                       numba_type, path_key, pool_least, remember_view, result_type,
+                       signature, view_function, with_out)
 from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
                      check_out_cast, narrows_to_half, numba_dtype, result_dtype)
 from .ir import Kernel, LoopNest, Plan, Schedule
-from .parser import Equation, EinsumSpec, bind, split_arguments
+from .parser import Equation, EinsumSpec, as_subscripts, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, resolve_path, with_copies
 from . import policy
 from .lower import lower, partials
@@ -797,15 +797,24 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
                     return view
     plain = (dtype is None and optimize is DEFAULT_OPTIMIZE and order == "K"
              and casting == "safe")
+    if operands and type(operands[0]) is not str and type(operands[0]) is not bytes:
+        operands = as_subscripts(operands) or operands  # the sublist form, spelled
     if operands and type(operands[0]) is str and (target is None or target == "cpu"):
         arrays = operands[1:]
-        sig = signature(arrays) if out is None else with_out(signature(arrays), out)
+        sig = signature(arrays)
+        if sig is None:  # numbers, numpy scalars, subclasses: as the full way takes them
+            converted = hosted(arrays)
+            if converted is not None:
+                operands, arrays = (operands[0], *converted), converted
+                sig = signature(arrays)
+        if out is not None:
+            sig = with_out(sig, out)
         if sig is not None:
             if plain:
                 key = (operands[0], sig)
             else:
                 # by type too: optimize=1 is not optimize=True (1 == True)
-                key = (operands[0], *keyword_key(dtype, order, casting), optimize,
+                key = (operands[0], *keyword_key(dtype, order, casting), path_key(optimize),
                        type(optimize), sig)
             try:
                 run = FAST.get(key)

@@ -226,6 +226,42 @@ def split_arguments(args: Sequence[Any]) -> tuple[Equation, list[Any]]:
     return Equation(inputs, output), operands
 
 
+def as_subscripts(args: Sequence[Any]) -> tuple[Any, ...] | None:
+    """The interleaved sublist form ``(a, [0, 1], b, [1, 2], [0, 2])`` spelled with a
+    subscripts string, ``("AB,BC->AC", a, b)``, as numpy names the labels; None where
+    ``args`` is not a valid sublist form (:func:`split_arguments` then says why).  The
+    spelling is kept per sublists, so a repeated call in this form takes the string's
+    fast path.
+
+    >>> as_subscripts((1, [0, 1], 2, [1, Ellipsis], [Ellipsis]))
+    ('AB,B...->...', 1, 2)
+    >>> as_subscripts((1, [0, "i"])) is None
+    True
+    >>> as_subscripts((1, [0, 1], 2, [1, 2], [0, 2]))
+    ('AB,BC->AC', 1, 2)
+    """
+    odd = len(args) % 2 == 1
+    given = args[1::2] + ((args[-1],) if odd and len(args) > 1 else ())
+    # Only lists of Python ints and Ellipsis: a cache key compares 1.0 and True equal to 1,
+    # which numpy refuses as subscripts.
+    if len(args) < 2 or not all(type(s) is list and all(type(x) is int or x is Ellipsis
+                                                          for x in s) for s in given):
+        return None
+    try:
+        text = _sublist_text(tuple(tuple(s) for s in given), odd)
+    except (TypeError, ValueError):  # invalid: the full way reports it
+        return None
+    return (text, *args[0:len(args) - len(args) % 2:2])
+
+
+@functools.lru_cache(maxsize=1024)
+def _sublist_text(sublists: tuple[tuple[Any, ...], ...], has_output: bool) -> str:
+    inputs = sublists[:-1] if has_output else sublists
+    terms = tuple(_sublist_term(list(s), f"operand {k}") for k, s in enumerate(inputs))
+    output = _sublist_term(list(sublists[-1]), "the output") if has_output else None
+    return Equation(terms, output).text
+
+
 def parse_subscripts(subscripts: str) -> Equation:
     """Parse a subscripts string (no operands needed).
 

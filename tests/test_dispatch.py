@@ -470,3 +470,47 @@ def test_setting_the_policy_drops_the_launchers(monkeypatch):
     np.testing.assert_array_equal(einjit.einsum("ij,jk->ik", a, b), a @ b)
     assert len(einjit.engine._PLANS) > plans  # planned again, under the new policy
     np.testing.assert_array_equal(mm(a, b), a @ b)
+
+
+def _other_forms(rng):
+    a, b, c = rng.random((3, 4)), rng.random((4, 5)), rng.random(5)
+    path = np.einsum_path("ij,jk,k->i", a, b, c, optimize="greedy")[0]  # a list
+    return {
+        "sublists": ((a, [0, 1], b, [1, 2], [0, 2]), {}),
+        "sublists, implicit output": ((a, [0, 1], b, [1, 2]), {}),
+        "sublists, ellipsis": ((a, [Ellipsis, 1], a.T.copy(), [1, Ellipsis]), {}),
+        "python number": (("ij,->ij", a, 2.5), {}),
+        "numpy scalar": (("ij,->ji", a, np.float32(2.5)), {}),
+        "nested lists": (("ij,j->i", b.tolist(), c.tolist()), {}),
+        "ndarray subclass": (("ij,jk->ik", a.view(np.matrix), b), {}),
+        "explicit path": (("ij,jk,k->i", a, b, c), {"optimize": path}),
+    }
+
+
+@pytest.mark.parametrize("form", list(_other_forms(np.random.default_rng(0))))
+def test_other_call_forms_replay(form, monkeypatch):
+    """The sublist form, numbers and numpy scalars, lists and ndarray subclasses as
+    operands, and an explicit path given as numpy's list: a repeated call replays its
+    signature (the full way, ``prepare``, is not taken again), with numpy's results."""
+    prepared = []
+    full = engine.prepare
+    monkeypatch.setattr(engine, "prepare", lambda *a, **k: prepared.append(1) or full(*a, **k))
+    for seed in range(3):
+        args, kw = _other_forms(np.random.default_rng(seed))[form]
+        got, ref = einjit.einsum(*args, **kw), np.einsum(*args, **kw)
+        assert type(got) is type(ref) and got.dtype == ref.dtype and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+        assert len(prepared) == 1  # only the first call went the full way
+
+
+@pytest.mark.parametrize("bad", [[0.0, 1], [True, 1], [0, 52], [0, -1], (0, "i")])
+def test_sublists_numpy_refuses_after_a_valid_one(bad):
+    """A subscript that equals a valid one (0.0 == 0, True == 1) is still refused as numpy
+    refuses it, after the valid spelling was kept for the fast path."""
+    a = np.ones((2, 2))
+    einjit.einsum(a, [0, 1], [0])
+    einjit.einsum(a, [0, 1], [0])
+    with pytest.raises(Exception) as want:
+        np.einsum(a, bad, [0])
+    with pytest.raises(type(want.value)):
+        einjit.einsum(a, bad, [0])
