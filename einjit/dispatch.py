@@ -142,13 +142,15 @@ class Runner:
 
     @staticmethod
     def eligible(call: Any, arrays: Sequence[np.ndarray]) -> bool:
-        """Whether a call can be replayed: no operand converted first, ``out`` (if given)
-        a plain ndarray."""
+        """Whether a call can be replayed: each canonical view a view of its operand, or
+        of the array its conversion made (the runner converts it again), ``out`` (if
+        given) a plain ndarray."""
         if call.out is not None and type(call.out) is not np.ndarray:
             return False
+        sources = [a if c is None else c[1] for a, c in zip(arrays, _converted(call))]
         return call.view is not None or all(
             v.dtype == a.dtype and (v is a or v.base is not None)
-            for v, a in zip(call.views, arrays))
+            for v, a in zip(call.views, sources))
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> Any:
         return self.run(arrays)
@@ -245,17 +247,22 @@ def _kernel_lines(call: Any, compiled: Any, arrays: Sequence[np.ndarray],
                   names: dict[str, Any]) -> list[str]:
     names_of: dict[int, str] = {}  # value id -> its local in the launcher
     lines = []
-    for k, (a, v) in enumerate(zip(arrays, call.views)):
+    for k, (a, v, c) in enumerate(zip(arrays, call.views, _converted(call))):
+        name = f"a{k}"
+        if c is not None:  # converted as the full way converted it, then viewed alike
+            names[f"convert{k}"], a = c
+            name = f"c{k}"
+            lines.append(f"    {name} = convert{k}(a{k})")
         if v is a:
-            names_of[k] = f"a{k}"  # the operand itself
+            names_of[k] = name  # the operand itself
         elif (a.flags.c_contiguous and v.flags.c_contiguous and v.size == a.size
               and not a.dtype.hasobject and v.ctypes.data == a.ctypes.data):
             # the operand reshaped (merged labels): ravel() 0.05 us, reshape() 0.1 us,
             # where the ndarray constructor takes 0.19 us
-            lines.append(f"    v{k} = a{k}.ravel()" if v.ndim == 1
-                         else f"    v{k} = a{k}.reshape({v.shape!r})")
+            lines.append(f"    v{k} = {name}.ravel()" if v.ndim == 1
+                         else f"    v{k} = {name}.reshape({v.shape!r})")
         else:
-            lines.append(f"    v{k} = {_strided(v, k, a, names)}")
+            lines.append(f"    v{k} = {_strided(v, k, a, names, name)}")
     size = call.spec.size
     steps = compiled.plan.steps
     if call.direct_out:  # the last kernel writes into ``out``: never over an operand
@@ -328,19 +335,25 @@ def result_type(call: Any, written: str) -> np.dtype:
     return call.result if dtype == call.result else dtype
 
 
-def _strided(view: np.ndarray, k: int, a: np.ndarray, names: dict[str, Any]) -> str:
+def _converted(call: Any) -> Sequence[Any]:
+    """Per operand: its conversion and the array it made, or None (see ``Call``)."""
+    return call.converted or (None,) * len(call.views)
+
+
+def _strided(view: np.ndarray, k: int, a: np.ndarray, names: dict[str, Any],
+             name: str) -> str:
     """An expression for this call's ``view`` (its shape and strides) of operand ``k``
-    (``a``), which starts at the operand's first element; the names it uses go into
-    ``names``."""
+    (``a``, the local ``name``), which starts at the operand's first element; the names
+    it uses go into ``names``."""
     # A transposed C-ordered operand is seen C-ordered (see views.memory_ordered).
     perm = None if a.flags.c_contiguous or a.flags.f_contiguous else transpose_to_c(a)
     if not a.dtype.hasobject and (perm or a.flags.c_contiguous or a.flags.f_contiguous):
         # a contiguous array lends its buffer (as_strided is ~10x slower); writeable
         # when ``a`` is, like the canonical view the kernel was compiled for
         names[f"d{k}"] = a.dtype
-        lender = f"a{k}" if perm is None else f"a{k}.transpose({perm!r})"
+        lender = name if perm is None else f"{name}.transpose({perm!r})"
         return f"ndarray({view.shape!r}, d{k}, {lender}, 0, {view.strides!r})"
-    return f"as_strided(a{k}, {view.shape!r}, {view.strides!r})"
+    return f"as_strided({name}, {view.shape!r}, {view.strides!r})"
 
 
 def entry_point(fn: Any, args: Sequence[np.ndarray]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import string
 import threading
 import time
@@ -64,6 +65,9 @@ class Call:
     # The operands' own shapes (a broadcast label has extent 1 in some): which route
     # numpy's optimized path takes to a 0-d result depends on them (see ``scalar``).
     shapes: tuple[tuple[int, ...], ...] = ()
+    # Per operand, where one was converted before its view was taken (see ``converter``):
+    # the conversion and the array it made; empty when none was.
+    converted: tuple[tuple[Callable[[np.ndarray], np.ndarray], np.ndarray] | None, ...] = ()
 
     def key(self, erase: frozenset[str] | None = None) -> Hashable:
         """Everything the compiled plan depends on: the in-memory cache key.
@@ -232,16 +236,14 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
         # its plain path checks ``casting``.
         assigns = optimize is not False and optimize is not DEFAULT_OPTIMIZE and len(arrays) > 1
         check_out_cast(out, result, "unsafe" if assigns else casting)
-    views, labels = [], []
+    views, labels, converted = [], [], []
     for array, term in zip(arrays, spec.inputs):
-        if result.char == "e" and array.dtype.char != "e":
-            # numpy casts the operands to float16 (``dtype=``), then computes in float32
-            array = narrowed(array, result) if array.dtype == np.float32 else array.astype(result)
-        if arith.backend == "numba" and array.dtype.char == "e":
-            array = _widened(array, arith.compute)
-        elif arith.backend == "numba" and (not numba_dtype(array.dtype)
-                                           or (array.dtype.kind == "c" and result.kind != "c")):
-            array = array.astype(arith.compute)  # numpy's own conversion (warns as numpy does)
+        convert = converter(array.dtype, result, arith)
+        if convert is not None:
+            array = convert(array)
+            converted.append((convert, array))
+        else:
+            converted.append(None)
         view, unique = canonical_view(array, term, size)
         views.append(view)
         labels.append(unique)
@@ -249,7 +251,40 @@ def prepare_operands(equation: Equation, operands: Sequence[Any], out: Any, dtyp
     direct = (out is not None and out.dtype == np.dtype(arith.compute)
               and not any(np.may_share_memory(out, v) for v in views))
     return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct,
-                shapes=tuple(a.shape for a in arrays))
+                shapes=tuple(a.shape for a in arrays),
+                converted=tuple(converted) if any(converted) else ())
+
+
+def converter(dtype: np.dtype, result: np.dtype, arith: Arithmetic
+              ) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The conversion an operand of ``dtype`` goes through before a call that computes
+    ``result`` in ``arith`` reads it, or None when its kernels read it as it is: numpy's
+    cast to a float16 ``dtype=`` first (a float32 operand rounded by einjit's own
+    kernel), float16 widened (computed in float32, see :mod:`einjit.float16`), and
+    numpy's own ``astype`` for a dtype Numba has no type for (non-native byte order,
+    say) or a complex operand of a real result (warning as numpy does).  The same for
+    every call of a signature: its runner repeats it.
+
+    >>> converter(np.dtype(">f8"), np.dtype("f8"), arithmetic(np.dtype("f8")))(np.ones(2, ">f8")).dtype
+    dtype('float64')
+    >>> converter(np.dtype("f8"), np.dtype("f8"), arithmetic(np.dtype("f8"))) is None
+    True
+    """
+    steps: list[Callable[[np.ndarray], np.ndarray]] = []
+    if result.char == "e" and dtype.char != "e":
+        # numpy casts the operands to float16 (``dtype=``), then computes in float32
+        steps.append(functools.partial(narrowed, dtype=result) if dtype == np.float32
+                     else operator.methodcaller("astype", result))
+        dtype = result
+    if arith.backend == "numba" and dtype.char == "e":
+        steps.append(functools.partial(_widened, compute=arith.compute))
+    elif arith.backend == "numba" and (not numba_dtype(dtype)
+                                       or (dtype.kind == "c" and result.kind != "c")):
+        steps.append(operator.methodcaller("astype", arith.compute))
+    if len(steps) < 2:
+        return steps[0] if steps else None
+    first, then = steps
+    return lambda array: then(first(array))
 
 
 def _widened(array: np.ndarray, compute: str) -> np.ndarray:

@@ -1,5 +1,7 @@
 """The fast path for repeated call signatures replays the right kernels on new data."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -514,3 +516,52 @@ def test_sublists_numpy_refuses_after_a_valid_one(bad):
         np.einsum(a, bad, [0])
     with pytest.raises(type(want.value)):
         einjit.einsum(a, bad, [0])
+
+
+CONVERTED = [  # operand dtypes and keywords whose operands are converted before the kernels
+    (("float16", "float16"), {}),
+    (("float16", "float32"), {}),
+    ((">f8", ">f8"), {}),            # non-native byte order: numpy's astype first
+    ((">f4", "<f8"), {}),
+    ((">c16", ">c16"), {}),
+    (("float64", "float32"), {"dtype": "float16", "casting": "unsafe"}),
+    (("complex128", "float64"), {"dtype": "float64", "casting": "unsafe"}),  # warns
+]
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "negative", "strided"])
+@pytest.mark.parametrize(("dtypes", "kw"), CONVERTED, ids=[f"{d[0]},{d[1]},{k.get('dtype')}"
+                                                             for d, k in CONVERTED])
+@pytest.mark.parametrize("eq", ["ab,b->a", "ab,ab->", "ab,b->ba"])
+def test_converted_operands_replay(eq, dtypes, kw, layout, monkeypatch):
+    """Operands converted before the kernels read them (float16 widened, non-native byte
+    order, a cast to ``dtype=``) are converted again by the signature's runner: repeated
+    calls do not go the full way, see each call's values and warn as numpy does."""
+    prepared = []
+    full = engine.prepare
+    monkeypatch.setattr(engine, "prepare", lambda *a, **k: prepared.append(1) or full(*a, **k))
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        a = (rng.standard_normal((12, 10)) + (1j if "c" in dtypes[0] else 0)).astype(dtypes[0])
+        b = rng.standard_normal(10).astype(dtypes[1])
+        if layout == "F":
+            a = np.asfortranarray(a)
+        elif layout == "negative":
+            a = a[::-1, ::-1]
+        elif layout == "strided":
+            a = np.repeat(np.repeat(a, 2, 0), 2, 1)[::2, 1::2]
+        ops = (a, b) if eq != "ab,ab->" else (a, a)
+        with warnings.catch_warnings(record=True) as ours:
+            warnings.simplefilter("always")
+            got = einjit.einsum(eq, *ops, **kw)
+        with warnings.catch_warnings(record=True) as theirs:
+            warnings.simplefilter("always")
+            ref = np.einsum(eq, *ops, **kw)
+        assert [w.category for w in ours] == [w.category for w in theirs]
+        assert type(got) is type(ref) and np.asarray(got).dtype == np.asarray(ref).dtype
+        real = np.asarray(ref).dtype.kind != "c"  # a complex operand's real part, as cast
+        exact = np.einsum(eq, *[np.asarray(o.real if real else o, dtype=np.float64 if real
+                                           else np.complex128) for o in ops])
+        tol = 1e-2 if "float16" in dtypes or kw.get("dtype") == "float16" else 1e-6
+        np.testing.assert_allclose(np.asarray(got), exact, rtol=tol, atol=tol)
+        assert len(prepared) <= 1  # only the first call went the full way (if any did)
