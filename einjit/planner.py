@@ -34,7 +34,7 @@ from .ir import (SUM, Call, Cast, Const, Expr, Index, Kernel, Load, Operand, Pla
                  Step)
 from .layout import for_products, laid_out_like
 from . import policy
-from .gemm import gemm_cost, gemm_worthy
+from .gemm import LOOP_TERM_S, gemm_cost, gemm_worthy
 from .schedule import runs_as_blas
 
 #: Object-dtype expressions up to this many body evaluations run as one fused step.
@@ -126,6 +126,67 @@ def _cheapest(terms: list[Labels | set[str]], output: set[str], size: dict[str, 
                 best = (cost + sub, split + sub_split, [(i, j)] + path)
     assert best is not None
     return best
+
+
+#: Operands from which "auto" weighs several paths by their modelled time
+#: (:func:`_auto_candidates`); up to four, its own exhaustive search has the fewest flops.
+MANY_OPERANDS = 5
+#: How much faster another path must be modelled than opt_einsum's "auto" to be taken:
+#: the model sees neither the intermediates' layouts nor the loops' schedules.  Over 60
+#: random expressions of 5 to 8 operands, the 17 paths modelled 1.25x to 6x faster ran
+#: 0.14x to 1.04x the time (1.13x and 1.24x in two, noise-sized); of those modelled 1.0x
+#: to 1.23x faster, one of the same modelled time took 5.4x (``dbac,ab,acd,a,b,dca->bc``:
+#: an intermediate laid out against its consumer's loops), others 1.2x to 1.7x.
+PATH_MARGIN = 1.25
+#: Operands up to which dynamic programming searches a path: its time grows
+#: exponentially with them (16 operands of 3 labels among 8, extents 8: about 1 s by
+#: flops; 12: 0.3 s; 10: 25 ms).
+DP_OPERANDS = 12
+#: Seconds a step's kernel call adds to the modelled time of a path (with its new
+#: intermediate), and the bytes a second a loop nest streams (:func:`modelled_s`).
+STEP_S, STREAM_BPS = 2e-6, 2e10
+
+
+def _auto_candidates(inputs: Sequence[Labels], output: set[str], size: dict[str, int]
+                     ) -> list[list[tuple[int, ...]]]:
+    """The paths "auto" chooses from for :data:`MANY_OPERANDS` operands or more:
+    opt_einsum's ``auto`` (branch and bound, greedy from 15 operands), its dynamic
+    programming by flops (the fewest flops without outer products; ``auto`` can miss
+    it by 8x: ``bc,f,df,fech,bac->bahd``) and by flops and intermediates' sizes
+    (``combo``) up to :data:`DP_OPERANDS`, its greedy, and, for five operands,
+    einjit's exhaustive search; distinct, in that order."""
+    from opt_einsum import paths
+
+    sets = [set(t) for t in inputs]
+    found = [_opt_einsum_finder("auto")(sets, output, size)]
+    if len(inputs) <= DP_OPERANDS:
+        for minimize in ("flops", "combo"):
+            found.append(paths.DynamicProgramming(minimize=minimize)(sets, output, size))
+    found.append(paths.greedy(sets, output, size))
+    if len(inputs) <= MANY_OPERANDS:
+        found.append(_cheapest(list(inputs), output, size)[2])
+    distinct: list[list[tuple[int, ...]]] = []
+    for path in found:
+        path = [tuple(int(i) for i in c) for c in path]
+        if path not in distinct:
+            distinct.append(path)
+    return distinct
+
+
+def modelled_s(steps: Sequence[Step]) -> float:
+    """A plan's modelled time in seconds: each matrix product as BLAS runs it
+    (:func:`~einjit.gemm.gemm_cost`), each other step as a loop nest that spends
+    :data:`~einjit.gemm.LOOP_TERM_S` a multiplication of its terms and at least streams
+    its operands and result (:data:`STREAM_BPS`), each call :data:`STEP_S` more."""
+    total = 0.0
+    for st in steps:
+        kernel = st.kernel
+        cost = gemm_cost(kernel)
+        if cost is None:
+            cost = max(kernel.work * LOOP_TERM_S * max(len(kernel.inputs) - 1, 1),
+                       _bytes(kernel) / STREAM_BPS)
+        total += cost + STEP_S
+    return total
 
 
 #: Path finders by name: ``(inputs, output, sizes) -> [(i, j), ...]`` (opt_einsum's convention:
@@ -450,6 +511,19 @@ def _sum_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict[
         return Plan(equation, single.steps, (), "fused: object arithmetic, as numpy")
     split = _split(equation, inputs, output, extent, dtypes, arith, path, dynamic,
                    ids=ids, done=done)
+    chose = ""
+    if optimize == "auto" and n >= MANY_OPERANDS:
+        candidates = _auto_candidates(inputs, set(output), extent)
+        splits = [split if tuple(map(tuple, c)) == path else
+                  _split(equation, inputs, output, extent, dtypes, arith, tuple(c), dynamic,
+                         ids=ids, done=done) for c in candidates]
+        times = [modelled_s(sp.steps) for sp in splits]
+        best = min(range(len(splits)), key=times.__getitem__)
+        if times[best] * PATH_MARGIN > times[0]:
+            best = 0  # opt_einsum's own, unless clearly slower
+        split = splits[best]
+        chose = (f"path: {'the modelled fastest' if best else 'opt_einsum auto'} of "
+                 f"{len(splits)} ({', '.join(f'{t * 1e6:.3g}' for t in times)} us); ")
     if optimize == "auto" and n > 2:
         # Fuse the whole expression into one loop nest unless that raises the flop count
         # by more than 2x or gives up a matrix-matrix product BLAS would run.
@@ -467,7 +541,7 @@ def _sum_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict[
                     and split_bytes <= _bytes(fused) * (1 + SPLIT_BYTES_SLACK))
         verdict = ("fused" if not (blas or streamed) and single.steps[0].flops <= 2 * split_flops
                    else "split")
-        note = (f"{verdict}: one fused loop nest costs {single.steps[0].flops} flops and moves "
+        note = (f"{chose}{verdict}: one fused loop nest costs {single.steps[0].flops} flops and moves "
                 f"{_bytes(fused)} bytes, the path {split_flops} flops and {split_bytes} bytes"
                 + (" with BLAS matrix products" if blas else
                    " in BLAS calls" if streamed else ""))
