@@ -10,7 +10,7 @@ from typing import Any, Callable, Hashable
 import numpy as np
 
 from . import cache, engine
-from .dispatch import FastTable, keyword_key, signature, with_out
+from .dispatch import FastTable, hosted, keyword_key, signature, with_out
 from .engine import DEFAULT_OPTIMIZE, einsum
 from .body import compile_errors, reduction, translate
 from .parser import parse_subscripts
@@ -98,7 +98,13 @@ class CompiledEinsum:
               dtype: Any = None, order: str = "K", casting: str = "safe") -> Any:
         key: Hashable = None
         if self._host:
-            sig = signature(operands) if out is None else with_out(signature(operands), out)
+            sig = signature(operands)
+            if sig is None:  # numbers, numpy scalars, lists, subclasses: as ndarrays
+                converted = hosted(operands)
+                if converted is not None:
+                    operands, sig = converted, signature(converted)
+            if out is not None:
+                sig = with_out(sig, out)
             if sig is not None:
                 key = (sig if dtype is None and order == "K" and casting == "safe"
                        else (*keyword_key(dtype, order, casting), sig))

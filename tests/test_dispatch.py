@@ -505,6 +505,29 @@ def test_other_call_forms_replay(form, monkeypatch):
         assert len(prepared) == 1  # only the first call went the full way
 
 
+@pytest.mark.parametrize("body", [None, "max"])
+def test_decorated_functions_replay_numbers_and_lists(body, monkeypatch):
+    """A compiled function called with a list, a number or an ndarray subclass replays
+    its signature too (``prepare`` is not taken again), with numpy's results."""
+    @einjit.compile("ij,j->i", reduce=body or "sum")
+    def f(a, x): ...
+
+    prepared = []
+    for name in ("prepare_operands", "prepare_fold"):
+        full = getattr(engine, name)
+        monkeypatch.setattr(engine, name, lambda *a, _full=full, **k:
+                            prepared.append(1) or _full(*a, **k))
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        a, x = rng.random((4, 3)), rng.random(3)
+        for args in ((a.tolist(), x.tolist()), (a.view(np.matrix), x), (a[:, :1], [2.5])):
+            got = f(*args)
+            terms = np.asarray(args[0]) * np.asarray(args[1])
+            np.testing.assert_allclose(got, terms.max(1) if body else terms.sum(1),
+                                       rtol=1e-12)
+    assert len(prepared) == 3  # the first call of each form went the full way
+
+
 @pytest.mark.parametrize("bad", [[0.0, 1], [True, 1], [0, 52], [0, -1], (0, "i")])
 def test_sublists_numpy_refuses_after_a_valid_one(bad):
     """A subscript that equals a valid one (0.0 == 0, True == 1) is still refused as numpy
