@@ -277,23 +277,23 @@ def converter(dtype: np.dtype, result: np.dtype, arith: Arithmetic
                      else operator.methodcaller("astype", result))
         dtype = result
     if arith.backend == "numba" and dtype.char == "e":
-        steps.append(functools.partial(_widened, compute=arith.compute))
+        from .float16 import widen  # exactly: float16 values are float32 values
+
+        steps.append(widen)
+        if arith.compute != "float32":
+            steps.append(operator.methodcaller("astype", arith.compute))
     elif arith.backend == "numba" and (not numba_dtype(dtype)
                                        or (dtype.kind == "c" and result.kind != "c")):
         steps.append(operator.methodcaller("astype", arith.compute))
     if len(steps) < 2:
         return steps[0] if steps else None
-    first, then = steps
-    return lambda array: then(first(array))
 
+    def in_turn(array: np.ndarray) -> np.ndarray:
+        for step in steps:
+            array = step(array)
+        return array
 
-def _widened(array: np.ndarray, compute: str) -> np.ndarray:
-    """A float16 operand in the dtype a call computes in (exactly: float16 values are
-    float32 values), widened by einjit's own kernel (:mod:`einjit.float16`)."""
-    from .float16 import widen
-
-    wide = widen(array)
-    return wide if compute == "float32" else wide.astype(compute)
+    return in_turn
 
 
 def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fold,
@@ -323,10 +323,15 @@ def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fo
         check_out_cast(out, result, "same_kind")
     compute = "float32" if result == np.float16 else result.name
     arith = Arithmetic(result.name, compute, accumulate, "numba")
-    views, labels = [], []
+    views, labels, converted = [], [], []
     for array, term in zip(arrays, spec.inputs):
-        if array.dtype.char == "e":
-            array = _widened(array, "float32")
+        if array.dtype.char == "e":  # widened exactly (see ``converter``)
+            from .float16 import widen
+
+            array = widen(array)
+            converted.append((widen, array))
+        else:
+            converted.append(None)
         view, unique = canonical_view(array, term, size)
         views.append(view)
         labels.append(unique)
@@ -336,7 +341,8 @@ def prepare_fold(equation: Equation, operands: Sequence[Any], out: Any, fold: Fo
     direct = (out is not None and out.dtype == np.dtype(compute)
               and not any(np.may_share_memory(out, v) for v in views))
     return Call(spec, views, labels, arith, result, out, axes, optimize, None, direct,
-                fold=fold, shapes=tuple(a.shape for a in arrays))
+                fold=fold, shapes=tuple(a.shape for a in arrays),
+                converted=tuple(converted) if any(converted) else ())
 
 
 #: Results of fewer elements keep every output axis (see :func:`coalesced`).

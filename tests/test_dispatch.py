@@ -507,8 +507,9 @@ def test_other_call_forms_replay(form, monkeypatch):
 
 @pytest.mark.parametrize("body", [None, "max"])
 def test_decorated_functions_replay_numbers_and_lists(body, monkeypatch):
-    """A compiled function called with a list, a number or an ndarray subclass replays
-    its signature too (``prepare`` is not taken again), with numpy's results."""
+    """A compiled function called with a list, a number, an ndarray subclass or float16
+    arrays replays its signature too (``prepare`` is not taken again), with numpy's
+    results."""
     @einjit.compile("ij,j->i", reduce=body or "sum")
     def f(a, x): ...
 
@@ -520,12 +521,13 @@ def test_decorated_functions_replay_numbers_and_lists(body, monkeypatch):
     for seed in range(3):
         rng = np.random.default_rng(seed)
         a, x = rng.random((4, 3)), rng.random(3)
-        for args in ((a.tolist(), x.tolist()), (a.view(np.matrix), x), (a[:, :1], [2.5])):
+        for args in ((a.tolist(), x.tolist()), (a.view(np.matrix), x), (a[:, :1], [2.5]),
+                     (a.astype(np.float16), x.astype(np.float16))):  # widened again
             got = f(*args)
-            terms = np.asarray(args[0]) * np.asarray(args[1])
+            terms = np.asarray(args[0], float) * np.asarray(args[1], float)
             np.testing.assert_allclose(got, terms.max(1) if body else terms.sum(1),
-                                       rtol=1e-12)
-    assert len(prepared) == 3  # the first call of each form went the full way
+                                       rtol=1e-3 if got.dtype == np.float16 else 1e-12)
+    assert len(prepared) == 4  # the first call of each form went the full way
 
 
 @pytest.mark.parametrize("bad", [[0.0, 1], [True, 1], [0, 52], [0, -1], (0, "i")])
