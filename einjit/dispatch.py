@@ -26,8 +26,8 @@ from .schedule import serial_at
 from .threads import Chunked
 from .views import transpose_to_c
 
-__all__ = ["signature", "with_out", "hosted", "path_key", "Runner", "FastTable", "entry_point", "numba_type",
-           "VIEWS", "view_function", "remember_view"]
+__all__ = ["signature", "with_out", "hosted", "path_key", "Runner", "FastTable",
+           "entry_point", "numba_type", "VIEWS", "view_function", "remember_view"]
 
 _MAX_ENTRIES = 4096
 

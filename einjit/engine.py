@@ -265,9 +265,10 @@ def converter(dtype: np.dtype, result: np.dtype, arith: Arithmetic
     say) or a complex operand of a real result (warning as numpy does).  The same for
     every call of a signature: its runner repeats it.
 
-    >>> converter(np.dtype(">f8"), np.dtype("f8"), arithmetic(np.dtype("f8")))(np.ones(2, ">f8")).dtype
+    >>> f8 = np.dtype("f8")
+    >>> converter(np.dtype(">f8"), f8, arithmetic(f8))(np.ones(2, ">f8")).dtype
     dtype('float64')
-    >>> converter(np.dtype("f8"), np.dtype("f8"), arithmetic(np.dtype("f8"))) is None
+    >>> converter(f8, f8, arithmetic(f8)) is None
     True
     """
     steps: list[Callable[[np.ndarray], np.ndarray]] = []
@@ -843,7 +844,7 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
     if operands and type(operands[0]) is str and (target is None or target == "cpu"):
         arrays = operands[1:]
         sig = signature(arrays)
-        if sig is None:  # numbers, numpy scalars, subclasses: as the full way takes them
+        if sig is None:  # numbers, scalars, lists, subclasses: as the full way takes them
             converted = hosted(arrays)
             if converted is not None:
                 operands, arrays = (operands[0], *converted), converted

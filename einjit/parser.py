@@ -241,7 +241,7 @@ def as_subscripts(args: Sequence[Any]) -> tuple[Any, ...] | None:
     ('AB,BC->AC', 1, 2)
     """
     odd = len(args) % 2 == 1
-    given = args[1::2] + ((args[-1],) if odd and len(args) > 1 else ())
+    given = tuple(args[1::2]) + ((args[-1],) if odd and len(args) > 1 else ())
     # Only lists of Python ints and Ellipsis: a cache key compares 1.0 and True equal to 1,
     # which numpy refuses as subscripts.
     if len(args) < 2 or not all(type(s) is list and all(type(x) is int or x is Ellipsis

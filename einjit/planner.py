@@ -541,8 +541,8 @@ def _sum_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict[
                     and split_bytes <= _bytes(fused) * (1 + SPLIT_BYTES_SLACK))
         verdict = ("fused" if not (blas or streamed) and single.steps[0].flops <= 2 * split_flops
                    else "split")
-        note = (f"{chose}{verdict}: one fused loop nest costs {single.steps[0].flops} flops and moves "
-                f"{_bytes(fused)} bytes, the path {split_flops} flops and {split_bytes} bytes"
+        note = (f"{chose}{verdict}: one fused loop nest costs {single.steps[0].flops} flops "
+                f"and moves {_bytes(fused)} bytes, the path {split_flops} flops and {split_bytes} bytes"
                 + (" with BLAS matrix products" if blas else
                    " in BLAS calls" if streamed else ""))
         chosen = single if verdict == "fused" else split
