@@ -839,8 +839,8 @@ def einsum(*operands: Any, out: np.ndarray | None = None, dtype: Any = None, ord
                     return view
     plain = (dtype is None and optimize is DEFAULT_OPTIMIZE and order == "K"
              and casting == "safe")
-    if operands and type(operands[0]) is not str and type(operands[0]) is not bytes:
-        operands = as_subscripts(operands) or operands  # the sublist form, spelled
+    if operands and type(operands[0]) is not str:  # sublists or bytes, spelled as a str
+        operands = as_subscripts(operands) or operands
     if operands and type(operands[0]) is str and (target is None or target == "cpu"):
         arrays = operands[1:]
         sig = signature(arrays)

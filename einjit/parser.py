@@ -228,7 +228,7 @@ def split_arguments(args: Sequence[Any]) -> tuple[Equation, list[Any]]:
 
 def as_subscripts(args: Sequence[Any]) -> tuple[Any, ...] | None:
     """The interleaved sublist form ``(a, [0, 1], b, [1, 2], [0, 2])`` spelled with a
-    subscripts string, ``("AB,BC->AC", a, b)``, as numpy names the labels; None where
+    subscripts str, ``("AB,BC->AC", a, b)``, as numpy names the labels; None where
     ``args`` is not a valid sublist form (:func:`split_arguments` then says why).  The
     spelling is kept per sublists, so a repeated call in this form takes the string's
     fast path.
@@ -239,7 +239,17 @@ def as_subscripts(args: Sequence[Any]) -> tuple[Any, ...] | None:
     True
     >>> as_subscripts((1, [0, 1], 2, [1, 2], [0, 2]))
     ('AB,BC->AC', 1, 2)
+
+    ASCII ``bytes`` subscripts, which numpy reads as text, come back as a str too:
+
+    >>> as_subscripts((b"ij->", 1))
+    ('ij->', 1)
     """
+    if args and type(args[0]) is bytes:
+        try:
+            return (args[0].decode("ascii"), *args[1:])
+        except UnicodeDecodeError:  # the full way reports it
+            return None
     odd = len(args) % 2 == 1
     given = tuple(args[1::2]) + ((args[-1],) if odd and len(args) > 1 else ())
     # Only lists of Python ints and Ellipsis: a cache key compares 1.0 and True equal to 1,

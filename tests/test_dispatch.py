@@ -486,14 +486,16 @@ def _other_forms(rng):
         "nested lists": (("ij,j->i", b.tolist(), c.tolist()), {}),
         "ndarray subclass": (("ij,jk->ik", a.view(np.matrix), b), {}),
         "explicit path": (("ij,jk,k->i", a, b, c), {"optimize": path}),
+        "bytes subscripts": ((b"ij,jk->ik", a, b), {}),
     }
 
 
 @pytest.mark.parametrize("form", list(_other_forms(np.random.default_rng(0))))
 def test_other_call_forms_replay(form, monkeypatch):
-    """The sublist form, numbers and numpy scalars, lists and ndarray subclasses as
-    operands, and an explicit path given as numpy's list: a repeated call replays its
-    signature (the full way, ``prepare``, is not taken again), with numpy's results."""
+    """The sublist form, bytes subscripts, numbers and numpy scalars, lists and ndarray
+    subclasses as operands, and an explicit path given as numpy's list: a repeated call
+    replays its signature (the full way, ``prepare``, is not taken again), with numpy's
+    results."""
     prepared = []
     full = engine.prepare
     monkeypatch.setattr(engine, "prepare", lambda *a, **k: prepared.append(1) or full(*a, **k))
