@@ -159,12 +159,21 @@ def _auto_candidates(inputs: Sequence[Labels], output: set[str], size: dict[str,
 
     sets = [set(t) for t in inputs]
     found = [_opt_einsum_finder("auto")(sets, output, size)]
+    if 0 in size.values():  # no work: nothing to weigh (and dynamic programming finds
+        return found        # no path over a zero-size label)
+    finders: list[Callable[[], Any]] = []
     if len(inputs) <= DP_OPERANDS:
         for minimize in ("flops", "combo"):
-            found.append(paths.DynamicProgramming(minimize=minimize)(sets, output, size))
-    found.append(paths.greedy(sets, output, size))
+            finders.append(lambda m=minimize: paths.DynamicProgramming(minimize=m)(
+                sets, output, size))
+    finders.append(lambda: paths.greedy(sets, output, size))
     if len(inputs) <= MANY_OPERANDS:
-        found.append(_cheapest(list(inputs), output, size)[2])
+        finders.append(lambda: _cheapest(list(inputs), output, size)[2])
+    for find in finders:
+        try:
+            found.append(find())
+        except Exception:  # noqa: BLE001 - a finder that finds none: the others stand
+            continue
     distinct: list[list[tuple[int, ...]]] = []
     for path in found:
         path = [tuple(int(i) for i in c) for c in path]

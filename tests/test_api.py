@@ -501,6 +501,22 @@ def test_many_operands_take_the_modelled_fastest_of_several_paths(eq, shapes):
                                rtol=1e-12)
 
 
+@pytest.mark.parametrize(("eq", "shapes", "dtype"), [
+    ("ddf,ad,f,,fce,a->", ((4, 4, 4), (4, 4), (4,), (), (4, 2, 0), (4,)), np.complex128),
+    ("g,,aa,f,gee->f", ((4,), (), (7, 7), (4,), (4, 0, 0)), np.float32),
+    ("ab,bc,cd,de,ef->af", ((3, 0), (0, 4), (4, 5), (5, 2), (2, 3)), np.float64),
+])
+def test_many_operands_with_a_zero_size_label(eq, shapes, dtype):
+    # dynamic programming finds no path over a zero-size label (opt_einsum raises
+    # RuntimeError); the plan keeps opt_einsum's auto path
+    rng = np.random.default_rng(14)
+    ops = [rng.random(s).astype(dtype) for s in shapes]
+    got = einjit.einsum(eq, *ops)
+    ref = np.einsum(eq, *ops)
+    assert np.shape(got) == np.shape(ref) and np.asarray(got).dtype == np.asarray(ref).dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
 def test_an_intermediate_the_result_is_made_of_is_laid_out_like_it():
     # ab,dca->(dcb) then (dcb),db->dcb: laid out like the result (dcb) rather than its
     # partner db alone (cdb), the first product reads dca as one matrix, no copy
