@@ -147,10 +147,10 @@ DP_OPERANDS = 12
 STEP_S, STREAM_BPS = 2e-6, 2e10
 
 
-def _auto_candidates(inputs: Sequence[Labels], output: set[str], size: dict[str, int]
-                     ) -> list[list[tuple[int, ...]]]:
+def _auto_candidates(inputs: Sequence[Labels], output: set[str], size: dict[str, int],
+                     auto: Sequence[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
     """The paths "auto" chooses from for :data:`MANY_OPERANDS` operands or more:
-    opt_einsum's ``auto`` (branch and bound, greedy from 15 operands), its dynamic
+    opt_einsum's ``auto`` (given: branch and bound, greedy from 15 operands), its dynamic
     programming by flops (the fewest flops without outer products; ``auto`` can miss
     it by 8x: ``bc,f,df,fech,bac->bahd``) and by flops and intermediates' sizes
     (``combo``) up to :data:`DP_OPERANDS`, its greedy, and, for five operands,
@@ -158,7 +158,7 @@ def _auto_candidates(inputs: Sequence[Labels], output: set[str], size: dict[str,
     from opt_einsum import paths
 
     sets = [set(t) for t in inputs]
-    found = [_opt_einsum_finder("auto")(sets, output, size)]
+    found = [list(auto)]
     if 0 in size.values():  # no work: nothing to weigh (and dynamic programming finds
         return found        # no path over a zero-size label)
     finders: list[Callable[[], Any]] = []
@@ -522,7 +522,7 @@ def _sum_plan(equation: str, inputs: list[Labels], output: Labels, extent: dict[
                    ids=ids, done=done)
     chose = ""
     if optimize == "auto" and n >= MANY_OPERANDS:
-        candidates = _auto_candidates(inputs, set(output), extent)
+        candidates = _auto_candidates(inputs, set(output), extent, path)
         splits = [split if tuple(map(tuple, c)) == path else
                   _split(equation, inputs, output, extent, dtypes, arith, tuple(c), dynamic,
                          ids=ids, done=done) for c in candidates]
