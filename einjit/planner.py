@@ -163,10 +163,9 @@ def _auto_candidates(inputs: Sequence[Labels], output: set[str], size: dict[str,
         return found        # no path over a zero-size label)
     finders: list[Callable[[], Any]] = []
     if len(inputs) <= DP_OPERANDS:
-        for minimize in ("flops", "combo"):
-            finders.append(lambda m=minimize: paths.DynamicProgramming(minimize=m)(
-                sets, output, size))
-    finders.append(lambda: paths.greedy(sets, output, size))
+        finders.append(lambda: PATH_FINDERS["dp"](sets, output, size))  # by flops
+        finders.append(lambda: paths.DynamicProgramming(minimize="combo")(sets, output, size))
+    finders.append(lambda: PATH_FINDERS["greedy"](sets, output, size))
     if len(inputs) <= MANY_OPERANDS:
         finders.append(lambda: _cheapest(list(inputs), output, size)[2])
     for find in finders:
