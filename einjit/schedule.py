@@ -712,11 +712,33 @@ def _rows(kernel: Kernel, outer: Sequence[str], v: str, m: int, shared: bool = T
     return None
 
 
+def _wide_tile_shape(lanes: int) -> tuple[int, int]:
+    """``(m, w)``: the rows and the values per row of a wide block's register tile whose
+    values are ``lanes`` to a vector register.
+
+    The widest whole-vector rows of which at least two, together ``tile_terms`` values
+    or more (else LLVM unrolls the row loop completely before it would vectorise it),
+    leave registers for the rows' broadcast factors and the vectors each step loads:
+    m + v + m * v <= ``VECTOR_REGISTERS`` for v vectors a row.  float32 on AVX2: 2 rows
+    of 32 values (8 accumulators); the tile of 4 rows of 32 it replaces held all 16
+    registers as accumulators and spilled them every step (bij,bjk->bik, one thread,
+    products as loops: 128 x 64^3 29 -> 72 GFLOP/s, 16 x 128^3 30 -> 83, OpenBLAS 35-73).
+    Where no such tile exists (float64, int64: 4 rows of 16 are the fewest that LLVM
+    vectorises, 3 rows of 16 or 4 of 12 ran as scalar code at 4-5 GFLOP/s), 4 rows of
+    as many vectors as the registers hold: spilled, but vectorised (int64 ik,kj->ij
+    512^3: 15.5 ms with 512 accumulators in memory, 6.9 ms in tiles of 4 x 16)."""
+    terms = policy.POLICY.tile_terms
+    for v in range(VECTOR_REGISTERS // 2, 0, -1):
+        m = max(2, -(-terms // (v * lanes)))
+        if m + v + m * v <= VECTOR_REGISTERS:
+            return m, v * lanes
+    return MAX_TILE_ROWS, lanes * (VECTOR_REGISTERS // MAX_TILE_ROWS)
+
+
 def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: str,
                lanes: int) -> tuple[tuple[str, int], tuple[str, int]] | None:
-    """A wide block's register tile: ``MAX_TILE_ROWS`` rows of u, each of as many
-    vectors of v as the registers hold for all of them (int64 ik,kj->ij 512^3: 15.5 ms
-    with 512 accumulators in memory, 6.9 ms in tiles of 4 x 16).  Only where it pays
+    """A wide block's register tile (:func:`_wide_tile_shape`): m rows of u, each w
+    values of v.  Only where it pays
     (sq = (x - y) ** 2 over ab,bc->ac, 256 x K x 256, in tiles against the block):
 
     - the reductions have ``policy.POLICY.wide_tile_terms`` terms or more: each tile is set,
@@ -734,8 +756,7 @@ def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: st
       KiB: 0.069 -> 0.078 ms in tiles)."""
     pol = policy.POLICY
     extent = kernel.extent
-    m = MAX_TILE_ROWS
-    w = lanes * (VECTOR_REGISTERS // m)
+    m, w = _wide_tile_shape(lanes)
     n = extent[v]
     if (math.prod(extent[r] for r in inner) < pol.wide_tile_terms
             or (n % w and n < 16 * w)):

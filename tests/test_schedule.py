@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import einjit
+from einjit import schedule
 from einjit.policy import Policy
 
 RNG = np.random.default_rng(11)
@@ -318,6 +319,39 @@ def test_wide_block_runs_as_register_tiles_over_a_packed_panel():
     # a bigger block of b (16 x 2048 values) is read where it lies
     (nest,) = _check("ij,jk->ik", _ints(70, 2048), _ints(2048, 256))
     assert nest.schedule.block_rows == ("i", 4) and not nest.schedule.pack
+
+
+def test_wide_tiles_of_float32_leave_registers_for_the_loads():
+    # 8 values a vector: 2 rows of 32 (8 accumulators, 2 broadcasts, 4 loaded vectors),
+    # not 4 rows of 32 (all 16 registers accumulators: spilled every step); a body of
+    # its own keeps BLAS out
+    @einjit.compile("ij,jk->ik")
+    def sq(x, y):
+        return (x - y) * (x - y)
+
+    a = (_ints(300, 64) / 8).astype(np.float32)
+    b = (_ints(64, 700) / 4).astype(np.float32)
+    ref = ((a.astype(float)[:, :, None] - b.astype(float)[None]) ** 2).sum(1)
+    np.testing.assert_allclose(sq(a, b), ref, rtol=1e-5)
+    (nest,) = sq.explain(a, b).nests
+    assert nest.schedule.block == ("k", 32) and nest.schedule.block_rows == ("i", 2)
+    for lanes, shape in ((2, (4, 8)), (4, (4, 16)), (8, (2, 32)), (16, (2, 64))):
+        assert schedule._wide_tile_shape(lanes) == shape
+
+
+@pytest.mark.parametrize(("dtype", "tiled"), [(np.float32, True), (np.float64, False)])
+def test_float32_products_up_to_64_cubed_run_as_register_tiles(dtype, tiled):
+    # float32's tiles keep their sums in registers and beat a BLAS call per matrix up to
+    # tile_gemm_fit_max multiply-adds; float64's spill, and BLAS keeps the larger ones
+    a = RNG.standard_normal((6, 64, 64)).astype(dtype)
+    b = RNG.standard_normal((6, 64, 64)).astype(dtype)
+    (nest,) = _check("bij,bjk->bik", a, b, rtol=1e-5)
+    assert (nest.schedule.gemm is None) == tiled
+    if tiled:
+        assert nest.schedule.block_rows is not None
+    big = RNG.standard_normal((2, 128, 128)).astype(dtype)  # 2^21 multiply-adds: BLAS
+    (nest,) = _check("bij,bjk->bik", big, big, rtol=1e-5)
+    assert nest.schedule.gemm is not None
 
 
 def test_blocked_loop_itself_parallel(monkeypatch):

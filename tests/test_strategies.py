@@ -18,7 +18,7 @@ from _reference import check_einsum, make_operands, with_layout
 # The loop strategies sum in loops even the few terms the default writes out in the body
 # (the table's extents are small); "expand" writes out sums of up to 64 terms.
 POLICIES = {
-    "gemm": Policy(gemm_min_work=0, tile_gemm_max=0),
+    "gemm": Policy(gemm_min_work=0, tile_gemm_max=0, tile_gemm_fit_max=0),
     "block2": Policy(block=2, unroll=1, expand_terms=0),
     "chunk2": Policy(chunk=2, expand_terms=0),
     "parallel": Policy(parallel_min_work=0, expand_terms=0),  # output loops in chunks
@@ -140,8 +140,8 @@ def test_tiles_with_partial_edges(eq, shapes, policy, monkeypatch):
 def test_gemm_batch_split_over_threads(eq, shapes, monkeypatch):
     """Batches of small matrix products run in parts on a thread pool, broadcast batch
     axes included; the parts must cover the batch exactly (odd sizes)."""
-    monkeypatch.setattr(einjit.policy, "POLICY", Policy(gemm_min_work=0, tile_gemm_max=0,
-                                                            parallel_min_work=0))
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(
+        gemm_min_work=0, tile_gemm_max=0, tile_gemm_fit_max=0, parallel_min_work=0))
     monkeypatch.setattr(schedule, "thread_count", lambda: 2)
     layout = __import__("einjit").explain(eq, *shapes).nests[0].schedule.gemm
     assert layout is not None and layout.split == 2
@@ -154,7 +154,7 @@ def test_threaded_matrix_vector_batches_are_not_split(monkeypatch):
     those stays one call (splitting it would run BLAS threads inside einjit's)."""
     monkeypatch.setattr(einjit.policy, "POLICY", Policy(
         gemm_min_work=0, gemv_min_work=0, gemv_max_calls=1 << 20, tile_gemm_max=0,
-        parallel_min_work=0))
+        tile_gemm_fit_max=0, parallel_min_work=0))
     monkeypatch.setattr(schedule, "thread_count", lambda: 2)
     for d, split in ((128, 1), (16, 2)):  # 128 x 128 (threaded by BLAS), 128 x 16
         shapes = [(6, 128, d), (6, 128)]
