@@ -36,7 +36,7 @@ from .merge import merge_indices
 from .views import c_strides
 
 __all__ = ["gemm_roles", "gemm_worthy", "gemm_cost", "use_gemm", "gemm_layout", "smallest_matrices",
-           "c_ordered_strides", "tile_gemm_limit"]
+           "c_ordered_strides"]
 
 _BLAS_DTYPES = frozenset(("float32", "float64", "complex64", "complex128"))
 
@@ -119,25 +119,15 @@ def gemm_cost(kernel: Kernel) -> float | None:
     return cost
 
 
-def small_for_blas(kernel: Kernel, layout: GemmLayout) -> bool:
-    """Whether a GEMM-shaped kernel's products are small enough
-    (:func:`tile_gemm_limit` multiply-adds each) that a register tile of loops may
-    beat BLAS: its matrices, or, where BLAS would copy an operand or the product, the
+def small_for_blas(kernel: Kernel, layout: GemmLayout, limit: int | None = None) -> bool:
+    """Whether a GEMM-shaped kernel's products are small enough (``limit``, by default
+    ``tile_gemm_max``, multiply-adds each) that a register tile of loops may beat
+    BLAS: its matrices, or, where BLAS would copy an operand or the product, the
     smallest matrices its batch could split into (:func:`smallest_matrices`)."""
     extent = kernel.extent
     volume = math.prod(extent[g] for g in layout.m + layout.n + layout.k)
     least = smallest_matrices(kernel) if layout.copies else volume
-    return min(volume, least) <= tile_gemm_limit(kernel)
-
-
-def tile_gemm_limit(kernel: Kernel) -> int:
-    """Multiply-adds per matrix up to which a GEMM-shaped kernel may run as a register
-    tile rather than BLAS: ``tile_gemm_fit_max`` where its values take 4 bytes or
-    fewer (its wide tiles' accumulators stay in registers), else ``tile_gemm_max``."""
-    pol = policy.POLICY
-    if np.dtype(kernel.accumulate).itemsize <= 4:
-        return max(pol.tile_gemm_max, pol.tile_gemm_fit_max)
-    return pol.tile_gemm_max
+    return min(volume, least) <= (policy.POLICY.tile_gemm_max if limit is None else limit)
 
 
 def c_ordered_strides(kernel: Kernel) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:

@@ -82,13 +82,14 @@ class Policy:
     ``tile_terms``: the accumulators of a register tile, rows of a narrow block
     (``Schedule.block_rows``; 0: none).  ``tile_gemm_max``: multiply-adds per matrix up
     to which a GEMM-shaped kernel runs as such a tile rather than BLAS;
-    ``tile_gemm_fit_max`` the same for products accumulated in values of 4 bytes or
-    fewer (float32), whose wide tiles keep their accumulators in registers (see
-    :func:`einjit.schedule._wide_tile_shape`): in-process, against BLAS (its batch
-    split over both threads), 64 products of 32 x 128 by 128 x 64 float32 0.55 of the
-    time, 64 of 64^3 0.69; 128^3 products 0.69 too, but 256 x 64 by 64 x 256 1.1-1.4x
-    slower and ``ijk,jl->ilk`` over 128 x 256 x 128 by 256 x 64 2x (float64's tiles, 4
-    rows of 16 accumulators that spill, were 1.15-1.4x slower from 64^3 already).
+    ``tile_gemm_fit_max`` the same for a wide tile whose accumulators, broadcast
+    factors and loaded vectors all fit the vector registers (float32: see
+    :func:`einjit.schedule._wide_tile_shape`).  In-process against BLAS (its batch split
+    over both threads): 64 products of 32 x 128 by 128 x 64 float32 0.55 of the time,
+    64 of 64^3 0.69; 128^3 products 0.69 too, but 256 x 64 by 64 x 256 1.1-1.4x slower
+    and ``ijk,jl->ilk`` over 128 x 256 x 128 by 256 x 64 2x; narrow tiles (8 values
+    wide, 8 rows) 3.5-4x slower from 80000 multiply-adds, float64's spilled tiles
+    1.15-1.4x from 64^3.
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
     loops (when they read every input along its runs) rather than a BLAS call;
     ``gemv_max_calls``: the most BLAS calls (one per product) a batch of them may take;

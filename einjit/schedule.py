@@ -143,6 +143,11 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             if loops.block_rows is not None or (layout.copies and loops.block is not None):
                 return loops
+        elif small_for_blas(kernel, layout, pol.tile_gemm_fit_max):
+            # Larger ones where the loops run a wide tile whose sums stay in registers.
+            loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
+            if _fits_registers(kernel, loops):
+                return loops
         # A matrix-vector product is memory-bound: BLAS gains nothing on a loop nest that
         # reads each operand once, so it is not worth a transposing copy of an operand.
         if not (any(layout.copy) and thin < 8):
@@ -710,6 +715,18 @@ def _rows(kernel: Kernel, outer: Sequence[str], v: str, m: int, shared: bool = T
                 and (not shared or _shared(kernel, u, v))):
             return u
     return None
+
+
+def _fits_registers(kernel: Kernel, sched: Schedule) -> bool:
+    """Whether ``sched`` runs a wide register tile whose sums, broadcast factors and
+    loaded vectors all fit the vector registers (see :func:`_wide_tile_shape`)."""
+    lanes = _lanes(kernel)
+    if not lanes or sched.block is None or sched.block_rows is None:
+        return False
+    m, w = _wide_tile_shape(lanes)
+    v = w // lanes
+    return ((sched.block_rows[1], sched.block[1]) == (m, w)
+            and m + v + m * v <= VECTOR_REGISTERS)
 
 
 def _wide_tile_shape(lanes: int) -> tuple[int, int]:
