@@ -84,12 +84,12 @@ class Policy:
     to which a GEMM-shaped kernel runs as such a tile rather than BLAS;
     ``tile_gemm_fit_max`` the same for a wide tile whose accumulators, broadcast
     factors and loaded vectors all fit the vector registers (float32: see
-    :func:`einjit.schedule._wide_tile_shape`).  In-process against BLAS (its batch split
-    over both threads): 64 products of 32 x 128 by 128 x 64 float32 0.55 of the time,
-    64 of 64^3 0.69; 128^3 products 0.69 too, but 256 x 64 by 64 x 256 1.1-1.4x slower
-    and ``ijk,jl->ilk`` over 128 x 256 x 128 by 256 x 64 2x; narrow tiles (8 values
-    wide, 8 rows) 3.5-4x slower from 80000 multiply-adds, float64's spilled tiles
-    1.15-1.4x from 64^3.
+    :func:`einjit.schedule._wide_tile_shape`).  In one process against BLAS (its batch
+    split over both threads): batches of 64^3 float32 products 0.75 of the time, of 32
+    x 128 by 128 x 64 0.55-0.85, one 64^3 product 0.64.  Above 2^18 the tiles drew or
+    lost (128^3 0.97-1.0, 256 x 64 by 64 x 256 1.1-1.4x slower, ``ijk,jl->ilk`` over
+    128 x 256 x 128 by 256 x 64 1.3-2x); narrow tiles (8 values wide, 8 rows) were
+    3.5-4x slower from 80000 multiply-adds, float64's spilled tiles 1.15-1.4x from 64^3.
     ``gemv_min_work``: multiply-adds below which a matrix-vector product or dot runs as
     loops (when they read every input along its runs) rather than a BLAS call;
     ``gemv_max_calls``: the most BLAS calls (one per product) a batch of them may take;

@@ -739,7 +739,8 @@ def _wide_tile_shape(lanes: int) -> tuple[int, int]:
     m + v + m * v <= ``VECTOR_REGISTERS`` for v vectors a row.  float32 on AVX2: 2 rows
     of 32 values (8 accumulators); the tile of 4 rows of 32 it replaces held all 16
     registers as accumulators and spilled them every step (bij,bjk->bik, one thread,
-    products as loops: 128 x 64^3 29 -> 72 GFLOP/s, 16 x 128^3 30 -> 83, OpenBLAS 35-73).
+    products as loops: 128 x 64^3 28-30 -> 72 GFLOP/s, 16 x 128^3 29-31 -> 80-86, OpenBLAS
+    35-81).
     Where no such tile exists (float64, int64: 4 rows of 16 are the fewest that LLVM
     vectorises, 3 rows of 16 or 4 of 12 ran as scalar code at 4-5 GFLOP/s), 4 rows of
     as many vectors as the registers hold: spilled, but vectorised (int64 ik,kj->ij
