@@ -339,6 +339,24 @@ def test_wide_tiles_of_float32_leave_registers_for_the_loads():
         assert schedule._wide_tile_shape(lanes) == shape
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_rows_of_a_tile_that_share_their_loads_hide_the_trip_count(dtype):
+    # 8 rows of 8 values (ce,ca->ae, e = 8): every row reads a0[c,e] along e and one value
+    # of a1: LLVM unrolled the loop of 8 into 160 scalar multiply-adds; hidden, it is
+    # vectorised. Where each row reads its own run (ijk,jk->ik) the loop stays as it was.
+    x = RNG.standard_normal((75, 8)).astype(dtype)
+    y = RNG.standard_normal((75, 100)).astype(dtype)
+    (nest,) = _check("ce,ca->ae", x, y, rtol=1e-5)
+    assert nest.schedule.block == ("e", 8) and nest.schedule.block_rows == ("a", 8)
+    source = einjit.explain("ce,ca->ae", x, y).sources[0]
+    assert "for tb in range(vm.opaque(8)):" in source
+    x = RNG.standard_normal((40, 300, 8)).astype(dtype)
+    y = RNG.standard_normal((300, 8)).astype(dtype)
+    (nest,) = _check("ijk,jk->ik", x, y, rtol=1e-5)
+    assert nest.schedule.block_rows is not None
+    assert "vm.opaque" not in einjit.explain("ijk,jk->ik", x, y).sources[0]
+
+
 @pytest.mark.parametrize(("dtype", "tiled"), [(np.float32, True), (np.float64, False)])
 def test_float32_products_up_to_64_cubed_run_as_register_tiles(dtype, tiled):
     # float32's tiles keep their sums in registers and beat a BLAS call per matrix up to
