@@ -143,7 +143,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             if loops.block_rows is not None or (layout.copies and loops.block is not None):
                 return loops
-        elif small_for_blas(kernel, layout, pol.tile_gemm_fit_max):
+        elif (_fitting_shape(_lanes(kernel)) is not None
+              and small_for_blas(kernel, layout, pol.tile_gemm_fit_max)):
             # Larger ones where the loops run a wide tile whose sums stay in registers.
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             if _fits_registers(kernel, loops):
@@ -719,38 +720,41 @@ def _rows(kernel: Kernel, outer: Sequence[str], v: str, m: int, shared: bool = T
 
 def _fits_registers(kernel: Kernel, sched: Schedule) -> bool:
     """Whether ``sched`` runs a wide register tile whose sums, broadcast factors and
-    loaded vectors all fit the vector registers (see :func:`_wide_tile_shape`)."""
-    lanes = _lanes(kernel)
-    if not lanes or sched.block is None or sched.block_rows is None:
-        return False
-    m, w = _wide_tile_shape(lanes)
-    v = w // lanes
-    return ((sched.block_rows[1], sched.block[1]) == (m, w)
-            and m + v + m * v <= VECTOR_REGISTERS)
+    loaded vectors all fit the vector registers (:func:`_fitting_shape`)."""
+    shape = _fitting_shape(_lanes(kernel))
+    return (shape is not None and sched.block is not None and sched.block_rows is not None
+            and (sched.block_rows[1], sched.block[1]) == shape)
+
+
+def _fitting_shape(lanes: int) -> tuple[int, int] | None:
+    """``(m, w)``: the widest whole-vector rows of which at least two, together
+    ``tile_terms`` values or more (else LLVM unrolls the row loop completely before it
+    would vectorise it), leave registers for the rows' broadcast factors and the
+    vectors each step loads: m + v + m * v <= ``VECTOR_REGISTERS`` for v vectors a row
+    of ``lanes`` values each; None where there are none (or no vectors)."""
+    if not lanes:
+        return None
+    terms = policy.POLICY.tile_terms
+    for v in range(VECTOR_REGISTERS // 2, 0, -1):
+        m = max(2, -(-terms // (v * lanes)))
+        if m + v + m * v <= VECTOR_REGISTERS:
+            return m, v * lanes
+    return None
 
 
 def _wide_tile_shape(lanes: int) -> tuple[int, int]:
     """``(m, w)``: the rows and the values per row of a wide block's register tile whose
-    values are ``lanes`` to a vector register.
-
-    The widest whole-vector rows of which at least two, together ``tile_terms`` values
-    or more (else LLVM unrolls the row loop completely before it would vectorise it),
-    leave registers for the rows' broadcast factors and the vectors each step loads:
-    m + v + m * v <= ``VECTOR_REGISTERS`` for v vectors a row.  float32 on AVX2: 2 rows
-    of 32 values (8 accumulators); the tile of 4 rows of 32 it replaces held all 16
-    registers as accumulators and spilled them every step (bij,bjk->bik, one thread,
+    values are ``lanes`` to a vector register: :func:`_fitting_shape`.  float32 on AVX2:
+    2 rows of 32 values (8 accumulators); the tile of 4 rows of 32 it replaces held all
+    16 registers as accumulators and spilled them every step (bij,bjk->bik, one thread,
     products as loops: 128 x 64^3 28-30 -> 72 GFLOP/s, 16 x 128^3 29-31 -> 80-86, OpenBLAS
     35-81).
     Where no such tile exists (float64, int64: 4 rows of 16 are the fewest that LLVM
     vectorises, 3 rows of 16 or 4 of 12 ran as scalar code at 4-5 GFLOP/s), 4 rows of
     as many vectors as the registers hold: spilled, but vectorised (int64 ik,kj->ij
     512^3: 15.5 ms with 512 accumulators in memory, 6.9 ms in tiles of 4 x 16)."""
-    terms = policy.POLICY.tile_terms
-    for v in range(VECTOR_REGISTERS // 2, 0, -1):
-        m = max(2, -(-terms // (v * lanes)))
-        if m + v + m * v <= VECTOR_REGISTERS:
-            return m, v * lanes
-    return MAX_TILE_ROWS, lanes * (VECTOR_REGISTERS // MAX_TILE_ROWS)
+    return (_fitting_shape(lanes)
+            or (MAX_TILE_ROWS, lanes * (VECTOR_REGISTERS // MAX_TILE_ROWS)))
 
 
 def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: str,
