@@ -145,7 +145,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                 return loops
         elif (_fitting_shape(_lanes(kernel)) is not None
               and small_for_blas(kernel, layout, pol.tile_gemm_fit_max)):
-            # Larger ones where the loops run a wide tile whose sums stay in registers.
+            # Larger ones where the loops run a tile whose sums stay in registers.
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             if _fits_registers(kernel, loops):
                 return loops
@@ -719,26 +719,48 @@ def _rows(kernel: Kernel, outer: Sequence[str], v: str, m: int, shared: bool = T
 
 
 def _fits_registers(kernel: Kernel, sched: Schedule) -> bool:
-    """Whether ``sched`` runs a wide register tile whose sums, broadcast factors and
-    loaded vectors all fit the vector registers (:func:`_fitting_shape`)."""
-    shape = _fitting_shape(_lanes(kernel))
-    return (shape is not None and sched.block is not None and sched.block_rows is not None
-            and (sched.block_rows[1], sched.block[1]) == shape)
+    """Whether ``sched`` runs a register tile, wide or narrow, whose sums and broadcast
+    factors fit the vector registers (:func:`_tile_registers`).  float32 tiles of 2 x
+    48, 3 x 24 and 4 x 16 values do (the 2 x 48 tile's loop: 12 accumulators, 2
+    broadcasts, one register for the loaded vectors, no spill); float64's (at least 16
+    vectors of sums) and float32's 8 rows of 8 values do not.  Only where the tile's
+    index is whole vectors: its last few values, summed one by one, cost more than the
+    tile saves (100 x 50 by 50 x 50 float32: BLAS 13 us, tiles of 48 and 2 scalar
+    columns 18 us)."""
+    lanes = _lanes(kernel)
+    if (not lanes or sched.block is None or sched.block_rows is None
+            or kernel.extent[sched.block[0]] % lanes):
+        return False
+    vectors = -(-sched.block[1] // lanes)
+    return _tile_registers(sched.block_rows[1], vectors) <= VECTOR_REGISTERS
+
+
+def _tile_registers(m: int, v: int) -> int:
+    """Vector registers a register tile of m rows of v vectors keeps busy in its loop: its
+    m * v sums, a broadcast factor per row and one for the vectors each step loads
+    (LLVM loads each into the same register just before its multiply-adds)."""
+    return m * v + m + 1
 
 
 def _fitting_shape(lanes: int) -> tuple[int, int] | None:
-    """``(m, w)``: the widest whole-vector rows of which at least two, together
-    ``tile_terms`` values or more (else LLVM unrolls the row loop completely before it
-    would vectorise it), leave registers for the rows' broadcast factors and the
-    vectors each step loads: m + v + m * v <= ``VECTOR_REGISTERS`` for v vectors a row
-    of ``lanes`` values each; None where there are none (or no vectors)."""
+    """``(m, w)``: the widest rows of a power of two vectors (whose blocks divide the
+    power-of-two extents) of which at least two, together ``tile_terms`` values or more
+    (else LLVM unrolls the row loop completely before it would vectorise it), fit the
+    vector registers (:func:`_tile_registers`) for v vectors a row of ``lanes`` values
+    each; None where there are none (or no vectors).
+
+    >>> [_fitting_shape(lanes) for lanes in (16, 8, 4, 0)]
+    [(2, 64), (2, 32), None, None]
+    """
     if not lanes:
         return None
     terms = policy.POLICY.tile_terms
-    for v in range(VECTOR_REGISTERS // 2, 0, -1):
+    v = 1 << (VECTOR_REGISTERS // 2).bit_length() - 1
+    while v:
         m = max(2, -(-terms // (v * lanes)))
-        if m + v + m * v <= VECTOR_REGISTERS:
+        if _tile_registers(m, v) <= VECTOR_REGISTERS:
             return m, v * lanes
+        v //= 2
     return None
 
 

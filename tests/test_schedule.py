@@ -372,6 +372,37 @@ def test_float32_products_up_to_64_cubed_run_as_register_tiles(dtype, tiled):
     assert nest.schedule.gemm is not None
 
 
+@pytest.mark.parametrize(("dtype", "tiled"), [(np.float32, True), (np.float64, False)])
+@pytest.mark.parametrize(("a_shape", "b_shape", "rows"), [
+    ((8, 48, 48), (8, 48, 48), 2),     # 2 rows of 48: 12 sums, 2 broadcasts, 1 load
+    ((4, 100, 48), (4, 48, 40), 2),    # 40 wide: 2 rows of 5 vectors
+    ((64, 100), (100, 24), 3),         # 24 wide: 3 rows of 3 vectors
+    ((200, 64), (64, 16), 4),          # 16 wide: 4 rows of 2 vectors
+])
+def test_narrow_float32_tiles_that_fit_the_registers_beat_blas(dtype, tiled, a_shape, b_shape,
+                                                               rows):
+    # Products of 2^16 to 2^18 multiply-adds whose register tile (any width) keeps its
+    # sums and broadcast factors in the registers run as loops; float64's tiles (16
+    # vectors of sums at least) stay BLAS.
+    eq = "bij,bjk->bik" if len(a_shape) == 3 else "ij,jk->ik"
+    a = RNG.standard_normal(a_shape).astype(dtype)
+    b = RNG.standard_normal(b_shape).astype(dtype)
+    assert (1 << 16) < a_shape[-2] * a_shape[-1] * b_shape[-1] <= (1 << 18)
+    (nest,) = _check(eq, a, b, rtol=1e-5)
+    assert (nest.schedule.gemm is None) == tiled
+    if tiled:
+        assert nest.schedule.block_rows[1] == rows
+        assert nest.schedule.block[1] == b_shape[-1]
+
+
+def test_tiles_that_would_end_in_scalar_columns_leave_mid_size_products_to_blas():
+    # 50 values: a tile of 48 and 2 columns summed one by one, slower than BLAS
+    a = RNG.standard_normal((100, 50)).astype(np.float32)
+    b = RNG.standard_normal((50, 50)).astype(np.float32)
+    (nest,) = _check("ij,jk->ik", a, b, rtol=1e-5)
+    assert nest.schedule.gemm is not None
+
+
 def test_blocked_loop_itself_parallel(monkeypatch):
     # (a big input into a small output is summed hoisted by default: see below)
     monkeypatch.setattr(einjit.policy, "POLICY", einjit.policy.Policy(
