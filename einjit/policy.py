@@ -82,11 +82,13 @@ class Policy:
     ``tile_terms``: the accumulators of a register tile, rows of a narrow block
     (``Schedule.block_rows``; 0: none).  ``tile_gemm_max``: multiply-adds per matrix up
     to which a GEMM-shaped kernel runs as such a tile rather than BLAS;
-    ``tile_gemm_fit_max`` the same for a wide tile whose accumulators, broadcast
-    factors and loaded vectors all fit the vector registers (float32: see
-    :func:`einjit.schedule._wide_tile_shape`).  In one process against BLAS (its batch
+    ``tile_gemm_fit_max`` the same for a tile, wide or narrow, whose sums and broadcast
+    factors fit the vector registers (float32: see
+    :func:`einjit.schedule._fits_registers`).  In one process against BLAS (its batch
     split over both threads): batches of 64^3 float32 products 0.75 of the time, of 32
-    x 128 by 128 x 64 0.55-0.85, one 64^3 product 0.64.  Above 2^18 the tiles drew or
+    x 128 by 128 x 64 0.55-0.85, one 64^3 product 0.64; narrow tiles (16 to 56 values
+    wide) 0.23-0.88 in 48 products of 2^16-2^18 multiply-adds, one process per case
+    (256 of 48 x 48 by 48 x 48: 0.91 -> 0.50 ms).  Above 2^18 the tiles drew or
     lost (128^3 0.97-1.0, 256 x 64 by 64 x 256 1.1-1.4x slower, ``ijk,jl->ilk`` over
     128 x 256 x 128 by 256 x 64 1.3-2x); narrow tiles (8 values wide, 8 rows) were
     3.5-4x slower from 80000 multiply-adds, float64's spilled tiles 1.15-1.4x from 64^3.
