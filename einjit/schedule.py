@@ -140,8 +140,18 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             # BLAS would copy, loops vectorised along a block of the output beat it too
             # (dfbc,bacd->fcad, 400 products of 128 x 24 by 24 x 16, float64: BLAS after
             # three transposing copies 6.0 ms, loops 2.8 ms).
+            # Not a batch whose tiles end in a block of fewer than VECTOR_LOOP_MIN values
+            # left over: its rows' loop sums them one by one, at several times the cost
+            # of the tiles' values (32 products of 64 x 16 by 16 x 20 float32: 0.093 ms in
+            # tiles of 16 and a block of 4, 0.035 ms BLAS; float64 0.126, 0.062); a single
+            # product saves BLAS's call still (64 x 16 by 16 x 20: 4 and 8 us); 24 values
+            # left over are vectorised (32 products of 64 x 16 by 16 x 56 float64 in
+            # tiles of 32: 0.13 ms, BLAS 0.23).
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
-            if loops.block_rows is not None or (layout.copies and loops.block is not None):
+            ragged = (loops.block is not None
+                      and 0 < kernel.extent[loops.block[0]] % loops.block[1] < VECTOR_LOOP_MIN)
+            if ((loops.block_rows is not None and not (ragged and calls > 1))
+                    or (layout.copies and loops.block is not None)):
                 return loops
         elif (_fitting_shape(_lanes(kernel)) is not None
               and small_for_blas(kernel, layout, pol.tile_gemm_fit_max)):
@@ -502,6 +512,10 @@ def _least_work(kernel: Kernel, threaded: bool, least: int) -> int:
 
 #: The bytes of one vector register (AVX2), and how many there are.
 VECTOR_BYTES, VECTOR_REGISTERS = 32, 16
+#: The fewest trips of a loop that runs as vector code: LLVM unrolls a shorter one
+#: completely into scalar code or, its trip count hidden, vectorises it for more trips
+#: than it has (the values a register tile leaves over, 4 float32 of 20: one by one).
+VECTOR_LOOP_MIN = 16
 #: The most rows of a register tile: each needs its own broadcast operand per term.
 MAX_TILE_ROWS = 4
 #: Multiply-adds of a matrix-vector product of a batch from which its BLAS call (one per
