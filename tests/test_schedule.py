@@ -397,13 +397,14 @@ def test_narrow_float32_tiles_that_fit_the_registers_beat_blas(dtype, tiled, a_s
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_batch_of_small_products_whose_tiles_leave_values_over_runs_as_blas(dtype):
-    # 20 values: a tile of 16 and a block of 4 summed one by one; BLAS for a batch of
-    # them, tiles for one product (no call to save) and for 16 values (no values over)
+    # 28 values: tiles of 24 and 4 values over (float32), or of 16 and 12 (float64),
+    # summed one by one; BLAS for a batch of them, tiles for one product (no call to
+    # save) and for 16 values (none over)
     a = RNG.standard_normal((8, 64, 16)).astype(dtype)
-    (nest,) = _check("bij,bjk->bik", a, RNG.standard_normal((8, 16, 20)).astype(dtype),
+    (nest,) = _check("bij,bjk->bik", a, RNG.standard_normal((8, 16, 28)).astype(dtype),
                      rtol=1e-5)
     assert nest.schedule.gemm is not None
-    (nest,) = _check("ij,jk->ik", a[0], RNG.standard_normal((16, 20)).astype(dtype),
+    (nest,) = _check("ij,jk->ik", a[0], RNG.standard_normal((16, 28)).astype(dtype),
                      rtol=1e-5)
     assert nest.schedule.gemm is None and nest.schedule.block_rows is not None
     (nest,) = _check("bij,bjk->bik", a, RNG.standard_normal((8, 16, 16)).astype(dtype),
