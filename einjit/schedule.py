@@ -157,7 +157,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                 return loops
         elif (_fitting_shape(_lanes(kernel)) is not None
               and small_for_blas(kernel, layout, pol.tile_gemm_fit_max)):
-            # Larger ones where the loops run a tile whose sums stay in registers.
+            # Larger ones where the loops run a tile whose sums stay in registers (none
+            # does where no wide one does: 64 values in at least 16 vectors of float64).
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             if _fits_registers(kernel, loops):
                 return loops
@@ -772,7 +773,7 @@ def _fitting_shape(lanes: int) -> tuple[int, int] | None:
     if not lanes:
         return None
     terms = policy.POLICY.tile_terms
-    v = 1 << (VECTOR_REGISTERS // 2).bit_length() - 1
+    v = 1 << ((VECTOR_REGISTERS // 2).bit_length() - 1)  # the largest power of two
     while v:
         m = max(2, -(-terms // (v * lanes)))
         if _tile_registers(m, v) <= VECTOR_REGISTERS:
