@@ -159,8 +159,7 @@ class CompiledEinsum:
 
 
 def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | str = False,
-            reduce: str = "sum", target: str | None = None
-            ) -> Callable[[Callable[..., Any]], CompiledEinsum]:
+            reduce: str = "sum", target: str | None = None) -> Callable[..., Any]:
     """Decorate a function to make it a compiled einsum.
 
     A body-less function (a docstring, ``pass`` or ``...``) is the plain einsum.  A
@@ -182,6 +181,8 @@ def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | 
     for its middle (see :func:`einjit.engine.planned_extent`).
     ``target="cuda"`` runs it on the GPU (numpy operands copied in and out); with the
     default ``None`` device operands (``__cuda_array_interface__``) run there anyway.
+    Called with operands rather than a function, ``einjit.compile(equation)`` is the
+    plain einsum (folded by ``reduce``), its kernels kept by the decorator.
 
     >>> import numpy as np, einjit
     >>> @einjit.compile("bij,bjk->bik")
@@ -208,6 +209,9 @@ def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | 
     ...     return a + b
     >>> minplus(np.array([[0.0, 2.0]]), np.array([[5.0], [1.0]]))
     array([[3.]])
+    >>> matmul = einjit.compile("ij,jk->ik")   # no function: the plain einsum
+    >>> matmul(np.ones((2, 3)), np.ones((3, 4)))[0]
+    array([3., 3., 3., 3.])
     """
     parsed = parse_subscripts(equation)  # errors in the equation surface at decoration time
     engine.dynamic_labels(equation, parsed, dynamic)
@@ -215,7 +219,14 @@ def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | 
     if isinstance(reduce, str):
         reduction(reduce, "float64")  # an unknown reduction fails at decoration
 
-    def decorate(fn: Callable[..., Any]) -> CompiledEinsum:
-        return CompiledEinsum(equation, fn, optimize, dynamic, reduce, target)
+    plain: list[CompiledEinsum] = []  # for calls with operands, made on the first
+
+    def decorate(*args: Any, **options: Any) -> Any:
+        if len(args) == 1 and callable(args[0]) and not options:
+            return CompiledEinsum(equation, args[0], optimize, dynamic, reduce, target)
+        # einjit.compile(eq)(a, b): no function, the plain einsum, its kernels kept here
+        if not plain:
+            plain.append(CompiledEinsum(equation, None, optimize, dynamic, reduce, target))
+        return plain[0](*args, **options)
 
     return decorate

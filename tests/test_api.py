@@ -1,5 +1,6 @@
 """The decorator, the cache counters, the disk cache across processes, explain, backends."""
 
+import functools
 import os
 import pathlib
 import subprocess
@@ -72,9 +73,26 @@ def test_decorator_rejects_a_bad_body_and_wrong_arity():
         def g(a): ...
     with pytest.raises(ValueError, match="'%'"):
         einjit.compile("i%,j")
-    # operands passed to the decorator itself (einjit.compile(eq)(a) for einsum(eq, a))
-    with pytest.raises(TypeError, match="decorates a Python function, not ndarray"):
-        einjit.compile("ij->j")(np.ones((2, 3)))
+    # a callable that is no Python function
+    with pytest.raises(TypeError, match="decorates a Python function, not partial"):
+        einjit.compile("ij->j")(functools.partial(print))
+
+
+def test_compile_called_with_operands_is_the_plain_einsum():
+    # einjit.compile(eq)(a, b) is einsum(eq, a, b), its kernels kept by the decorator
+    a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
+    matmul = einjit.compile("ij,jk->ik")
+    np.testing.assert_array_equal(matmul(a, b), np.einsum("ij,jk->ik", a, b))
+    out = np.empty((2, 4), np.float32)
+    assert matmul(a, b, out=out, casting="unsafe") is out
+    np.testing.assert_array_equal(out, np.einsum("ij,jk->ik", a, b))
+    np.testing.assert_array_equal(einjit.compile("ij->j")(a), a.sum(axis=0))
+    np.testing.assert_array_equal(einjit.compile("ik,kj->ij", reduce="max")(a, b),
+                                  (a[:, :, None] * b[None]).max(axis=1))
+    with pytest.raises(ValueError):  # too few operands, as numpy.einsum says
+        matmul(a)
+    with pytest.raises(ValueError):
+        matmul()
 
 
 def test_second_process_loads_kernels_from_disk(tmp_path):
