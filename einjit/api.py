@@ -219,14 +219,14 @@ def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | 
     if isinstance(reduce, str):
         reduction(reduce, "float64")  # an unknown reduction fails at decoration
 
-    plain: list[CompiledEinsum] = []  # for calls with operands, made on the first
+    @functools.cache
+    def plain() -> CompiledEinsum:  # for calls with operands, made on the first
+        return CompiledEinsum(equation, None, optimize, dynamic, reduce, target)
 
     def decorate(*args: Any, **options: Any) -> Any:
         if len(args) == 1 and callable(args[0]) and not options:
             return CompiledEinsum(equation, args[0], optimize, dynamic, reduce, target)
         # einjit.compile(eq)(a, b): no function, the plain einsum, its kernels kept here
-        if not plain:
-            plain.append(CompiledEinsum(equation, None, optimize, dynamic, reduce, target))
-        return plain[0](*args, **options)
+        return plain()(*args, **options)
 
     return decorate
