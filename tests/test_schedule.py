@@ -322,7 +322,7 @@ def test_wide_block_runs_as_register_tiles_over_a_packed_panel():
 
 
 def test_wide_tiles_of_float32_leave_registers_for_the_loads():
-    # 8 values a vector: 2 rows of 32 (8 accumulators, 2 broadcasts, 4 loaded vectors),
+    # 8 values a vector: 2 rows of 32 (8 accumulators, 2 broadcasts, 1 for the loads),
     # not 4 rows of 32 (all 16 registers accumulators: spilled every step); a body of
     # its own keeps BLAS out
     @einjit.compile("ij,jk->ik")
