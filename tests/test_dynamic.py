@@ -86,17 +86,37 @@ def test_a_label_that_keeps_changing_goes_dynamic():
     rng = np.random.default_rng(1)
     eq = "bqd,bkd->bqk"
     before = einjit.cache_info()["misses"]
-    sizes = [3, 5, 7, 11, 13, 0, 1]
+    sizes = [17, 30, 100, 201, 255, 16, 99]
     for n in sizes:
         a, b = rng.random((n, 6, 9)), rng.random((n, 7, 9))
         np.testing.assert_allclose(einjit.einsum(eq, a, b), np.einsum(eq, a, b), rtol=1e-12)
-    # a specialised plan for each of the first sizes, then one generic plan (0..15)
+    # a specialised plan for each of the first sizes, then one generic plan (16..255)
     assert einjit.cache_info()["misses"] - before == engine.DYNAMIC_AFTER
     # sizes seen before the switch keep their specialised kernels
-    a, b = rng.random((3, 6, 9)), rng.random((3, 7, 9))
+    a, b = rng.random((17, 6, 9)), rng.random((17, 7, 9))
     misses = einjit.cache_info()["misses"]
     einjit.einsum(eq, a, b)
     assert einjit.cache_info()["misses"] == misses
+
+
+def test_small_extents_keep_specialised_kernels():
+    """Extents below SPECIALISED_BELOW neither count towards a label going dynamic nor
+    run generic kernels once it has: each gets its own specialised plan."""
+    rng = np.random.default_rng(4)
+    eq = "bij,bjk->bik"
+    small = [2, 3, 4, 8, 15, 1]
+    before = einjit.cache_info()["misses"]
+    for n in small:
+        a, b = rng.random((50, n, n)), rng.random((50, n, n))
+        np.testing.assert_allclose(einjit.einsum(eq, a, b), a @ b, rtol=1e-12)
+    assert einjit.cache_info()["misses"] - before == len(small)
+    for n in (16, 40, 300, 5):  # the label goes dynamic on its third large size...
+        a, b = rng.random((50, n, n)), rng.random((50, n, n))
+        np.testing.assert_allclose(einjit.einsum(eq, a, b), a @ b, rtol=1e-12)
+    a, b = rng.random((50, 5, 5)), rng.random((50, 5, 5))
+    assert not engine.lookup(engine.prepare((eq, a, b))).plan.steps[0].kernel.dynamic
+    a, b = rng.random((50, 20, 20)), rng.random((50, 20, 20))  # ...but not for 5
+    assert engine.lookup(engine.prepare((eq, a, b))).plan.steps[0].kernel.dynamic
 
 
 def test_explain_names_dynamic_dimensions():
