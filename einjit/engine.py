@@ -28,7 +28,7 @@ from .threads import Chunked, prepare as prepare_workers
 from .body import body_dtypes, reduction
 from .dtypes import (Arithmetic, arithmetic, as_dtype, check_casting, check_out_array,
                      check_out_cast, narrows_to_half, numba_dtype, result_dtype)
-from .ir import Kernel, LoopNest, Plan, Schedule
+from .ir import DYNAMIC_BITS, Kernel, LoopNest, Plan, Schedule, planned_extent
 from .parser import Equation, EinsumSpec, as_subscripts, bind, split_arguments
 from .planner import DEFAULT_FOLD, Fold, make_plan, resolve_path, with_copies
 from . import policy
@@ -163,34 +163,6 @@ class Call:
     def family(self) -> Hashable:
         """The key with every extent left out: calls differing only in sizes."""
         return self.key(frozenset(self.spec.size))
-
-
-#: A kernel generic in a label serves the sizes of one class, a factor of 2^DYNAMIC_BITS
-#: wide: [16^k, 16^(k+1)), 0 with 1..15.
-DYNAMIC_BITS = 4
-
-
-def size_class(n: int) -> tuple[int, int]:
-    """The sizes that share a generic kernel with ``n``: ``[low, high)``.
-
-    >>> size_class(0), size_class(15), size_class(300)
-    ((0, 16), (0, 16), (256, 4096))
-    """
-    k = max(n.bit_length() - 1, 0) // DYNAMIC_BITS
-    return (1 << DYNAMIC_BITS * k if k else 0), 1 << DYNAMIC_BITS * (k + 1)
-
-
-def planned_extent(n: int) -> int:
-    """The extent a kernel generic in a dimension is planned for (its path, BLAS or
-    loops, threads, tiles) when a call brings ``n``: the middle, on a log scale, of
-    ``n``'s size class.  Every size of the class shares the kernel; a size 16 times
-    larger gets its own plan, so a kernel planned for 100 rows never runs 10^6 of them
-    (or one planned for none, which was 100 times slower).
-
-    >>> [planned_extent(n) for n in (0, 1, 15, 16, 255, 256, 100_000)]
-    [4, 4, 4, 64, 64, 1024, 262144]
-    """
-    return size_class(n)[1] >> DYNAMIC_BITS // 2
 
 
 def _layout(a: np.ndarray) -> str:

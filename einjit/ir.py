@@ -29,8 +29,36 @@ from typing import Callable, Union
 __all__ = [
     "Index", "Operand", "Load", "Cast", "Call", "Var", "Const", "Dim", "Expr", "Reduction", "SUM", "Kernel",
     "GemmLayout", "Schedule", "Loop", "Init", "Accumulate", "Alloc", "Let", "Gemm", "Store", "Update", "Stmt", "LoopNest", "Step", "Plan",
-    "product", "loads", "CHUNK", "CHUNKS", "SLOT",
+    "product", "loads", "CHUNK", "CHUNKS", "SLOT", "DYNAMIC_BITS", "size_class", "planned_extent",
 ]
+
+
+#: A kernel generic in a label serves the sizes of one class, a factor of 2^DYNAMIC_BITS
+#: wide: [16^k, 16^(k+1)), 0 with 1..15.
+DYNAMIC_BITS = 4
+
+
+def size_class(n: int) -> tuple[int, int]:
+    """The sizes that share a generic kernel with ``n``: ``[low, high)``.
+
+    >>> size_class(0), size_class(15), size_class(300)
+    ((0, 16), (0, 16), (256, 4096))
+    """
+    k = max(n.bit_length() - 1, 0) // DYNAMIC_BITS
+    return (1 << DYNAMIC_BITS * k if k else 0), 1 << DYNAMIC_BITS * (k + 1)
+
+
+def planned_extent(n: int) -> int:
+    """The extent a kernel generic in a dimension is planned for (its path, BLAS or
+    loops, threads, tiles) when a call brings ``n``: the middle, on a log scale, of
+    ``n``'s size class.  Every size of the class shares the kernel; a size 16 times
+    larger gets its own plan, so a kernel planned for 100 rows never runs 10^6 of them
+    (or one planned for none, which was 100 times slower).
+
+    >>> [planned_extent(n) for n in (0, 1, 15, 16, 255, 256, 100_000)]
+    [4, 4, 4, 64, 64, 1024, 262144]
+    """
+    return size_class(n)[1] >> DYNAMIC_BITS // 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +76,12 @@ class Index:
     def size(self) -> "int | Var":
         """The extent as a kernel spells it: a literal, or the local ``n_<name>``."""
         return Var(f"n_{self.name}") if self.dynamic else self.extent
+
+    @property
+    def most(self) -> int:
+        """The largest extent the kernel runs with: ``extent``, or for a dynamic index
+        the last size of its class (``extent`` is the size it is planned for)."""
+        return size_class(self.extent)[1] - 1 if self.dynamic else self.extent
 
 
 @dataclass(frozen=True)

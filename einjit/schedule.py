@@ -900,13 +900,13 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     prefetches badly; placed by its strides, the nest reads the input in memory order,
     and the block of the output, small, stays in cache across the passes.  Only sums
     kept in the output's dtype (each pass adds into it; float sums only when they may be
-    reassociated), and sizes known.  On several threads the outermost of the hoisted
+    reassociated).  On several threads the outermost of the hoisted
     loops or of those around them is split (see ``partial_spread``).  None when the
     output index with the smallest strides would run ``inside`` (the scheduler's test)
     the innermost reduction left, or when no reduction is left inside while output
     loops run around (a block of accumulators serves then)."""
     pol = policy.POLICY
-    if (not outer or not inner or deep or kernel.dynamic or kernel.reduce.op != "add"
+    if (not outer or not inner or deep or kernel.reduce.op != "add"
             or kernel.accumulate != kernel.output.dtype
             or kernel.accumulate[0] not in "fciu"
             or (kernel.accumulate[0] in "fc" and not pol.reassociate)
@@ -934,7 +934,8 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
         # input not read along the others serving several values (cdea,deba->abd's
         # second step, 256 x 2 x 128 x 17, float64: 0.66-0.88 ms, 1.2 hoisted inside d)
         return [], []
-    block = math.prod(extent[o] for o in inside_outputs)
+    most = {ix.name: ix.most for ix in kernel.indices}  # (a generic kernel: its class's largest)
+    block = math.prod(most[o] for o in inside_outputs)
     if np.dtype(kernel.accumulate).itemsize * block > pol.hoist_max_bytes:
         return [], []
     if rest and inside(outer[-1], rest[-1]):
@@ -1033,7 +1034,7 @@ def copies(kernel: Kernel, sched: Schedule, input_strides: Sequence[Sequence[int
         if kernel.work < policy.POLICY.copy_min_work:
             return {}
         reuse = policy.POLICY.copy_reuse
-    if v is None or kernel.dynamic:
+    if v is None:
         return {}
     extent = kernel.extent
     found = {}

@@ -6,6 +6,7 @@ import pytest
 
 import einjit
 from einjit import engine
+from einjit.ir import size_class
 from einjit.policy import Policy
 from test_equations import EQUATIONS, _params, _rng
 from _reference import check_einsum, make_operands
@@ -150,10 +151,44 @@ def test_a_generic_kernel_serves_one_size_class(dtype):
     for n in (0, 1, 15, 300, 4095, 256, 16, 5000, 70000, 255):
         a, b = (make_operands([(n, 64)], dtype, rng)[0] for _ in range(2))
         check_einsum("ij,ij->i", a, b, _fn=lambda _, *arrays: fn(*arrays))
-        classes.add(engine.size_class(n))
+        classes.add(size_class(n))
         assert fn.signatures == len(classes)  # a new plan for a new class only
     # [0, 16), [16, 256), [256, 4096), [4096, 65536), [65536, 2^20)
     assert len(classes) == 5
+
+
+@pytest.mark.parametrize(("eq", "shapes"), [
+    ("cd->d", [("n", 300)]),
+    ("abc->b", [("n", 40, 50)]),
+    ("cba->b", [("n", 50, 40)]),
+    ("cd,cd->d", [("n", 300), ("n", 300)]),
+    ("cad,a->d", [("n", 20, 300), (20,)]),
+])
+def test_a_generic_kernel_hoists_sums_over_threads(eq, shapes):
+    """A generic kernel may sum outside its output loops (``hoist``), each thread into
+    a partial output of its own: the kernel folding the partials reads the output's
+    extents at run time (planned for 1024 columns, it read past the end of 300)."""
+    fn = einjit.compile(eq, dynamic=True)
+    planned = [tuple(700 if d == "n" else d for d in s) for s in shapes]
+    assert "outermost (the output accumulated in place)" in str(
+        einjit.explain(eq, *planned, dtype="float32", dynamic=True))
+    rng = np.random.default_rng(5)
+    for n in (256, 257, 700, 4095, 3):
+        arrays = make_operands([tuple(n if d == "n" else d for d in s) for s in shapes],
+                               np.float32, rng)
+        check_einsum(eq, *arrays, _fn=lambda _, *a: fn(*a))
+
+
+def test_a_generic_kernel_reads_a_gathered_input_from_a_copy():
+    """As a specialised one does: an input read across its rows in the innermost loop
+    is first copied in that loop's order (a generic copy kernel)."""
+    eq, fn = "abd,da->bd", einjit.compile("abd,da->bd", dynamic=True)
+    assert "copied v1 as a1[a,d]" in str(
+        einjit.explain(eq, (100, 24, 16), (16, 100), dtype="float32", dynamic=True))
+    rng = np.random.default_rng(6)
+    for a, b, d in ((100, 24, 16), (17, 255, 200), (300, 30, 17)):
+        x, y = make_operands([(a, b, d), (d, a)], np.float32, rng)
+        check_einsum(eq, x, y, _fn=lambda _, *arrays: fn(*arrays))
 
 
 def test_a_generic_kernel_is_planned_for_its_class_not_the_first_call():
