@@ -70,10 +70,13 @@ def main() -> None:
         einjit.einsum(args.equation, *ops)
         first = 1e3 * (time.perf_counter() - start)
         call = engine.prepare((args.equation, *ops))
-        engine.lookup(call)  # (a hit) says whether the call went generic
-        plan = "generic" if call.dynamic else "exact"
-        if einjit.cache_info()["misses"] == misses:
-            plan += "*"  # served by a kernel compiled for another size
+        if call.view is not None:  # numpy returns a view: nothing compiled
+            plan = "view"
+        else:
+            engine.lookup(call)  # (a hit) says whether the call went generic
+            plan = "generic" if call.dynamic else "exact"
+            if einjit.cache_info()["misses"] == misses:
+                plan += "*"  # served by a kernel compiled for another size
         contenders = {"einjit": lambda *a: einjit.einsum(args.equation, *a)}
         contenders.update(_peers(args.equation, shapes))
         times: dict[str, list[float]] = {k: [] for k in contenders}
