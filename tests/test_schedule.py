@@ -279,9 +279,10 @@ def test_short_innermost_loops_hide_their_trip_count():
     _check("ac->c", x)
     source = einjit.explain("ac->c", x).sources[0]
     assert "for vb in range(2):" in source, source
-    # and in loops over a block of accumulators (index Let, then the sum) up to 32 trips:
-    # zeroing, summing and storing the block; above, only the zeroing loop
-    for a, hidden in ((32, 3), (48, 1)):
+    # and in loops over a block of accumulators (index Let, then the sum) up to 40 trips
+    # (unrolled, 33 to 40 were scalar code): zeroing, summing and storing the block;
+    # above, only the zeroing loop
+    for a, hidden in ((32, 3), (36, 3), (40, 3), (41, 1), (48, 1)):
         # (a slice: d and a stay two output loops; c of 5 values, not written out)
         x, y = RNG.standard_normal(5), RNG.standard_normal((5, 20, a + 1))[:, :, :a]
         (nest,) = _check("c,cda->da", x, y)

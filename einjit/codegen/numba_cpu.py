@@ -39,10 +39,13 @@ __all__ = ["render_function", "render_module"]
 #: unrolled completely anyway.
 OPAQUE_TRIPS = range(16, 65)
 #: The same for a loop over a block of accumulators (a ``Let`` of its index, then the
-#: statement), whose larger body LLVM unrolls completely only up to about 32 trips:
-#: ``ij,jk->ik`` int32 with k = 32, 0.20 -> 0.09 ms; with k = 48, 0.07 ms unrolled
-#: against 0.13 ms hidden.
-OPAQUE_BLOCK_TRIPS = range(16, 33)
+#: statement): ``ij,jk->ik`` int32 with k = 32, 0.20 -> 0.09 ms; with k = 48, 0.07 ms
+#: unrolled against 0.13 ms hidden.  Unrolled completely, a block of 33 to 40 values
+#: was scalar code (``bac->bc`` over 256 x 32 x 40, one thread: float32 0.064 -> 0.037
+#: ms hidden, with a factor ``bac,b->bc`` 0.092 -> 0.039 ms; float64 0.115 -> 0.085
+#: ms; int32 0.12 -> 0.06 ms); of 44 to 60 values it was so for some bodies only
+#: (``bac->bc`` 0.08 -> 0.04 ms hidden at 44, ``bac,b->bc`` 0.028 -> 0.042 ms).
+OPAQUE_BLOCK_TRIPS = range(16, 41)
 #: A loop of constant trip count around sums into a scalar over computed counts (the
 #: chunks of a long sum, each ``range(min(size, n - start))``) runs over
 #: ``range(vm.opaque(n))`` too: LLVM unrolled it completely, every inner count then a
