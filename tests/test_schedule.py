@@ -291,6 +291,26 @@ def test_short_innermost_loops_hide_their_trip_count():
         assert source.count(f"range(vm.opaque({a}))") == hidden, source
 
 
+@pytest.mark.parametrize(("dtype", "count", "split"), [
+    (np.float32, 23, 16), (np.float32, 17, 16), (np.float32, 31, 24), (np.float32, 24, 0),
+    (np.float32, 40, 0), (np.float32, 15, 0), (np.float64, 11, 8), (np.float64, 12, 0),
+    (np.float64, 23, 0), (np.complex64, 23, 0),
+])
+def test_a_short_sum_leaves_its_values_over_to_a_loop_of_their_own(dtype, count, split):
+    """An innermost float sum into a scalar of two to four vectors' count, not whole
+    vectors: the whole vectors in one loop, the values left over summed apart (LLVM's
+    vector step of four vectors outnumbered the count: every value was summed in its
+    scalar epilogue)."""
+    x = RNG.standard_normal((30, 40, count)) * (1 if np.dtype(dtype).kind != "c" else 1 + 1j)
+    x = (x * 8).astype(dtype)
+    y = (RNG.standard_normal(40) * 8).astype(dtype)
+    _check("acb,c->", x, y, rtol=1e-5 if dtype in (np.float32, np.complex64) else 1e-12)
+    source = einjit.explain("acb,c->", x, y).sources[-1]
+    assert (f"for bt in range({count - split}):" in source) == bool(split), source
+    if split:
+        assert f"for b in range({split}):" in source or f"vm.opaque({split})" in source, source
+
+
 def test_blocked_output_parallel_outer_loop():
     # (no rows index: one block of 512 accumulators, in memory)
     x, b = _ints(24, 64), _ints(24, 64, 700)
