@@ -10,9 +10,8 @@ import numpy as np
 from .codegen import blas, numpy_ufunc
 from .engine import (DEFAULT_OPTIMIZE, Call, coalesced, dynamic_labels, numba_sources, plan_call,
                      prepare_fold, prepare_operands)
-from .ir import planned_extent, size_class
+from .ir import Kernel, LoopNest, Plan, planned_extent, size_class
 from .planner import DEFAULT_FOLD, Fold
-from .ir import Kernel, LoopNest, Plan
 from .schedule_cuda import GpuSchedule
 from .parser import parse_subscripts
 

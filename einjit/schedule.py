@@ -900,7 +900,8 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     prefetches badly; placed by its strides, the nest reads the input in memory order,
     and the block of the output, small, stays in cache across the passes.  Only sums
     kept in the output's dtype (each pass adds into it; float sums only when they may be
-    reassociated).  On several threads the outermost of the hoisted
+    reassociated); in a kernel generic in some extents, the block bounded by the
+    largest sizes of their classes.  On several threads the outermost of the hoisted
     loops or of those around them is split (see ``partial_spread``).  None when the
     output index with the smallest strides would run ``inside`` (the scheduler's test)
     the innermost reduction left, or when no reduction is left inside while output
