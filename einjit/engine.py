@@ -682,7 +682,7 @@ class PlanTable(dict):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: dict[Hashable, dict[str, set[int]]] = {}
+        self.seen: dict[Hashable, dict[tuple[str, bool], set[int]]] = {}
 
 
 _PLANS = PlanTable()
@@ -696,19 +696,20 @@ _build_lock = threading.Lock()
 #: layouts) gets kernels generic in its extent from then on, like torch.compile's
 #: automatic dynamic shapes: the first sizes keep their specialised kernels.
 DYNAMIC_AFTER = 3
-#: Extents below this (the smallest size class) always get specialised kernels, as
-#: torch.compile specialises sizes 0 and 1: there are few of them, and a loop of a few
-#: trips known only at run time costs more than its work (1000 products of 2 x 2
-#: float32: 3.7 us specialised, 43 us generic; of 8 x 8, 54 us against 320 us).
+#: Extents below this (the smallest size class) and the others count apart: a label
+#: goes generic in the small ones only once it has shown DYNAMIC_AFTER of them, so
+#: that large sizes do not send a few small ones to a generic kernel, where a loop of a
+#: few trips known only at run time costs more than its work (1000 products of 2 x 2
+#: float32: 3.7 us specialised, 43 us generic; of 8 x 8, 54 us against 320 us); and
+#: many small sizes (a test sweeping 1..16) still share one.
 SPECIALISED_BELOW = 1 << DYNAMIC_BITS
 _MAX_FAMILIES = 4096
 
 
 def _auto_dynamic(call: Call, table: dict[Hashable, Any]) -> frozenset[str]:
     """Record the call's extents in ``table``'s history (the process-wide one for a
-    plain dict); the labels seen with DYNAMIC_AFTER sizes or more (those of
-    :data:`SPECIALISED_BELOW` or more: a smaller extent neither counts nor makes its label
-    generic in this call)."""
+    plain dict); the labels seen with DYNAMIC_AFTER sizes or more on the call's side of
+    :data:`SPECIALISED_BELOW` (small extents and the others count apart)."""
     history = getattr(table, "seen", _PLANS.seen)
     family = call.family()
     seen = history.get(family)
@@ -718,9 +719,7 @@ def _auto_dynamic(call: Call, table: dict[Hashable, Any]) -> frozenset[str]:
         seen = history[family] = {}
     dynamic = set(call.dynamic)
     for lb, n in call.spec.extents:
-        if n < SPECIALISED_BELOW:
-            continue
-        sizes = seen.setdefault(lb, set())
+        sizes = seen.setdefault((lb, n < SPECIALISED_BELOW), set())
         if len(sizes) < DYNAMIC_AFTER:
             sizes.add(n)
         if len(sizes) >= DYNAMIC_AFTER:
