@@ -165,8 +165,9 @@ def lower(kernel: Kernel, sched: Schedule, views: dict[str, tuple[int, ...]] | N
         nest = LoopNest(kernel, sched, _flat_runs(kernel, sched))
     else:
         nest = _lower(kernel, sched)
-    if sched.reassociate:
-        nest = LoopNest(kernel, sched, _vector_tails(nest.body, kernel.reduce.identity))
+    if sched.reassociate and np.dtype(kernel.accumulate).kind == "f":
+        lanes = VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
+        nest = LoopNest(kernel, sched, _vector_tails(nest.body, lanes, kernel.reduce.identity))
     if sched.contract:
         nest = LoopNest(kernel, sched, _contracted(nest.body))
     if sched.interleave > 1:
@@ -194,7 +195,18 @@ def _contracted(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
     return tuple(out)
 
 
-def _vector_tails(body: tuple[Stmt, ...], identity: int | float | bool) -> tuple[Stmt, ...]:
+def _one_sum(loop: Loop) -> Accumulate | None:
+    """The sum of a loop (serial, no unpacked indices) whose body is the lets that derive
+    its indices, then one term added to a scalar; else None."""
+    *lets, last = loop.body
+    if (loop.parallel or loop.unpack or not isinstance(last, Accumulate)
+            or last.acc.at is not None or not all(isinstance(x, Let) for x in lets)):
+        return None
+    return last
+
+
+def _vector_tails(body: tuple[Stmt, ...], lanes: int, identity: int | float | bool
+                  ) -> tuple[Stmt, ...]:
     """``body`` with each innermost loop of a known count between two and four vectors,
     not a whole number of them, adding one term per iteration to a scalar (after the
     lets that derive its indices), split: the whole vectors, then the values left over
@@ -217,15 +229,13 @@ def _vector_tails(body: tuple[Stmt, ...], identity: int | float | bool) -> tuple
         if not isinstance(s, Loop):
             out.append(s)
             continue
-        *lets, last = s.body
-        lanes = (VECTOR_BYTES // np.dtype(last.dtype).itemsize
-                 if isinstance(last, Accumulate) and np.dtype(last.dtype).kind in "fiu" else 0)
-        if (s.parallel or s.unpack or not lanes or last.acc.at is not None
-                or not all(isinstance(x, Let) for x in lets) or not isinstance(s.extent, int)
+        last = _one_sum(s)
+        if (last is None or not isinstance(s.extent, int)
                 or not 2 * lanes < s.extent < 4 * lanes or s.extent % lanes == 0):
-            out.append(Loop(s.index, s.extent, _vector_tails(s.body, identity), s.parallel,
-                            s.unpack))
+            out.append(Loop(s.index, s.extent, _vector_tails(s.body, lanes, identity),
+                            s.parallel, s.unpack))
             continue
+        *lets, _ = s.body
         whole, r = s.extent - s.extent % lanes, s.index
         tail, at = Var(f"{last.acc.name}_t"), Let(r, Call("add", (Const(whole), Var(f"{r}t"))))
         out += [Loop(r, whole, s.body),
@@ -254,13 +264,12 @@ def _interleaved(body: tuple[Stmt, ...], k: int, identity: int | float | bool
         if not isinstance(s, Loop):
             out.append(s)
             continue
-        *lets, last = s.body
-        if (s.parallel or s.unpack or not isinstance(last, Accumulate)
-                or last.acc.at is not None or not all(isinstance(x, Let) for x in lets)
-                or (isinstance(s.extent, int) and s.extent < 2 * k)):
+        last = _one_sum(s)
+        if last is None or (isinstance(s.extent, int) and s.extent < 2 * k):
             out.append(Loop(s.index, s.extent, _interleaved(s.body, k, identity), s.parallel,
                             s.unpack))
             continue
+        *lets, _ = s.body
         acc, r = last.acc, s.index
         parts = [acc] + [Var(f"{acc.name}_{t}") for t in range(1, k)]
         turns: list[Stmt] = []
@@ -523,10 +532,10 @@ def _hoist_unrolled(kernel: Kernel, sched: Schedule, h: str, target: Operand,
     first = Call("mul", (Var("hb"), Const(u)))
     at = tuple(Let(g, Call("add", (first, Const(t)))) for t, g in enumerate(names))
     update = (Update(target, "add", _summed_over(kernel.body, h, names)),)
-    whole = n // u if isinstance(n, int) else Call("floordiv", (n, Const(u)))
+    whole = _floordiv(n, u)
     loops: tuple[Stmt, ...] = (Loop("hb", whole, at + _nest(outer, kernel, update, parallel),
                                     sched.parallel == h),)
-    left = n % u if isinstance(n, int) else Call("mod", (n, Const(u)))
+    left = _mod(n, u)
     if left:  # (the values left over; a generic kernel's count is read at run time)
         at_h = Let(h, Call("add", (_expr(_times([whole, u])), Var("hr"))))
         loops += (Loop("hr", left, (at_h,) + single, sched.parallel == h),)

@@ -935,8 +935,8 @@ def _hoisted(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
         # input not read along the others serving several values (cdea,deba->abd's
         # second step, 256 x 2 x 128 x 17, float64: 0.66-0.88 ms, 1.2 hoisted inside d)
         return [], []
-    most = {ix.name: ix.most for ix in kernel.indices}  # (a generic kernel: its class's largest)
-    block = math.prod(most[o] for o in inside_outputs)
+    # (a generic kernel's extents at their class's largest)
+    block = math.prod(ix.most for ix in kernel.indices if ix.name in inside_outputs)
     if np.dtype(kernel.accumulate).itemsize * block > pol.hoist_max_bytes:
         return [], []
     if rest and inside(outer[-1], rest[-1]):
