@@ -205,6 +205,26 @@ def _one_sum(loop: Loop) -> Accumulate | None:
     return last
 
 
+def _sum_loops(body: tuple[Stmt, ...],
+               rewrite: Callable[[Loop, Accumulate], list[Stmt] | None]) -> tuple[Stmt, ...]:
+    """``body`` with each loop of one scalar sum (see :func:`_one_sum`) replaced by what
+    ``rewrite(loop, sum)`` makes of it; where that is None, and in every other loop,
+    the loop's own body rewritten so."""
+    out: list[Stmt] = []
+    for s in body:
+        if not isinstance(s, Loop):
+            out.append(s)
+            continue
+        last = _one_sum(s)
+        made = None if last is None else rewrite(s, last)
+        if made is None:
+            out.append(Loop(s.index, s.extent, _sum_loops(s.body, rewrite), s.parallel,
+                            s.unpack))
+        else:
+            out += made
+    return tuple(out)
+
+
 def _vector_tails(body: tuple[Stmt, ...], lanes: int, identity: int | float | bool
                   ) -> tuple[Stmt, ...]:
     """``body`` with each innermost loop of a known count between two and four vectors,
@@ -224,26 +244,21 @@ def _vector_tails(body: tuple[Stmt, ...], lanes: int, identity: int | float | bo
     ``ab,ab->a`` over 2000 rows, one thread: 15.6 -> 10.4 us; of 31, 15.5 -> 11.4 us;
     of 17, 11.6 -> 7.9 us; float64 rows of 11, 9.0 -> 7.1 us).  From four vectors on
     the vector loop runs, and the split gained nothing (rows of 76 float32 lost 12 %)."""
-    out: list[Stmt] = []
-    for s in body:
-        if not isinstance(s, Loop):
-            out.append(s)
-            continue
-        last = _one_sum(s)
-        if (last is None or not isinstance(s.extent, int)
-                or not 2 * lanes < s.extent < 4 * lanes or s.extent % lanes == 0):
-            out.append(Loop(s.index, s.extent, _vector_tails(s.body, lanes, identity),
-                            s.parallel, s.unpack))
-            continue
+
+    def split(s: Loop, last: Accumulate) -> list[Stmt] | None:
+        if (not isinstance(s.extent, int) or not 2 * lanes < s.extent < 4 * lanes
+                or s.extent % lanes == 0):
+            return None
         *lets, _ = s.body
         whole, r = s.extent - s.extent % lanes, s.index
         tail, at = Var(f"{last.acc.name}_t"), Let(r, Call("add", (Const(whole), Var(f"{r}t"))))
-        out += [Loop(r, whole, s.body),
+        return [Loop(r, whole, s.body),
                 Init(tail, last.dtype, identity),
                 Loop(f"{r}t", s.extent - whole,
                      (at, *lets, Accumulate(tail, last.op, last.value, last.dtype))),
                 Accumulate(last.acc, last.op, tail, last.dtype)]
-    return tuple(out)
+
+    return _sum_loops(body, split)
 
 
 def _interleaved(body: tuple[Stmt, ...], k: int, identity: int | float | bool
@@ -259,16 +274,10 @@ def _interleaved(body: tuple[Stmt, ...], k: int, identity: int | float | bool
         for rr in range(R mod k): r = R // k * k + rr; <lets>; acc = add(acc, term)
         acc = add(acc, acc_1); ...
     """
-    out: list[Stmt] = []
-    for s in body:
-        if not isinstance(s, Loop):
-            out.append(s)
-            continue
-        last = _one_sum(s)
-        if last is None or (isinstance(s.extent, int) and s.extent < 2 * k):
-            out.append(Loop(s.index, s.extent, _interleaved(s.body, k, identity), s.parallel,
-                            s.unpack))
-            continue
+
+    def partials(s: Loop, last: Accumulate) -> list[Stmt] | None:
+        if isinstance(s.extent, int) and s.extent < 2 * k:
+            return None
         *lets, _ = s.body
         acc, r = last.acc, s.index
         parts = [acc] + [Var(f"{acc.name}_{t}") for t in range(1, k)]
@@ -278,13 +287,14 @@ def _interleaved(body: tuple[Stmt, ...], k: int, identity: int | float | bool
                       *lets, Accumulate(part, last.op, last.value, last.dtype)]
         start = Call("mul", (_expr(_floordiv(s.extent, k)), Const(k)))
         left = _mod(s.extent, k)
-        out += [*(Init(p, last.dtype, identity) for p in parts[1:]),
-                Loop(f"{r}g", _floordiv(s.extent, k), tuple(turns))]
+        out: list[Stmt] = [*(Init(p, last.dtype, identity) for p in parts[1:]),
+                           Loop(f"{r}g", _floordiv(s.extent, k), tuple(turns))]
         if left != 0:
             out.append(Loop(f"{r}r", left, (Let(r, Call("add", (start, Var(f"{r}r")))),
                                             *lets, last)))
-        out += [Accumulate(acc, last.op, p, last.dtype) for p in parts[1:]]
-    return tuple(out)
+        return out + [Accumulate(acc, last.op, p, last.dtype) for p in parts[1:]]
+
+    return _sum_loops(body, partials)
 
 
 def _floordiv(n: int | Expr, d: int) -> int | Expr:
