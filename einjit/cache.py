@@ -228,13 +228,12 @@ def _salt() -> str:
     global _salt_text
     if _salt_text is None:
         import llvmlite
-        import llvmlite.binding as llvm
         import numba
 
         from . import __version__
+        from .host import cpu_features, cpu_name
 
-        cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
-        features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+        cpu, features = cpu_name(), cpu_features()
         _salt_text = "|".join([
             f"einjit-kernel-format-{_FORMAT}", f"einjit-{__version__}",
             f"numba-{numba.__version__}", f"llvmlite-{llvmlite.__version__}",

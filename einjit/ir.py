@@ -411,6 +411,9 @@ class Schedule:
     ``expand`` (reduction indices of a few values in all): the body sums their terms as
     one expression, each term its own loads (``a1[c,e_0] * a0[e_0,b] + a1[c,e_1] *
     a0[e_1,b]``), and the kernel runs as an element-wise one over its output.
+    ``vector_bits`` (a register tile's, or 0): the kernel is compiled with vectors of
+    that many bits, wider than the compiler's default (512 on AVX-512 cores, where LLVM
+    prefers 256).
     """
 
     order: tuple[str, ...]
@@ -435,6 +438,7 @@ class Schedule:
     pack: tuple[int, ...] = ()
     flat_run: int = 0
     least_work: int = 0
+    vector_bits: int = 0
 
     def __str__(self) -> str:
         least = (f" from {self.least_work} terms (counted at run time)"
@@ -457,6 +461,8 @@ class Schedule:
             block += f", {self.block_rows[1]} values of {self.block_rows[0]} at once"
         if self.pack:
             block += f", {' and '.join(f'a{k}' for k in self.pack)} packed per block"
+        if self.vector_bits:
+            block += f" in {self.vector_bits}-bit vectors"
         chunk = f", sum the innermost loop in chunks of {self.chunk}" if self.chunk else ""
         tile = (f", tile {self.tile[0]} and {self.tile[1]} by {self.tile[2]}"
                 if self.tile else "")

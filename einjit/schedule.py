@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import policy
+from . import host, policy
 from .gemm import LOOP_TERM_S, c_ordered_strides, gemm_layout, small_for_blas, use_gemm
 from .ir import Call, Cast, Const, Expr, Kernel, Load, Schedule, loads
 from .views import c_strides
@@ -155,7 +155,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             if ((loops.block_rows is not None and not (ragged and calls > 1))
                     or (layout.copies and loops.block is not None)):
                 return loops
-        elif (_fitting_shape(_lanes(kernel)) is not None
+        elif (_fitting_shape(*_wide_vectors(kernel)[:2]) is not None
               and small_for_blas(kernel, layout, pol.tile_gemm_fit_max)):
             # Larger ones where the loops run a tile whose sums stay in registers (none
             # does where no wide one does: 64 values in at least 16 vectors of float64).
@@ -297,12 +297,13 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         # float64 8.1 -> 7.6 ms)
         trial = (outer[-1], extent[outer[-1]])
         tile_of = _register_tile(kernel, outer, inner, trial, parallel)
-        if tile_of is None or not _packed(kernel, *tile_of, inner):
+        if tile_of is None or not _packed(kernel, *tile_of[:2], inner):
             tile_of = None
     elif block_rows is None:
         tile_of = _register_tile(kernel, outer, inner, block, parallel)
+    vector_bits = 0
     if tile_of is not None:
-        block, block_rows = tile_of
+        block, block_rows, vector_bits = tile_of
         pack = _packed(kernel, block, block_rows, inner)
     chunk = None
     if (inner and block is None and unroll is None and not fuse[1]
@@ -415,7 +416,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                     rows=rows, contract=contract, interleave=interleave, expand=expand,
                     flat=flat_inputs(kernel, input_strides)
                     if flat and not kernel.dynamic else (), block_rows=block_rows, pack=pack,
-                    least_work=_least_work(kernel, bool(chunks), least))
+                    least_work=_least_work(kernel, bool(chunks), least),
+                    vector_bits=vector_bits)
 
 
 #: The first level cache: ways and sets of 64-byte lines (32 KiB, 8-way: Zen 3, and
@@ -513,8 +515,22 @@ def _least_work(kernel: Kernel, threaded: bool, least: int) -> int:
     return least if threaded and kernel.dynamic else 0
 
 
-#: The bytes of one vector register (AVX2), and how many there are.
+#: The bytes of one vector register of LLVM's default code (AVX2 and AVX-512 cores
+#: alike), and the registers the rules of narrow register tiles and rows count (AVX2's:
+#: they were measured there; AVX-512's 32 let short rows of 12 float64 values run 6 at
+#: once, ``bij,bjk->bik`` over 256 x 40 x 40 by 256 x 40 x 12 twice BLAS's time).
 VECTOR_BYTES, VECTOR_REGISTERS = 32, 16
+#: The bytes of a wide register tile's vectors and the registers it may fill
+#: (:func:`einjit.host.vectors`): the host's widest, which its kernel asks LLVM for
+#: (``Schedule.vector_bits``).  AVX-512: 64 bytes and 32 registers, tiles of 4 rows of
+#: 4 vectors (:func:`_fitting_shape`); one thread, against AVX2's 2 rows of 4 256-bit
+#: vectors: float32 ``...ij,...jk->...ik`` over 16 x 8 x 64 x 64 1.01 -> 0.49 ms,
+#: ``bij,bjk->bik`` 64 x 128^3 3.5 -> 1.9 ms, 512 x 256 by 256 x 512 1.6 -> 0.83 ms;
+#: float64 (AVX2: no tile fits, 4 rows spilled) 1.9 -> 1.15, 8.3 -> 3.9, 4.3 -> 2.9
+#: ms.  2 rows of 8 vectors ran at 0.6-0.85 of AVX2's time, 2 of 16 0.9-1.4x.  Other
+#: kernels keep 256-bit vectors: 512-bit ones throughout, their thresholds unchanged,
+#: drew (200 random contractions, float32: 1.005 in geometric mean, 0.78-1.51).
+WIDE_VECTOR_BYTES, WIDE_REGISTERS = host.vectors().wide_bytes, host.vectors().registers
 #: The fewest trips of a loop that runs as vector code: LLVM unrolls a shorter one
 #: completely into scalar code or, its trip count hidden, vectorises it for more trips
 #: than it has (the values a register tile leaves over, 4 float32 of 20: one by one),
@@ -564,15 +580,16 @@ FAR_GATHER_COST = 16
 
 def _register_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
                    block: tuple[str, int] | None, parallel: str | None
-                   ) -> tuple[tuple[str, int], tuple[str, int]] | None:
-    """``((v, w), (u, m))``: a narrow block of accumulators (fewer than
+                   ) -> tuple[tuple[str, int], tuple[str, int], int] | None:
+    """``((v, w), (u, m), bits)``: a narrow block of accumulators (fewer than
     ``policy.POLICY.tile_terms``) of output index v runs as a register tile, blocks of w values
     of v (whole vectors) for m values of the output index u at once, m * w >=
     ``tile_terms`` as far as the vector registers hold them; the last ``V mod w`` values
     of v are a block of their own.  u is the innermost output index along which some
     operand read along v does not run, so each of its loads serves m sums.  None when no
     such u exists (see ``Schedule.block_rows``); a wide block is tiled as
-    :func:`_wide_tile` says.
+    :func:`_wide_tile` says, in vectors of ``WIDE_VECTOR_BYTES`` (``bits``: its
+    ``Schedule.vector_bits``, 0 where they are LLVM's default, and for a narrow tile).
 
     A narrow block's loop LLVM unrolls completely, into scalar code, before it would
     vectorise it; m rows make the loop long enough to be vectorised instead, and keep
@@ -590,13 +607,14 @@ def _register_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
     if not lanes:
         return None
     if n >= pol.tile_terms:
-        return _wide_tile(kernel, outer, inner, v, lanes)
+        tile = _wide_tile(kernel, outer, inner, v)
+        return None if tile is None else (*tile, _wide_vectors(kernel)[2])
     for w in range(n // lanes * lanes, 0, -lanes):  # the widest block that fits
         m = -(-pol.tile_terms // w)
         if m * (w // lanes) > VECTOR_REGISTERS or m > MAX_TILE_ROWS:
             continue
         u = _rows(kernel, outer, v, m)
-        return None if u is None else ((v, w), (u, m))
+        return None if u is None else ((v, w), (u, m), 0)
     return None
 
 
@@ -682,6 +700,19 @@ def _lanes(kernel: Kernel) -> int:
     return VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
 
 
+def _wide_vectors(kernel: Kernel) -> tuple[int, int, int]:
+    """``(lanes, registers, bits)`` of a wide register tile's vectors: values of the
+    kernel's accumulator dtype per vector, the registers the tile may fill, and its
+    ``Schedule.vector_bits`` (0: LLVM's default vectors).  ``WIDE_VECTOR_BYTES`` and
+    ``WIDE_REGISTERS`` but for complex values, pairs LLVM vectorises poorly, which keep
+    LLVM's default (AVX-512's tiles of them took 1.9-2.6x BLAS's time on small
+    products, which AVX2's left to BLAS)."""
+    size = np.dtype(kernel.accumulate).itemsize
+    if kernel.accumulate[0] == "c" or WIDE_VECTOR_BYTES <= VECTOR_BYTES:
+        return VECTOR_BYTES // size, VECTOR_REGISTERS, 0
+    return WIDE_VECTOR_BYTES // size, WIDE_REGISTERS, 8 * WIDE_VECTOR_BYTES
+
+
 def _loaded(expr: Expr) -> bool:
     """Whether ``expr`` is an input's element as it is (or cast)."""
     return isinstance(expr.value if isinstance(expr, Cast) else expr, Load)
@@ -745,12 +776,15 @@ def _fits_registers(kernel: Kernel, sched: Schedule) -> bool:
     index is whole vectors: its last few values, summed one by one, cost more than the
     tile saves (100 x 50 by 50 x 50 float32: BLAS 13 us, tiles of 48 and 2 scalar
     columns 18 us)."""
-    lanes = _lanes(kernel)
-    if (not lanes or sched.block is None or sched.block_rows is None
-            or kernel.extent[sched.block[0]] % lanes):
+    if sched.block is None or sched.block_rows is None:
+        return False
+    size = np.dtype(kernel.accumulate).itemsize
+    lanes = sched.vector_bits // 8 // size if sched.vector_bits else _lanes(kernel)
+    if not lanes or kernel.extent[sched.block[0]] % lanes:
         return False
     vectors = -(-sched.block[1] // lanes)
-    return _tile_registers(sched.block_rows[1], vectors) <= VECTOR_REGISTERS
+    registers = WIDE_REGISTERS if sched.vector_bits else VECTOR_REGISTERS
+    return _tile_registers(sched.block_rows[1], vectors) <= registers
 
 
 def _tile_registers(m: int, v: int) -> int:
@@ -760,31 +794,39 @@ def _tile_registers(m: int, v: int) -> int:
     return m * v + m + 1
 
 
-def _fitting_shape(lanes: int) -> tuple[int, int] | None:
-    """``(m, w)``: the widest rows of a power of two vectors (whose blocks divide the
-    power-of-two extents) of which at least two, together ``tile_terms`` values or more
-    (else LLVM unrolls the row loop completely before it would vectorise it), fit the
-    vector registers (:func:`_tile_registers`) for v vectors a row of ``lanes`` values
-    each; None where there are none (or no vectors).
+def _fitting_shape(lanes: int, registers: int) -> tuple[int, int] | None:
+    """``(m, w)``: a wide register tile's m rows of w values, ``lanes`` to a vector, that
+    fit ``registers`` (:func:`_tile_registers`), together
+    ``tile_terms`` values or more (else LLVM unrolls the row loop completely before it
+    would vectorise it): powers of two of rows (at most ``MAX_TILE_ROWS``) and of vectors
+    a row (whose blocks divide the power-of-two extents), the most multiply-adds per
+    value loaded (m x v of them for m broadcasts and v vectors), then the fewest
+    registers; None where none fits (or no vectors).  AVX2 (16 registers): 2 rows of 4
+    vectors; AVX-512 (32): 4 rows of 4.
 
-    >>> [_fitting_shape(lanes) for lanes in (16, 8, 4, 0)]
+    >>> [_fitting_shape(lanes, 16) for lanes in (16, 8, 4, 0)]
     [(2, 64), (2, 32), None, None]
+    >>> [_fitting_shape(lanes, 32) for lanes in (16, 8, 4)]
+    [(4, 64), (4, 32), (4, 16)]
     """
     if not lanes:
         return None
     terms = policy.POLICY.tile_terms
-    v = 1 << ((VECTOR_REGISTERS // 2).bit_length() - 1)  # the largest power of two
-    while v:
-        m = max(2, -(-terms // (v * lanes)))
-        if _tile_registers(m, v) <= VECTOR_REGISTERS:
-            return m, v * lanes
-        v //= 2
-    return None
+    fits = [(m * v / (m + v), -_tile_registers(m, v), m, v)
+            for m in (2, 4, 8, 16) if m <= MAX_TILE_ROWS
+            for v in (1, 2, 4, 8, 16)
+            if m * v * lanes >= terms and _tile_registers(m, v) <= registers]
+    if not fits:
+        return None
+    *_, m, v = max(fits)
+    return m, v * lanes
 
 
-def _wide_tile_shape(lanes: int) -> tuple[int, int]:
+def _wide_tile_shape(lanes: int, registers: int) -> tuple[int, int]:
     """``(m, w)``: the rows and the values per row of a wide block's register tile whose
-    values are ``lanes`` to a vector register: :func:`_fitting_shape`.  float32 on AVX2:
+    values are ``lanes`` to a vector register: :func:`_fitting_shape`.  AVX-512: 4 rows
+    of 64 float32 or 32 float64 values (16 accumulators of 512 bits, see
+    ``WIDE_VECTOR_BYTES``).  float32 on AVX2:
     2 rows of 32 values (8 accumulators); the tile of 4 rows of 32 it replaces held all
     16 registers as accumulators and spilled them every step (bij,bjk->bik, one thread,
     products as loops: 128 x 64^3 28-30 -> 72 GFLOP/s, 16 x 128^3 29-31 -> 80-86, OpenBLAS
@@ -793,12 +835,12 @@ def _wide_tile_shape(lanes: int) -> tuple[int, int]:
     vectorises, 3 rows of 16 or 4 of 12 ran as scalar code at 4-5 GFLOP/s), 4 rows of
     as many vectors as the registers hold: spilled, but vectorised (int64 ik,kj->ij
     512^3: 15.5 ms with 512 accumulators in memory, 6.9 ms in tiles of 4 x 16)."""
-    return (_fitting_shape(lanes)
-            or (MAX_TILE_ROWS, lanes * (VECTOR_REGISTERS // MAX_TILE_ROWS)))
+    return (_fitting_shape(lanes, registers)
+            or (MAX_TILE_ROWS, lanes * (registers // MAX_TILE_ROWS)))
 
 
-def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: str,
-               lanes: int) -> tuple[tuple[str, int], tuple[str, int]] | None:
+def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: str
+               ) -> tuple[tuple[str, int], tuple[str, int]] | None:
     """A wide block's register tile (:func:`_wide_tile_shape`): m rows of u, each w
     values of v.  Only where it pays
     (sq = (x - y) ** 2 over ab,bc->ac, 256 x K x 256, in tiles against the block):
@@ -818,7 +860,7 @@ def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: st
       KiB: 0.069 -> 0.078 ms in tiles)."""
     pol = policy.POLICY
     extent = kernel.extent
-    m, w = _wide_tile_shape(lanes)
+    m, w = _wide_tile_shape(*_wide_vectors(kernel)[:2])
     n = extent[v]
     if (math.prod(extent[r] for r in inner) < pol.wide_tile_terms
             or (n % w and n < 16 * w)):

@@ -319,7 +319,7 @@ def test_blocked_output_parallel_outer_loop():
     assert nest.schedule.block_rows is None
 
 
-def test_wide_block_runs_as_register_tiles_over_a_packed_panel():
+def test_wide_block_runs_as_register_tiles_over_a_packed_panel(avx2_tiles):
     # 4 rows of i by 16 values of k (int64: 4 per vector), b's block of 64 x 16 values
     # copied into a panel first, the rows in chunks on the threads inside the blocks
     a, b = _ints(300, 64), _ints(64, 700)
@@ -342,7 +342,32 @@ def test_wide_block_runs_as_register_tiles_over_a_packed_panel():
     assert nest.schedule.block_rows == ("i", 4) and not nest.schedule.pack
 
 
-def test_wide_tiles_of_float32_leave_registers_for_the_loads():
+def _sqdiff(x, y):
+    return (x - y) * (x - y)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float32, np.float64, np.complex128])
+def test_wide_register_tiles_of_avx512_run_in_512_bit_vectors(dtype, avx512_tiles):
+    # 4 rows of 4 vectors of 512 bits (int64 and float64: 32 values, float32 64; int32
+    # sums in int64), the kernel asking LLVM for such vectors; complex values keep
+    # LLVM's default vectors (and AVX2's rule: 4 rows of 8 complex128).  A body of its
+    # own keeps BLAS out.
+    f = einjit.compile("ij,jk->ik")(_sqdiff)
+    a, b = _ints(300, 64).astype(dtype), _ints(64, 768).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        a, b = a * (1 - 2j), b * (3 + 1j)
+    wide = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    ref = ((a.astype(wide)[:, :, None] - b.astype(wide)[None]) ** 2).sum(1)
+    np.testing.assert_allclose(f(a, b), ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    (nest,) = f.explain(a, b).nests
+    width = {np.float32: 64, np.complex128: 8}.get(dtype, 32)
+    assert nest.schedule.block == ("k", width) and nest.schedule.block_rows == ("i", 4)
+    bits = 0 if dtype == np.complex128 else 512
+    assert nest.schedule.vector_bits == bits
+    assert ("vm.vector_width(512)" in f.explain(a, b).sources[0]) == bool(bits)
+
+
+def test_wide_tiles_of_float32_leave_registers_for_the_loads(avx2_tiles):
     # 8 values a vector: 2 rows of 32 (8 accumulators, 2 broadcasts, 1 for the loads),
     # not 4 rows of 32 (all 16 registers accumulators: spilled every step); a body of
     # its own keeps BLAS out
@@ -357,7 +382,10 @@ def test_wide_tiles_of_float32_leave_registers_for_the_loads():
     (nest,) = sq.explain(a, b).nests
     assert nest.schedule.block == ("k", 32) and nest.schedule.block_rows == ("i", 2)
     for lanes, shape in ((2, (4, 8)), (4, (4, 16)), (8, (2, 32)), (16, (2, 64))):
-        assert schedule._wide_tile_shape(lanes) == shape
+        assert schedule._wide_tile_shape(lanes, 16) == shape
+    # AVX-512's 32 registers: 4 rows of 4 vectors (16 sums, 4 broadcasts, 1 load)
+    for lanes, shape in ((2, (4, 16)), (4, (4, 16)), (8, (4, 32)), (16, (4, 64))):
+        assert schedule._wide_tile_shape(lanes, 32) == shape
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -378,10 +406,14 @@ def test_short_rows_of_a_tile_that_share_their_loads_hide_the_trip_count(dtype):
     assert "vm.opaque" not in einjit.explain("ijk,jk->ik", x, y).sources[0]
 
 
-@pytest.mark.parametrize(("dtype", "tiled"), [(np.float32, True), (np.float64, False)])
-def test_float32_products_up_to_64_cubed_run_as_register_tiles(dtype, tiled):
+@pytest.mark.parametrize(("vectors", "dtype", "tiled"), [
+    ("avx2", np.float32, True), ("avx2", np.float64, False),
+    ("avx512", np.float32, True), ("avx512", np.float64, True)])
+def test_float32_products_up_to_64_cubed_run_as_register_tiles(vectors, dtype, tiled, request):
     # float32's tiles keep their sums in registers and beat a BLAS call per matrix up to
-    # tile_gemm_fit_max multiply-adds; float64's spill, and BLAS keeps the larger ones
+    # tile_gemm_fit_max multiply-adds; float64's spill on AVX2 (16 registers), and BLAS
+    # keeps the larger ones; on AVX-512 (32) they fit
+    request.getfixturevalue(f"{vectors}_tiles")
     a = RNG.standard_normal((6, 64, 64)).astype(dtype)
     b = RNG.standard_normal((6, 64, 64)).astype(dtype)
     (nest,) = _check("bij,bjk->bik", a, b, rtol=1e-5)

@@ -216,8 +216,10 @@ def test_wide_register_tiles_read_packed_panels(eq, shapes, dtype, mode, monkeyp
         expand_terms=0,  # (sums of two to four terms: not written out, for the tiles)
         parallel_min_work=1 << 40 if mode == "serial" else 0, chunked=mode != "prange"))
     accumulate = {np.float32: 4, np.complex128: 16}.get(dtype, 8)  # (int8 sums in int64)
-    monkeypatch.setattr(schedule, "VECTOR_BYTES", 2 * accumulate)
-    monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 8)
+    for name in ("VECTOR_BYTES", "WIDE_VECTOR_BYTES"):
+        monkeypatch.setattr(schedule, name, 2 * accumulate)
+    for name in ("VECTOR_REGISTERS", "WIDE_REGISTERS"):
+        monkeypatch.setattr(schedule, name, 8)
     monkeypatch.setattr(schedule, "MAX_TILE_ROWS", 3)
     ops = make_operands(shapes, dtype, _rng("panels", eq, mode))
     sched = einjit.explain(eq, *ops).nests[0].schedule
@@ -240,7 +242,9 @@ def test_wide_register_tiles_of_a_body(eq, reduce, monkeypatch):
 
     monkeypatch.setattr(einjit.policy, "POLICY", Policy(tile_terms=8, pack_rows=4,
                                                             wide_tile_terms=1))
-    monkeypatch.setattr(schedule, "VECTOR_REGISTERS", 8)
+    monkeypatch.setattr(schedule, "WIDE_VECTOR_BYTES", schedule.VECTOR_BYTES)
+    for name in ("VECTOR_REGISTERS", "WIDE_REGISTERS"):
+        monkeypatch.setattr(schedule, name, 8)
     rng = _rng("body tiles", eq, reduce)
     x = rng.uniform(-2, 2, (13, 7))
     y = rng.uniform(-2, 2, (7, 130) if eq == "id,dj->ij" else (130, 7))

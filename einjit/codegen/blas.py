@@ -11,19 +11,19 @@ and reshapes are numpy views or copies; no einsum is called.
 >>> k = Kernel("k0", (Operand("a0", "float64", ("i", "j", "k")),
 ...                   Operand("a1", "float64", ("j", "l"))),
 ...            Operand("out", "float64", ("i", "l", "k")),
-...            (Index("i", 64), Index("l", 32), Index("k", 64), Index("j", 64)),
+...            (Index("i", 64), Index("l", 32), Index("k", 60), Index("j", 64)),
 ...            product(2, (("i", "j", "k"), ("j", "l"))), SUM, "float64")
->>> nest = lower(k, schedule(k, ((4096, 64, 1), (32, 1)), (2048, 64, 1), threads=2))
+>>> nest = lower(k, schedule(k, ((3840, 60, 1), (32, 1)), (1920, 60, 1), threads=2))
 >>> print(render(nest), end="")
 def k0(a0, a1, out):
     # out[i,l,k] = gemm(a0[i,j,k], a1[j,l])   # batch i; m k; n l; k j; the first batch axis in 2 parts on 2 threads
-    x = a0.transpose((0, 2, 1)).reshape((64, 64, 64))
+    x = a0.transpose((0, 2, 1)).reshape((64, 60, 64))
     y = a1.reshape((1, 64, 32))
     try:
-        o = np.reshape(out.transpose((0, 2, 1)), (64, 64, 32), copy=False)
+        o = np.reshape(out.transpose((0, 2, 1)), (64, 60, 32), copy=False)
     except ValueError:  # out is not a stack of matrices here: copy the product in
         z = np.matmul(x, y)
-        np.copyto(out, z.reshape((64, 64, 32)).transpose((0, 2, 1)), casting='unsafe')
+        np.copyto(out, z.reshape((64, 60, 32)).transpose((0, 2, 1)), casting='unsafe')
         return
     batched_matmul(x, y, o, 2)
 
@@ -41,9 +41,9 @@ written in place as ``a1^T a0[i]``, which BLAS reads and writes without a copy:
 >>> print(source[source.index("def "):], end="")
 def k0(a0, a1, out):
     # out[i,l,k] = gemm(a0[i,j,k], a1[j,l])   # batch i; m k; n l; k j; the first batch axis in 2 parts on 2 threads
-    x = a0.reshape((64, 64, 64))
+    x = a0.reshape((64, 64, 60))
     y = a1.reshape((1, 64, 32))
-    z = out.reshape((64, 32, 64))
+    z = out.reshape((64, 32, 60))
     for q0 in range(64):
         np.dot(y[0].T, x[q0], z[q0])
 
@@ -51,9 +51,9 @@ An operand of unknown strides (layout ``"A"``: a slice) is copied first:
 
 >>> source = render_numba(nest, "ijk,jl->ilk", ("A", "F"))
 >>> print(source[source.index("x = "):], end="")
-x = np.ascontiguousarray(a0.transpose((0, 2, 1))).reshape((64, 64, 64))
+x = np.ascontiguousarray(a0.transpose((0, 2, 1))).reshape((64, 60, 64))
     y = a1.T.reshape((1, 32, 64))
-    z = out.reshape((64, 32, 64))
+    z = out.reshape((64, 32, 60))
     for q0 in range(64):
         np.dot(y[0], x[q0].T, z[q0])
 """

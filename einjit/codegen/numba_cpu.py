@@ -354,6 +354,8 @@ def render_function(nest: LoopNest) -> str:
     args = ", ".join([op.name for op in k.inputs] + [k.output.name]
                      + ([CHUNK, CHUNKS] if chunked else []))
     lines = [f"def {k.name}({args}):"]
+    if nest.schedule.vector_bits:
+        lines.append(f"    vm.vector_width({nest.schedule.vector_bits})")
     lines += [f"    {name} = {name}.reshape({shape!r})" for name, shape in nest.views]
     lines += [f"    s{n} = {op.name}[()]" for n, op in enumerate(k.inputs) if not op.indices]
     extent = k.extent

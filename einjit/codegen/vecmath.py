@@ -62,7 +62,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 
 __all__ = ["as_float", "exp", "exp_flush", "flat", "flat_from", "float_bits", "fmax", "fmin",
-           "local", "opaque", "radd", "rmuladd"]
+           "local", "opaque", "radd", "rmuladd", "vector_width"]
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n * _LN2_HI is exact for |n| < 2**20
@@ -102,6 +102,24 @@ def float_bits(typingctx, value):  # type: ignore[no-untyped-def]
         return builder.bitcast(args[0], llvm_ir.IntType(width))
 
     return result(value), codegen
+
+
+@intrinsic
+def vector_width(typingctx, bits):  # type: ignore[no-untyped-def]
+    """Ask LLVM to vectorise the calling function with vectors of ``bits`` (a literal
+    int): its ``"prefer-vector-width"`` attribute.  LLVM's default on AVX-512 x86 cores
+    is 256 (the ``prefer-256-bit`` tuning); 512 lets the loop vectoriser use zmm
+    registers in that function only."""
+    if not isinstance(bits, types.IntegerLiteral):
+        return None
+    width = bits.literal_value
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        # a string attribute: llvmlite's attribute set knows only LLVM's keywords
+        set.add(builder.function.attributes, f'"prefer-vector-width"="{width}"')
+        return context.get_dummy_value()
+
+    return types.none(bits), codegen
 
 
 @njit(inline="always")
