@@ -342,10 +342,6 @@ def test_wide_block_runs_as_register_tiles_over_a_packed_panel(avx2_tiles):
     assert nest.schedule.block_rows == ("i", 4) and not nest.schedule.pack
 
 
-def _sqdiff(x, y):
-    return (x - y) * (x - y)
-
-
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float32, np.float64, np.complex128])
 def test_wide_register_tiles_of_avx512_run_in_512_bit_vectors(dtype, avx512_tiles):
     # 4 rows of 4 vectors of 512 bits (int64 and float64: 32 values, float32 64; int32
