@@ -609,7 +609,7 @@ def test_a_gemm_copies_a_strided_operand_in_its_own_memory_order(eq, views):
         np.testing.assert_allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
 
 
-def test_a_batch_of_products_read_in_place_beats_one_product_between_copies(avx2_tiles):
+def test_a_batch_of_products_read_in_place_beats_one_product_between_copies():
     # adc,dg->gac: a batch over a of (g x d) @ (d x c) reads both operands and writes the
     # result in place; one product over rows (a, c) needs a copy of adc and of the
     # result.  With BLAS's rate modelled at what this machine's OpenBLAS runs, the
