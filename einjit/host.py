@@ -10,8 +10,8 @@ encoding reaches ymm16-31 too) and allows 512-bit vectors where a function asks 
 them (:func:`einjit.codegen.vecmath.vector_width`).
 
 >>> v = vectors()
->>> v.bytes, v.registers in (16, 32), v.wide_bytes in (32, 64)
-(32, True, True)
+>>> (v.registers, v.wide_bytes) in ((16, 32), (32, 64))
+True
 """
 
 from __future__ import annotations
@@ -44,12 +44,11 @@ def cpu_features() -> str:
 
 @dataclass(frozen=True)
 class Vectors:
-    """The vector registers kernels are planned for: ``bytes`` per vector of LLVM's
-    default code, ``registers`` of them, and ``wide_bytes`` per vector where a kernel
-    asks for the widest (a register tile: its sums stay in registers either way, and
-    a 512-bit multiply-add does twice the work of a 256-bit one)."""
+    """The vector registers kernels are planned for: how many there are, and the bytes
+    of the widest vectors a kernel may ask for (a register tile's: its sums stay in
+    registers either way, and a 512-bit multiply-add does twice the work of a 256-bit
+    one).  LLVM's default code uses 32-byte vectors on either kind of core."""
 
-    bytes: int = 32
     registers: int = 16
     wide_bytes: int = 32
 
@@ -61,7 +60,7 @@ def vectors(features: str | None = None) -> Vectors:
     come from numpy's own CPU dispatch, so planning a BLAS call imports no compiler.
 
     >>> vectors("+avx,+avx2,+fma"), vectors("+avx2,+avx512f,+avx512vl")
-    (Vectors(bytes=32, registers=16, wide_bytes=32), Vectors(bytes=32, registers=32, wide_bytes=64))
+    (Vectors(registers=16, wide_bytes=32), Vectors(registers=32, wide_bytes=64))
     """
     if features is None:
         features = os.environ.get("NUMBA_CPU_FEATURES", "")
@@ -70,7 +69,7 @@ def vectors(features: str | None = None) -> Vectors:
                 return Vectors()
             return _host_vectors()
     if {"+avx512f", "+avx512vl"} <= set(features.split(",")):
-        return Vectors(32, 32, 64)
+        return Vectors(32, 64)
     return Vectors()
 
 
@@ -81,5 +80,5 @@ def _host_vectors() -> Vectors:
     except ImportError:  # (numpy 1.x)
         from numpy.core._multiarray_umath import __cpu_features__ as found
     if found.get("AVX512F") and found.get("AVX512VL"):
-        return Vectors(32, 32, 64)
+        return Vectors(32, 64)
     return Vectors()

@@ -411,7 +411,7 @@ class Schedule:
     ``expand`` (reduction indices of a few values in all): the body sums their terms as
     one expression, each term its own loads (``a1[c,e_0] * a0[e_0,b] + a1[c,e_1] *
     a0[e_1,b]``), and the kernel runs as an element-wise one over its output.
-    ``vector_bits`` (a register tile's, or 0): the kernel is compiled with vectors of
+    ``vector_bits`` (a wide register tile's, or 0): the kernel is compiled with vectors of
     that many bits, wider than the compiler's default (512 on AVX-512 cores, where LLVM
     prefers 256).
     """

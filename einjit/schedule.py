@@ -533,7 +533,8 @@ VECTOR_BYTES, VECTOR_REGISTERS = 32, 16
 #: ms.  2 rows of 8 vectors ran at 0.6-0.85 of AVX2's time, 2 of 16 0.9-1.4x.  Other
 #: kernels keep 256-bit vectors: 512-bit ones throughout, their thresholds unchanged,
 #: drew (200 random contractions, float32: 1.005 in geometric mean, 0.78-1.51).
-WIDE_VECTOR_BYTES, WIDE_REGISTERS = host.vectors().wide_bytes, host.vectors().registers
+_HOST = host.vectors()
+WIDE_VECTOR_BYTES, WIDE_REGISTERS = _HOST.wide_bytes, _HOST.registers
 #: The fewest trips of a loop that runs as vector code: LLVM unrolls a shorter one
 #: completely into scalar code or, its trip count hidden, vectorises it for more trips
 #: than it has (the values a register tile leaves over, 4 float32 of 20: one by one),
