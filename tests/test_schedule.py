@@ -806,6 +806,30 @@ def test_small_matrix_vector_products_run_as_loops():
     assert not copied.schedule.gemm
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_float32_dot_runs_as_loops_on_threads(threads):
+    # BLAS's float32 dot runs on one thread: from parallel_min_work multiply-adds a single
+    # float32 dot is loops split over the threads; float64's (threaded ddot), a smaller
+    # one, a matrix-vector product (threaded gemv), or one thread keep BLAS
+    from einjit.gemm import c_ordered_strides
+
+    def plan(eq, *shapes, dtype=np.float32):
+        ops = [np.ones(sh, dtype) for sh in shapes]
+        k = einjit.explain(eq, *ops).nests[0].kernel
+        return schedule.schedule(k, *c_ordered_strides(k), threads=threads)
+
+    big = plan("ij,ij->", (1024, 1024), (1024, 1024))
+    assert (big.gemm is None) == (threads == 2)
+    if threads == 2:
+        assert big.parallel == "i" and big.threads == 2
+    assert plan("ij,ij->", (1024, 1024), (1024, 1024), dtype=np.float64).gemm
+    assert plan("i,i->", (1 << 17,), (1 << 17,)).gemm
+    assert plan("ij,j->i", (1024, 1024), (1024,)).gemm
+    a = RNG.standard_normal((1024, 1024)).astype(np.float32)
+    np.testing.assert_allclose(einjit.einsum("ij,ij->", a, a),
+                               np.sum(a.astype(np.float64) ** 2), rtol=1e-5)
+
+
 def test_batches_of_matrix_vector_products_run_as_loops():
     # one BLAS call per matrix of a memory-bound batch loses to one loop nest over it,
     # above Policy.gemv_min_work too: a batch index of both operands, or one the
