@@ -175,7 +175,8 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                     or (layout.copies and loops.block is not None)):
                 return loops
         elif (_fitting_shape(_lanes(kernel), VECTOR_REGISTERS) is not None
-              and small_for_blas(kernel, layout, pol.tile_gemm_fit_max)):
+              and small_for_blas(kernel, layout, pol.tile_gemm_fit_max
+                                 * (WIDE_TILE_GEMM_FACTOR if _wide_vectors(kernel)[2] else 1))):
             # Larger ones where the loops run a tile whose sums stay in registers (none
             # does where no wide one does: 64 values in at least 16 vectors of float64).
             # Counted in AVX2's vectors: AVX-512's tiles of float64 fit its registers but
@@ -554,6 +555,15 @@ VECTOR_BYTES, VECTOR_REGISTERS = 32, 16
 #: drew (200 random contractions, float32: 1.005 in geometric mean, 0.78-1.51).
 _HOST = host.vectors()
 WIDE_VECTOR_BYTES, WIDE_REGISTERS = _HOST.wide_bytes, _HOST.registers
+#: How many times ``Policy.tile_gemm_fit_max`` multiply-adds a product may have that runs
+#: as a tile in wider vectors than LLVM's default (``Schedule.vector_bits``) rather than
+#: BLAS: AVX-512's float32 tiles beat OpenBLAS's batch up to 2^21 (two threads,
+#: alternating in one process: 256 products of 64 x 128 by 128 x 64 1.93 -> 1.11 ms, of
+#: 128 x 64 by 64 x 128 2.89 -> 1.96 ms, 64 of 128^3 2.45 -> 1.99 ms, one of 128^3 53
+#: -> 36 us, ``bhqd,bhkd->bhqk`` over 8 x 8 x 128 x 64 1.52 -> 1.10 ms; with a
+#: transposed operand, 0.97) and lost from 2^22 (32 of 128 x 256 by 256 x 128 1.32x,
+#: 512^3 2.8x).
+WIDE_TILE_GEMM_FACTOR = 8
 #: The fewest trips of a loop that runs as vector code: LLVM unrolls a shorter one
 #: completely into scalar code or, its trip count hidden, vectorises it for more trips
 #: than it has (the values a register tile leaves over, 4 float32 of 20: one by one),

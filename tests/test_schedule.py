@@ -416,7 +416,11 @@ def test_float32_products_up_to_64_cubed_run_as_register_tiles(vectors, dtype, t
     assert (nest.schedule.gemm is None) == tiled
     if tiled:
         assert nest.schedule.block_rows is not None
-    big = RNG.standard_normal((2, 128, 128)).astype(dtype)  # 2^21 multiply-adds: BLAS
+    # 2^21 multiply-adds: AVX-512's float32 tiles still (WIDE_TILE_GEMM_FACTOR), else BLAS
+    mid = RNG.standard_normal((2, 128, 128)).astype(dtype)
+    (nest,) = _check("bij,bjk->bik", mid, mid, rtol=1e-5)
+    assert (nest.schedule.gemm is None) == (vectors == "avx512" and dtype == np.float32)
+    big = RNG.standard_normal((2, 256, 256)).astype(dtype)  # 2^24 multiply-adds: BLAS
     (nest,) = _check("bij,bjk->bik", big, big, rtol=1e-5)
     assert nest.schedule.gemm is not None
 
