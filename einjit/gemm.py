@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import blas_threads, policy
+from . import policy
 from .ir import Call, Cast, GemmLayout, Kernel, Load, Operand
 from .merge import merge_indices
 from .views import c_strides
@@ -206,9 +206,8 @@ def _product_s(dtype: str, m: int, n: int, k: int, batch: int) -> float:
 
 
 # The largest matrix-vector product OpenBLAS runs on one thread (2304 x its
-# GEMM_MULTITHREAD_THRESHOLD of 4), and the largest matrix product.
+# GEMM_MULTITHREAD_THRESHOLD of 4).
 _GEMV_ONE_THREAD = 9216
-_GEMM_ONE_THREAD = 1 << 18
 _MAX_MOVES = 6
 
 
@@ -300,20 +299,15 @@ def gemm_layout(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     assert best is not None
     cost, layout = best
     # OpenBLAS runs a product of fewer than 2^18 multiply-adds on one thread: split a
-    # batch of such products over threads instead; larger ones too where BLAS can be
-    # held to one thread a call while the batch runs (``blas_threads``), up to
-    # ``gemm_split_max`` (else BLAS threads each call itself).
+    # batch of such products over threads instead (larger ones are threaded by BLAS).
     # A matrix-vector product it threads from 9216 multiply-adds: two threads each
     # calling a threaded one oversubscribe the cores (acd,ab,ac over 75 x 128 x 150
     # float64: 1.05 ms split, 0.49 ms not, and up to 14 ms beside torch's threads).
     each = size(layout.m) * size(layout.n) * size(layout.k)
     thin = min(size(layout.m), size(layout.n)) == 1
-    most = policy.POLICY.gemm_split_max
     if (threads > 1 and layout.direct and layout.batch
             and extent[layout.batch[0]] >= 2 * threads
-            and each <= (_GEMV_ONE_THREAD if thin else
-                         most if most <= _GEMM_ONE_THREAD or blas_threads.limitable()
-                         else _GEMM_ONE_THREAD)
+            and each <= (_GEMV_ONE_THREAD if thin else policy.POLICY.gemm_split_max)
             and kernel.work >= policy.POLICY.parallel_min_work):
         layout = replace(layout, split=threads)
     return layout, cost

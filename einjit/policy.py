@@ -104,10 +104,7 @@ class Policy:
     rows' index reads the inputs it shares across them from a panel copied per block
     (``Schedule.pack``), when that panel takes at most ``pack_bytes``.
     ``gemm_split_max``: the largest matrix product (multiply-adds) whose batch is split
-    over threads, BLAS held to one thread a call meanwhile (where it cannot be, as
-    OpenBLAS threads calls from 2^18 on, those up to 2^18): two threads, 64 products of
-    128^3 float64 3.4 -> 2.5 ms, 16 of 256^3 float64 4.7 -> 4.2 ms, float32 2.35 -> 1.94
-    ms, 8 of 512^3 float64 15.5 -> 15.7 ms, float32 7.7 -> 6.8 ms.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
+    over threads.  ``max_loop_depth``: deepest nest rendered as nested loops; deeper
     groups are fused (Python allows at most 20 nested blocks in one function).  Tests
     swap the policy to drive every strategy with small shapes.
     """
@@ -122,7 +119,7 @@ class Policy:
     tile: int = 32
     unroll: int = 4
     unroll_max_bytes: int = 1 << 21
-    gemm_split_max: int = 1 << 24
+    gemm_split_max: int = 1 << 18
     reassociate: bool = True
     chunked: bool = True
     band: int = 16

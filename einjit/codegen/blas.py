@@ -64,7 +64,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..blas_threads import one_thread
 from ..ir import Gemm, Let, LoopNest, Operand
 from ..threads import Chunked
 
@@ -269,15 +268,13 @@ def _shape(parts: list[str]) -> str:
 def batched_matmul(x: np.ndarray, y: np.ndarray, out: np.ndarray, parts: int,
                    least: int = 0) -> None:
     """``np.matmul(x, y, out=out)`` with the first batch axis cut in ``parts`` pieces run
-    on einjit's worker threads (numpy releases the GIL around BLAS), BLAS held to one
-    thread a call meanwhile (:func:`einjit.blas_threads.one_thread`).  ``x`` or ``y`` may
+    on einjit's worker threads (numpy releases the GIL around BLAS).  ``x`` or ``y`` may
     broadcast over that axis (size 1).  A product of fewer than ``least`` multiply-adds
     (a kernel generic in its sizes, see ``Schedule.least_work``) is one call."""
     if out.size * x.shape[-1] < least:
         np.matmul(x, y, out=out)
         return
-    with one_thread():  # each part's BLAS calls on its own thread alone
-        Chunked(_matmul_part, parts)(x, y, out)
+    Chunked(_matmul_part, parts)(x, y, out)
 
 
 def _matmul_part(x: np.ndarray, y: np.ndarray, out: np.ndarray, c: int, n: int) -> None:
