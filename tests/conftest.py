@@ -34,7 +34,7 @@ except ImportError:  # hypothesis is a test extra; the plain tests still run
 import pytest  # noqa: E402
 
 
-def _wide_vectors(monkeypatch, size: int, registers: int):
+def _pin_wide_vectors(monkeypatch, size: int, registers: int):
     from einjit import engine, schedule
 
     engine.clear_cache()  # (plans in memory were made for the host's)
@@ -49,11 +49,11 @@ def _wide_vectors(monkeypatch, size: int, registers: int):
 def avx2_tiles(monkeypatch):
     """Wide register tiles planned as on an AVX2 core (256-bit vectors, 16 registers),
     whatever this host is: for tests of those plans."""
-    yield from _wide_vectors(monkeypatch, 32, 16)
+    yield from _pin_wide_vectors(monkeypatch, 32, 16)
 
 
 @pytest.fixture
 def avx512_tiles(monkeypatch):
     """Wide register tiles planned as on an AVX-512 core (512-bit vectors, 32
     registers); on a host without them LLVM compiles the kernels for its own."""
-    yield from _wide_vectors(monkeypatch, 64, 32)
+    yield from _pin_wide_vectors(monkeypatch, 64, 32)
