@@ -7,7 +7,9 @@ between the two threads twice more, each time by another wake-up.  So each side 
 spins, without the GIL, on a word the other side writes:
 
 * a worker that finished a task posts its sequence number and spins until the next task's
-  appears (up to :data:`WORKER_SPIN_US`), then sleeps on its lock as before;
+  appears (up to :data:`WORKER_SPIN_US`), then sleeps on its lock as before; seeing it,
+  it spins :data:`WORKER_SETTLE_US` more, so that the caller has dropped the GIL (in its
+  own chunk's compiled code) when the worker takes it;
 * the caller, once its own chunk is done, spins until the worker posts (up to
   :data:`CALLER_SPIN_US`), then sleeps on the worker's lock.
 
@@ -24,9 +26,9 @@ first worker.
 >>> import numpy as np
 >>> wait = waiter()
 >>> flags = np.zeros(16, np.int64)
->>> wait(flags, 8, 5, 0, 1, 10)   # post 5 at flags[8], then spin 10 times for flags[0] >= 1
+>>> wait(flags, 8, 5, 0, 1, 10, 0)   # post 5 at flags[8], then spin 10 times for flags[0] >= 1
 False
->>> int(flags[8]), wait(flags, -1, 0, 8, 5, 10)
+>>> int(flags[8]), wait(flags, -1, 0, 8, 5, 10, 0)
 (5, True)
 """
 
@@ -44,12 +46,21 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["waiter", "rounds_per_us", "Flags", "WORKER_SPIN_US", "CALLER_SPIN_US",
-           "load_acquire", "store_release", "pause"]
+           "WORKER_SETTLE_US", "load_acquire", "store_release", "pause"]
 
 #: How long a worker spins for its next task before sleeping, and how long the caller
 #: spins for a worker to finish, in microseconds.  Between two parallel kernels of a
 #: loop the worker is still spinning; an idle worker stops within 50 us.
 WORKER_SPIN_US, CALLER_SPIN_US = 50, 30
+#: How long a worker that saw its task posted spins on before it takes the GIL, in
+#: microseconds: the caller posts the task holding the GIL and drops it only once its
+#: own chunk's compiled code starts, a few microseconds later.  A worker that asks for
+#: the GIL before then sleeps until it is dropped and is woken by the kernel: its chunk
+#: started 30-40 us after the call, 7-9 us with 5 us of settling (two chunks of the
+#: float32 ``...ij,...jk->...ik`` over 16 x 8 x 64 x 64: 302 -> 228 us a call; over
+#: several sub-millisecond kernels 5-15 % faster, e.g. ``abc->b`` 64 x 128 x 128
+#: float64 190-214 -> 159-174 us).
+WORKER_SETTLE_US = 5
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 _YIELD = hasattr(os, "sched_yield")  # POSIX
@@ -125,11 +136,13 @@ from einjit.spin import load_acquire, pause, store_release, yield_cpu
 
 
 @njit(cache=True, nogil=True)
-def post_and_wait(flags, post, value, wait, expect, spins):
+def post_and_wait(flags, post, value, wait, expect, spins, settle):
     if post >= 0:
         store_release(flags, post, value)
     for k in range(spins):
         if load_acquire(flags, wait) >= expect:
+            for _ in range(settle):
+                pause()
             return True
         if k % 64 == 63:
             yield_cpu()
@@ -138,10 +151,11 @@ def post_and_wait(flags, post, value, wait, expect, spins):
     return False
 '''
 
-#: ``wait(flags, post, value, index, expect, spins) -> bool``: with ``post >= 0``, store
-#: ``value`` at ``flags[post]``; then spin until ``flags[index] >= expect`` (True) or
-#: ``spins`` rounds have passed (False), without the GIL.
-Wait = Callable[[np.ndarray, int, int, int, int, int], bool]
+#: ``wait(flags, post, value, index, expect, spins, settle) -> bool``: with ``post >= 0``,
+#: store ``value`` at ``flags[post]``; then spin until ``flags[index] >= expect`` (then
+#: ``settle`` rounds more, and True) or ``spins`` rounds have passed (False), without the
+#: GIL.
+Wait = Callable[[np.ndarray, int, int, int, int, int, int], bool]
 
 
 class Flags:
@@ -152,12 +166,13 @@ class Flags:
     cache line apart, so that neither write takes the other's line away."""
 
     GO, DONE = 0, 8
-    __slots__ = ("words", "worker_spins", "caller_spins")
+    __slots__ = ("words", "worker_spins", "caller_spins", "worker_settle")
 
     def __init__(self, rounds_per_us: float) -> None:
         self.words = np.zeros(16, np.int64)
         self.worker_spins = int(WORKER_SPIN_US * rounds_per_us)
         self.caller_spins = int(CALLER_SPIN_US * rounds_per_us)
+        self.worker_settle = int(WORKER_SETTLE_US * rounds_per_us)
 
 
 _wait: Any = None
@@ -172,8 +187,8 @@ def waiter() -> Wait:
         from .dispatch import entry_point
 
         flags = np.zeros(16, np.int64)
-        args = (flags, 0, 0, 0, 0, 0)
-        fn = compile_kernel(_SOURCE, "post_and_wait", (types.int64[::1],) + (types.int64,) * 5)
+        args = (flags, 0, 0, 0, 0, 0, 0)
+        fn = compile_kernel(_SOURCE, "post_and_wait", (types.int64[::1],) + (types.int64,) * 6)
         _wait = entry_point(fn, args)
     return _wait  # type: ignore[no-any-return]
 
@@ -187,7 +202,7 @@ def rounds_per_us() -> float:
         best = float("inf")
         for _ in range(3):
             start = time.perf_counter()
-            wait(flags, -1, 0, 0, 1, 4000)
+            wait(flags, -1, 0, 0, 1, 4000, 0)
             best = min(best, time.perf_counter() - start)
         _rounds_per_us = 4000 / max(best * 1e6, 1e-3)
     return _rounds_per_us

@@ -78,7 +78,8 @@ class _Worker:
         while True:
             wait, flags = self.wait_fn, self.flags  # (set later where Numba was not loaded)
             if wait is not None:  # post the last task run, spin for a newer one
-                wait(flags.words, flags.DONE, ran, flags.GO, ran + 1, flags.worker_spins)
+                wait(flags.words, flags.DONE, ran, flags.GO, ran + 1, flags.worker_spins,
+                     flags.worker_settle)
             self.go.acquire()
             task = self.task
             if task is None or not task.claim.acquire(blocking=False):
@@ -108,7 +109,7 @@ class _Worker:
             return
         if self.wait_fn is not None:
             self.wait_fn(self.flags.words, -1, 0, self.flags.DONE, task.seq,
-                         self.flags.caller_spins)
+                         self.flags.caller_spins, 0)
         task.done.acquire()
         if task.error is not None:
             raise task.error

@@ -83,12 +83,13 @@ def test_the_spin_loop_posts_and_waits():
     from einjit import spin
 
     wait, flags = spin.waiter(), spin.Flags(spin.rounds_per_us())
-    assert flags.worker_spins > 0 and flags.caller_spins > 0
+    assert flags.worker_spins > 0 and flags.caller_spins > 0 and flags.worker_settle > 0
     words = flags.words
-    assert not wait(words, flags.DONE, 7, flags.GO, 1, 100)  # nothing posted at GO
+    assert not wait(words, flags.DONE, 7, flags.GO, 1, 100, 0)  # nothing posted at GO
     assert words[flags.DONE] == 7
     words[flags.GO] = 1
-    assert wait(words, -1, 0, flags.GO, 1, 1)
+    assert wait(words, -1, 0, flags.GO, 1, 1, 0)
+    assert wait(words, -1, 0, flags.GO, 1, 1, flags.worker_settle)  # seen, then settles
 
 
 def test_the_caller_runs_a_chunk_its_worker_has_not_started(monkeypatch):
