@@ -175,8 +175,8 @@ def compile(equation: str, *, optimize: Any = DEFAULT_OPTIMIZE, dynamic: bool | 
 
     Kernels are specialised to the exact sizes they see, and a label that keeps
     arriving with new sizes soon gets kernels generic in it (see
-    :data:`einjit.engine.DYNAMIC_AFTER`; sizes below 16 count apart).  ``dynamic=True`` makes every dimension
-    generic from the first call; ``dynamic="b"`` only the labels named.  A generic
+    :data:`einjit.engine.DYNAMIC_AFTER`; sizes below 16 count apart).  ``dynamic=True``
+    makes every dimension generic from the first call; ``dynamic="b"`` only the labels named.  A generic
     kernel serves one size class (a factor of 16: 0-15, 16-255, ...) and is planned
     for its middle (see :func:`einjit.engine.planned_extent`).
     ``target="cuda"`` runs it on the GPU (numpy operands copied in and out); with the

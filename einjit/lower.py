@@ -34,7 +34,8 @@ from . import policy
 from .ir import (CHUNK, SLOT, Accumulate, Alloc, Call, Cast, Const, Dim, Expr, Gemm, Index, Init,
                  Kernel, Let, Load, Loop, LoopNest, Operand, Schedule, Stmt, Store, Update, Var,
                  loads, map_loads)
-from .schedule import VECTOR_BYTES, multiply_add, panel_bytes, panel_elements, partial_spread
+from .schedule import (multiply_add, panel_bytes, panel_elements, partial_spread,
+                       vector_lanes)
 
 __all__ = ["lower", "partials"]
 
@@ -166,8 +167,8 @@ def lower(kernel: Kernel, sched: Schedule, views: dict[str, tuple[int, ...]] | N
     else:
         nest = _lower(kernel, sched)
     if sched.reassociate and np.dtype(kernel.accumulate).kind == "f":
-        lanes = VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
-        nest = LoopNest(kernel, sched, _vector_tails(nest.body, lanes, kernel.reduce.identity))
+        nest = LoopNest(kernel, sched, _vector_tails(nest.body, vector_lanes(kernel),
+                                                     kernel.reduce.identity))
     if sched.contract:
         nest = LoopNest(kernel, sched, _contracted(nest.body))
     if sched.interleave > 1:

@@ -38,6 +38,7 @@ from .ir import Call, Cast, Const, Expr, GemmLayout, Kernel, Load, Schedule, loa
 from .views import c_strides
 
 __all__ = ["schedule", "runs_as_blas", "serial_at", "copies", "innermost", "partial_spread",
+           "vector_lanes",
            "multiply_add", "panel_elements", "panel_bytes", "thread_count", "flat_inputs"]
 
 
@@ -170,11 +171,11 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             left = (kernel.extent[loops.block[0]] % loops.block[1]
                     if loops.block is not None else 0)
-            ragged = 0 < left < VECTOR_LOOP_MIN and left != _lanes(kernel)
+            ragged = 0 < left < VECTOR_LOOP_MIN and left != vector_lanes(kernel)
             if ((loops.block_rows is not None and not (ragged and calls > 1))
                     or (layout.copies and loops.block is not None)):
                 return loops
-        elif (_fitting_shape(_lanes(kernel), VECTOR_REGISTERS) is not None
+        elif (_fitting_shape(vector_lanes(kernel), VECTOR_REGISTERS) is not None
               and small_for_blas(kernel, layout, pol.tile_gemm_fit_max
                                  * (WIDE_TILE_GEMM_FACTOR if _wide_vectors(kernel)[2] else 1))):
             # Larger ones where the loops run a tile whose sums stay in registers (none
@@ -293,7 +294,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
     block = unroll = block_rows = None
     if inner and outer and not deep:
         v = outer[-1]  # the output index with the smallest strides
-        rows_of = (_vector_rows(kernel, outer, v, _lanes(kernel))
+        rows_of = (_vector_rows(kernel, outer, v, vector_lanes(kernel))
                    if inside(v, inner[-1]) and parallel != v else None)
         if rows_of is not None:
             block, block_rows = (v, extent[v]), rows_of
@@ -636,7 +637,7 @@ def _register_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
         return None
     v, size = block
     n = min(size, kernel.extent[v])
-    lanes = _lanes(kernel)
+    lanes = vector_lanes(kernel)
     if not lanes:
         return None
     if n >= pol.tile_terms:
@@ -687,7 +688,7 @@ def _flat_run(kernel: Kernel, input_strides: Sequence[Sequence[int]]) -> int:
                                   for op, st in zip(kernel.inputs, input_strides))
             and all(ld.indices == order for ld in loads(kernel.body))):
         return 0
-    lanes = _lanes(kernel)
+    lanes = vector_lanes(kernel)
     if not lanes or n_j == 0:  # (no values to sum into: nothing to read in runs)
         return 0
     least = FLAT_RUN_BYTES // np.dtype(kernel.accumulate).itemsize
@@ -728,8 +729,9 @@ def _flat_schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]], threa
                     least_work=_least_work(kernel, bool(parallel), pol.parallel_min_work))
 
 
-def _lanes(kernel: Kernel) -> int:
-    """Values of the kernel's accumulator dtype per vector register (0: wider)."""
+def vector_lanes(kernel: Kernel) -> int:
+    """Values of the kernel's accumulator dtype per vector register of LLVM's default code
+    (0: wider)."""
     return VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
 
 
@@ -811,12 +813,11 @@ def _fits_registers(kernel: Kernel, sched: Schedule) -> bool:
     columns 18 us)."""
     if sched.block is None or sched.block_rows is None:
         return False
-    size = np.dtype(kernel.accumulate).itemsize
-    lanes = sched.vector_bits // 8 // size if sched.vector_bits else _lanes(kernel)
+    lanes, registers = (_wide_vectors(kernel)[:2] if sched.vector_bits
+                        else (vector_lanes(kernel), VECTOR_REGISTERS))
     if not lanes or kernel.extent[sched.block[0]] % lanes:
         return False
     vectors = -(-sched.block[1] // lanes)
-    registers = WIDE_REGISTERS if sched.vector_bits else VECTOR_REGISTERS
     return _tile_registers(sched.block_rows[1], vectors) <= registers
 
 
