@@ -402,6 +402,25 @@ def test_short_rows_of_a_tile_that_share_their_loads_hide_the_trip_count(dtype):
     assert "vm.opaque" not in einjit.explain("ijk,jk->ik", x, y).sources[0]
 
 
+@pytest.mark.parametrize(("dtype", "cast"), [(np.float32, False), (np.int32, True)])
+def test_each_row_of_a_register_tile_is_stored_by_a_loop_of_its_own(dtype, cast):
+    # a loop over all rows, unrolled, stored the sums one value at a time; a loop per
+    # row, its count known, stores whole vectors from the registers (hidden, LLVM
+    # called memcpy); a store that casts its sums keeps the hidden count
+    a = (RNG.standard_normal((16, 32, 32)) * 8).astype(dtype)
+    b = (RNG.standard_normal((16, 32, 32)) * 8).astype(dtype)
+    (nest,) = _check("bij,bjk->bik", a, b, rtol=1e-5)
+    assert nest.schedule.block == ("k", 32)
+    (u, rows) = nest.schedule.block_rows
+    assert u == "i" and rows > 1
+    source = einjit.explain("bij,bjk->bik", a, b).sources[0]
+    count = re.escape("vm.opaque(32)" if cast else "32")
+    for row in range(rows):
+        store = (rf"for tb in range\({count}\):\n *k = v0 \+ tb\n *"
+                 rf"out\[[^\]]*np\.uintp\(h{row}\), np\.uintp\(k\)\] = [^\n]*\n")
+        assert re.search(store, source), source
+
+
 @pytest.mark.parametrize(("vectors", "dtype", "tiled"), [
     ("avx2", np.float32, True), ("avx2", np.float64, False),
     ("avx512", np.float32, True), ("avx512", np.float64, False)])
