@@ -421,6 +421,23 @@ def test_each_row_of_a_register_tile_is_stored_by_a_loop_of_its_own(dtype, cast)
         assert re.search(store, source), source
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_short_rows_of_whole_512_bit_vectors_run_in_them(dtype, avx512_tiles):
+    # a row of 32 values summed for several rows at once (_vector_rows): AVX2's rule
+    # takes 2 rows (float32) of 256-bit vectors; AVX-512's, 4 rows of 512-bit ones
+    a = (RNG.standard_normal((16, 32, 32)) * 8).astype(dtype)
+    b = (RNG.standard_normal((16, 32, 32)) * 8).astype(dtype)
+    (nest,) = _check("bij,bjk->bik", a, b, rtol=1e-5)
+    assert nest.schedule.block == ("k", 32) and nest.schedule.block_rows == ("i", 4)
+    assert nest.schedule.vector_bits == 512
+    assert "vm.vector_width(512)" in einjit.explain("bij,bjk->bik", a, b).sources[0]
+    # 24 values: 3 vectors of float64 (or int32's int64 sums), no whole ones of float32
+    # (16 each): AVX2's rule
+    c = (RNG.standard_normal((16, 32, 24)) * 8).astype(dtype)
+    (nest,) = _check("bij,bjk->bik", a, c, rtol=1e-5)
+    assert nest.schedule.vector_bits == (0 if dtype == np.float32 else 512)
+
+
 @pytest.mark.parametrize(("vectors", "dtype", "tiled"), [
     ("avx2", np.float32, True), ("avx2", np.float64, False),
     ("avx512", np.float32, True), ("avx512", np.float64, False)])
@@ -444,18 +461,23 @@ def test_float32_products_up_to_64_cubed_run_as_register_tiles(vectors, dtype, t
     assert nest.schedule.gemm is not None
 
 
+@pytest.mark.parametrize("vectors", ["avx2", "avx512"])
 @pytest.mark.parametrize(("dtype", "tiled"), [(np.float32, True), (np.float64, False)])
-@pytest.mark.parametrize(("a_shape", "b_shape", "rows"), [
-    ((8, 48, 48), (8, 48, 48), 2),     # 2 rows of 48: 12 sums, 2 broadcasts, 1 load
-    ((4, 100, 48), (4, 48, 40), 2),    # 40 wide: 2 rows of 5 vectors
-    ((64, 100), (100, 24), 3),         # 24 wide: 3 rows of 3 vectors
-    ((200, 64), (64, 16), 4),          # 16 wide: 4 rows of 2 vectors
+@pytest.mark.parametrize(("a_shape", "b_shape", "rows", "wide_rows"), [
+    ((8, 48, 48), (8, 48, 48), 2, 4),     # 2 rows of 48: 12 sums, 2 broadcasts, 1 load;
+                                          # AVX-512: 4 rows of 3 vectors
+    ((4, 100, 48), (4, 48, 40), 2, 2),    # 40 wide: 2 rows of 5 vectors (AVX2's)
+    ((64, 100), (100, 24), 3, 3),         # 24 wide: 3 rows of 3 vectors (AVX2's)
+    ((200, 64), (64, 16), 4, 4),          # 16 wide: 4 rows of 2 vectors, or of one
 ])
-def test_narrow_float32_tiles_that_fit_the_registers_beat_blas(dtype, tiled, a_shape, b_shape,
-                                                               rows):
+def test_narrow_float32_tiles_that_fit_the_registers_beat_blas(vectors, dtype, tiled, a_shape,
+                                                               b_shape, rows, wide_rows,
+                                                               request):
     # Products of 2^16 to 2^18 multiply-adds whose register tile (any width) keeps its
     # sums and broadcast factors in the registers run as loops; float64's tiles (16
-    # vectors of sums at least) stay BLAS.
+    # vectors of sums at least) stay BLAS.  On AVX-512, a block of whole 512-bit vectors
+    # runs in them, in 4 rows.
+    request.getfixturevalue(f"{vectors}_tiles")
     eq = "bij,bjk->bik" if len(a_shape) == 3 else "ij,jk->ik"
     a = RNG.standard_normal(a_shape).astype(dtype)
     b = RNG.standard_normal(b_shape).astype(dtype)
@@ -463,8 +485,10 @@ def test_narrow_float32_tiles_that_fit_the_registers_beat_blas(dtype, tiled, a_s
     (nest,) = _check(eq, a, b, rtol=1e-5)
     assert (nest.schedule.gemm is None) == tiled
     if tiled:
-        assert nest.schedule.block_rows[1] == rows
+        wide = vectors == "avx512" and b_shape[-1] % 16 == 0
+        assert nest.schedule.block_rows[1] == (wide_rows if vectors == "avx512" else rows)
         assert nest.schedule.block[1] == b_shape[-1]
+        assert nest.schedule.vector_bits == (512 if wide else 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
