@@ -175,14 +175,19 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             if ((loops.block_rows is not None and not (ragged and calls > 1))
                     or (layout.copies and loops.block is not None)):
                 return loops
-        elif (_fitting_shape(vector_lanes(kernel), VECTOR_REGISTERS) is not None
+        elif (_fitting_shape(*_wide_vectors(kernel)[:2]) is not None
               and small_for_blas(kernel, layout, pol.tile_gemm_fit_max
                                  * (WIDE_TILE_GEMM_FACTOR if _wide_vectors(kernel)[2] else 1))):
             # Larger ones where the loops run a tile whose sums stay in registers (none
-            # does where no wide one does: 64 values in at least 16 vectors of float64).
-            # Counted in AVX2's vectors: AVX-512's tiles of float64 fit its registers but
-            # drew with BLAS (products of 2^17-2^18 multiply-adds, 0.94-1.11x its time),
-            # where its float32 ones took 0.41-0.70x.
+            # does where no wide one does: on AVX2, 64 values in at least 16 vectors of
+            # float64).  AVX-512's float64 tiles (each row stored from its registers)
+            # against BLAS, two threads, each alone in its process: ``bij,bjk->bik``
+            # 64 x 128^3 3.4 -> 1.8 ms, 128 x 64 x 128 by 128 x 128 x 128 with the second
+            # transposed (bkj) 4.3 -> 2.4-2.8 ms, one product of 128^3 58 -> 42 us, of
+            # 256 x 128 by 128 x 64 46 -> 39 us; alternating with BLAS calls in one
+            # process (OpenBLAS's idle thread then spins for ~0.1 s, taking half a
+            # core from einjit's threads) 0.41-1.22x, 0.79 in geometric mean over 20
+            # products of 2^15-2^21.
             loops = schedule(kernel, input_strides, output_strides, threads, flat, False)
             if _fits_registers(kernel, loops):
                 return loops

@@ -187,7 +187,7 @@ def test_parallel_schedule_for_large_work():
     a = np.random.default_rng(3).integers(-9, 9, (256, 128))
     b = np.random.default_rng(4).integers(-9, 9, (128, 64))
     np.testing.assert_array_equal(einjit.einsum("ij,jk->ik", a, b), a @ b)
-    assert einjit.explain("ij,jk->ik", (256, 128), (128, 64)).nests[0].schedule.gemm
+    assert einjit.explain("ij,jk->ik", (512, 512), (512, 512)).nests[0].schedule.gemm
     x = np.random.default_rng(5).random(1 << 20)
     e2 = einjit.explain("i,i,i->", x, x, x, optimize=False)
     assert e2.nests[0].schedule.parallel == "i"
@@ -451,10 +451,11 @@ def test_labels_summed_first_then_a_pairwise_path():
                                np.einsum("dc,bd,cab->db", *ops, optimize=True), rtol=1e-12)
 
 
-def test_of_equally_cheap_paths_the_one_reading_its_operands_as_matrices():
+def test_of_equally_cheap_paths_the_one_reading_its_operands_as_matrices(avx2_tiles):
     # ijk,jr,kr->ir: summing j or k first costs the same; k first reads ijk as one
     # (ij) x k matrix (one BLAS call), j first as a batch of i matrices.  With ijk laid
-    # out as ikj, j first is the one product read whole.
+    # out as ikj, j first is the one product read whole.  (Planned as on AVX2, where
+    # these float64 products are BLAS calls; AVX-512 runs them as register tiles.)
     rng = np.random.default_rng(11)
     ops = [rng.random((24, 24, 24)), rng.random((24, 16)), rng.random((24, 16))]
     ikj = np.ascontiguousarray(ops[0].transpose(0, 2, 1)).transpose(0, 2, 1)
@@ -466,7 +467,7 @@ def test_of_equally_cheap_paths_the_one_reading_its_operands_as_matrices():
                                    np.einsum("ijk,jr,kr->ir", *ops), rtol=1e-12)
 
 
-def test_an_intermediate_loops_consume_is_laid_out_as_one_matrix_product():
+def test_an_intermediate_loops_consume_is_laid_out_as_one_matrix_product(avx2_tiles):
     # bn,anm,bm->ba: anm x bm first; laid out (a,b,n), as the loops after it read it
     # best, it is a batch of a products; laid out (a,n,b), one product of (a n) rows
     rng = np.random.default_rng(12)
@@ -595,7 +596,7 @@ def test_intermediates_between_matrix_products_are_never_copied(eq, shapes):
     ("ij,jk->ki", lambda a, c: (a[::-1, ::2], a[1::2])),
     ("bij,bjk->bik", lambda a, c: (c[:, ::2], c[::-1, ::-1, :64])),
 ])
-def test_a_gemm_copies_a_strided_operand_in_its_own_memory_order(eq, views):
+def test_a_gemm_copies_a_strided_operand_in_its_own_memory_order(eq, views, avx2_tiles):
     # BLAS needs unit-stride matrices: a strided operand is copied first, in its own
     # memory order (a Fortran-ordered slice stays Fortran-ordered, read transposed by
     # BLAS), not transposed into C order (numpy's 2-D transposing copy runs 10-20x slower)
@@ -609,7 +610,7 @@ def test_a_gemm_copies_a_strided_operand_in_its_own_memory_order(eq, views):
         np.testing.assert_allclose(einjit.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
 
 
-def test_a_batch_of_products_read_in_place_beats_one_product_between_copies():
+def test_a_batch_of_products_read_in_place_beats_one_product_between_copies(avx2_tiles):
     # adc,dg->gac: a batch over a of (g x d) @ (d x c) reads both operands and writes the
     # result in place; one product over rows (a, c) needs a copy of adc and of the
     # result.  With BLAS's rate modelled at what this machine's OpenBLAS runs, the

@@ -440,11 +440,11 @@ def test_short_rows_of_whole_512_bit_vectors_run_in_them(dtype, avx512_tiles):
 
 @pytest.mark.parametrize(("vectors", "dtype", "tiled"), [
     ("avx2", np.float32, True), ("avx2", np.float64, False),
-    ("avx512", np.float32, True), ("avx512", np.float64, False)])
+    ("avx512", np.float32, True), ("avx512", np.float64, True)])
 def test_float32_products_up_to_64_cubed_run_as_register_tiles(vectors, dtype, tiled, request):
     # float32's tiles keep their sums in registers and beat a BLAS call per matrix up to
     # tile_gemm_fit_max multiply-adds; float64's spill on AVX2 (16 registers), and BLAS
-    # keeps the larger ones; on AVX-512 (32) they fit but only drew with BLAS
+    # keeps the larger ones; on AVX-512 (32) they fit, and beat BLAS too
     request.getfixturevalue(f"{vectors}_tiles")
     a = RNG.standard_normal((6, 64, 64)).astype(dtype)
     b = RNG.standard_normal((6, 64, 64)).astype(dtype)
@@ -452,17 +452,17 @@ def test_float32_products_up_to_64_cubed_run_as_register_tiles(vectors, dtype, t
     assert (nest.schedule.gemm is None) == tiled
     if tiled:
         assert nest.schedule.block_rows is not None
-    # 2^21 multiply-adds: AVX-512's float32 tiles still (WIDE_TILE_GEMM_FACTOR), else BLAS
+    # 2^21 multiply-adds: AVX-512's tiles still (WIDE_TILE_GEMM_FACTOR), else BLAS
     mid = RNG.standard_normal((2, 128, 128)).astype(dtype)
     (nest,) = _check("bij,bjk->bik", mid, mid, rtol=1e-5)
-    assert (nest.schedule.gemm is None) == (vectors == "avx512" and dtype == np.float32)
+    assert (nest.schedule.gemm is None) == (vectors == "avx512")
     big = RNG.standard_normal((2, 256, 256)).astype(dtype)  # 2^24 multiply-adds: BLAS
     (nest,) = _check("bij,bjk->bik", big, big, rtol=1e-5)
     assert nest.schedule.gemm is not None
 
 
 @pytest.mark.parametrize("vectors", ["avx2", "avx512"])
-@pytest.mark.parametrize(("dtype", "tiled"), [(np.float32, True), (np.float64, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("a_shape", "b_shape", "rows", "wide_rows"), [
     ((8, 48, 48), (8, 48, 48), 2, 4),     # 2 rows of 48: 12 sums, 2 broadcasts, 1 load;
                                           # AVX-512: 4 rows of 3 vectors
@@ -470,25 +470,28 @@ def test_float32_products_up_to_64_cubed_run_as_register_tiles(vectors, dtype, t
     ((64, 100), (100, 24), 3, 3),         # 24 wide: 3 rows of 3 vectors (AVX2's)
     ((200, 64), (64, 16), 4, 4),          # 16 wide: 4 rows of 2 vectors, or of one
 ])
-def test_narrow_float32_tiles_that_fit_the_registers_beat_blas(vectors, dtype, tiled, a_shape,
+def test_narrow_float32_tiles_that_fit_the_registers_beat_blas(vectors, dtype, a_shape,
                                                                b_shape, rows, wide_rows,
                                                                request):
     # Products of 2^16 to 2^18 multiply-adds whose register tile (any width) keeps its
     # sums and broadcast factors in the registers run as loops; float64's tiles (16
-    # vectors of sums at least) stay BLAS.  On AVX-512, a block of whole 512-bit vectors
-    # runs in them, in 4 rows.
+    # vectors of sums at least) stay BLAS on AVX2.  On AVX-512, a block of whole 512-bit
+    # vectors runs in them, in 4 rows, and float64's tiles fit its 32 registers.
     request.getfixturevalue(f"{vectors}_tiles")
+    tiled = dtype == np.float32 or vectors == "avx512"
     eq = "bij,bjk->bik" if len(a_shape) == 3 else "ij,jk->ik"
     a = RNG.standard_normal(a_shape).astype(dtype)
     b = RNG.standard_normal(b_shape).astype(dtype)
     assert (1 << 16) < a_shape[-2] * a_shape[-1] * b_shape[-1] <= (1 << 18)
     (nest,) = _check(eq, a, b, rtol=1e-5)
     assert (nest.schedule.gemm is None) == tiled
-    if tiled:
+    if tiled and dtype == np.float32:
         wide = vectors == "avx512" and b_shape[-1] % 16 == 0
         assert nest.schedule.block_rows[1] == (wide_rows if vectors == "avx512" else rows)
         assert nest.schedule.block[1] == b_shape[-1]
         assert nest.schedule.vector_bits == (512 if wide else 0)
+    elif tiled:  # float64 on AVX-512: 40 and 24 values are whole vectors of 8
+        assert nest.schedule.block_rows[1] == 4 and nest.schedule.vector_bits == 512
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -126,6 +126,7 @@ def test_the_caller_runs_a_chunk_its_worker_has_not_started(monkeypatch):
 _BLAS_ONLY = """
 import sys, numpy as np, einjit
 from einjit import schedule, threads
+schedule.WIDE_VECTOR_BYTES, schedule.WIDE_REGISTERS = 32, 16  # BLAS calls, as on AVX2
 a, b = np.ones((16, 48, 48)), np.ones((16, 48, 48))
 assert einjit.explain("bij,bjk->bik", a, b).nests[0].schedule.gemm.split == 2
 np.testing.assert_array_equal(einjit.einsum("bij,bjk->bik", a, b), np.full((16, 48, 48), 48.0))
