@@ -438,6 +438,23 @@ def test_short_rows_of_whole_512_bit_vectors_run_in_them(dtype, avx512_tiles):
     assert nest.schedule.vector_bits == (0 if dtype == np.float32 else 512)
 
 
+@pytest.mark.parametrize("vectors", ["avx2", "avx512"])
+def test_a_large_batch_of_short_sums_runs_as_wide_tiles(vectors, request):
+    # 64 attention scores of 256 x 64 by 64 x 256 (2^22 multiply-adds each, summing 64
+    # terms): AVX-512's float32 tiles rather than a BLAS call per product; not on AVX2,
+    # not for 16 products, sums of 128 terms, or float64
+    request.getfixturevalue(f"{vectors}_tiles")
+    q = RNG.standard_normal((8, 8, 256, 64)).astype(np.float32)
+    k = RNG.standard_normal((8, 8, 256, 64)).astype(np.float32)
+    (nest,) = _check("bhqd,bhkd->bhqk", q, k, rtol=1e-5)
+    assert (nest.schedule.gemm is None) == (vectors == "avx512")
+    for shapes, dtype in ((((2, 8, 256, 64),) * 2, "float32"),
+                          (((8, 8, 256, 128),) * 2, "float32"),
+                          (((8, 8, 256, 64),) * 2, "float64")):
+        nest = einjit.explain("bhqd,bhkd->bhqk", *shapes, dtype=dtype).nests[0]
+        assert nest.schedule.gemm is not None, (shapes, dtype)
+
+
 @pytest.mark.parametrize(("vectors", "dtype", "tiled"), [
     ("avx2", np.float32, True), ("avx2", np.float64, False),
     ("avx512", np.float32, True), ("avx512", np.float64, True)])
