@@ -17,7 +17,12 @@ Method (see benchmarks/README.md for the columns):
   excluded from the ratios (and makes the script exit with status 1).
 * Repeats are interleaved: each round runs every contender once, in a fresh (seeded)
   random order, so drift, and the threads a contender leaves spinning after its call
-  (torch's and Numba's OpenMP pools), hit everyone alike.  Medians are reported.
+  (torch's and Numba's OpenMP pools, OpenBLAS's), hit everyone alike.  Medians are
+  reported.  Not quite alike: OpenBLAS's idle thread spins for 2^28 clock ticks (about
+  0.12 s here) after each threaded call, taking half of each core from other threads;
+  the contenders that call BLAS are unaffected (their calls use that thread), the
+  multi-threaded others (einjit's loop kernels, torch) run up to 2x slower in that time.
+  Set ``OPENBLAS_THREAD_TIMEOUT`` (before numpy loads) to shorten it for everyone.
 * Calls faster than ~5 ms are timed as a loop of many calls per sample (per-call time).
   Each contender gets at most ``--budget`` seconds of samples per case (at least 3
   samples; 1 when one call alone is over the budget).  numpy ``optimize=False`` on
