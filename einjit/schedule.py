@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -125,6 +125,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                         least_work=_least_work(kernel, layout.split > 1,
                                                pol.parallel_min_work))
         calls = math.prod(extent[g] for g in layout.batch)
+        tile_vectors = _wide_vectors(kernel)
         if thin == 1 and (kernel.work < pol.gemv_min_work or calls > pol.gemv_max_calls
                           or _unthreaded_dot(kernel, layout, threads)):
             # A small matrix-vector product or dot: BLAS's call costs more than a loop
@@ -175,9 +176,9 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             if ((loops.block_rows is not None and not (ragged and calls > 1))
                     or (layout.copies and loops.block is not None)):
                 return loops
-        elif (_fitting_shape(*_wide_vectors(kernel)[:2]) is not None
+        elif (_fitting_shape(tile_vectors.lanes, tile_vectors.registers) is not None
               and (small_for_blas(kernel, layout, pol.tile_gemm_fit_max
-                                  * (WIDE_TILE_GEMM_FACTOR if _wide_vectors(kernel)[2] else 1))
+                                  * (WIDE_TILE_GEMM_FACTOR if tile_vectors.bits else 1))
                    or _short_sums_batch(kernel, layout, calls))):
             # Larger ones where the loops run a tile whose sums stay in registers (none
             # does where no wide one does: on AVX2, 64 values in at least 16 vectors of
@@ -651,7 +652,7 @@ def _register_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str],
         return None
     if n >= pol.tile_terms:
         tile = _wide_tile(kernel, outer, inner, v)
-        return None if tile is None else (*tile, _wide_vectors(kernel)[2])
+        return None if tile is None else (*tile, _wide_vectors(kernel).bits)
     wide = _narrow_wide_tile(kernel, outer, (v, n))
     if wide is not None:
         return wide
@@ -782,7 +783,7 @@ def _short_sums_batch(kernel: Kernel, layout: GemmLayout, calls: int) -> bool:
     ms.  Fewer products lost beside BLAS calls (16 of 512 x 64 by 64 x 512: 1.53 ms
     against 2.96 alone, 3.97 against 3.04 beside them; one of 4096 x 64 by 64 x 1024:
     2.2x), as did sums of 128 terms (1.4-1.65x) and float64's (1.36x)."""
-    return (_wide_vectors(kernel)[2] > 0 and kernel.accumulate == "float32"
+    return (_wide_vectors(kernel).bits > 0 and kernel.accumulate == "float32"
             and calls >= SHORT_SUM_BATCH
             and math.prod(kernel.extent[g] for g in layout.k) <= SHORT_SUM_TERMS)
 
@@ -793,17 +794,26 @@ def vector_lanes(kernel: Kernel) -> int:
     return VECTOR_BYTES // np.dtype(kernel.accumulate).itemsize
 
 
-def _wide_vectors(kernel: Kernel) -> tuple[int, int, int]:
-    """``(lanes, registers, bits)`` of a wide register tile's vectors: values of the
-    kernel's accumulator dtype per vector, the registers the tile may fill, and its
-    ``Schedule.vector_bits`` (0: LLVM's default vectors).  ``WIDE_VECTOR_BYTES`` and
+class _Vectors(NamedTuple):
+    """A register tile's vectors: values of the kernel's accumulator dtype per vector,
+    the registers the tile may fill, and its ``Schedule.vector_bits`` (0: LLVM's
+    default vectors)."""
+
+    lanes: int
+    registers: int
+    bits: int
+
+
+def _wide_vectors(kernel: Kernel) -> _Vectors:
+    """The vectors of a wide register tile (and of a narrow one of whole such vectors,
+    :func:`_narrow_wide_tile`): ``WIDE_VECTOR_BYTES`` and
     ``WIDE_REGISTERS`` but for complex values, pairs LLVM vectorises poorly, which keep
     LLVM's default (AVX-512's tiles of them took 1.9-2.6x BLAS's time on small
     products, which AVX2's left to BLAS)."""
     size = np.dtype(kernel.accumulate).itemsize
     if kernel.accumulate[0] == "c" or WIDE_VECTOR_BYTES <= VECTOR_BYTES:
-        return VECTOR_BYTES // size, VECTOR_REGISTERS, 0
-    return WIDE_VECTOR_BYTES // size, WIDE_REGISTERS, 8 * WIDE_VECTOR_BYTES
+        return _Vectors(VECTOR_BYTES // size, VECTOR_REGISTERS, 0)
+    return _Vectors(WIDE_VECTOR_BYTES // size, WIDE_REGISTERS, 8 * WIDE_VECTOR_BYTES)
 
 
 def _loaded(expr: Expr) -> bool:
@@ -952,7 +962,8 @@ def _wide_tile(kernel: Kernel, outer: Sequence[str], inner: Sequence[str], v: st
       KiB: 0.069 -> 0.078 ms in tiles)."""
     pol = policy.POLICY
     extent = kernel.extent
-    m, w = _wide_tile_shape(*_wide_vectors(kernel)[:2])
+    wide = _wide_vectors(kernel)
+    m, w = _wide_tile_shape(wide.lanes, wide.registers)
     n = extent[v]
     if (math.prod(extent[r] for r in inner) < pol.wide_tile_terms
             or (n % w and n < 16 * w)):

@@ -258,10 +258,10 @@ def _copy_out(work: list[Stmt], ctx: _Context) -> bool:
     """Whether a loop's work is a register tile's row of accumulators stored as they are
     (no cast).  Such a loop keeps its trip count: LLVM stores the row as a few vectors
     from the registers that hold it, where with the count hidden it called ``memcpy``
-    (256 products of 32 x 32 by 32 x 32 float32 in tiles of 2 x 32: 0.16 -> 0.25 ms).
-    Not outside tiles: a block of 36 or 40 values summed by loops of hidden counts was
-    stored faster by ``memcpy`` (``bac->bc`` over 256 x 32 x 40 float32: 37 against 40
-    us), one of 16 to 32 a little slower (24: 47 against 34 us)."""
+    (256 products of 32 x 32 by 32 x 32 float32 in tiles of 2 x 32, two threads: 0.24 ms
+    hidden, 0.12-0.13 ms kept).  Outside tiles it was mixed (``bac->bc`` over 256 x 32 x
+    n float32, counts kept against hidden: n = 16 to 32 0.72-0.95 of the time, 36 and
+    40 1.08-1.10x; float64 1.02-1.07x), so those keep ``OPAQUE_BLOCK_TRIPS``."""
     return (ctx.tile and len(work) == 1 and isinstance(work[0], Store)
             and isinstance(work[0].value, Var) and work[0].value.at is not None)
 
