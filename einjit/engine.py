@@ -599,7 +599,8 @@ def build(call: Call) -> CompiledPlan:
     kernels: list[Callable[..., None]] = []
     sources: list[str] = []
     if call.arith.backend == "numba":
-        # Numba's types only for Numba steps: a plan of BLAS calls never imports Numba.
+        # Numba's types only for Numba steps: a plan of BLAS calls imports no Numba (but
+        # where it copies a large operand across its rows: ``blas.contiguous``).
         loops = any(not nest.schedule.gemm for nest in nests)
         sigs = _signatures(call, plan, nests) if loops else [((), ())] * len(nests)
         for step, nest, (sig, fold_sig) in zip(plan.steps, nests, sigs):
