@@ -88,16 +88,21 @@ def contiguous(x: np.ndarray, dtype: object = None) -> np.ndarray:
     >>> np.array_equal(contiguous(x), np.ascontiguousarray(x))
     True
     """
-    if (x.flags.c_contiguous or x.nbytes < KERNEL_COPY_BYTES or x.ndim == 0
+    if (x.flags.c_contiguous or x.nbytes < KERNEL_COPY_BYTES or not 0 < x.ndim <= 26
             or x.strides[-1] == x.itemsize or x.shape[-1] == 1
             or (dtype is not None and np.dtype(dtype) != x.dtype)):
         return np.ascontiguousarray(x, dtype=dtype)
+    out = np.empty(x.shape, x.dtype)
+    _kernel_copy(out, x)
+    return out
+
+
+def _kernel_copy(out: np.ndarray, x: np.ndarray) -> None:
+    """Copy ``x`` into ``out`` (same shape and dtype) with einjit's own kernel."""
     from ..api import einsum
 
-    out = np.empty(x.shape, x.dtype)
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[:x.ndim]
-    einsum(f"{letters}->{letters}", x, out=out)
-    return out
+    labels = "abcdefghijklmnopqrstuvwxyz"[:x.ndim]
+    einsum(f"{labels}->{labels}", x, out=out)
 
 
 def copy_into(out: np.ndarray, x: np.ndarray) -> None:
@@ -110,14 +115,12 @@ def copy_into(out: np.ndarray, x: np.ndarray) -> None:
     >>> float(out[3, 2, 1])
     23.0
     """
-    if (x.dtype != out.dtype or x.nbytes < KERNEL_COPY_BYTES or out.ndim == 0
+    if (x.dtype != out.dtype or x.shape != out.shape or x.nbytes < KERNEL_COPY_BYTES
+            or not 0 < x.ndim <= 26
             or (x.strides[-1] == x.itemsize and out.strides[-1] == out.itemsize)):
         np.copyto(out, x, casting="unsafe")
         return
-    from ..api import einsum
-
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[:x.ndim]
-    einsum(f"{letters}->{letters}", x, out=out)
+    _kernel_copy(out, x)
 
 
 def _arranged(op: Operand, groups: tuple[tuple[str, ...], ...], batch: tuple[str, ...],
