@@ -179,7 +179,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         elif (_fitting_shape(tile_vectors.lanes, tile_vectors.registers) is not None
               and (small_for_blas(kernel, layout, pol.tile_gemm_fit_max
                                   * (WIDE_TILE_GEMM_FACTOR if tile_vectors.bits else 1))
-                   or _short_sums_batch(kernel, layout, calls))):
+                   or (tile_vectors.bits and _short_sums_batch(kernel, layout, calls)))):
             # Larger ones where the loops run a tile whose sums stay in registers (none
             # does where no wide one does: on AVX2, 64 values in at least 16 vectors of
             # float64).  AVX-512's float64 tiles (each row stored from its registers)
@@ -774,7 +774,8 @@ SHORT_SUM_BATCH, SHORT_SUM_TERMS = 64, 64
 
 def _short_sums_batch(kernel: Kernel, layout: GemmLayout, calls: int) -> bool:
     """Whether a batch of float32 products of short sums runs as wide register tiles
-    however large each product is: OpenBLAS's call per product packs both operands for
+    (where the host has wider vectors than LLVM's default) however large each product
+    is: OpenBLAS's call per product packs both operands for
     a few terms each, and synchronises its threads, where the tile reads them in place
     and the batch splits over einjit's threads.  Two threads, ``bhqd,bhkd->bhqk`` over
     8 x 8 x 256 x 64 (64 products of 2^22 multiply-adds): 3.84 -> 1.75-1.85 ms alone in
@@ -783,8 +784,7 @@ def _short_sums_batch(kernel: Kernel, layout: GemmLayout, calls: int) -> bool:
     ms.  Fewer products lost beside BLAS calls (16 of 512 x 64 by 64 x 512: 1.53 ms
     against 2.96 alone, 3.97 against 3.04 beside them; one of 4096 x 64 by 64 x 1024:
     2.2x), as did sums of 128 terms (1.4-1.65x) and float64's (1.36x)."""
-    return (_wide_vectors(kernel).bits > 0 and kernel.accumulate == "float32"
-            and calls >= SHORT_SUM_BATCH
+    return (kernel.accumulate == "float32" and calls >= SHORT_SUM_BATCH
             and math.prod(kernel.extent[g] for g in layout.k) <= SHORT_SUM_TERMS)
 
 
