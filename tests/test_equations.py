@@ -372,6 +372,38 @@ def test_integer_wraparound(eq, shapes, dtype):
     check_einsum(eq, *ops)
 
 
+# The same where sums run in register tiles, in parts on threads (partial sums folded)
+# and over several steps: integers of 32 bits or fewer are summed in 32 (int16 and int8
+# stored narrowed), wider ones in 64.
+WRAP_KERNEL_CASES = [
+    ("bij,bjk->bik", [(16, 32, 32), (16, 32, 32)], np.int32),
+    ("bij,bjk->bik", [(16, 32, 32), (16, 32, 32)], np.uint32),
+    ("bij,bjk->bik", [(16, 32, 48), (16, 48, 32)], np.int16),
+    ("ij,jk->ik", [(64, 40), (40, 64)], np.int8),
+    ("ij->", [(1024, 1536)], np.int32),
+    ("ij,ij->j", [(2048, 640), (2048, 640)], np.uint32),
+    ("ij,jk,kl->il", [(48, 64), (64, 80), (80, 32)], np.int32),
+    ("bij,bjk->bik", [(16, 32, 32), (16, 32, 32)], np.int64),
+]
+
+
+@pytest.mark.parametrize(
+    ("eq", "shapes", "dtype"),
+    [pytest.param(e, s, d, id=f"{_case_id(e, s)}-{np.dtype(d).name}")
+     for e, s, d in WRAP_KERNEL_CASES],
+)
+def test_integer_wraparound_in_tiles_threads_and_steps(eq, shapes, dtype):
+    import einjit
+    info = np.iinfo(dtype)
+    rng = _rng("wrap-kernels", eq, shapes, np.dtype(dtype).name)
+    ops = [rng.integers(info.min, info.max, size=s, endpoint=True, dtype=dtype) for s in shapes]
+    got = einjit.einsum(eq, *ops)
+    want = np.einsum(eq, *ops)  # numpy wraps in the dtype; the exact value overflows
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    exact = np.einsum(eq, *[o.astype(object) for o in ops])
+    assert np.any((np.asarray(exact) > info.max) | (np.asarray(exact) < info.min))
+
+
 MIXED_DTYPES = [
     (np.int8, np.float32),
     (np.uint8, np.int8),

@@ -402,11 +402,13 @@ def test_short_rows_of_a_tile_that_share_their_loads_hide_the_trip_count(dtype):
     assert "vm.opaque" not in einjit.explain("ijk,jk->ik", x, y).sources[0]
 
 
-@pytest.mark.parametrize(("dtype", "cast"), [(np.float32, False), (np.int32, True)])
+@pytest.mark.parametrize(("dtype", "cast"), [(np.float32, False), (np.int32, False),
+                                             (np.int16, True)])
 def test_each_row_of_a_register_tile_is_stored_by_a_loop_of_its_own(dtype, cast):
     # a loop over all rows, unrolled, stored the sums one value at a time; a loop per
     # row, its count known, stores whole vectors from the registers (hidden, LLVM
-    # called memcpy); a store that casts its sums keeps the hidden count
+    # called memcpy); a store that casts its sums (int16's, summed in int32) keeps the
+    # hidden count
     a = (RNG.standard_normal((16, 32, 32)) * 8).astype(dtype)
     b = (RNG.standard_normal((16, 32, 32)) * 8).astype(dtype)
     (nest,) = _check("bij,bjk->bik", a, b, rtol=1e-5)
@@ -431,11 +433,11 @@ def test_short_rows_of_whole_512_bit_vectors_run_in_them(dtype, avx512_tiles):
     assert nest.schedule.block == ("k", 32) and nest.schedule.block_rows == ("i", 4)
     assert nest.schedule.vector_bits == 512
     assert "vm.vector_width(512)" in einjit.explain("bij,bjk->bik", a, b).sources[0]
-    # 24 values: 3 vectors of float64 (or int32's int64 sums), no whole ones of float32
-    # (16 each): AVX2's rule
+    # 24 values: 3 vectors of float64, no whole ones of float32 or int32 (16 each):
+    # AVX2's rule
     c = (RNG.standard_normal((16, 32, 24)) * 8).astype(dtype)
     (nest,) = _check("bij,bjk->bik", a, c, rtol=1e-5)
-    assert nest.schedule.vector_bits == (0 if dtype == np.float32 else 512)
+    assert nest.schedule.vector_bits == (512 if dtype == np.float64 else 0)
 
 
 @pytest.mark.parametrize("vectors", ["avx2", "avx512"])

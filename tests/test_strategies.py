@@ -215,7 +215,7 @@ def test_wide_register_tiles_read_packed_panels(eq, shapes, dtype, mode, monkeyp
         gemm_min_work=1 << 40, unroll=1, tile_terms=8, pack_rows=4, wide_tile_terms=1,
         expand_terms=0,  # (sums of two to four terms: not written out, for the tiles)
         parallel_min_work=1 << 40 if mode == "serial" else 0, chunked=mode != "prange"))
-    accumulate = {np.float32: 4, np.complex128: 16}.get(dtype, 8)  # (int8 sums in int64)
+    accumulate = {np.float32: 4, np.complex128: 16, np.int8: 4}.get(dtype, 8)  # (int8: int32)
     for name in ("VECTOR_BYTES", "WIDE_VECTOR_BYTES"):
         monkeypatch.setattr(schedule, name, 2 * accumulate)
     for name in ("VECTOR_REGISTERS", "WIDE_REGISTERS"):
