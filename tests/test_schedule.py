@@ -851,6 +851,35 @@ def test_copies_across_strides_run_both_contiguous_axes_in_tiles():
     assert nest.schedule.tile[2] == 8
 
 
+def test_a_copy_with_a_short_side_runs_in_tiles_of_it_whole(monkeypatch):
+    # out[a, c] = x[c, a] * y[a, c], c shorter than Policy.tile and the output's rows
+    # along it: tiles of c whole by 32 values of a (without, each value of c was a pass
+    # over the output writing one element a line), the blocks of a on the threads
+    x, y = _ints(4096, 16), _ints(16, 4096)
+    (nest,) = _check("ac,ca->ac", x, y)
+    assert nest.schedule.tile == ("a", "c", 32)
+    big = _ints(65536, 16), _ints(16, 65536)
+    (nest,) = _check("ac,ca->ac", *big)
+    assert nest.schedule.tile == ("a", "c", 32) and nest.schedule.parallel == "a"
+    # not where the output's rows run along the long side
+    (nest,) = _check("ca,ac->ca", big[1], big[0])
+    assert nest.schedule.tile is None
+    # permutations into a given C-ordered result: short sides of 2 to 31, blocks left
+    # over, on threads or not, exact
+    for threads in (False, True):
+        monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=0 if threads
+                                                            else 1 << 40))
+        for shape, perm in (((3, 40, 50), (1, 2, 0)), ((2, 33), (1, 0)), ((31, 100), (1, 0)),
+                            ((5, 7, 9, 11), (0, 2, 3, 1)), ((24, 3, 24, 24), (0, 2, 3, 1))):
+            for dtype in (np.float32, np.float64, np.uint8, np.complex128):
+                x = (RNG.standard_normal(shape) * 50).astype(dtype)
+                view = x.transpose(perm)
+                out = np.zeros(view.shape, dtype)
+                labels = "abcd"[:x.ndim]
+                assert einjit.einsum(f"{labels}->{labels}", view, out=out) is out
+                np.testing.assert_array_equal(out, view)
+
+
 def test_small_matrix_vector_products_run_as_loops():
     # below Policy.gemv_min_work, a dot or matrix-vector product runs as a loop nest
     # (BLAS's call costs more), unless the loops would gather an input that BLAS reads
