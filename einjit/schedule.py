@@ -408,9 +408,14 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             # one process (20 of 120 permutations changed, 0.08-0.65, 0.26 in geometric
             # mean): 16 x 65536 float32 transposed 2.8 -> 0.22 ms, (3, 1000, 1000) into
             # (1000, 1000, 3) (channels last) 1.6 -> 0.47 ms, float64 2.9 -> 0.90 ms,
-            # 24^4 as (a, c, d, b) 0.25 -> 0.12 ms.  Not where the output runs along the
-            # long side (its rows along the short one, often a power of two apart, each
-            # tile's lines in one cache set: 65536 x 16 transposed 1.0 -> 2.1 ms).
+            # 24^4 as (a, c, d, b) 0.25 -> 0.12 ms.  Where the output runs along the long
+            # side instead, its rows along the short one often lie a power of two apart,
+            # a tile's lines in one cache set (65536 x 16 transposed in tiles of 32: 0.8
+            # -> 2.1 ms): tiles of fewer values, and only over 4 MiB (27 of 140 cases
+            # changed, 0.34-0.93, 0.63: 65536 x 16 transposed float32 0.80 -> 0.52 ms,
+            # float64 1.69 -> 0.68 ms; (1000, 1000, 3) into (3, 1000, 1000) 0.89 -> 0.75
+            # and 1.82 -> 0.99 ms; below, 16384 x 24 float64 0.23 -> 0.29 ms, and slabs
+            # of 128 x 2 transposed within a larger array 1.5-1.7x).
             tile = _short_tile(kernel, output_strides, u, v)
             if parallel in (u, v):  # the short side's one block would leave no split
                 parallel = tile[0]
@@ -605,28 +610,38 @@ TINY_PRODUCT_TERMS = 512
 #: Partial sums the terms of an innermost sum go to in turn where it is not vectorised
 #: (``Schedule.interleave``).
 INTERLEAVE = 4
-#: The shortest side of a copy's tiles when the other is longer than ``Policy.tile``.
-SHORT_TILE_MIN = 2
+#: The shortest side of a copy's tiles when the other is longer than ``Policy.tile``, and
+#: the least output (bytes) such tiles pay for where the output runs along the long side.
+SHORT_TILE_MIN, SHORT_TILE_FAR_BYTES = 2, 1 << 22
 
 
 def _short_tile(kernel: Kernel, output_strides: Sequence[int], u: str, v: str
                 ) -> tuple[str, str, int] | None:
-    """``(long, short, Policy.tile)``: tiles of the two innermost output loops ``u`` and
-    ``v`` where one is shorter than ``Policy.tile`` (at least ``SHORT_TILE_MIN``), the
-    other longer, and the output's rows run along the short one; else None.
+    """``(long, short, size)``: tiles of the two innermost output loops ``u`` and ``v``
+    where one is shorter than ``Policy.tile`` (at least ``SHORT_TILE_MIN``) and the other
+    longer: of ``Policy.tile`` where the output's rows run along the short one; where
+    they run along the long one, only where the two span ``SHORT_TILE_FAR_BYTES`` or
+    more (what the other array reads across them no longer in the second level cache),
+    of as many values as its rows along the short one, often a power of two apart, keep
+    in the cache (:func:`_tile_rows`).  Else None.
 
     >>> from einjit.ir import Index, Kernel, Operand, SUM, product
     >>> k = Kernel("k0", (Operand("a0", "float32", ("c", "a")),),
     ...            Operand("out", "float32", ("a", "c")), (Index("a", 65536), Index("c", 16)),
     ...            product(1, (("c", "a"),)), SUM, "float32")
     >>> _short_tile(k, (16, 1), "c", "a"), _short_tile(k, (1, 65536), "c", "a")
-    (('a', 'c', 32), None)
+    (('a', 'c', 32), ('a', 'c', 8))
     """
     extent, tile = kernel.extent, policy.POLICY.tile
     long_, short = (u, v) if extent[u] >= extent[v] else (v, u)
+    if not (extent[long_] >= tile and SHORT_TILE_MIN <= extent[short] < tile):
+        return None
     along = dict(zip(kernel.output.indices, output_strides))
-    if extent[long_] >= tile and SHORT_TILE_MIN <= extent[short] < tile and abs(along[short]) == 1:
+    itemsize = np.dtype(kernel.output.dtype).itemsize
+    if abs(along[short]) == 1:
         return long_, short, tile
+    if extent[long_] * extent[short] * itemsize >= SHORT_TILE_FAR_BYTES:
+        return long_, short, _tile_rows(abs(along[short]) * itemsize)
     return None
 #: Rows of an array whose stride (bytes) is a multiple of this fall into few cache sets.
 ALIASED_BYTES = 512

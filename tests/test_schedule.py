@@ -861,16 +861,20 @@ def test_a_copy_with_a_short_side_runs_in_tiles_of_it_whole(monkeypatch):
     big = _ints(65536, 16), _ints(16, 65536)
     (nest,) = _check("ac,ca->ac", *big)
     assert nest.schedule.tile == ("a", "c", 32) and nest.schedule.parallel == "a"
-    # not where the output's rows run along the long side
+    # where the output runs along the long side, its rows along the short one 256 KiB
+    # apart (one cache set): tiles of 8 values, and only over 4 MiB
     (nest,) = _check("ca,ac->ca", big[1], big[0])
+    assert nest.schedule.tile == ("a", "c", 8) and nest.schedule.parallel == "a"
+    (nest,) = _check("ca,ac->ca", x.T.copy(), x)
     assert nest.schedule.tile is None
     # permutations into a given C-ordered result: short sides of 2 to 31, blocks left
-    # over, on threads or not, exact
+    # over, on threads or not, exact (the last into rows along its long side, 5 MB)
     for threads in (False, True):
         monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=0 if threads
                                                             else 1 << 40))
         for shape, perm in (((3, 40, 50), (1, 2, 0)), ((2, 33), (1, 0)), ((31, 100), (1, 0)),
-                            ((5, 7, 9, 11), (0, 2, 3, 1)), ((24, 3, 24, 24), (0, 2, 3, 1))):
+                            ((5, 7, 9, 11), (0, 2, 3, 1)), ((24, 3, 24, 24), (0, 2, 3, 1)),
+                            ((70001, 9), (1, 0))):
             for dtype in (np.float32, np.float64, np.uint8, np.complex128):
                 x = (RNG.standard_normal(shape) * 50).astype(dtype)
                 view = x.transpose(perm)
