@@ -851,6 +851,28 @@ def test_copies_across_strides_run_both_contiguous_axes_in_tiles():
     assert nest.schedule.tile[2] == 8
 
 
+def test_a_copy_crossing_two_short_sides_runs_them_innermost(monkeypatch):
+    # ijk,kji->ijk over 3 x 5000 x 12: the output runs along k (12 values), the second
+    # input along i (3): both innermost, untiled, j around them (a pass over i outside
+    # was a pass over all of both arrays for each of its values)
+    a, b = _ints(3, 5000, 12), _ints(12, 5000, 3)
+    (nest,) = _check("ijk,kji->ijk", a, b)
+    assert nest.schedule.order == ("j", "i", "k") and nest.schedule.tile is None
+    # on threads, the long side split; permutations into a given result exact
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=0))
+    (nest,) = _check("ijk,kji->ijk", a, b)
+    assert nest.schedule.order == ("j", "i", "k") and nest.schedule.parallel == "j"
+    for shape, perm in (((12, 1000, 3), (2, 1, 0)), ((5, 7, 300, 6), (3, 2, 1, 0)),
+                        ((2, 10, 48, 8, 9), (4, 3, 2, 1, 0))):
+        for dtype in (np.float32, np.int64, np.complex64):
+            x = (RNG.standard_normal(shape) * 50).astype(dtype)
+            view = x.transpose(perm)
+            out = np.zeros(view.shape, dtype)
+            labels = "abcde"[:x.ndim]
+            assert einjit.einsum(f"{labels}->{labels}", view, out=out) is out
+            np.testing.assert_array_equal(out, view)
+
+
 def test_a_copy_with_a_short_side_runs_in_tiles_of_it_whole(monkeypatch):
     # out[a, c] = x[c, a] * y[a, c], c shorter than Policy.tile and the output's rows
     # along it: tiles of c whole by 32 values of a (without, each value of c was a pass
