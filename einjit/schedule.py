@@ -400,6 +400,22 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
                 outer.insert(0, parallel)
     if not inner and len(outer) >= 2 and not deep:
         u, v = outer[-2], outer[-1]
+        along = dict(zip(kernel.output.indices, output_strides))
+        if (abs(along[u]) == 1 != abs(along[v]) and min(extent[u], extent[v]) >= pol.tile
+                and crossed(u, v)):
+            # In the tiles below, the output's rows innermost: each step a run of the
+            # output written, the input read across its rows, where the loop order by
+            # strides had the input read along them and the output written a line a
+            # value (copies alternating both ways in one process: 30 of 200
+            # permutations changed, 0.26-0.97, 0.57 in geometric mean; 100 x 20971
+            # transposed float32 1.51 -> 0.47 ms, float64 1.91 -> 0.77 ms; (64, 128,
+            # 512) into (128, 512, 64) 3.7 -> 0.96 ms).
+            u, v = v, u
+            outer[-2:] = [u, v]
+            if parallel == v:  # the tiles' outer blocks on the threads
+                parallel = u
+                outer.remove(u)
+                outer.insert(0, u)
         if crossed(u, v) and min(extent[u], extent[v]) >= pol.tile:
             # an array read or written across its rows along v keeps a line per row
             # of the tile in the cache while the tile runs

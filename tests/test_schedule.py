@@ -851,6 +851,28 @@ def test_copies_across_strides_run_both_contiguous_axes_in_tiles():
     assert nest.schedule.tile[2] == 8
 
 
+def test_tiles_run_the_outputs_rows_innermost(monkeypatch):
+    # a 100 x 20971 transpose into a C-ordered result: by strides the input was read
+    # along its rows and the output written a line a value; in the tiles, the output's
+    # rows innermost, its blocks of rows on the threads
+    from einjit.ir import Index, Kernel, Operand, SUM, product
+    k = Kernel("k0", (Operand("a0", "float32", ("a", "b")),),
+               Operand("out", "float32", ("a", "b")), (Index("a", 20971), Index("b", 100)),
+               product(1, (("a", "b"),)), SUM, "float32")
+    sched = schedule.schedule(k, [(1, 20971)], (100, 1), threads=2)
+    assert sched.tile == ("a", "b", 32) and sched.parallel == "a"
+    # the output Fortran-ordered (its rows along a), the input C-ordered: a innermost
+    sched = schedule.schedule(k, [(100, 1)], (1, 20971), threads=2)
+    assert sched.tile == ("b", "a", 32) and sched.parallel == "b"
+    monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=0))
+    for shape in ((100, 2100), (2100, 100), (33, 65), (65, 33)):
+        for dtype in (np.float32, np.float64, np.int16):
+            x = (RNG.standard_normal(shape) * 50).astype(dtype)
+            out = np.zeros(x.T.shape, dtype)
+            assert einjit.einsum("ab->ab", x.T, out=out) is out
+            np.testing.assert_array_equal(out, x.T)
+
+
 def test_a_copy_crossing_two_short_sides_runs_them_innermost(monkeypatch):
     # ijk,kji->ijk over 3 x 5000 x 12: the output runs along k (12 values), the second
     # input along i (3): both innermost, untiled, j around them (a pass over i outside
