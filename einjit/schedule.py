@@ -386,11 +386,17 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         # both ways in one process: 36 of 200 permutations changed, 0.20-1.31, 0.56 in
         # geometric mean; (48, 7281, 12) reversed float32 3.1 -> 0.86 ms, float64 5.5
         # -> 1.1 ms, (12, 116508, 3) 1.13 -> 0.82 and 2.35 -> 1.14 ms; (14, 48, 32, 12)
-        # as (c, a, d, b) 67 -> 88 us).
+        # as (c, a, d, b) 67 -> 88 us).  So does a pair with one short side the output
+        # runs along, in tiles of it whole (_short_tile), where the loops of the short
+        # side and of others ran outside the long one (20 of 600 permutations changed,
+        # 0.08-0.76, 0.26: (24, 682, 64) reversed float32 4.0 -> 0.32 ms, (12, 5, 64,
+        # 256, 1) as (c, e, d, b, a) 4.1 -> 0.66 ms).  Not a side of less than
+        # SHORT_PAIR_BYTES: a short run of a longer one the output runs along, each of
+        # its lines written a piece per pass of the loops around ((2, 32, 16384)
+        # reversed 1.1 -> 2.7 ms).
         pair = _crossing(kernel, input_strides, output_strides)
         rest = [n for n in outer if n not in (pair or ())]
-        if (pair is not None and (min(extent[n] for n in pair) >= pol.tile
-                                  or extent[pair[0]] * extent[pair[1]] <= SHORT_PAIR_VALUES)
+        if (pair is not None and _pair_inside(kernel, output_strides, pair)
                 and (parallel is None or any(extent[n] >= 2 for n in rest))):
             outer = rest + list(pair)
             if parallel is not None:
@@ -635,8 +641,22 @@ TINY_PRODUCT_TERMS = 512
 #: (``Schedule.interleave``).
 INTERLEAVE = 4
 #: The most values of a copy's crossing pair (:func:`_crossing`) that runs innermost
-#: untiled, however short its sides.
-SHORT_PAIR_VALUES = 1024
+#: untiled, however short its sides; the least bytes of the short side of one that runs
+#: innermost in tiles of it whole.
+SHORT_PAIR_VALUES, SHORT_PAIR_BYTES = 1024, 32
+
+
+def _pair_inside(kernel: Kernel, output_strides: Sequence[int], pair: tuple[str, str]) -> bool:
+    """Whether a copy's crossing pair of loops (:func:`_crossing`) runs innermost, the
+    other loops around it: where both its sides have ``Policy.tile`` values or more (in
+    tiles), it has at most ``SHORT_PAIR_VALUES`` (untiled), or one short side of at
+    least ``SHORT_PAIR_BYTES`` runs in tiles of it whole (:func:`_short_tile`)."""
+    extent = kernel.extent
+    short = min(extent[n] for n in pair)
+    return (short >= policy.POLICY.tile
+            or extent[pair[0]] * extent[pair[1]] <= SHORT_PAIR_VALUES
+            or (short * np.dtype(kernel.output.dtype).itemsize >= SHORT_PAIR_BYTES
+                and _short_tile(kernel, output_strides, *pair) is not None))
 #: The shortest side of a copy's tiles when the other is longer than ``Policy.tile``, and
 #: the least output (bytes) such tiles pay for where the output runs along the long side.
 SHORT_TILE_MIN, SHORT_TILE_FAR_BYTES = 2, 1 << 22

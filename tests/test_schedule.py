@@ -885,7 +885,8 @@ def test_a_copy_crossing_two_short_sides_runs_them_innermost(monkeypatch):
     (nest,) = _check("ijk,kji->ijk", a, b)
     assert nest.schedule.order == ("j", "i", "k") and nest.schedule.parallel == "j"
     for shape, perm in (((12, 1000, 3), (2, 1, 0)), ((5, 7, 300, 6), (3, 2, 1, 0)),
-                        ((2, 10, 48, 8, 9), (4, 3, 2, 1, 0))):
+                        ((2, 10, 48, 8, 9), (4, 3, 2, 1, 0)), ((12, 5, 64, 77, 1), (2, 4, 3, 1, 0)),
+                        ((12, 10, 1747), (2, 1, 0))):
         for dtype in (np.float32, np.int64, np.complex64):
             x = (RNG.standard_normal(shape) * 50).astype(dtype)
             view = x.transpose(perm)
@@ -893,6 +894,19 @@ def test_a_copy_crossing_two_short_sides_runs_them_innermost(monkeypatch):
             labels = "abcde"[:x.ndim]
             assert einjit.einsum(f"{labels}->{labels}", view, out=out) is out
             np.testing.assert_array_equal(out, view)
+
+
+def test_a_crossing_pair_with_one_short_side_runs_innermost_in_tiles():
+    # ijk,kji->ijk over 1747 x 100 x 12: the output runs along k (12 values, 48 bytes),
+    # the second input along i (1747): i and k innermost in tiles of k whole, j around
+    # them (by strides k ran outside, a pass over the output per value)
+    a, b = _ints(1747, 100, 12).astype(np.float32), _ints(12, 100, 1747).astype(np.float32)
+    (nest,) = _check("ijk,kji->ijk", a, b)
+    assert nest.schedule.order[-2:] == ("i", "k") and nest.schedule.tile == ("i", "k", 32)
+    # not a side of 2 values (8 bytes): a short run of the output's rows
+    a, b = _ints(16384, 32, 2).astype(np.float32), _ints(2, 32, 16384).astype(np.float32)
+    (nest,) = _check("ijk,kji->ijk", a, b)
+    assert nest.schedule.tile != ("i", "k", 32)
 
 
 def test_a_copy_with_a_short_side_runs_in_tiles_of_it_whole(monkeypatch):
