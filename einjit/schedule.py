@@ -428,7 +428,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             across_v = [abs(st[op.indices.index(v)]) * np.dtype(op.dtype).itemsize
                         for op, st in arrays if v in op.indices]
             tile = (u, v, min(_tile_rows(b) for b in across_v))
-        elif crossed(u, v) and _short_tile(kernel, output_strides, u, v) is not None:
+        elif crossed(u, v) and (short := _short_tile(kernel, output_strides, u, v)):
             # One side too short for square tiles, and the output's rows along it (the
             # other array read across it): without tiles the loop along the short side
             # ran outside, each of its values a pass over the whole output writing one
@@ -446,7 +446,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             # float64 1.69 -> 0.68 ms; (1000, 1000, 3) into (3, 1000, 1000) 0.89 -> 0.75
             # and 1.82 -> 0.99 ms; below, 16384 x 24 float64 0.23 -> 0.29 ms, and slabs
             # of 128 x 2 transposed within a larger array 1.5-1.7x).
-            tile = _short_tile(kernel, output_strides, u, v)
+            tile = short
             if parallel in (u, v):  # the short side's one block would leave no split
                 parallel = tile[0]
                 outer.remove(parallel)
@@ -657,6 +657,8 @@ def _pair_inside(kernel: Kernel, output_strides: Sequence[int], pair: tuple[str,
             or extent[pair[0]] * extent[pair[1]] <= SHORT_PAIR_VALUES
             or (short * np.dtype(kernel.output.dtype).itemsize >= SHORT_PAIR_BYTES
                 and _short_tile(kernel, output_strides, *pair) is not None))
+
+
 #: The shortest side of a copy's tiles when the other is longer than ``Policy.tile``, and
 #: the least output (bytes) such tiles pay for where the output runs along the long side.
 SHORT_TILE_MIN, SHORT_TILE_FAR_BYTES = 2, 1 << 22
@@ -690,6 +692,8 @@ def _short_tile(kernel: Kernel, output_strides: Sequence[int], u: str, v: str
     if extent[long_] * extent[short] * itemsize >= SHORT_TILE_FAR_BYTES:
         return long_, short, _tile_rows(abs(along[short]) * itemsize)
     return None
+
+
 #: Rows of an array whose stride (bytes) is a multiple of this fall into few cache sets.
 ALIASED_BYTES = 512
 #: How much more such a stride weighs in the loop order: gathered along it, a column's
