@@ -851,6 +851,18 @@ def test_copies_across_strides_run_both_contiguous_axes_in_tiles():
     assert nest.schedule.tile[2] == 8
 
 
+def _check_copies(cases, dtypes):
+    # each permuted view copied into a given C-ordered result by einjit's kernel: exact
+    for shape, perm in cases:
+        for dtype in dtypes:
+            x = (RNG.standard_normal(shape) * 50).astype(dtype)
+            view = x.transpose(perm)
+            out = np.zeros(view.shape, dtype)
+            labels = "abcde"[:x.ndim]
+            assert einjit.einsum(f"{labels}->{labels}", view, out=out) is out
+            np.testing.assert_array_equal(out, view)
+
+
 def test_tiles_run_the_outputs_rows_innermost(monkeypatch):
     # a 100 x 20971 transpose into a C-ordered result: by strides the input was read
     # along its rows and the output written a line a value; in the tiles, the output's
@@ -865,12 +877,8 @@ def test_tiles_run_the_outputs_rows_innermost(monkeypatch):
     sched = schedule.schedule(k, [(100, 1)], (1, 20971), threads=2)
     assert sched.tile == ("b", "a", 32) and sched.parallel == "b"
     monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=0))
-    for shape in ((100, 2100), (2100, 100), (33, 65), (65, 33)):
-        for dtype in (np.float32, np.float64, np.int16):
-            x = (RNG.standard_normal(shape) * 50).astype(dtype)
-            out = np.zeros(x.T.shape, dtype)
-            assert einjit.einsum("ab->ab", x.T, out=out) is out
-            np.testing.assert_array_equal(out, x.T)
+    _check_copies([(shape, (1, 0)) for shape in ((100, 2100), (2100, 100), (33, 65), (65, 33))],
+                  (np.float32, np.float64, np.int16))
 
 
 def test_a_copy_crossing_two_short_sides_runs_them_innermost(monkeypatch):
@@ -884,16 +892,9 @@ def test_a_copy_crossing_two_short_sides_runs_them_innermost(monkeypatch):
     monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=0))
     (nest,) = _check("ijk,kji->ijk", a, b)
     assert nest.schedule.order == ("j", "i", "k") and nest.schedule.parallel == "j"
-    for shape, perm in (((12, 1000, 3), (2, 1, 0)), ((5, 7, 300, 6), (3, 2, 1, 0)),
-                        ((2, 10, 48, 8, 9), (4, 3, 2, 1, 0)), ((12, 5, 64, 77, 1), (2, 4, 3, 1, 0)),
-                        ((12, 10, 1747), (2, 1, 0))):
-        for dtype in (np.float32, np.int64, np.complex64):
-            x = (RNG.standard_normal(shape) * 50).astype(dtype)
-            view = x.transpose(perm)
-            out = np.zeros(view.shape, dtype)
-            labels = "abcde"[:x.ndim]
-            assert einjit.einsum(f"{labels}->{labels}", view, out=out) is out
-            np.testing.assert_array_equal(out, view)
+    _check_copies((((12, 1000, 3), (2, 1, 0)), ((5, 7, 300, 6), (3, 2, 1, 0)),
+                   ((2, 10, 48, 8, 9), (4, 3, 2, 1, 0)), ((12, 5, 64, 77, 1), (2, 4, 3, 1, 0)),
+                   ((12, 10, 1747), (2, 1, 0))), (np.float32, np.int64, np.complex64))
 
 
 def test_a_crossing_pair_with_one_short_side_runs_innermost_in_tiles():
@@ -930,16 +931,9 @@ def test_a_copy_with_a_short_side_runs_in_tiles_of_it_whole(monkeypatch):
     for threads in (False, True):
         monkeypatch.setattr(einjit.policy, "POLICY", Policy(parallel_min_work=0 if threads
                                                             else 1 << 40))
-        for shape, perm in (((3, 40, 50), (1, 2, 0)), ((2, 33), (1, 0)), ((31, 100), (1, 0)),
-                            ((5, 7, 9, 11), (0, 2, 3, 1)), ((24, 3, 24, 24), (0, 2, 3, 1)),
-                            ((70001, 9), (1, 0))):
-            for dtype in (np.float32, np.float64, np.uint8, np.complex128):
-                x = (RNG.standard_normal(shape) * 50).astype(dtype)
-                view = x.transpose(perm)
-                out = np.zeros(view.shape, dtype)
-                labels = "abcd"[:x.ndim]
-                assert einjit.einsum(f"{labels}->{labels}", view, out=out) is out
-                np.testing.assert_array_equal(out, view)
+        _check_copies((((3, 40, 50), (1, 2, 0)), ((2, 33), (1, 0)), ((31, 100), (1, 0)),
+                       ((5, 7, 9, 11), (0, 2, 3, 1)), ((24, 3, 24, 24), (0, 2, 3, 1)),
+                       ((70001, 9), (1, 0))), (np.float32, np.float64, np.uint8, np.complex128))
 
 
 def test_small_matrix_vector_products_run_as_loops():
