@@ -268,8 +268,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
         wide = [n for n in group if extent[n] >= 2]
         if wide:
             parallel = _balanced(wide, group, extent, threads)
-            group.remove(parallel)
-            group.insert(0, parallel)
+            _to_front(group, parallel)
     around, hoist = _hoisted(kernel, outer, inner, inside, cost, deep, parallel)
     if len(hoist) == len(inner) and parallel is None and len(outer) == 1:
         # Every reduction outermost, no threads to split them and one output loop: a block
@@ -402,8 +401,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             if parallel is not None:
                 parallel = _balanced([n for n in outer if extent[n] >= 2], outer, extent,
                                      threads)
-                outer.remove(parallel)
-                outer.insert(0, parallel)
+                _to_front(outer, parallel)
     if not inner and len(outer) >= 2 and not deep:
         u, v = outer[-2], outer[-1]
         along = dict(zip(kernel.output.indices, output_strides))
@@ -420,8 +418,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             outer[-2:] = [u, v]
             if parallel == v:  # the tiles' outer blocks on the threads
                 parallel = u
-                outer.remove(u)
-                outer.insert(0, u)
+                _to_front(outer, u)
         if crossed(u, v) and min(extent[u], extent[v]) >= pol.tile:
             # an array read or written across its rows along v keeps a line per row
             # of the tile in the cache while the tile runs
@@ -449,8 +446,7 @@ def schedule(kernel: Kernel, input_strides: Sequence[Sequence[int]],
             tile = short
             if parallel in (u, v):  # the short side's one block would leave no split
                 parallel = tile[0]
-                outer.remove(parallel)
-                outer.insert(0, parallel)
+                _to_front(outer, parallel)
     elif (len(inner) >= 2 and not deep and block is None and unroll is None and chunk is None
           and parallel != inner[-1] and not any(fuse)):
         # The same for the two innermost reduction loops (``ed,de->``: de read down its
@@ -640,6 +636,12 @@ TINY_PRODUCT_TERMS = 512
 #: Partial sums the terms of an innermost sum go to in turn where it is not vectorised
 #: (``Schedule.interleave``).
 INTERLEAVE = 4
+def _to_front(loops: list[str], name: str) -> None:
+    """Move loop ``name`` to the front of ``loops``: the parallel loop runs outermost."""
+    loops.remove(name)
+    loops.insert(0, name)
+
+
 #: The most values of a copy's crossing pair (:func:`_crossing`) that runs innermost
 #: untiled, however short its sides; the least bytes of the short side of one that runs
 #: innermost in tiles of it whole.
@@ -781,7 +783,7 @@ def _narrow_wide_tile(kernel: Kernel, outer: Sequence[str], block: tuple[str, in
     default, or the block is no whole number of them.  AVX-512 against AVX2's rule (2
     rows of 32 float32 in 256-bit vectors, 4 in 512-bit ones; two threads): float32 8
     tile cases 0.54-0.94x (``bij,bjk->bik`` 256 x 32^2 by 256 x 32^2 109 -> 75 us, 512 x
-    64 by 64 x 48 40 -> 23 us), float64 7 cases 0.40-0.89x, int32 (int64 sums) 16
+    64 by 64 x 48 40 -> 23 us), float64 7 cases 0.40-0.89x, int32 (then int64 sums) 16
     cases 0.44-1.23x, 0.67 in geometric mean.  A block with values left over (24 or 40
     float32) ran 1.0-3.2x slower than AVX2's tile of its whole width."""
     v, n = block
